@@ -1,0 +1,83 @@
+//! `kiln worker …`: create a worker directory, run a worker.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use kiln_worker::{CancellationToken, NewWorker, WorkerConfig};
+
+#[derive(Subcommand)]
+pub enum WorkerCommand {
+    /// Write a worker directory: worker.toml and info/.
+    Create {
+        /// The worker's directory (created if missing); its builders' directories go under it.
+        dir: PathBuf,
+        /// HOST:PORT of the master's worker listener.
+        #[arg(long)]
+        master: String,
+        /// The worker's name, as the master's config knows it.
+        #[arg(long)]
+        name: String,
+        /// The worker's password, as the master's config knows it.
+        #[arg(long)]
+        password: String,
+        /// Connect with TLS (wss://).
+        #[arg(long)]
+        tls: bool,
+        /// PEM file of the CA that signed the master's certificate (with --tls).
+        #[arg(long, requires = "tls")]
+        ca_file: Option<PathBuf>,
+        /// Who runs this worker (info/admin).
+        #[arg(long, default_value = "Your Name Here <admin@youraddress.invalid>")]
+        admin: String,
+        /// A description of this host (info/host).
+        #[arg(long = "host-info", default_value = "Please put a description of this build host here")]
+        host: String,
+    },
+    /// Run a worker in the foreground until SIGTERM or SIGINT.
+    Start {
+        /// The worker's directory.
+        dir: PathBuf,
+    },
+}
+
+pub fn run(command: WorkerCommand) -> anyhow::Result<()> {
+    match command {
+        WorkerCommand::Create { dir, master, name, password, tls, ca_file, admin, host } => {
+            let file = kiln_worker::create(&dir, &NewWorker { master, name, password, tls, ca_file, admin, host })?;
+            println!("worker created: {}", file.display());
+            println!("start it with: kiln worker start {}", dir.display());
+            Ok(())
+        }
+        WorkerCommand::Start { dir } => {
+            let config = WorkerConfig::load(&dir)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                let stop = CancellationToken::new();
+                tokio::spawn(stop_on_signal(stop.clone()));
+                kiln_worker::run(config, stop).await
+            })
+        }
+    }
+}
+
+/// Cancels `stop` at the first SIGTERM or SIGINT; a second one exits at once.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping: ending running commands");
+    stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
+}

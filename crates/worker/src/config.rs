@@ -1,0 +1,223 @@
+//! The worker's directory: `worker.toml` (how to reach the master) and `info/` (what the worker tells about
+//! itself), as `kiln worker create` writes them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The settings file inside a worker's directory.
+pub const CONFIG_FILE: &str = "worker.toml";
+
+/// An error reading or writing a worker's directory; says which file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// What `worker.toml` holds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// `host:port` of the master's worker listener.
+    pub master: String,
+    pub name: String,
+    pub password: String,
+    /// Connect with `wss://`.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the certificate authority that signed the master's certificate (else the system's web
+    /// roots). Relative to the worker directory.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The WebSocket path on the master.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// The longest wait between two connection attempts, in seconds.
+    #[serde(default = "default_max_retry_delay")]
+    pub max_retry_delay: f64,
+    /// Seconds between WebSocket pings to the master; a master silent for three of them is taken as gone.
+    #[serde(default = "default_keepalive")]
+    pub keepalive: f64,
+    /// Let the master remove directories of builders it no longer has.
+    #[serde(default)]
+    pub delete_leftover_dirs: bool,
+    /// The worker's directory (not in the file: where the file is).
+    #[serde(skip)]
+    pub basedir: PathBuf,
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+fn default_max_retry_delay() -> f64 {
+    60.0
+}
+
+fn default_keepalive() -> f64 {
+    30.0
+}
+
+impl WorkerConfig {
+    /// Reads `DIR/worker.toml`.
+    pub fn load(dir: &Path) -> Result<WorkerConfig, ConfigError> {
+        let basedir = std::path::absolute(dir).map_err(|source| ConfigError::Io { path: dir.into(), source })?;
+        let path = basedir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+        let mut config: WorkerConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+        config.basedir = basedir;
+        config.validate().map_err(|message| ConfigError::Invalid { path, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.contains(':') {
+            return Err(format!("key 'name': '{}' must be non-empty and without ':'", self.name));
+        }
+        if !self.master.contains(':') {
+            return Err(format!("key 'master': '{}' is not host:port", self.master));
+        }
+        if !(self.max_retry_delay > 0.0) {
+            return Err("key 'max_retry_delay': must be a positive number of seconds".into());
+        }
+        if !(self.keepalive > 0.0) {
+            return Err("key 'keepalive': must be a positive number of seconds".into());
+        }
+        Ok(())
+    }
+
+    /// The master's WebSocket URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let path = if self.path.starts_with('/') { self.path.clone() } else { format!("/{}", self.path) };
+        format!("{scheme}://{}{path}", self.master)
+    }
+
+    pub fn max_retry_delay(&self) -> Duration {
+        Duration::try_from_secs_f64(self.max_retry_delay).unwrap_or(Duration::from_secs(60))
+    }
+
+    pub fn keepalive(&self) -> Duration {
+        Duration::try_from_secs_f64(self.keepalive).unwrap_or(Duration::from_secs(30))
+    }
+
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.ca_file.as_ref().map(|f| self.basedir.join(f))
+    }
+}
+
+/// What `kiln worker create` is given.
+#[derive(Debug, Clone)]
+pub struct NewWorker {
+    pub master: String,
+    pub name: String,
+    pub password: String,
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub admin: String,
+    pub host: String,
+}
+
+/// Creates a worker directory: `worker.toml` (readable by its owner only: it holds the password) and
+/// `info/admin`, `info/host`. An existing `worker.toml` is not overwritten.
+pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, ConfigError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConfigError::Io { path, source }
+    };
+    let file = dir.join(CONFIG_FILE);
+    if file.exists() {
+        return Err(ConfigError::Invalid { path: file, message: "already exists; not overwritten".into() });
+    }
+    std::fs::create_dir_all(dir.join("info")).map_err(io(dir))?;
+    let mut text = format!(
+        "# Kiln worker settings (written by `kiln worker create`; see docs/worker.md).\n\
+         master = {}\nname = {}\npassword = {}\ntls = {}\n",
+        toml_string(&new.master),
+        toml_string(&new.name),
+        toml_string(&new.password),
+        new.tls
+    );
+    match &new.ca_file {
+        Some(ca) => text.push_str(&format!("ca_file = {}\n", toml_string(&ca.to_string_lossy()))),
+        None => text.push_str("# ca_file = \"master-ca.pem\"\n"),
+    }
+    text.push_str(
+        "# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# delete_leftover_dirs = false\n",
+    );
+    write_private(&file, &text).map_err(io(&file))?;
+    for (name, contents) in [("admin", &new.admin), ("host", &new.host)] {
+        let path = dir.join("info").join(name);
+        std::fs::write(&path, format!("{contents}\n")).map_err(io(&path))?;
+    }
+    // Check that what was written reads back.
+    WorkerConfig::load(dir)?;
+    Ok(file)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_worker() -> NewWorker {
+        NewWorker {
+            master: "127.0.0.1:9989".into(),
+            name: "w1".into(),
+            password: "p\"a\\ss".into(),
+            tls: false,
+            ca_file: None,
+            admin: "Admin <a@example.org>".into(),
+            host: "a test host".into(),
+        }
+    }
+
+    #[test]
+    fn create_then_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        create(dir.path(), &new_worker()).expect("create");
+        let config = WorkerConfig::load(dir.path()).expect("load");
+        assert_eq!(config.password, "p\"a\\ss");
+        assert_eq!(config.url(), "ws://127.0.0.1:9989/");
+        assert_eq!(config.max_retry_delay(), Duration::from_secs(60));
+        assert_eq!(std::fs::read_to_string(dir.path().join("info/host")).expect("host"), "a test host\n");
+        let err = create(dir.path(), &new_worker()).expect_err("second create");
+        assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(CONFIG_FILE), "master = \"h:1\"\nname = \"w\"\npassword = \"p\"\ntsl = true\n")
+            .expect("write");
+        let err = WorkerConfig::load(dir.path()).expect_err("unknown key").to_string();
+        assert!(err.contains("worker.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("tsl"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Reaching the master: the WebSocket handshake with Basic auth, TLS when asked, and the backoff between
+//! attempts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::config::WorkerConfig;
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long one connection attempt (TCP, TLS and the WebSocket handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest message accepted from the master.
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Why an attempt to connect failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the master refused worker '{name}': wrong name or password (HTTP {status})")]
+    Refused { name: String, status: u16 },
+    #[error("connecting to {url}: {message}")]
+    Failed { url: String, message: String },
+    #[error("connecting to {url}: no answer within {CONNECT_TIMEOUT:?}")]
+    TimedOut { url: String },
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+}
+
+/// Builds the TLS client set-up once: the system's web roots, or the configured CA file.
+pub(crate) fn tls_connector(config: &WorkerConfig) -> Result<Option<Connector>, ConnectError> {
+    if !config.tls {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match config.ca_file() {
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())))?;
+            }
+            if roots.is_empty() {
+                return Err(ConnectError::Tls(format!("{}: no PEM certificate in it", path.display())));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Connector::Rustls(Arc::new(tls))))
+}
+
+/// Opens the WebSocket to the master, authenticated with the worker's name and password.
+pub(crate) async fn connect(config: &WorkerConfig, tls: Option<Connector>) -> Result<Socket, ConnectError> {
+    let url = config.url();
+    let failed = |message: String| ConnectError::Failed { url: url.clone(), message };
+    let mut request = url.as_str().into_client_request().map_err(|e| failed(e.to_string()))?;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", config.name, config.password));
+    let header = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|e| failed(e.to_string()))?;
+    request.headers_mut().insert(AUTHORIZATION, header);
+    let mut ws_config = WebSocketConfig::default();
+    ws_config.max_message_size = Some(MAX_MESSAGE);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, tls);
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Err(_) => Err(ConnectError::TimedOut { url }),
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response)))
+            if matches!(response.status().as_u16(), 401 | 403) =>
+        {
+            Err(ConnectError::Refused { name: config.name.clone(), status: response.status().as_u16() })
+        }
+        Ok(Err(e)) => Err(failed(e.to_string())),
+    }
+}
+
+/// Capped exponential backoff with jitter between connection attempts.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+
+    pub(crate) fn new(max: Duration) -> Backoff {
+        Backoff { next: Self::FIRST.min(max), max }
+    }
+
+    /// The wait before the next attempt: between half and all of the current step, which then doubles up
+    /// to the cap.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(self.max);
+        step.mul_f64(rand::random_range(0.5..=1.0))
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = Self::FIRST.min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let mut backoff = Backoff::new(Duration::from_secs(4));
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        let steps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0];
+        for (delay, step) in delays.iter().zip(steps) {
+            let step = Duration::from_secs_f64(step);
+            assert!(*delay >= step / 2 && *delay <= step, "{delay:?} not within [{:?}, {step:?}]", step / 2);
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
+    }
+}
