@@ -34,11 +34,11 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 /// How long the master gets to come up (create-master and start).
-pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a worker gets to connect once started.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build gets from being forced to its request completing.
-pub const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const LOG_TAIL_LINES: usize = 80;
@@ -562,12 +562,12 @@ impl BuildbotMaster {
             .get(&url)
             .send()
             .await
-            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {e}")));
+            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {}", chain(&e))));
         let status = response.status();
         let text = response
             .text()
             .await
-            .unwrap_or_else(|e| self.fail(&format!("GET {url}: reading the body: {e}")));
+            .unwrap_or_else(|e| self.fail(&format!("GET {url}: reading the body: {}", chain(&e))));
         if !status.is_success() {
             self.fail(&format!("GET {url}: HTTP {status}: {text}"));
         }
@@ -590,7 +590,7 @@ impl BuildbotMaster {
             .json(&request)
             .send()
             .await
-            .unwrap_or_else(|e| self.fail(&format!("POST {url} {request}: {e}")));
+            .unwrap_or_else(|e| self.fail(&format!("POST {url} {request}: {}", chain(&e))));
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -787,6 +787,17 @@ fn tail(path: &Path, n: usize) -> String {
             None => format!("{line}\n"),
         })
         .collect()
+}
+
+/// An error and its sources, "outer: inner: ...".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let _ = write!(text, ": {e}");
+        source = e.source();
+    }
+    text
 }
 
 /// Two distinct free TCP ports on 127.0.0.1 (both bound at once so they differ, then released).

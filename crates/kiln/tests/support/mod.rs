@@ -74,21 +74,6 @@ pub async fn wait_no_processes(needle: &str, timeout: Duration) -> Result<(), Ve
     }
 }
 
-/// Polls until some process matches `needle`, for at most `timeout`; returns them, or `None` on timeout.
-pub async fn wait_some_process(needle: &str, timeout: Duration) -> Option<Vec<ProcessInfo>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let found = processes_matching(needle);
-        if !found.is_empty() {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Guard that SIGKILLs every process matching its needle when dropped, so that a failing test does not
 /// leave its long `sleep`s behind. Assertions about leftovers must be made before it drops.
 pub struct KillOnDrop(pub String);
