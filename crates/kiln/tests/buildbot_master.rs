@@ -72,29 +72,17 @@ async fn shell_output_and_exit_code(kind: WorkerKind) {
     assert_eq!(result_of(&step), results::FAILURE, "step: {step:#}");
     let log = master.log(id(&step, "stepid"), "stdio").await;
     // Buildbot keeps the channel of every line: `/logs/{id}/contents` prefixes o/e/h.
-    assert_eq!(
-        log.channel('o'),
-        ["out1", "out2"],
-        "stdio log:\n{}",
-        log.dump()
-    );
+    assert_eq!(log.channel('o'), ["out1", "out2"], "stdio log:\n{}", log.dump());
     assert_eq!(log.channel('e'), ["err1"], "stdio log:\n{}", log.dump());
     // The master writes this header line itself when it receives the `rc` update.
-    assert!(
-        log.has_line('h', "program finished with exit code 3"),
-        "stdio log:\n{}",
-        log.dump()
-    );
+    assert!(log.has_line('h', "program finished with exit code 3"), "stdio log:\n{}", log.dump());
     // `/raw` drops the channels (and adds a Builder/Build number/Worker name preamble).
     let raw = master.log_raw(id(&step, "stepid"), "stdio").await;
     assert!(raw.starts_with("Builder: fail\n"), "raw log:\n{raw}");
     // (stdout and stderr are separate pipes: their relative order is not asserted.)
     assert!(raw.contains("\nout1\nout2\n"), "raw log:\n{raw}");
     assert!(raw.contains("\nerr1\n"), "raw log:\n{raw}");
-    assert!(
-        raw.contains("\nprogram finished with exit code 3\n"),
-        "raw log:\n{raw}"
-    );
+    assert!(raw.contains("\nprogram finished with exit code 3\n"), "raw log:\n{raw}");
 
     let build = master.run_build("env").await;
     assert_eq!(result_of(&build), results::SUCCESS, "build: {build:#}");
@@ -104,12 +92,7 @@ async fn shell_output_and_exit_code(kind: WorkerKind) {
     assert_eq!(out.first(), Some(&"FOO=bar"), "stdio log:\n{}", log.dump());
     // The master sends workdir relative to the builder's directory and the worker runs it there
     // (creating it): <worker basedir>/env/build/sub.
-    assert!(
-        out.get(1)
-            .is_some_and(|pwd| pwd.ends_with("/w/env/build/sub")),
-        "stdio log:\n{}",
-        log.dump()
-    );
+    assert!(out.get(1).is_some_and(|pwd| pwd.ends_with("/w/env/build/sub")), "stdio log:\n{}", log.dump());
     assert!(log.channel('e').is_empty(), "stdio log:\n{}", log.dump());
     assert!(log.has_line('h', "program finished with exit code 0"));
 }
@@ -121,13 +104,7 @@ async fn timeout_kills_process_tree(kind: WorkerKind) {
     let command = format!("sh -c 'sleep {marker}1 & sleep {marker}2 & sleep {marker}3'");
     let master = master_with(
         kind,
-        &[(
-            "timeout",
-            format!(
-                r#"[steps.ShellCommand(name="sleepers", command={}, timeout=2)]"#,
-                py(&command)
-            ),
-        )],
+        &[("timeout", format!(r#"[steps.ShellCommand(name="sleepers", command={}, timeout=2)]"#, py(&command)))],
     )
     .await;
 
@@ -143,20 +120,12 @@ async fn timeout_kills_process_tree(kind: WorkerKind) {
     let summary = step["state_string"].as_str().unwrap_or_default();
     assert!(summary.ends_with("(timed out)"), "step: {step:#}");
     let log = master.log(id(&step, "stepid"), "stdio").await;
-    assert!(
-        log.lines
-            .iter()
-            .any(|l| l.text.to_lowercase().contains("timed out")),
-        "stdio log:\n{}",
-        log.dump()
-    );
+    assert!(log.lines.iter().any(|l| l.text.to_lowercase().contains("timed out")), "stdio log:\n{}", log.dump());
     // buildbot-worker 4.3.0 runs each command in its own process group and kills the whole group
     // (SIGKILL after no-output timeout), so the shell and all three sleeps are gone: the same strict
     // assertion holds for both workers.
     if let Err(left) = wait_no_processes(&format!("sleep {marker}"), REAP_TIMEOUT).await {
-        master.fail(&format!(
-            "processes left {REAP_TIMEOUT:?} after the timed-out build ended: {left:#?}"
-        ));
+        master.fail(&format!("processes left {REAP_TIMEOUT:?} after the timed-out build ended: {left:#?}"));
     }
 }
 
@@ -164,14 +133,9 @@ async fn timeout_kills_process_tree(kind: WorkerKind) {
 async fn stopped_build_is_cancelled(kind: WorkerKind) {
     let marker = unique_marker();
     let _reaper = KillOnDrop(format!("sleep {marker}"));
-    let master = master_with(
-        kind,
-        &[(
-            "stop",
-            format!(r#"[steps.ShellCommand(name="sleep", command="sleep {marker}")]"#),
-        )],
-    )
-    .await;
+    let master =
+        master_with(kind, &[("stop", format!(r#"[steps.ShellCommand(name="sleep", command="sleep {marker}")]"#))])
+            .await;
 
     let brid = master.force("stop").await;
     let build = master.wait_build_started(brid).await;
@@ -179,9 +143,7 @@ async fn stopped_build_is_cancelled(kind: WorkerKind) {
     // the step, so wait for the process itself.
     if !process_ran(&master, brid, &format!("sleep {marker}")).await {
         let build = master.wait_build_finished(brid).await;
-        master.fail(&format!(
-            "the build ended before `sleep {marker}` ran: {build:#}"
-        ));
+        master.fail(&format!("the build ended before `sleep {marker}` ran: {build:#}"));
     }
     master.stop_build(id(&build, "buildid")).await;
     let build = master.wait_build_finished(brid).await;
@@ -189,18 +151,14 @@ async fn stopped_build_is_cancelled(kind: WorkerKind) {
     let step = master.step(id(&build, "buildid"), "sleep").await;
     assert_eq!(result_of(&step), results::CANCELLED, "step: {step:#}");
     if let Err(left) = wait_no_processes(&format!("sleep {marker}"), REAP_TIMEOUT).await {
-        master.fail(&format!(
-            "processes left {REAP_TIMEOUT:?} after the stopped build ended: {left:#?}"
-        ));
+        master.fail(&format!("processes left {REAP_TIMEOUT:?} after the stopped build ended: {left:#?}"));
     }
 }
 
 /// The 5 MiB file the upload scenario makes on the worker: `seq -f '%09g' 1 524288`, i.e. lines
 /// "000000001\n" .. "000524288\n" (no short period, so a lost, doubled or swapped block shows).
 fn big_file_content() -> Vec<u8> {
-    (1..=524_288u32)
-        .flat_map(|i| format!("{i:09}\n").into_bytes())
-        .collect()
+    (1..=524_288u32).flat_map(|i| format!("{i:09}\n").into_bytes()).collect()
 }
 
 /// Scenario 4: FileUpload of 5 MiB, DirectoryUpload (plain, gz, bz2), MultipleFileUpload with glob.
@@ -236,15 +194,8 @@ async fn uploads(kind: WorkerKind) {
 
     let expected = Sha256::digest(big_file_content());
     let uploaded = std::fs::read(dest.path().join("big.bin")).expect("read uploaded big.bin");
-    assert_eq!(
-        uploaded.len(),
-        5 * 1024 * 1024,
-        "size of the uploaded big.bin"
-    );
-    assert!(
-        Sha256::digest(&uploaded) == expected,
-        "uploaded big.bin has the wrong content"
-    );
+    assert_eq!(uploaded.len(), 5 * 1024 * 1024, "size of the uploaded big.bin");
+    assert!(Sha256::digest(&uploaded) == expected, "uploaded big.bin has the wrong content");
 
     for tree in ["tree", "tree-gz", "tree-bz2"] {
         let root = dest.path().join(tree);
@@ -255,32 +206,17 @@ async fn uploads(kind: WorkerKind) {
         assert_eq!(read("top.txt"), "top\n");
         assert_eq!(read("a/one.txt"), "one\n");
         assert_eq!(read("a/b/two.txt"), "two\nlines\n");
-        assert!(
-            root.join("empty").is_dir(),
-            "{tree}/empty is not a directory"
-        );
+        assert!(root.join("empty").is_dir(), "{tree}/empty is not a directory");
     }
 
     let multi = dest.path().join("multi");
     let mut names: Vec<String> = std::fs::read_dir(&multi)
         .expect("read the MultipleFileUpload destination")
-        .map(|e| {
-            e.expect("directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["one.txt", "top.txt"],
-        "MultipleFileUpload flattens matches"
-    );
-    assert_eq!(
-        std::fs::read_to_string(multi.join("one.txt")).expect("read multi/one.txt"),
-        "one\n"
-    );
+    assert_eq!(names, ["one.txt", "top.txt"], "MultipleFileUpload flattens matches");
+    assert_eq!(std::fs::read_to_string(multi.join("one.txt")).expect("read multi/one.txt"), "one\n");
 }
 
 /// Scenario 5: FileDownload and StringDownload, then a command that shows what arrived.
@@ -310,12 +246,7 @@ async fn downloads(kind: WorkerKind) {
     // over msgpack (manager/msgpack.py `call_update_read_file` awaits the data but never returns it),
     // which the worker takes for end of file. So over msgpack_experimental_v7 both downloads create
     // the file, EMPTY, and report success. A worker must treat a nil result as EOF to interoperate.
-    assert_eq!(
-        log.channel('o'),
-        ["dl/file.txt size=0", "dl/string.txt size=0"],
-        "stdio log:\n{}",
-        log.dump()
-    );
+    assert_eq!(log.channel('o'), ["dl/file.txt size=0", "dl/string.txt size=0"], "stdio log:\n{}", log.dump());
 }
 
 /// Scenario 6: MakeDirectory, CopyDirectory, FileExists (`stat`), RemoveDirectory, and a logfile.
@@ -332,11 +263,7 @@ async fn filesystem_steps(kind: WorkerKind) {
             command="for i in 1 2 3; do echo extra-$i >> extra.log; done; echo done"),
     ]"#;
     let missing = r#"[steps.FileExists(name="missing", file="build/no-such-file")]"#;
-    let master = master_with(
-        kind,
-        &[("fs", steps.to_owned()), ("missing", missing.to_owned())],
-    )
-    .await;
+    let master = master_with(kind, &[("fs", steps.to_owned()), ("missing", missing.to_owned())]).await;
 
     let build = master.run_build("fs").await;
     let build_id = id(&build, "buildid");
@@ -357,22 +284,14 @@ async fn filesystem_steps(kind: WorkerKind) {
     assert_eq!(names, ["extra", "stdio"]);
     let extra = master.log(step_id, "extra").await;
     // Lines of a watched logfile are stored on the stdout channel.
-    assert_eq!(
-        extra.channel('o'),
-        ["extra-1", "extra-2", "extra-3"],
-        "extra log:\n{}",
-        extra.dump()
-    );
+    assert_eq!(extra.channel('o'), ["extra-1", "extra-2", "extra-3"], "extra log:\n{}", extra.dump());
     let stdio = master.log(step_id, "stdio").await;
     assert_eq!(stdio.channel('o'), ["done"], "stdio log:\n{}", stdio.dump());
 
     let build = master.run_build("missing").await;
     assert_eq!(result_of(&build), results::FAILURE, "build: {build:#}");
     let step = master.step(id(&build, "buildid"), "missing").await;
-    assert_eq!(
-        step["state_string"], "File not found. (failure)",
-        "step: {step:#}"
-    );
+    assert_eq!(step["state_string"], "File not found. (failure)", "step: {step:#}");
 }
 
 /// Declares each scenario as a test in module `kiln` and in module `buildbot`.
@@ -409,12 +328,6 @@ for_both_workers!(
 #[test]
 fn big_file_matches_seq() {
     // Guards the upload scenario's expectation: the worker makes the file with coreutils `seq`.
-    let out = std::process::Command::new("seq")
-        .args(["-f", "%09g", "1", "524288"])
-        .output()
-        .expect("run seq");
-    assert!(
-        out.stdout == big_file_content(),
-        "seq output differs from big_file_content()"
-    );
+    let out = std::process::Command::new("seq").args(["-f", "%09g", "1", "524288"]).output().expect("run seq");
+    assert!(out.stdout == big_file_content(), "seq output differs from big_file_content()");
 }

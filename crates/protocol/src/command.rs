@@ -34,16 +34,35 @@ pub enum Command {
     UploadDirectory(UploadDirectoryArgs),
     DownloadFile(DownloadFileArgs),
     /// Create directories (and their parents); existing ones are fine.
-    Mkdir { paths: Vec<String> },
+    Mkdir {
+        paths: Vec<String>,
+    },
     /// Remove directory trees.
-    Rmdir { paths: Vec<String>, timeout: Option<f64>, max_time: Option<f64> },
+    Rmdir {
+        paths: Vec<String>,
+        timeout: Option<f64>,
+        max_time: Option<f64>,
+    },
     /// Copy a directory tree.
-    Cpdir { from_path: String, to_path: String, timeout: Option<f64>, max_time: Option<f64> },
-    Stat { path: String },
+    Cpdir {
+        from_path: String,
+        to_path: String,
+        timeout: Option<f64>,
+        max_time: Option<f64>,
+    },
+    Stat {
+        path: String,
+    },
     /// Paths matching a pattern (`**` recurses).
-    Glob { path: String },
-    Listdir { path: String },
-    Rmfile { path: String },
+    Glob {
+        path: String,
+    },
+    Listdir {
+        path: String,
+    },
+    Rmfile {
+        path: String,
+    },
 }
 
 /// Why a `start_command` cannot start: the worker answers it with this text as an exception.
@@ -141,10 +160,9 @@ impl Command {
                 ("timeout", opt(*timeout)),
                 ("maxTime", opt(*max_time)),
             ]),
-            Command::Stat { path }
-            | Command::Glob { path }
-            | Command::Listdir { path }
-            | Command::Rmfile { path } => map([("path", Value::from(path.as_str()))]),
+            Command::Stat { path } | Command::Glob { path } | Command::Listdir { path } | Command::Rmfile { path } => {
+                map([("path", Value::from(path.as_str()))])
+            }
         }
     }
 }
@@ -254,9 +272,7 @@ impl ShellArgs {
     fn from_fields(fields: Fields<'_>) -> Result<ShellArgs, FieldError> {
         let command = match fields.get("command") {
             None => return Err(FieldError::Missing { key: "command".into() }),
-            Some(Value::Array(words)) => {
-                CommandLine::Argv(words.iter().map(argv_word).collect::<Result<Vec<_>, _>>()?)
-            }
+            Some(Value::Array(words)) => CommandLine::Argv(words.iter().map(argv_word).collect::<Result<Vec<_>, _>>()?),
             Some(other) => CommandLine::Shell(as_text(other).ok_or_else(|| FieldError::WrongType {
                 key: "command".into(),
                 expected: "a string or a list",
@@ -271,7 +287,9 @@ impl ShellArgs {
                     expected: "a map",
                     found: kind(value),
                 })?;
-                env.iter().map(|(name, value)| Ok((name.to_string(), env_value(name, value)?))).collect::<Result<_, _>>()?
+                env.iter()
+                    .map(|(name, value)| Ok((name.to_string(), env_value(name, value)?)))
+                    .collect::<Result<_, _>>()?
             }
         };
         let logfiles = match fields.get("logfiles") {
@@ -343,7 +361,8 @@ impl ShellArgs {
             self.logfiles
                 .iter()
                 .map(|f| {
-                    let spec = map([("filename", Value::from(f.filename.as_str())), ("follow", Value::Boolean(f.follow))]);
+                    let spec =
+                        map([("filename", Value::from(f.filename.as_str())), ("follow", Value::Boolean(f.follow))]);
                     (Value::from(f.name.as_str()), spec)
                 })
                 .collect(),
@@ -387,12 +406,11 @@ fn argv_word(value: &Value) -> Result<ArgvWord, FieldError> {
 fn env_value(name: &str, value: &Value) -> Result<EnvValue, FieldError> {
     match value {
         Value::Nil => Ok(EnvValue::Unset),
-        Value::Array(items) => items
-            .iter()
-            .map(scalar_text)
-            .collect::<Option<Vec<_>>>()
-            .map(EnvValue::PathList)
-            .ok_or_else(|| FieldError::WrongType { key: format!("env.{name}"), expected: "strings", found: kind(value) }),
+        Value::Array(items) => {
+            items.iter().map(scalar_text).collect::<Option<Vec<_>>>().map(EnvValue::PathList).ok_or_else(|| {
+                FieldError::WrongType { key: format!("env.{name}"), expected: "strings", found: kind(value) }
+            })
+        }
         other => scalar_text(other).map(EnvValue::Value).ok_or_else(|| FieldError::WrongType {
             key: format!("env.{name}"),
             expected: "a string, a list or nil",

@@ -87,10 +87,8 @@ impl RequestError {
 
 /// Encodes a request with its sequence number.
 pub fn encode_request<R: Request>(seq_number: i64, request: &R) -> Vec<u8> {
-    let mut entries = vec![
-        (Value::from("op"), Value::from(request.op())),
-        (Value::from("seq_number"), Value::from(seq_number)),
-    ];
+    let mut entries =
+        vec![(Value::from("op"), Value::from(request.op())), (Value::from("seq_number"), Value::from(seq_number))];
     entries.extend(request.fields().into_iter().map(|(k, v)| (Value::from(k), v)));
     to_bytes(&Value::Map(entries))
 }

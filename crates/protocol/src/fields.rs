@@ -48,11 +48,7 @@ impl<'a> Fields<'a> {
 
     /// The value of `key`, `None` if absent or nil.
     pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_nil())
+        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v).filter(|v| !v.is_nil())
     }
 
     /// Whether `key` is present at all (even with a nil value).
@@ -110,9 +106,7 @@ impl<'a> Fields<'a> {
     pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(value) => {
-                as_u64(value).map(Some).ok_or_else(|| Self::wrong(key, "a non-negative integer", value))
-            }
+            Some(value) => as_u64(value).map(Some).ok_or_else(|| Self::wrong(key, "a non-negative integer", value)),
         }
     }
 

@@ -11,15 +11,26 @@ use crate::CommandId;
 #[derive(Debug, Clone, PartialEq)]
 pub enum MasterRequest {
     /// Log a message; also the master's liveness ping (`"ping"`) and first message (`"attached"`).
-    Print { message: String },
+    Print {
+        message: String,
+    },
     Keepalive,
     GetWorkerInfo,
     /// Line splitting and output buffering for the commands that follow.
     SetWorkerSettings(WorkerSettings),
     /// Start a command; its progress comes back as `update` and `complete` requests with the same id.
     /// `args` is kept as sent; [`crate::Command::parse`] reads it.
-    StartCommand { command_id: CommandId, command_name: String, args: Value, builder_name: Option<String> },
-    InterruptCommand { command_id: CommandId, why: String, builder_name: Option<String> },
+    StartCommand {
+        command_id: CommandId,
+        command_name: String,
+        args: Value,
+        builder_name: Option<String>,
+    },
+    InterruptCommand {
+        command_id: CommandId,
+        why: String,
+        builder_name: Option<String>,
+    },
     Shutdown,
 }
 

@@ -178,7 +178,7 @@ fn unknown_op_is_answerable_with_buildbots_message() {
 
 #[test]
 fn bad_frames_are_errors_not_panics() {
-    assert_eq!(decode::<MasterRequest>(&[]).unwrap_err().to_string().contains("msgpack"), true);
+    assert!(decode::<MasterRequest>(&[]).unwrap_err().to_string().contains("msgpack"));
     assert_eq!(decode::<MasterRequest>(&[0x01]).unwrap_err(), DecodeError::NotAMap("an integer".into()));
     let no_seq = hex("81a26f70a57072696e74");
     assert_eq!(decode::<MasterRequest>(&no_seq).unwrap_err(), DecodeError::MissingSeqNumber);
@@ -200,8 +200,7 @@ fn missing_argument_names_the_key() {
         args: Value::Map(vec![]),
         builder_name: None,
     };
-    let (_, MasterRequest::StartCommand { command_name, args, .. }) =
-        master_request(&encode_request(0, &request))
+    let (_, MasterRequest::StartCommand { command_name, args, .. }) = master_request(&encode_request(0, &request))
     else {
         panic!("expected start_command")
     };
@@ -269,10 +268,13 @@ fn update_entry() -> impl Strategy<Value = UpdateEntry> {
             mtime: time / 2,
             ctime: time / 3,
         })),
-        (text().prop_filter("not a known key", |k| {
-            !["stdout", "stderr", "header", "log", "rc", "elapsed", "failure_reason", "files", "stat"]
-                .contains(&k.as_str())
-        }), any::<i64>())
+        (
+            text().prop_filter("not a known key", |k| {
+                !["stdout", "stderr", "header", "log", "rc", "elapsed", "failure_reason", "files", "stat"]
+                    .contains(&k.as_str())
+            }),
+            any::<i64>()
+        )
             .prop_map(|(key, n)| UpdateEntry::Other { key, value: Value::from(n) }),
     ]
 }
@@ -284,7 +286,8 @@ fn worker_request() -> impl Strategy<Value = WorkerRequest> {
             .prop_map(|(command_id, entries)| WorkerRequest::Update { command_id, entries }),
         (command_id(), proptest::option::of(text()))
             .prop_map(|(command_id, failure)| WorkerRequest::Complete { command_id, failure }),
-        (command_id(), bytes.clone()).prop_map(|(command_id, data)| WorkerRequest::UploadFileWrite { command_id, data }),
+        (command_id(), bytes.clone())
+            .prop_map(|(command_id, data)| WorkerRequest::UploadFileWrite { command_id, data }),
         (command_id(), finite(), finite()).prop_map(|(command_id, access_time, modified_time)| {
             WorkerRequest::UploadFileUtime { command_id, access_time, modified_time }
         }),
@@ -358,11 +361,12 @@ fn command() -> impl Strategy<Value = Command> {
                 keepstamp
             })
         ),
-        (text(), proptest::option::of(any::<u64>()), 1u64..1 << 20, prop_oneof![
-            Just(None),
-            Just(Some(Compression::Gzip)),
-            Just(Some(Compression::Bzip2))
-        ])
+        (
+            text(),
+            proptest::option::of(any::<u64>()),
+            1u64..1 << 20,
+            prop_oneof![Just(None), Just(Some(Compression::Gzip)), Just(Some(Compression::Bzip2))]
+        )
             .prop_map(|(path, maxsize, blocksize, compress)| Command::UploadDirectory(UploadDirectoryArgs {
                 path,
                 maxsize,
@@ -370,7 +374,12 @@ fn command() -> impl Strategy<Value = Command> {
                 compress
             })),
         (text(), proptest::option::of(any::<u64>()), 1u64..1 << 20, proptest::option::of(0u32..0o7777)).prop_map(
-            |(path, maxsize, blocksize, mode)| Command::DownloadFile(DownloadFileArgs { path, maxsize, blocksize, mode })
+            |(path, maxsize, blocksize, mode)| Command::DownloadFile(DownloadFileArgs {
+                path,
+                maxsize,
+                blocksize,
+                mode
+            })
         ),
         proptest::collection::vec(text(), 1..4).prop_map(|paths| Command::Mkdir { paths }),
         (paths, proptest::option::of(0.0f64..1e4)).prop_map(|(paths, timeout)| Command::Rmdir {

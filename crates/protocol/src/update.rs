@@ -157,7 +157,10 @@ pub enum UpdateEntry {
     /// Lines about the command itself (its argv, directory, environment, how it ended).
     Header(LineInfo),
     /// Lines of a log file the command watches (`logfiles`), under the log's name.
-    Log { name: String, lines: LineInfo },
+    Log {
+        name: String,
+        lines: LineInfo,
+    },
     /// Exit code; -1 when killed by a signal.
     Rc(i64),
     /// Seconds the command ran.
@@ -169,7 +172,10 @@ pub enum UpdateEntry {
     /// The result of `stat`.
     Stat(FileStat),
     /// A key this crate does not know, kept as sent.
-    Other { key: String, value: Value },
+    Other {
+        key: String,
+        value: Value,
+    },
 }
 
 impl UpdateEntry {

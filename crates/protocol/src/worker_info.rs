@@ -63,9 +63,7 @@ impl WorkerInfo {
                 .get(key)
                 .and_then(|v| Fields::of(v).ok())
                 .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| crate::fields::scalar_text(v).map(|v| (k.to_string(), v)))
-                        .collect()
+                    m.iter().filter_map(|(k, v)| crate::fields::scalar_text(v).map(|v| (k.to_string(), v))).collect()
                 })
                 .unwrap_or_default()
         };

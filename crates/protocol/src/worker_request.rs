@@ -11,20 +11,45 @@ use crate::CommandId;
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerRequest {
     /// Streamed status of a running command.
-    Update { command_id: CommandId, entries: Vec<UpdateEntry> },
+    Update {
+        command_id: CommandId,
+        entries: Vec<UpdateEntry>,
+    },
     /// The command ended; `failure` is the text of an error that stopped it, `None` on a normal end.
-    Complete { command_id: CommandId, failure: Option<String> },
+    Complete {
+        command_id: CommandId,
+        failure: Option<String>,
+    },
     /// A block of an uploaded file; the worker waits for the response before sending the next.
-    UploadFileWrite { command_id: CommandId, data: Vec<u8> },
-    UploadFileUtime { command_id: CommandId, access_time: f64, modified_time: f64 },
-    UploadFileClose { command_id: CommandId },
+    UploadFileWrite {
+        command_id: CommandId,
+        data: Vec<u8>,
+    },
+    UploadFileUtime {
+        command_id: CommandId,
+        access_time: f64,
+        modified_time: f64,
+    },
+    UploadFileClose {
+        command_id: CommandId,
+    },
     /// A block of the tar stream of an uploaded directory.
-    UploadDirectoryWrite { command_id: CommandId, data: Vec<u8> },
+    UploadDirectoryWrite {
+        command_id: CommandId,
+        data: Vec<u8>,
+    },
     /// The tar stream is complete: the master unpacks it.
-    UploadDirectoryUnpack { command_id: CommandId },
+    UploadDirectoryUnpack {
+        command_id: CommandId,
+    },
     /// Asks for at most `length` bytes of a downloaded file; the response's result is the data, empty at EOF.
-    ReadFile { command_id: CommandId, length: u64 },
-    ReadFileClose { command_id: CommandId },
+    ReadFile {
+        command_id: CommandId,
+        length: u64,
+    },
+    ReadFileClose {
+        command_id: CommandId,
+    },
 }
 
 impl WorkerRequest {

@@ -17,11 +17,7 @@ pub(crate) struct UpdateBuffer {
 
 impl UpdateBuffer {
     pub(crate) fn new(buffer_size: usize) -> UpdateBuffer {
-        UpdateBuffer {
-            size: buffer_size,
-            entries: Vec::new(),
-            weight: 0,
-        }
+        UpdateBuffer { size: buffer_size, entries: Vec::new(), weight: 0 }
     }
 
     /// Adds an entry; returns the messages (each a list of entries) that must be sent now, in order. Usually
@@ -90,8 +86,7 @@ fn weight(entry: &UpdateEntry) -> usize {
         | UpdateEntry::Stderr(lines)
         | UpdateEntry::Header(lines)
         | UpdateEntry::Log { lines, .. } => {
-            lines.text.len()
-                + NUMBER_WEIGHT * (lines.newline_indexes.len() + lines.line_times.len())
+            lines.text.len() + NUMBER_WEIGHT * (lines.newline_indexes.len() + lines.line_times.len())
         }
         _ => OTHER_WEIGHT,
     }
@@ -109,17 +104,12 @@ fn lines_mut(entry: &mut UpdateEntry) -> Option<&mut LineInfo> {
 }
 
 /// The lines of `last` and of `entry` when both are lines of the same stream (of the same log for logs).
-fn same_stream<'a, 'b>(
-    last: &'a mut UpdateEntry,
-    entry: &'b UpdateEntry,
-) -> Option<(&'a mut LineInfo, &'b LineInfo)> {
+fn same_stream<'a, 'b>(last: &'a mut UpdateEntry, entry: &'b UpdateEntry) -> Option<(&'a mut LineInfo, &'b LineInfo)> {
     match (last, entry) {
         (UpdateEntry::Stdout(into), UpdateEntry::Stdout(lines))
         | (UpdateEntry::Stderr(into), UpdateEntry::Stderr(lines))
         | (UpdateEntry::Header(into), UpdateEntry::Header(lines)) => Some((into, lines)),
-        (UpdateEntry::Log { name, lines: into }, UpdateEntry::Log { name: other, lines })
-            if name == other =>
-        {
+        (UpdateEntry::Log { name, lines: into }, UpdateEntry::Log { name: other, lines }) if name == other => {
             Some((into, lines))
         }
         _ => None,
@@ -165,10 +155,7 @@ mod tests {
     }
 
     fn log(name: &str, text: &str) -> UpdateEntry {
-        UpdateEntry::Log {
-            name: name.to_string(),
-            lines: LineInfo::from_text(text, 1.0),
-        }
+        UpdateEntry::Log { name: name.to_string(), lines: LineInfo::from_text(text, 1.0) }
     }
 
     #[test]
@@ -177,12 +164,7 @@ mod tests {
         assert_eq!(weight(&stdout("é\nb\n")), 5 + 32, "bytes of text");
         assert_eq!(weight(&log("name does not count", "a\n")), 2 + 16);
         assert_eq!(weight(&UpdateEntry::Rc(0)), 20);
-        assert_eq!(
-            weight(&UpdateEntry::Files(
-                vec!["a very long file name".repeat(10)]
-            )),
-            20
-        );
+        assert_eq!(weight(&UpdateEntry::Files(vec!["a very long file name".repeat(10)])), 20);
     }
 
     #[test]
@@ -190,12 +172,8 @@ mod tests {
         let mut buffer = UpdateBuffer::new(1000);
         assert!(buffer.is_empty());
         assert_eq!(buffer.take(), None);
-        assert!(buffer
-            .push(UpdateEntry::Stdout(lines(&[("ab", 1.0)])))
-            .is_empty());
-        assert!(buffer
-            .push(UpdateEntry::Stdout(lines(&[("€", 2.0), ("", 3.0)])))
-            .is_empty());
+        assert!(buffer.push(UpdateEntry::Stdout(lines(&[("ab", 1.0)]))).is_empty());
+        assert!(buffer.push(UpdateEntry::Stdout(lines(&[("€", 2.0), ("", 3.0)]))).is_empty());
         assert!(!buffer.is_empty());
         let merged = lines(&[("ab", 1.0), ("€", 2.0), ("", 3.0)]);
         assert_eq!(merged.newline_indexes, [2, 4, 5]);
@@ -241,31 +219,18 @@ mod tests {
     fn overflow_sends_the_buffer_then_buffers_the_entry() {
         let mut buffer = UpdateBuffer::new(40);
         assert!(buffer.push(stdout("0123\n")).is_empty());
-        assert_eq!(
-            buffer.push(stdout("0123\n")),
-            [vec![stdout("0123\n")]],
-            "21 + 21 > 40"
-        );
+        assert_eq!(buffer.push(stdout("0123\n")), [vec![stdout("0123\n")]], "21 + 21 > 40");
         assert_eq!(buffer.take(), Some(vec![stdout("0123\n")]));
         assert!(buffer.push(stdout("012\n")).is_empty());
-        assert!(
-            buffer.push(UpdateEntry::Rc(0)).is_empty(),
-            "20 + 20 fits exactly"
-        );
-        assert_eq!(
-            buffer.push(UpdateEntry::Rc(1)),
-            [vec![stdout("012\n"), UpdateEntry::Rc(0)]]
-        );
+        assert!(buffer.push(UpdateEntry::Rc(0)).is_empty(), "20 + 20 fits exactly");
+        assert_eq!(buffer.push(UpdateEntry::Rc(1)), [vec![stdout("012\n"), UpdateEntry::Rc(0)]]);
     }
 
     #[test]
     fn a_heavy_entry_of_another_kind_goes_alone() {
         let mut buffer = UpdateBuffer::new(18);
         assert!(buffer.push(stdout("\n")).is_empty(), "weight 17");
-        assert_eq!(
-            buffer.push(UpdateEntry::Rc(3)),
-            [vec![stdout("\n")], vec![UpdateEntry::Rc(3)]]
-        );
+        assert_eq!(buffer.push(UpdateEntry::Rc(3)), [vec![stdout("\n")], vec![UpdateEntry::Rc(3)]]);
         assert!(buffer.is_empty());
     }
 
@@ -275,19 +240,9 @@ mod tests {
         assert!(buffer.push(UpdateEntry::Rc(0)).is_empty());
         let entry = UpdateEntry::Log {
             name: "build.log".into(),
-            lines: lines(&[
-                ("aaaa", 1.0),
-                ("bbbb", 2.0),
-                ("cccccccccccccccccccccccccccccccccccccc", 3.0),
-                ("é", 4.0),
-            ]),
+            lines: lines(&[("aaaa", 1.0), ("bbbb", 2.0), ("cccccccccccccccccccccccccccccccccccccc", 3.0), ("é", 4.0)]),
         };
-        let piece = |lines: LineInfo| {
-            vec![UpdateEntry::Log {
-                name: "build.log".into(),
-                lines,
-            }]
-        };
+        let piece = |lines: LineInfo| vec![UpdateEntry::Log { name: "build.log".into(), lines }];
         assert_eq!(
             buffer.push(entry),
             [
@@ -304,33 +259,21 @@ mod tests {
     fn a_zero_buffer_sends_everything_alone() {
         let mut buffer = UpdateBuffer::new(0);
         assert_eq!(buffer.push(UpdateEntry::Rc(0)), [vec![UpdateEntry::Rc(0)]]);
-        assert_eq!(
-            buffer.push(stdout("a\nb\n")),
-            [vec![stdout("a\n")], vec![stdout("b\n")]]
-        );
-        assert!(
-            buffer.push(stdout("")).is_empty(),
-            "empty lines weigh nothing"
-        );
+        assert_eq!(buffer.push(stdout("a\nb\n")), [vec![stdout("a\n")], vec![stdout("b\n")]]);
+        assert!(buffer.push(stdout("")).is_empty(), "empty lines weigh nothing");
     }
 
     /// One line or one other entry, with its stream, in the order it is to reach the master.
     #[derive(Debug, PartialEq)]
     enum Atom {
-        Line {
-            stream: String,
-            line: String,
-            time: f64,
-        },
+        Line { stream: String, line: String, time: f64 },
         Other(UpdateEntry),
     }
 
     fn stream(entry: &UpdateEntry) -> Option<String> {
         match entry {
             UpdateEntry::Log { name, .. } => Some(format!("log {name}")),
-            UpdateEntry::Stdout(_) | UpdateEntry::Stderr(_) | UpdateEntry::Header(_) => {
-                Some(entry.key().to_string())
-            }
+            UpdateEntry::Stdout(_) | UpdateEntry::Stderr(_) | UpdateEntry::Header(_) => Some(entry.key().to_string()),
             _ => None,
         }
     }
@@ -342,12 +285,10 @@ mod tests {
             match (stream(&entry), lines_mut(&mut entry)) {
                 (Some(stream), Some(lines)) => {
                     assert_consistent(lines);
-                    atoms.extend(lines.lines().zip(&lines.line_times).map(|(line, &time)| {
-                        Atom::Line {
-                            stream: stream.clone(),
-                            line: line.to_string(),
-                            time,
-                        }
+                    atoms.extend(lines.lines().zip(&lines.line_times).map(|(line, &time)| Atom::Line {
+                        stream: stream.clone(),
+                        line: line.to_string(),
+                        time,
                     }))
                 }
                 _ => atoms.push(Atom::Other(entry)),
@@ -357,19 +298,11 @@ mod tests {
     }
 
     fn assert_consistent(lines: &LineInfo) {
-        let newlines: Vec<u64> = lines
-            .text
-            .chars()
-            .enumerate()
-            .filter(|&(_, c)| c == '\n')
-            .map(|(i, _)| i as u64)
-            .collect();
+        let newlines: Vec<u64> =
+            lines.text.chars().enumerate().filter(|&(_, c)| c == '\n').map(|(i, _)| i as u64).collect();
         assert_eq!(lines.newline_indexes, newlines, "{lines:?}");
         assert_eq!(lines.line_times.len(), newlines.len(), "{lines:?}");
-        assert!(
-            lines.text.is_empty() || lines.text.ends_with('\n'),
-            "{lines:?}"
-        );
+        assert!(lines.text.is_empty() || lines.text.ends_with('\n'), "{lines:?}");
     }
 
     fn entry() -> impl Strategy<Value = UpdateEntry> {
@@ -385,12 +318,8 @@ mod tests {
             lines.clone().prop_map(UpdateEntry::Stdout),
             lines.clone().prop_map(UpdateEntry::Stderr),
             lines.clone().prop_map(UpdateEntry::Header),
-            (prop::sample::select(vec!["x", "y"]), lines).prop_map(|(name, lines)| {
-                UpdateEntry::Log {
-                    name: name.to_string(),
-                    lines,
-                }
-            }),
+            (prop::sample::select(vec!["x", "y"]), lines)
+                .prop_map(|(name, lines)| { UpdateEntry::Log { name: name.to_string(), lines } }),
             any::<i8>().prop_map(|rc| UpdateEntry::Rc(rc.into())),
         ]
     }

@@ -68,8 +68,8 @@ impl WorkerConfig {
         let basedir = std::path::absolute(dir).map_err(|source| ConfigError::Io { path: dir.into(), source })?;
         let path = basedir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
-        let mut config: WorkerConfig = toml::from_str(&text)
-            .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let mut config: WorkerConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
         config.basedir = basedir;
         config.validate().map_err(|message| ConfigError::Invalid { path, message })?;
         Ok(config)
@@ -82,10 +82,10 @@ impl WorkerConfig {
         if !self.master.contains(':') {
             return Err(format!("key 'master': '{}' is not host:port", self.master));
         }
-        if !(self.max_retry_delay > 0.0) {
+        if self.max_retry_delay.is_nan() || self.max_retry_delay <= 0.0 {
             return Err("key 'max_retry_delay': must be a positive number of seconds".into());
         }
-        if !(self.keepalive > 0.0) {
+        if self.keepalive.is_nan() || self.keepalive <= 0.0 {
             return Err("key 'keepalive': must be a positive number of seconds".into());
         }
         Ok(())
@@ -147,9 +147,7 @@ pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, ConfigError> {
         Some(ca) => text.push_str(&format!("ca_file = {}\n", toml_string(&ca.to_string_lossy()))),
         None => text.push_str("# ca_file = \"master-ca.pem\"\n"),
     }
-    text.push_str(
-        "# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# delete_leftover_dirs = false\n",
-    );
+    text.push_str("# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# delete_leftover_dirs = false\n");
     write_private(&file, &text).map_err(io(&file))?;
     for (name, contents) in [("admin", &new.admin), ("host", &new.host)] {
         let path = dir.join("info").join(name);

@@ -65,8 +65,7 @@ pub(crate) async fn connect(config: &WorkerConfig, tls: Option<Connector>) -> Re
     let url = config.url();
     let failed = |message: String| ConnectError::Failed { url: url.clone(), message };
     let mut request = url.as_str().into_client_request().map_err(|e| failed(e.to_string()))?;
-    let credentials =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", config.name, config.password));
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", config.name, config.password));
     let header = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|e| failed(e.to_string()))?;
     request.headers_mut().insert(AUTHORIZATION, header);
     let mut ws_config = WebSocketConfig::default();

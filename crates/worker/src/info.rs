@@ -12,7 +12,9 @@ pub(crate) fn collect(config: &WorkerConfig) -> WorkerInfo {
     let mut info_files = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(config.basedir.join("info")) {
         for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if name.starts_with('.') || name.ends_with('~') {
                 continue;
             }

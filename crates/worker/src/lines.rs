@@ -6,7 +6,9 @@
 //!
 //! Unlike Buildbot, the result does not depend on how the output was chunked when the pattern is Buildbot's
 //! default: a `\r` or the start of an escape sequence at the end of a chunk waits for the next chunk, and a run of
-//! backspaces split across chunks is still one line break.
+//! backspaces split across chunks is still one line break. Other patterns are handled as Buildbot does: the
+//! partial line is matched again with each chunk, and the cut of a long partial line may fall inside what would
+//! have become a match.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -59,18 +61,11 @@ impl NewlineRule {
             let pattern = translate_octal_escapes(pattern);
             match regex::Regex::new(&pattern) {
                 Ok(re) => Matcher::Plain(re),
-                Err(_) => {
-                    Matcher::Fancy(fancy_regex::Regex::new(&pattern).map_err(|e| invalid(&e))?)
-                }
+                Err(_) => Matcher::Fancy(fancy_regex::Regex::new(&pattern).map_err(|e| invalid(&e))?),
             }
         };
-        let max_line_length = usize::try_from(settings.max_line_length)
-            .unwrap_or(usize::MAX)
-            .max(1);
-        Ok(NewlineRule(Arc::new(Rule {
-            matcher,
-            max_line_length,
-        })))
+        let max_line_length = usize::try_from(settings.max_line_length).unwrap_or(usize::MAX).max(1);
+        Ok(NewlineRule(Arc::new(Rule { matcher, max_line_length })))
     }
 }
 
@@ -86,19 +81,9 @@ fn translate_octal_escapes(pattern: &str) -> String {
             i += 1;
             continue;
         }
-        let digits = bytes[i + 1..]
-            .iter()
-            .take(3)
-            .take_while(|b| (b'0'..=b'7').contains(b))
-            .count();
-        let len = if bytes.get(i + 1) == Some(&b'0') || digits == 3 {
-            digits
-        } else {
-            0
-        };
-        let value = u32::from_str_radix(&pattern[i + 1..i + 1 + len], 8)
-            .ok()
-            .filter(|&v| v <= 0o377);
+        let digits = bytes[i + 1..].iter().take(3).take_while(|b| (b'0'..=b'7').contains(b)).count();
+        let len = if bytes.get(i + 1) == Some(&b'0') || digits == 3 { digits } else { 0 };
+        let value = u32::from_str_radix(&pattern[i + 1..i + 1 + len], 8).ok().filter(|&v| v <= 0o377);
         if let Some(value) = value {
             out.push_str(&pattern[copied..i]);
             out.push_str(&format!("\\x{{{value:02x}}}"));
@@ -116,9 +101,10 @@ pub(crate) struct LineSplitter {
     rule: NewlineRule,
     /// The first bytes of a UTF-8 character whose last bytes have not arrived yet.
     pending: Vec<u8>,
-    /// The partial line: text after the last line break. From `raw_from` on it has not been through `newline_re`
-    /// yet (default pattern only; other patterns run on the whole partial line each time, as in Buildbot).
+    /// The partial line: text after the last line break.
     partial: String,
+    /// Where the part of `partial` that has not been through `newline_re` yet starts (default pattern only;
+    /// other patterns run on the whole partial line each time, as in Buildbot).
     raw_from: usize,
     /// When the first character of the partial line arrived.
     partial_time: f64,
@@ -197,13 +183,7 @@ impl LineSplitter {
             let rest = emit_pieces(&mut lines, line, max, &mut time, now);
             emit(&mut lines, rest, &mut time, now);
         }
-        let rest = emit_pieces(
-            &mut lines,
-            &self.partial[complete..final_end],
-            max,
-            &mut time,
-            now,
-        );
+        let rest = emit_pieces(&mut lines, &self.partial[complete..final_end], max, &mut time, now);
         let consumed = final_end - rest.len();
         self.raw_from = final_end - consumed;
         if consumed == 0 {
@@ -219,10 +199,7 @@ impl LineSplitter {
     fn substitute_default(&mut self, re: &regex::Regex) -> usize {
         let start = self.raw_from;
         if self.in_backspaces {
-            let run = self.partial.as_bytes()[start..]
-                .iter()
-                .take_while(|&&b| b == BACKSPACE)
-                .count();
+            let run = self.partial.as_bytes()[start..].iter().take_while(|&&b| b == BACKSPACE).count();
             self.partial.drain(start..start + run);
             if self.partial.len() == start {
                 return start;
@@ -236,9 +213,7 @@ impl LineSplitter {
         let hold = held_tail(region);
         let end = self.partial.len() - hold;
         self.in_backspaces = hold == 0 && region.last() == Some(&BACKSPACE);
-        splice(&mut self.partial, start + first..end, |text| {
-            re.replace_all(text, "\n")
-        });
+        splice(&mut self.partial, start + first..end, |text| re.replace_all(text, "\n"));
         self.partial.len() - hold
     }
 }
@@ -341,13 +316,7 @@ fn decode_complete(bytes: &[u8], out: &mut String, pending: &mut Vec<u8>) {
 
 /// Emits pieces of `max` characters from the start of `text` while more than `max` characters remain, and
 /// returns the rest.
-fn emit_pieces<'a>(
-    lines: &mut LineInfo,
-    text: &'a str,
-    max: usize,
-    time: &mut f64,
-    now: f64,
-) -> &'a str {
+fn emit_pieces<'a>(lines: &mut LineInfo, text: &'a str, max: usize, time: &mut f64, now: f64) -> &'a str {
     let mut rest = text;
     while rest.len() > max {
         let Some((cut, _)) = rest.char_indices().nth(max) else {
@@ -371,11 +340,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn settings(newline_re: &str, max_line_length: u64) -> WorkerSettings {
-        WorkerSettings {
-            newline_re: newline_re.to_string(),
-            max_line_length,
-            ..WorkerSettings::buildbot_defaults()
-        }
+        WorkerSettings { newline_re: newline_re.to_string(), max_line_length, ..WorkerSettings::buildbot_defaults() }
     }
 
     fn default_splitter() -> LineSplitter {
@@ -388,22 +353,15 @@ mod tests {
 
     /// The text of the lines out of a push or finish ("" when None), after checking the LineInfo is consistent.
     fn text(lines: Option<LineInfo>) -> String {
-        lines
-            .map(|lines| checked(&lines).text.clone())
-            .unwrap_or_default()
+        lines.map(|lines| checked(&lines).text.clone()).unwrap_or_default()
     }
 
     /// Asserts the invariants of a LineInfo: text ends with '\n', one index per '\n' pointing at it, one time
     /// per line.
     fn checked(lines: &LineInfo) -> &LineInfo {
         assert!(lines.text.ends_with('\n'), "{lines:?}");
-        let newlines: Vec<u64> = lines
-            .text
-            .chars()
-            .enumerate()
-            .filter(|&(_, c)| c == '\n')
-            .map(|(i, _)| i as u64)
-            .collect();
+        let newlines: Vec<u64> =
+            lines.text.chars().enumerate().filter(|&(_, c)| c == '\n').map(|(i, _)| i as u64).collect();
         assert_eq!(lines.newline_indexes, newlines, "{lines:?}");
         assert_eq!(lines.line_times.len(), newlines.len(), "{lines:?}");
         lines
@@ -432,11 +390,7 @@ mod tests {
         assert_eq!(splitter.push(b"ee", 2.0), None);
         let lines = splitter.push(b"\nfour\n", 3.0).unwrap();
         assert_eq!(checked(&lines).text, "three\nfour\n");
-        assert_eq!(
-            lines.line_times,
-            [1.0, 3.0],
-            "a line is stamped with its first characters' time"
-        );
+        assert_eq!(lines.line_times, [1.0, 3.0], "a line is stamped with its first characters' time");
         assert_eq!(splitter.finish(4.0), None);
     }
 
@@ -445,14 +399,7 @@ mod tests {
         let mut splitter = default_splitter();
         assert_eq!(splitter.push(b"no newline", 5.0), None);
         let lines = splitter.finish(9.0).unwrap();
-        assert_eq!(
-            lines,
-            LineInfo {
-                text: "no newline\n".into(),
-                newline_indexes: vec![10],
-                line_times: vec![5.0]
-            }
-        );
+        assert_eq!(lines, LineInfo { text: "no newline\n".into(), newline_indexes: vec![10], line_times: vec![5.0] });
         assert_eq!(splitter.finish(10.0), None);
         assert_eq!(default_splitter().finish(1.0), None);
     }
@@ -480,38 +427,20 @@ mod tests {
         assert_eq!(splitter.push(b"a\r", 1.0), None);
         assert_eq!(text(splitter.push(b"b", 2.0)), "a\n");
         assert_eq!(splitter.push(b"c\r", 3.0), None);
-        assert_eq!(
-            text(splitter.push(b"\n", 4.0)),
-            "bc\n",
-            "\\r then \\n is one line break"
-        );
+        assert_eq!(text(splitter.push(b"\n", 4.0)), "bc\n", "\\r then \\n is one line break");
         assert_eq!(splitter.push(b"d\r", 5.0), None);
-        assert_eq!(
-            text(splitter.finish(6.0)),
-            "d\n",
-            "a final \\r ends the line once"
-        );
+        assert_eq!(text(splitter.finish(6.0)), "d\n", "a final \\r ends the line once");
     }
 
     #[test]
     fn cursor_escapes_are_line_breaks() {
-        assert_eq!(
-            default_run(&[b"a\x1b[2Jb\x1b[uc\x1b[12;1Hd\x1b[3;45fe"]),
-            "a\nb\nc\nd\ne\n"
-        );
-        assert_eq!(
-            default_run(&[b"a\x1b[1mb\x1b[;1Hc\x1b"]),
-            "a\x1b[1mb\x1b[;1Hc\x1b\n",
-            "other escapes are text"
-        );
+        assert_eq!(default_run(&[b"a\x1b[2Jb\x1b[uc\x1b[12;1Hd\x1b[3;45fe"]), "a\nb\nc\nd\ne\n");
+        assert_eq!(default_run(&[b"a\x1b[1mb\x1b[;1Hc\x1b"]), "a\x1b[1mb\x1b[;1Hc\x1b\n", "other escapes are text");
     }
 
     #[test]
     fn escapes_split_across_pushes() {
-        assert_eq!(
-            default_run(&[b"a\x1b", b"[", b"12", b";", b"3", b"Hb"]),
-            "a\nb\n"
-        );
+        assert_eq!(default_run(&[b"a\x1b", b"[", b"12", b";", b"3", b"Hb"]), "a\nb\n");
         assert_eq!(default_run(&[b"a\x1b[2", b"Jb"]), "a\nb\n");
         assert_eq!(default_run(&[b"a\x1b[1", b"x"]), "a\x1b[1x\n");
     }
@@ -520,19 +449,11 @@ mod tests {
     fn backspace_runs_are_one_line_break_even_split_across_pushes() {
         assert_eq!(default_run(&[b"a\x08\x08\x08b"]), "a\nb\n");
         let mut splitter = default_splitter();
-        assert_eq!(
-            text(splitter.push(b"1%\x08\x08", 1.0)),
-            "1%\n",
-            "not held back"
-        );
+        assert_eq!(text(splitter.push(b"1%\x08\x08", 1.0)), "1%\n", "not held back");
         assert_eq!(splitter.push(b"\x08", 2.0), None);
         assert_eq!(splitter.push(b"", 2.5), None);
         assert_eq!(text(splitter.push(b"\x082%\x08", 3.0)), "2%\n");
-        assert_eq!(
-            text(splitter.push(b"x\x08", 4.0)),
-            "x\n",
-            "a new run after other text"
-        );
+        assert_eq!(text(splitter.push(b"x\x08", 4.0)), "x\n", "a new run after other text");
         assert_eq!(splitter.finish(5.0), None);
     }
 
@@ -540,10 +461,7 @@ mod tests {
     fn utf8_characters_split_across_pushes_decode() {
         let euro = "€".as_bytes();
         let emoji = "😀".as_bytes();
-        assert_eq!(
-            default_run(&[&euro[..1], &euro[1..2], &euro[2..], b"\n"]),
-            "€\n"
-        );
+        assert_eq!(default_run(&[&euro[..1], &euro[1..2], &euro[2..], b"\n"]), "€\n");
         assert_eq!(default_run(&[&emoji[..3], &emoji[3..], b"x\n"]), "😀x\n");
         let mut splitter = default_splitter();
         assert_eq!(splitter.push(&[b'a', euro[0]], 1.0), None);
@@ -553,17 +471,9 @@ mod tests {
     #[test]
     fn invalid_utf8_is_replaced() {
         assert_eq!(default_run(&[b"a\xffb\n"]), "a\u{fffd}b\n");
-        assert_eq!(
-            default_run(&[b"a\xe2\x82", b"b\n"]),
-            "a\u{fffd}b\n",
-            "a cut character before a new one"
-        );
+        assert_eq!(default_run(&[b"a\xe2\x82", b"b\n"]), "a\u{fffd}b\n", "a cut character before a new one");
         assert_eq!(default_run(&[b"a\xe2", b"\xe2\x82\xac\n"]), "a\u{fffd}€\n");
-        assert_eq!(
-            default_run(&[b"a\xf0\x9f"]),
-            "a\u{fffd}\n",
-            "finish replaces an incomplete tail"
-        );
+        assert_eq!(default_run(&[b"a\xf0\x9f"]), "a\u{fffd}\n", "finish replaces an incomplete tail");
         let mut splitter = default_splitter();
         assert_eq!(splitter.push(b"\xe2\x82", 1.0), None);
         assert_eq!(text(splitter.finish(2.0)), "\u{fffd}\n");
@@ -572,30 +482,16 @@ mod tests {
     #[test]
     fn long_lines_are_cut_into_pieces() {
         let mut splitter = splitter_for(&WorkerSettings::buildbot_defaults().newline_re, 4);
-        assert_eq!(
-            text(splitter.push(b"abcd\nabcdefghij\n\n", 1.0)),
-            "abcd\nabcd\nefgh\nij\n\n"
-        );
-        assert_eq!(
-            text(splitter.push("éééééé\n".as_bytes(), 1.0)),
-            "éééé\néé\n",
-            "characters, not bytes"
-        );
+        assert_eq!(text(splitter.push(b"abcd\nabcdefghij\n\n", 1.0)), "abcd\nabcd\nefgh\nij\n\n");
+        assert_eq!(text(splitter.push("éééééé\n".as_bytes(), 1.0)), "éééé\néé\n", "characters, not bytes");
     }
 
     #[test]
     fn a_growing_partial_line_is_cut_right_away() {
         let mut splitter = splitter_for(&WorkerSettings::buildbot_defaults().newline_re, 4);
-        assert_eq!(
-            splitter.push(b"abcd", 1.0),
-            None,
-            "exactly max_line_length: may still end here"
-        );
+        assert_eq!(splitter.push(b"abcd", 1.0), None, "exactly max_line_length: may still end here");
         let lines = splitter.push(b"ef", 2.0).unwrap();
-        assert_eq!(
-            (checked(&lines).text.as_str(), lines.line_times.as_slice()),
-            ("abcd\n", [1.0].as_slice())
-        );
+        assert_eq!((checked(&lines).text.as_str(), lines.line_times.as_slice()), ("abcd\n", [1.0].as_slice()));
         let lines = splitter.push(b"ghijklmnopq", 3.0).unwrap();
         assert_eq!(checked(&lines).text, "efgh\nijkl\nmnop\n");
         assert_eq!(lines.line_times, [2.0, 3.0, 3.0]);
@@ -620,17 +516,11 @@ mod tests {
     fn other_patterns_use_regex_or_fancy_regex() {
         let plain = NewlineRule::new(&settings(";|,", 100)).unwrap();
         assert!(matches!(plain.0.matcher, Matcher::Plain(_)));
-        assert_eq!(
-            run(&mut LineSplitter::new(plain), &[b"a;b,", b"c"]),
-            "a\nb\nc\n"
-        );
+        assert_eq!(run(&mut LineSplitter::new(plain), &[b"a;b,", b"c"]), "a\nb\nc\n");
         let fancy = NewlineRule::new(&settings(r"x(?=y)", 100)).unwrap();
         assert!(matches!(fancy.0.matcher, Matcher::Fancy(_)));
         // As in Buildbot, the partial line is matched again with the next push.
-        assert_eq!(
-            run(&mut LineSplitter::new(fancy), &[b"axyx", b"y"]),
-            "a\ny\ny\n"
-        );
+        assert_eq!(run(&mut LineSplitter::new(fancy), &[b"axyx", b"y"]), "a\ny\ny\n");
         let default = NewlineRule::new(&WorkerSettings::buildbot_defaults()).unwrap();
         assert!(matches!(default.0.matcher, Matcher::Default(_)));
     }
@@ -638,29 +528,17 @@ mod tests {
     #[test]
     fn python_octal_escapes_are_translated() {
         assert_eq!(translate_octal_escapes(r"\033\[2J"), r"\x{1b}\[2J");
-        assert_eq!(
-            translate_octal_escapes(r"a\0b\07\101"),
-            r"a\x{00}b\x{07}\x{41}"
-        );
-        assert_eq!(
-            translate_octal_escapes(r"\\033\1\12\400\x08"),
-            r"\\033\1\12\400\x08"
-        );
+        assert_eq!(translate_octal_escapes(r"a\0b\07\101"), r"a\x{00}b\x{07}\x{41}");
+        assert_eq!(translate_octal_escapes(r"\\033\1\12\400\x08"), r"\\033\1\12\400\x08");
         assert_eq!(translate_octal_escapes("é\\033é"), r"é\x{1b}é");
         let octal = NewlineRule::new(&settings(r"\033\[2J|\r(?=.)", 100)).unwrap();
-        assert_eq!(
-            run(&mut LineSplitter::new(octal), &[b"a\x1b[2Jb\rc"]),
-            "a\nb\nc\n"
-        );
+        assert_eq!(run(&mut LineSplitter::new(octal), &[b"a\x1b[2Jb\rc"]), "a\nb\nc\n");
     }
 
     #[test]
     fn invalid_patterns_are_reported() {
         let error = NewlineRule::new(&settings("(a", 100)).err().unwrap();
-        assert!(
-            error.contains("newline_re \"(a\" is not a valid regular expression"),
-            "{error}"
-        );
+        assert!(error.contains("newline_re \"(a\" is not a valid regular expression"), "{error}");
         assert!(error.contains("parenthesis"), "{error}");
     }
 
@@ -672,10 +550,7 @@ mod tests {
         if !replaced.is_empty() && !replaced.ends_with('\n') {
             replaced = re.replace_all(&format!("{text}\n"), "\n").into_owned();
         }
-        replaced
-            .split_terminator('\n')
-            .flat_map(|line| pieces(line, max))
-            .collect()
+        replaced.split_terminator('\n').flat_map(|line| pieces(line, max)).collect()
     }
 
     /// A line cut into pieces of `max` characters (an empty line stays one line).
@@ -684,18 +559,11 @@ mod tests {
         if chars.is_empty() {
             return vec![String::new()];
         }
-        chars
-            .chunks(max)
-            .map(|piece| piece.iter().collect())
-            .collect()
+        chars.chunks(max).map(|piece| piece.iter().collect()).collect()
     }
 
     /// Feeds `bytes` cut at `cuts` (push i at time i), then finishes; returns each line with its time.
-    fn split_chunked(
-        splitter: &mut LineSplitter,
-        bytes: &[u8],
-        cuts: &[usize],
-    ) -> Vec<(String, f64)> {
+    fn split_chunked(splitter: &mut LineSplitter, bytes: &[u8], cuts: &[usize]) -> Vec<(String, f64)> {
         let mut bounds: Vec<usize> = cuts.iter().map(|&cut| cut.min(bytes.len())).collect();
         bounds.extend([0, bytes.len()]);
         bounds.sort_unstable();
@@ -709,10 +577,7 @@ mod tests {
             out.append(checked(&lines));
         }
         checked_or_empty(&out);
-        out.lines()
-            .map(str::to_string)
-            .zip(out.line_times.iter().copied())
-            .collect()
+        out.lines().map(str::to_string).zip(out.line_times.iter().copied()).collect()
     }
 
     fn checked_or_empty(lines: &LineInfo) {
@@ -826,15 +691,10 @@ mod tests {
         let start = std::time::Instant::now();
         let mut count = 0;
         for _ in 0..rounds {
-            count += splitter
-                .push(chunk.as_bytes(), 1.0)
-                .map_or(0, |lines| lines.line_count());
+            count += splitter.push(chunk.as_bytes(), 1.0).map_or(0, |lines| lines.line_count());
         }
         let seconds = start.elapsed().as_secs_f64();
         let megabytes = (chunk.len() * rounds) as f64 / 1e6;
-        println!(
-            "{count} lines, {megabytes:.0} MB in {seconds:.3} s: {:.0} MB/s",
-            megabytes / seconds
-        );
+        println!("{count} lines, {megabytes:.0} MB in {seconds:.3} s: {:.0} MB/s", megabytes / seconds);
     }
 }

@@ -89,7 +89,8 @@ async fn shell_streams_output_env_and_exit_code() {
     conn.attach(WorkerSettings::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let workdir = path(dir.path(), "builder/build");
-    let mut args = shell(&workdir, "printf 'out1\\nout2\\n'; echo err1 >&2; echo \"$FOO $BAR\"; pwd; printf tail; exit 3");
+    let mut args =
+        shell(&workdir, "printf 'out1\\nout2\\n'; echo err1 >&2; echo \"$FOO $BAR\"; pwd; printf tail; exit 3");
     args.env = vec![
         ("FOO".into(), kiln_protocol::EnvValue::Value("foo".into())),
         ("BAR".into(), kiln_protocol::EnvValue::PathList(vec!["a".into(), "b".into()])),
@@ -107,9 +108,7 @@ async fn shell_streams_output_env_and_exit_code() {
     assert!(run.entries.iter().any(|e| matches!(e, UpdateEntry::Elapsed(_))));
 
     // argv form, and a program that does not exist.
-    let argv = |words: &[&str]| {
-        CommandLine::Argv(words.iter().map(|w| kiln_protocol::ArgvWord::plain(*w)).collect())
-    };
+    let argv = |words: &[&str]| CommandLine::Argv(words.iter().map(|w| kiln_protocol::ArgvWord::plain(*w)).collect());
     let run = conn.run("8", Command::Shell(ShellArgs::new(&workdir, argv(&["echo", "a b", "c"])))).await;
     assert_eq!(run.stdout(), "a b c\n");
     assert_eq!(run.rc(), Some(0));
@@ -142,6 +141,8 @@ async fn timeout_kills_the_whole_process_group() {
     assert_eq!(run.failure_reason(), Some("timeout"));
     assert!(run.stdout().starts_with("tick\n"));
     assert_eq!(wait_no_processes(&m).await, Vec::<String>::new());
+    // Everything the worker spawned was reaped.
+    assert_eq!(support::wait_no_zombie_children().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -223,7 +224,10 @@ async fn output_is_batched_by_size_and_time() {
     let workdir = path(dir.path(), "w");
     // 200 lines of ~50 bytes: more than one 1000-byte update, and all of it arrives.
     let run = conn
-        .run("b", Command::Shell(shell(&workdir, "i=0; while [ $i -lt 200 ]; do printf '%048d\\n' $i; i=$((i+1)); done")))
+        .run(
+            "b",
+            Command::Shell(shell(&workdir, "i=0; while [ $i -lt 200 ]; do printf '%048d\\n' $i; i=$((i+1)); done")),
+        )
         .await;
     assert_eq!(run.stdout().lines().count(), 200);
     assert!(run.updates > 10, "expected many small updates, got {}", run.updates);
@@ -325,7 +329,8 @@ async fn filesystem_commands() {
     let run = conn.run("1", Command::Mkdir { paths: vec![p("a/b/c"), p("x")] }).await;
     assert_eq!(run.rc(), Some(0));
     std::fs::write(dir.path().join("a/b/c/f.txt"), "hi").expect("write");
-    let run = conn.run("2", Command::Cpdir { from_path: p("a"), to_path: p("copy/a"), timeout: None, max_time: None }).await;
+    let run =
+        conn.run("2", Command::Cpdir { from_path: p("a"), to_path: p("copy/a"), timeout: None, max_time: None }).await;
     assert_eq!(run.rc(), Some(0));
     assert_eq!(std::fs::read_to_string(dir.path().join("copy/a/b/c/f.txt")).expect("copied"), "hi");
     let run = conn.run("3", Command::Listdir { path: p("") }).await;
@@ -341,7 +346,9 @@ async fn filesystem_commands() {
     assert_eq!(run.rc(), Some(2), "ENOENT");
     let run = conn.run("7", Command::Rmfile { path: p("a/b/c/f.txt") }).await;
     assert_eq!(run.rc(), Some(0));
-    let run = conn.run("8", Command::Rmdir { paths: vec![p("a"), p("copy"), p("never")], timeout: None, max_time: None }).await;
+    let run = conn
+        .run("8", Command::Rmdir { paths: vec![p("a"), p("copy"), p("never")], timeout: None, max_time: None })
+        .await;
     assert_eq!(run.rc(), Some(0));
     assert!(!dir.path().join("a").exists() && !dir.path().join("copy").exists());
 }

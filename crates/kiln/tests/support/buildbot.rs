@@ -40,6 +40,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build gets from being forced to its request completing.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// One try of a REST GET (they answer in milliseconds), and how many tries before failing.
+const GET_TIMEOUT: Duration = Duration::from_secs(5);
+const GET_TRIES: usize = 4;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const LOG_TAIL_LINES: usize = 80;
 
@@ -59,11 +62,7 @@ pub fn venv() -> &'static Path {
         let path = stdout.lines().rev().find(|l| !l.trim().is_empty());
         match (out.status.success(), path) {
             (true, Some(path)) => PathBuf::from(path.trim()),
-            _ => panic!(
-                "{} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-                script.display(),
-                out.status
-            ),
+            _ => panic!("{} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", script.display(), out.status),
         }
     })
 }
@@ -76,16 +75,12 @@ pub fn py(s: impl AsRef<str>) -> String {
 
 /// An integer field (`buildid`, `stepid`, ...) of a REST resource, with a readable panic if missing.
 pub fn id(resource: &Value, field: &str) -> i64 {
-    resource[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no integer {field:?} in {resource:#}"))
+    resource[field].as_i64().unwrap_or_else(|| panic!("no integer {field:?} in {resource:#}"))
 }
 
 /// The `results` code of a build or step (see [`results`]), with a readable panic if missing.
 pub fn result_of(resource: &Value) -> i64 {
-    resource["results"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no results (not finished?) in {resource:#}"))
+    resource["results"].as_i64().unwrap_or_else(|| panic!("no results (not finished?) in {resource:#}"))
 }
 
 /// Buildbot's result codes (`master/buildbot/process/results.py`).
@@ -126,18 +121,12 @@ pub struct Log {
 impl Log {
     /// Whether some line on `channel` is exactly `text`.
     pub fn has_line(&self, channel: char, text: &str) -> bool {
-        self.lines
-            .iter()
-            .any(|l| l.channel == channel && l.text == text)
+        self.lines.iter().any(|l| l.channel == channel && l.text == text)
     }
 
     /// The texts of the lines on `channel`, in order.
     pub fn channel(&self, channel: char) -> Vec<&str> {
-        self.lines
-            .iter()
-            .filter(|l| l.channel == channel)
-            .map(|l| l.text.as_str())
-            .collect()
+        self.lines.iter().filter(|l| l.channel == channel).map(|l| l.text.as_str()).collect()
     }
 
     /// All lines as `/logs/{id}/contents` has them: channel letter then text.
@@ -180,9 +169,7 @@ impl MasterBuilder {
             .expect("create a temporary directory for the Buildbot master");
         let basedir = dir.path().join("master");
         run_to_completion(
-            Command::new(venv.join("bin/buildbot"))
-                .arg("create-master")
-                .arg(&basedir),
+            Command::new(venv.join("bin/buildbot")).arg("create-master").arg(&basedir),
             "buildbot create-master",
         );
         let mut master = BuildbotMaster {
@@ -190,10 +177,7 @@ impl MasterBuilder {
             www: String::new(),
             worker_port: 0,
             passwords: self.workers.clone(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("build an HTTP client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("build an HTTP client"),
             master: None,
             workers: Vec::new(),
             diagnostics_shown: AtomicBool::new(false),
@@ -205,11 +189,8 @@ impl MasterBuilder {
         loop {
             let (www_port, worker_port) = free_ports();
             let twistd_log = master.basedir.join("twistd.log");
-            std::fs::write(
-                master.basedir.join("master.cfg"),
-                self.master_cfg(www_port, worker_port),
-            )
-            .expect("write master.cfg");
+            std::fs::write(master.basedir.join("master.cfg"), self.master_cfg(www_port, worker_port))
+                .expect("write master.cfg");
             master.www = format!("http://127.0.0.1:{www_port}");
             master.worker_port = worker_port;
             master.master = Some(ChildProcess::spawn(
@@ -240,10 +221,7 @@ impl MasterBuilder {
             if let Some(mut process) = master.master.take() {
                 process.stop();
             }
-            let _ = std::fs::rename(
-                &twistd_log,
-                twistd_log.with_extension(format!("log.{attempt}")),
-            );
+            let _ = std::fs::rename(&twistd_log, twistd_log.with_extension(format!("log.{attempt}")));
             attempt += 1;
         }
     }
@@ -270,12 +248,7 @@ c['schedulers'] = []
 "
         );
         for (name, password) in &self.workers {
-            let _ = writeln!(
-                cfg,
-                "c['workers'].append(worker.Worker({}, {}))",
-                py(name),
-                py(password)
-            );
+            let _ = writeln!(cfg, "c['workers'].append(worker.Worker({}, {}))", py(name), py(password));
         }
         for (name, steps) in &self.builders {
             let _ = write!(
@@ -350,9 +323,7 @@ impl BuildbotMaster {
                 );
                 ChildProcess::spawn(
                     &label,
-                    Command::new(&bin)
-                        .args(["start", "--nodaemon"])
-                        .arg(&basedir),
+                    Command::new(&bin).args(["start", "--nodaemon"]).arg(&basedir),
                     output,
                     vec![basedir.join("twistd.log")],
                 )
@@ -381,35 +352,20 @@ impl BuildbotMaster {
 
     /// Waits until worker `name` is connected to this master.
     pub async fn wait_worker_connected(&self, name: &str) {
-        self.wait_for(
-            &format!("worker {name:?} to connect"),
-            CONNECT_TIMEOUT,
-            async || {
-                let workers = self.get(&format!("workers/{name}")).await;
-                let connected = workers["workers"][0]["connected_to"]
-                    .as_array()
-                    .is_some_and(|masters| !masters.is_empty());
-                connected.then_some(())
-            },
-        )
+        self.wait_for(&format!("worker {name:?} to connect"), CONNECT_TIMEOUT, async || {
+            let workers = self.get(&format!("workers/{name}")).await;
+            let connected = workers["workers"][0]["connected_to"].as_array().is_some_and(|masters| !masters.is_empty());
+            connected.then_some(())
+        })
         .await;
     }
 
     /// Forces a build on `builder` through its ForceScheduler (JSON-RPC `force`); returns the build
     /// request id.
     pub async fn force(&self, builder: &str) -> i64 {
-        let builder_id = id(
-            &self.get_one(&format!("builders/{builder}")).await,
-            "builderid",
-        );
+        let builder_id = id(&self.get_one(&format!("builders/{builder}")).await, "builderid");
         // The result is [buildset id, {builder id: build request id}].
-        let result = self
-            .rpc(
-                &format!("forceschedulers/{builder}"),
-                "force",
-                json!({ "builderid": builder_id }),
-            )
-            .await;
+        let result = self.rpc(&format!("forceschedulers/{builder}"), "force", json!({ "builderid": builder_id })).await;
         result[1][builder_id.to_string()]
             .as_i64()
             .unwrap_or_else(|| self.fail(&format!("unexpected force result {result}")))
@@ -417,39 +373,27 @@ impl BuildbotMaster {
 
     /// Waits until build request `brid` has a build; returns that build.
     pub async fn wait_build_started(&self, brid: i64) -> Value {
-        self.wait_for(
-            &format!("a build for build request {brid}"),
-            BUILD_TIMEOUT,
-            async || {
-                let builds = self.get(&format!("buildrequests/{brid}/builds")).await;
-                builds["builds"].as_array()?.first().cloned()
-            },
-        )
+        self.wait_for(&format!("a build for build request {brid}"), BUILD_TIMEOUT, async || {
+            let builds = self.get(&format!("buildrequests/{brid}/builds")).await;
+            builds["builds"].as_array()?.first().cloned()
+        })
         .await
     }
 
     /// Waits until build request `brid` is complete; returns its last build (after a RETRY there are
     /// several).
     pub async fn wait_build_finished(&self, brid: i64) -> Value {
-        self.wait_for(
-            &format!("build request {brid} to complete"),
-            BUILD_TIMEOUT,
-            async || {
-                let request = self.get_one(&format!("buildrequests/{brid}")).await;
-                request["complete"].as_bool()?.then_some(())
-            },
-        )
+        self.wait_for(&format!("build request {brid} to complete"), BUILD_TIMEOUT, async || {
+            let request = self.get_one(&format!("buildrequests/{brid}")).await;
+            request["complete"].as_bool()?.then_some(())
+        })
         .await;
-        let builds = self
-            .get(&format!("buildrequests/{brid}/builds?order=buildid"))
-            .await;
+        let builds = self.get(&format!("buildrequests/{brid}/builds?order=buildid")).await;
         builds["builds"]
             .as_array()
             .and_then(|b| b.last())
             .cloned()
-            .unwrap_or_else(|| {
-                self.fail(&format!("build request {brid} completed without a build"))
-            })
+            .unwrap_or_else(|| self.fail(&format!("build request {brid} completed without a build")))
     }
 
     /// Forces a build on `builder` and waits for it to finish; returns the build.
@@ -460,12 +404,7 @@ impl BuildbotMaster {
 
     /// Stops a running build (JSON-RPC `stop` on `/builds/{id}`).
     pub async fn stop_build(&self, build_id: i64) {
-        self.rpc(
-            &format!("builds/{build_id}"),
-            "stop",
-            json!({ "reason": "stopped by kiln interop test" }),
-        )
-        .await;
+        self.rpc(&format!("builds/{build_id}"), "stop", json!({ "reason": "stopped by kiln interop test" })).await;
     }
 
     /// The steps of a build, in order.
@@ -477,16 +416,10 @@ impl BuildbotMaster {
     /// The step named `name` of a build.
     pub async fn step(&self, build_id: i64, name: &str) -> Value {
         let steps = self.steps(build_id).await;
-        steps
-            .iter()
-            .find(|s| s["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                let names: Vec<&Value> = steps.iter().map(|s| &s["name"]).collect();
-                self.fail(&format!(
-                    "build {build_id} has no step {name:?}; its steps: {names:?}"
-                ))
-            })
+        steps.iter().find(|s| s["name"] == name).cloned().unwrap_or_else(|| {
+            let names: Vec<&Value> = steps.iter().map(|s| &s["name"]).collect();
+            self.fail(&format!("build {build_id} has no step {name:?}; its steps: {names:?}"))
+        })
     }
 
     /// The log `slug` (e.g. "stdio") of a step, line by line with channels (`/logs/{id}/contents`).
@@ -499,10 +432,7 @@ impl BuildbotMaster {
             .map(|line| {
                 let mut chars = line.chars();
                 let channel = chars.next().unwrap_or('?');
-                LogLine {
-                    channel,
-                    text: chars.as_str().to_owned(),
-                }
+                LogLine { channel, text: chars.as_str().to_owned() }
             })
             .collect();
         Log { lines }
@@ -520,64 +450,60 @@ impl BuildbotMaster {
         let logs = self.get(&format!("steps/{step_id}/logs")).await;
         logs["logs"]
             .as_array()
-            .map(|logs| {
-                logs.iter()
-                    .filter_map(|l| l["slug"].as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|logs| logs.iter().filter_map(|l| l["slug"].as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
     }
 
     async fn log_id(&self, step_id: i64, slug: &str) -> i64 {
-        id(
-            &self.get_one(&format!("steps/{step_id}/logs/{slug}")).await,
-            "logid",
-        )
+        id(&self.get_one(&format!("steps/{step_id}/logs/{slug}")).await, "logid")
     }
 
     /// GET `/api/v2/{path}` as JSON; panics (with diagnostics) on any error.
     pub async fn get(&self, path: &str) -> Value {
         let text = self.get_text(path).await;
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| self.fail(&format!("GET {path}: invalid JSON ({e}): {text}")))
+        serde_json::from_str(&text).unwrap_or_else(|e| self.fail(&format!("GET {path}: invalid JSON ({e}): {text}")))
     }
 
     /// GET a single resource: the only element of the list the REST API wraps it in.
     pub async fn get_one(&self, path: &str) -> Value {
         let value = self.get(path).await;
-        let list = value
-            .as_object()
-            .and_then(|o| o.iter().find(|(k, _)| *k != "meta"))
-            .and_then(|(_, v)| v.as_array());
+        let list = value.as_object().and_then(|o| o.iter().find(|(k, _)| *k != "meta")).and_then(|(_, v)| v.as_array());
         match list.map(Vec::as_slice) {
             Some([one]) => one.clone(),
             _ => self.fail(&format!("GET {path}: expected one resource, got {value}")),
         }
     }
 
+    /// GET `/api/v2/{path}` as text. Each try gets [`GET_TIMEOUT`], and a try that fails in
+    /// transport is repeated on a new connection: Buildbot 4.3.0 writes JSON responses from a
+    /// worker thread (`rest.py` `_write_json_data` under `deferToThread`), which is not thread-safe in
+    /// Twisted and now and then leaves a response half-sent until something else wakes the reactor.
     async fn get_text(&self, path: &str) -> String {
         let url = self.api_url(path);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {}", chain(&e))));
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("GET {url}: reading the body: {}", chain(&e))));
-        if !status.is_success() {
-            self.fail(&format!("GET {url}: HTTP {status}: {text}"));
+        let mut errors = Vec::new();
+        while errors.len() < GET_TRIES {
+            match self.try_get_text(&url).await {
+                Ok((status, text)) if status.is_success() => return text,
+                Ok((status, text)) => self.fail(&format!("GET {url}: HTTP {status}: {text}")),
+                Err(e) => {
+                    eprintln!("GET {url}: {}; trying again", chain(&e));
+                    errors.push(chain(&e));
+                }
+            }
         }
-        text
+        self.fail(&format!("GET {url} failed {GET_TRIES} times: {errors:#?}"))
+    }
+
+    async fn try_get_text(&self, url: &str) -> reqwest::Result<(reqwest::StatusCode, String)> {
+        let response = self.http.get(url).timeout(GET_TIMEOUT).send().await?;
+        let status = response.status();
+        Ok((status, response.text().await?))
     }
 
     /// GET that yields `None` on any failure, for polling while the master starts.
     async fn try_get(&self, path: &str) -> Option<Value> {
-        let response = self.http.get(self.api_url(path)).send().await.ok()?;
-        response.error_for_status().ok()?.json().await.ok()
+        let (status, text) = self.try_get_text(&self.api_url(path)).await.ok()?;
+        status.is_success().then(|| serde_json::from_str(&text).ok())?
     }
 
     /// A JSON-RPC 2.0 control call on a REST path; returns its `result`.
@@ -606,12 +532,7 @@ impl BuildbotMaster {
 
     /// Polls `probe` every 100 ms until it yields a value, for at most `timeout`. Fails early, with
     /// diagnostics, if the master or a worker exits.
-    pub async fn wait_for<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        probe: impl AsyncFnMut() -> Option<T>,
-    ) -> T {
+    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, probe: impl AsyncFnMut() -> Option<T>) -> T {
         match self.poll(what, timeout, probe).await {
             Ok(value) => value,
             Err(why) => self.fail(&why),
@@ -641,10 +562,10 @@ impl BuildbotMaster {
     }
 
     fn exited_child(&self) -> Option<String> {
-        self.master.iter().chain(&self.workers).find_map(|p| {
-            p.exit_status()
-                .map(|status| format!("{} exited ({status})", p.label))
-        })
+        self.master
+            .iter()
+            .chain(&self.workers)
+            .find_map(|p| p.exit_status().map(|status| format!("{} exited ({status})", p.label)))
     }
 
     /// Panics with `message` followed by the diagnostics (log tails of the master and the workers).
@@ -674,19 +595,13 @@ impl Drop for BuildbotMaster {
         }
         if std::thread::panicking() {
             if !self.diagnostics_shown.load(Ordering::SeqCst) {
-                eprintln!(
-                    "test failed; Buildbot interop diagnostics:\n{}",
-                    self.diagnostics()
-                );
+                eprintln!("test failed; Buildbot interop diagnostics:\n{}", self.diagnostics());
             }
             if std::env::var_os("KILN_KEEP_TEST_DIRS").is_some() {
                 self.dir.disable_cleanup(true);
                 eprintln!("kept {}", self.dir.path().display());
             } else {
-                eprintln!(
-                    "(set KILN_KEEP_TEST_DIRS=1 to keep {})",
-                    self.dir.path().display()
-                );
+                eprintln!("(set KILN_KEEP_TEST_DIRS=1 to keep {})", self.dir.path().display());
             }
         }
     }
@@ -704,16 +619,13 @@ struct ChildProcess {
 
 impl ChildProcess {
     fn spawn(label: &str, command: &mut Command, output: PathBuf, logs: Vec<PathBuf>) -> Self {
-        let out =
-            File::create(&output).unwrap_or_else(|e| panic!("create {}: {e}", output.display()));
+        let out = File::create(&output).unwrap_or_else(|e| panic!("create {}: {e}", output.display()));
         let err = out.try_clone().expect("clone an output file handle");
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe. It makes the child get SIGTERM when
         // the thread that spawned it (the test's thread, which outlives the child) ends, e.g. when
         // the test process is killed before Drop runs.
         unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-            });
+            command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
         }
         let child = command
             .stdin(Stdio::null())
@@ -721,12 +633,7 @@ impl ChildProcess {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {label} ({command:?}): {e}"));
-        ChildProcess {
-            label: label.to_owned(),
-            child: Mutex::new(child),
-            output,
-            logs,
-        }
+        ChildProcess { label: label.to_owned(), child: Mutex::new(child), output, logs }
     }
 
     fn exit_status(&self) -> Option<ExitStatus> {
@@ -810,10 +717,7 @@ fn free_ports() -> (u16, u16) {
 
 /// Runs a short setup command, panicking with its output if it fails.
 fn run_to_completion(command: &mut Command, what: &str) {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what} ({command:?}): {e}"));
+    let out = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {what} ({command:?}): {e}"));
     if !out.status.success() {
         panic!(
             "{what} failed ({}): {command:?}\n--- stdout\n{}\n--- stderr\n{}",

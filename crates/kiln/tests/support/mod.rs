@@ -16,14 +16,14 @@ use nix::unistd::Pid;
 
 /// A number that appears in no other process's command line: tests put it into the commands they run
 /// (`sleep <marker>`) so they can later look for leftovers with [`processes_matching`].
-/// Unique within this test process (a counter) and against concurrent test processes (the pid).
+/// Unique within this test process (a counter) and against concurrent test processes (the pid);
+/// always 11 digits, so that no marker is a prefix of another.
 pub fn unique_marker() -> u64 {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 1000;
-    // A leading 9 keeps the number long, so `sleep <marker>` never ends during a test.
-    format!("9{}{n:03}", std::process::id())
-        .parse()
-        .expect("marker is a number")
+    let n = u64::from(COUNTER.fetch_add(1, Ordering::Relaxed) % 1000);
+    // 9, the pid on 7 digits (Linux pids are below 2^22), the counter on 3: `sleep <marker>` never
+    // ends during a test.
+    90_000_000_000 + u64::from(std::process::id()) * 1000 + n
 }
 
 /// A process found by [`processes_matching`].
@@ -47,12 +47,8 @@ pub fn processes_matching(needle: &str) -> Vec<ProcessInfo> {
         .filter_map(|pid| {
             // The process may exit between read_dir and here; that is not an error.
             let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&raw)
-                .trim_end_matches('\0')
-                .replace('\0', " ");
-            cmdline
-                .contains(needle)
-                .then_some(ProcessInfo { pid, cmdline })
+            let cmdline = String::from_utf8_lossy(&raw).trim_end_matches('\0').replace('\0', " ");
+            cmdline.contains(needle).then_some(ProcessInfo { pid, cmdline })
         })
         .collect();
     found.sort_by_key(|p| p.pid);

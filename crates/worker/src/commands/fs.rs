@@ -26,19 +26,14 @@ pub(super) struct PathError {
 impl PathError {
     /// For `map_err`: ties an error to `path`.
     pub(super) fn at(path: &Path) -> impl FnOnce(io::Error) -> PathError + '_ {
-        move |source| PathError {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| PathError { path: path.to_path_buf(), source }
     }
 
     /// An error met while walking the tree under `root`.
     pub(super) fn from_walk(error: walkdir::Error, root: &Path) -> PathError {
         let path = error.path().unwrap_or(root).to_path_buf();
         let text = error.to_string();
-        let source = error
-            .into_io_error()
-            .unwrap_or_else(|| io::Error::other(text));
+        let source = error.into_io_error().unwrap_or_else(|| io::Error::other(text));
         PathError { path, source }
     }
 }
@@ -53,31 +48,19 @@ fn errno(error: &io::Error) -> i64 {
 pub(super) fn strerror(error: &io::Error) -> String {
     let text = error.to_string();
     match error.raw_os_error() {
-        Some(code) => text
-            .strip_suffix(&format!(" (os error {code})"))
-            .map_or(text.clone(), str::to_string),
+        Some(code) => text.strip_suffix(&format!(" (os error {code})")).map_or(text.clone(), str::to_string),
         None => text,
     }
 }
 
 /// Runs filesystem work on tokio's blocking threads; `Err` only if the work panicked.
-pub(super) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| format!("filesystem work failed: {e}"))
+pub(super) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| format!("filesystem work failed: {e}"))
 }
 
 /// Reports a failure: a header naming the command, the error and the path; returns the `rc` to send.
 async fn report(ctx: &CommandContext, command: &str, path: &Path, error: &io::Error) -> i64 {
-    ctx.updates
-        .header(format!(
-            "{command}: {}: {}\n",
-            strerror(error),
-            path.display()
-        ))
-        .await;
+    ctx.updates.header(format!("{command}: {}: {}\n", strerror(error), path.display())).await;
     errno(error)
 }
 
@@ -99,13 +82,9 @@ pub(crate) async fn mkdir(paths: Vec<String>, ctx: &CommandContext) -> Outcome {
 
 /// Removes each tree. A failure is reported and makes `rc` non-zero, but the other paths are still removed.
 pub(crate) async fn rmdir(paths: Vec<String>, ctx: &CommandContext) -> Outcome {
-    let failures = blocking(move || {
-        paths
-            .iter()
-            .filter_map(|path| remove_tree(Path::new(path)).err())
-            .collect::<Vec<_>>()
-    })
-    .await?;
+    let failures =
+        blocking(move || paths.iter().filter_map(|path| remove_tree(Path::new(path)).err()).collect::<Vec<_>>())
+            .await?;
     let mut code = 0;
     for failure in &failures {
         code = report(ctx, "rmdir", &failure.path, &failure.source).await;
@@ -207,10 +186,7 @@ fn remove_tree(path: &Path) -> Result<(), PathError> {
         removed => removed,
     };
     match removed {
-        Err(e) if !is_missing(&e) => Err(PathError {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(e) if !is_missing(&e) => Err(PathError { path: path.to_path_buf(), source: e }),
         _ => Ok(()),
     }
 }
@@ -225,10 +201,7 @@ fn remove_once(path: &Path) -> io::Result<()> {
 
 /// Whether an error means there was nothing to remove (`rm -f` ignores these too).
 fn is_missing(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
+    matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
 }
 
 /// Gives the owner read, write and search access to every directory of the tree (not following symlinks),
@@ -272,22 +245,13 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), PathError> {
             path: source.to_path_buf(),
             source: io::Error::other("not inside the copied tree"),
         })?;
-        let target = if relative.as_os_str().is_empty() {
-            to.to_path_buf()
-        } else {
-            to.join(relative)
-        };
-        let meta = entry
-            .metadata()
-            .map_err(|e| PathError::from_walk(e, source))?;
+        let target = if relative.as_os_str().is_empty() { to.to_path_buf() } else { to.join(relative) };
+        let meta = entry.metadata().map_err(|e| PathError::from_walk(e, source))?;
         let kind = meta.file_type();
         if kind.is_dir() {
             if let Err(e) = fs::create_dir(&target) {
                 if !(e.kind() == io::ErrorKind::AlreadyExists && target.is_dir()) {
-                    return Err(PathError {
-                        path: target,
-                        source: e,
-                    });
+                    return Err(PathError { path: target, source: e });
                 }
             }
             directories.push((target, meta.permissions()));
@@ -313,26 +277,14 @@ fn refuse_copy_into_itself(from: &Path, to: &Path) -> Result<(), PathError> {
     let source = fs::canonicalize(from).map_err(PathError::at(from))?;
     let target = match (to.parent(), to.file_name()) {
         (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            fs::canonicalize(parent)
-                .map_err(PathError::at(parent))?
-                .join(name)
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            fs::canonicalize(parent).map_err(PathError::at(parent))?.join(name)
         }
         _ => fs::canonicalize(to).map_err(PathError::at(to))?,
     };
     if source.is_dir() && target.starts_with(&source) {
-        let source = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot copy a directory into itself",
-        );
-        return Err(PathError {
-            path: to.to_path_buf(),
-            source,
-        });
+        let source = io::Error::new(io::ErrorKind::InvalidInput, "cannot copy a directory into itself");
+        return Err(PathError { path: to.to_path_buf(), source });
     }
     Ok(())
 }
@@ -352,9 +304,7 @@ fn copy_file(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<(), PathErro
         .set_accessed(meta.accessed().map_err(PathError::at(from))?)
         .set_modified(meta.modified().map_err(PathError::at(from))?);
     // Setting times takes ownership, not write access: a read-only copy opened for reading will do.
-    fs::File::open(to)
-        .and_then(|file| file.set_times(times))
-        .map_err(PathError::at(to))
+    fs::File::open(to).and_then(|file| file.set_times(times)).map_err(PathError::at(to))
 }
 
 /// The paths matching `pattern` as Python's `glob.glob(pattern, recursive=True)` finds them, sorted.
@@ -376,16 +326,9 @@ fn glob_paths(pattern: &str) -> Vec<String> {
 fn glob_walk(pattern: &str, dirs_only: bool) -> Vec<String> {
     let (dirname, basename) = split_path(pattern);
     if !has_magic(pattern) {
-        let exists = if basename.is_empty() {
-            Path::new(dirname).is_dir()
-        } else {
-            fs::symlink_metadata(pattern).is_ok()
-        };
-        return if exists {
-            vec![pattern.to_string()]
-        } else {
-            Vec::new()
-        };
+        let exists =
+            if basename.is_empty() { Path::new(dirname).is_dir() } else { fs::symlink_metadata(pattern).is_ok() };
+        return if exists { vec![pattern.to_string()] } else { Vec::new() };
     }
     let dirs = if !dirname.is_empty() && dirname != pattern && has_magic(dirname) {
         glob_walk(dirname, true)
@@ -395,16 +338,12 @@ fn glob_walk(pattern: &str, dirs_only: bool) -> Vec<String> {
     let mut found = Vec::new();
     for dir in dirs {
         let names = if basename == "**" {
-            std::iter::once(String::new())
-                .chain(names_below(&dir, dirs_only))
-                .collect()
+            std::iter::once(String::new()).chain(names_below(&dir, dirs_only)).collect()
         } else if has_magic(basename) {
             let include_hidden = basename.starts_with('.');
             names_in(&dir, dirs_only)
                 .into_iter()
-                .filter(|name| {
-                    (include_hidden || !name.starts_with('.')) && fnmatch(name, basename)
-                })
+                .filter(|name| (include_hidden || !name.starts_with('.')) && fnmatch(name, basename))
                 .collect()
         } else if basename.is_empty() && Path::new(&dir).is_dir() {
             vec![String::new()]
@@ -458,10 +397,7 @@ fn names_in(dir: &str, dirs_only: bool) -> Vec<String> {
 /// Python's `glob._rlistdir`: every path below `dir`, relative to it (in no order), not entering hidden names.
 fn names_below(dir: &str, dirs_only: bool) -> Vec<String> {
     let mut found = Vec::new();
-    for name in names_in(dir, dirs_only)
-        .into_iter()
-        .filter(|name| !name.starts_with('.'))
-    {
+    for name in names_in(dir, dirs_only).into_iter().filter(|name| !name.starts_with('.')) {
         let below = names_below(&join_path(dir, &name), dirs_only);
         found.extend(below.iter().map(|path| join_path(&name, path)));
         found.push(name);
@@ -516,9 +452,7 @@ impl Token {
         match self {
             Token::Star | Token::Any => true,
             Token::Char(expected) => *expected == c,
-            Token::Class { negated, ranges } => {
-                ranges.iter().any(|&(low, high)| low <= c && c <= high) != *negated
-            }
+            Token::Class { negated, ranges } => ranges.iter().any(|&(low, high)| low <= c && c <= high) != *negated,
         }
     }
 }
@@ -552,11 +486,7 @@ fn class_at(chars: &[char], start: usize) -> Option<(Token, usize)> {
     let negated = chars.get(start) == Some(&'!');
     let first = start + usize::from(negated);
     // A `]` right after `[` or `[!` belongs to the class.
-    let search_from = if chars.get(first) == Some(&']') {
-        first + 1
-    } else {
-        first
-    };
+    let search_from = if chars.get(first) == Some(&']') { first + 1 } else { first };
     let end = search_from + chars.get(search_from..)?.iter().position(|&c| c == ']')?;
     let body = &chars[first..end];
     let mut ranges = Vec::new();
@@ -584,11 +514,7 @@ mod tests {
     }
 
     fn mode(path: &Path) -> u32 {
-        fs::symlink_metadata(path)
-            .expect("metadata")
-            .permissions()
-            .mode()
-            & 0o7777
+        fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o7777
     }
 
     fn chmod(path: &Path, mode: u32) {
@@ -608,10 +534,7 @@ mod tests {
 
     #[test]
     fn strerror_is_the_c_message_alone() {
-        assert_eq!(
-            strerror(&io::Error::from_raw_os_error(2)),
-            "No such file or directory"
-        );
+        assert_eq!(strerror(&io::Error::from_raw_os_error(2)), "No such file or directory");
         assert_eq!(errno(&io::Error::from_raw_os_error(2)), 2);
         assert_eq!(strerror(&io::Error::other("odd")), "odd");
         assert_eq!(errno(&io::Error::other("odd")), 1);
@@ -633,26 +556,12 @@ mod tests {
         copy_tree(&from, &to).expect("copy");
 
         assert_eq!(fs::read_to_string(to.join("top.txt")).expect("read"), "top");
-        assert_eq!(
-            fs::read_to_string(to.join("a/b/deep.txt")).expect("read"),
-            "deep"
-        );
-        assert_eq!(
-            fs::read_link(to.join("a/link")).expect("a symlink"),
-            Path::new("b/deep.txt")
-        );
+        assert_eq!(fs::read_to_string(to.join("a/b/deep.txt")).expect("read"), "deep");
+        assert_eq!(fs::read_link(to.join("a/link")).expect("a symlink"), Path::new("b/deep.txt"));
         assert_eq!(mode(&to.join("a/run.sh")), 0o751);
         assert_eq!(mode(&to.join("locked")), 0o555);
-        assert_eq!(
-            fs::read_to_string(to.join("locked/inside.txt")).expect("read"),
-            "locked"
-        );
-        assert_eq!(
-            fs::metadata(to.join("top.txt"))
-                .and_then(|m| m.modified())
-                .expect("mtime"),
-            old
-        );
+        assert_eq!(fs::read_to_string(to.join("locked/inside.txt")).expect("read"), "locked");
+        assert_eq!(fs::metadata(to.join("top.txt")).and_then(|m| m.modified()).expect("mtime"), old);
         chmod(&from.join("locked"), 0o755);
         chmod(&to.join("locked"), 0o755);
     }
@@ -668,18 +577,9 @@ mod tests {
 
         copy_tree(&from, &to).expect("copy");
 
-        assert_eq!(
-            fs::read_to_string(to.join("a/new.txt")).expect("read"),
-            "new"
-        );
-        assert_eq!(
-            fs::read_to_string(to.join("a/kept.txt")).expect("read"),
-            "kept"
-        );
-        assert_eq!(
-            fs::read_to_string(to.join("same.txt")).expect("read"),
-            "from"
-        );
+        assert_eq!(fs::read_to_string(to.join("a/new.txt")).expect("read"), "new");
+        assert_eq!(fs::read_to_string(to.join("a/kept.txt")).expect("read"), "kept");
+        assert_eq!(fs::read_to_string(to.join("same.txt")).expect("read"), "from");
     }
 
     #[test]
@@ -703,10 +603,7 @@ mod tests {
         write(&tmp.path().join("real/f"), "f");
         symlink("real", tmp.path().join("link")).expect("symlink");
         copy_tree(&tmp.path().join("link"), &tmp.path().join("copy")).expect("copy");
-        assert_eq!(
-            fs::read_link(tmp.path().join("copy")).expect("a symlink"),
-            Path::new("real")
-        );
+        assert_eq!(fs::read_link(tmp.path().join("copy")).expect("a symlink"), Path::new("real"));
     }
 
     #[test]
@@ -734,10 +631,7 @@ mod tests {
         symlink("target", tmp.path().join("link")).expect("symlink");
         remove_tree(&tmp.path().join("link")).expect("a symlink");
         assert!(fs::symlink_metadata(tmp.path().join("link")).is_err());
-        assert!(
-            tmp.path().join("target/kept").exists(),
-            "the link's target stays"
-        );
+        assert!(tmp.path().join("target/kept").exists(), "the link's target stays");
     }
 
     #[test]
@@ -747,12 +641,7 @@ mod tests {
         write(&tmp.path().join(".hidden"), "");
         write(&tmp.path().join("a/c"), "");
         assert_eq!(list_dir(tmp.path()).expect("list"), [".hidden", "a", "b"]);
-        assert_eq!(
-            list_dir(&tmp.path().join("b"))
-                .expect_err("a file")
-                .raw_os_error(),
-            Some(20)
-        );
+        assert_eq!(list_dir(&tmp.path().join("b")).expect_err("a file").raw_os_error(), Some(20));
     }
 
     #[test]
@@ -768,10 +657,7 @@ mod tests {
     #[test]
     fn fnmatch_follows_python() {
         assert!(fnmatch("abc.txt", "*.txt"));
-        assert!(
-            fnmatch(".hidden", "*"),
-            "hidden names are filtered by glob, not fnmatch"
-        );
+        assert!(fnmatch(".hidden", "*"), "hidden names are filtered by glob, not fnmatch");
         assert!(fnmatch("a", "a**"));
         assert!(fnmatch("abc", "a?c"));
         assert!(!fnmatch("ac", "a?c"));
@@ -803,16 +689,7 @@ mod tests {
 
     /// A tree with hidden files and directories, nested directories and a symlink to a directory.
     fn glob_tree(root: &Path) {
-        for file in [
-            "f.txt",
-            ".k.txt",
-            "a/g.txt",
-            "a/b/c/h.txt",
-            "a/b/.l.txt",
-            ".hid/x/i.txt",
-            "a/.h2/j.txt",
-            "[x]",
-        ] {
+        for file in ["f.txt", ".k.txt", "a/g.txt", "a/b/c/h.txt", "a/b/.l.txt", ".hid/x/i.txt", "a/.h2/j.txt", "[x]"] {
             write(&root.join(file), "");
         }
         symlink("a", root.join("link")).expect("symlink");
@@ -829,16 +706,7 @@ mod tests {
                 .map(|path| path[root.len() + 1..].to_string())
                 .collect()
         };
-        assert_eq!(
-            glob("**/*.txt"),
-            [
-                "a/b/c/h.txt",
-                "a/g.txt",
-                "f.txt",
-                "link/b/c/h.txt",
-                "link/g.txt"
-            ]
-        );
+        assert_eq!(glob("**/*.txt"), ["a/b/c/h.txt", "a/g.txt", "f.txt", "link/b/c/h.txt", "link/g.txt"]);
         assert_eq!(glob("*"), ["[x]", "a", "f.txt", "link"]);
         assert_eq!(glob(".*"), [".hid", ".k.txt"]);
         assert_eq!(glob("a/**/"), ["a/", "a/b/", "a/b/c/"]);
@@ -890,15 +758,8 @@ mod tests {
                 .arg(&full)
                 .output()
                 .expect("python3 runs");
-            assert!(
-                output.status.success(),
-                "python3 failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let expected: Vec<String> = String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect();
+            assert!(output.status.success(), "python3 failed: {}", String::from_utf8_lossy(&output.stderr));
+            let expected: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
             assert_eq!(glob_paths(&full), expected, "pattern {pattern}");
         }
     }

@@ -26,9 +26,10 @@ const READ_CHUNK: usize = 64 * 1024;
 
 pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
     let updates = &ctx.updates;
-    let env = environment(&args.env, std::env::vars_os().map(|(k, v)| {
-        (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())
-    }));
+    let env = environment(
+        &args.env,
+        std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
+    );
     let (program, argv) = match &args.command {
         CommandLine::Shell(script) => ("/bin/sh".to_string(), vec!["/bin/sh".to_string(), "-c".into(), script.clone()]),
         CommandLine::Argv(words) => match words.first() {
@@ -314,12 +315,7 @@ pub(crate) fn environment(
     env
 }
 
-async fn send_start_headers(
-    args: &ShellArgs,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    updates: &UpdateSender,
-) {
+async fn send_start_headers(args: &ShellArgs, argv: &[String], env: &BTreeMap<String, String>, updates: &UpdateSender) {
     let mut header = format!("{}\n in dir {}", args.command.display(), args.workdir);
     if args.timeout.is_some() {
         header.push_str(&format!(" (timeout {} secs)", seconds(args.timeout)));
@@ -329,8 +325,7 @@ async fn send_start_headers(
     }
     header.push('\n');
     if !args.logfiles.is_empty() {
-        let files: Vec<String> =
-            args.logfiles.iter().map(|f| format!("'{}': '{}'", f.name, f.filename)).collect();
+        let files: Vec<String> = args.logfiles.iter().map(|f| format!("'{}': '{}'", f.name, f.filename)).collect();
         header.push_str(&format!(" watching logfiles {{{}}}\n", files.join(", ")));
     }
     header.push_str(&format!(" argv: {}\n", python_list(argv)));
@@ -354,7 +349,8 @@ fn seconds(value: Option<f64>) -> String {
 
 /// A list of strings as Python's `repr` shows it.
 fn python_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
+    let quoted: Vec<String> =
+        items.iter().map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
     format!("[{}]", quoted.join(", "))
 }
 
@@ -394,7 +390,9 @@ impl LogWatcher {
             if now.is_none() || now == self.initial {
                 return;
             }
-            let Ok(mut file) = tokio::fs::File::open(&self.path).await else { return };
+            let Ok(mut file) = tokio::fs::File::open(&self.path).await else {
+                return;
+            };
             if self.follow {
                 let _ = tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::End(0)).await;
             }

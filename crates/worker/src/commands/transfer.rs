@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_protocol::{
-    read_file_data, CommandId, Compression, DownloadFileArgs, UpdateEntry, UploadDirectoryArgs,
-    UploadFileArgs, Value, WorkerRequest,
+    read_file_data, CommandId, Compression, DownloadFileArgs, UpdateEntry, UploadDirectoryArgs, UploadFileArgs, Value,
+    WorkerRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use walkdir::WalkDir;
@@ -31,35 +31,20 @@ pub(crate) async fn upload_file(args: UploadFileArgs, ctx: &CommandContext) -> O
     ctx.updates.header(format!("sending {path}\n")).await;
     let sent = match opened {
         Ok((mut file, times)) => {
-            let write = |data| WorkerRequest::UploadFileWrite {
-                command_id: id(ctx),
-                data,
-            };
+            let write = |data| WorkerRequest::UploadFileWrite { command_id: id(ctx), data };
             let blocks = send_blocks(&mut file, args.blocksize, args.maxsize, path, ctx, write);
             blocks.await.map(|()| times)
         }
-        Err(e) => Err(format!(
-            "Cannot open file '{path}' for upload: {}",
-            strerror(&e)
-        )),
+        Err(e) => Err(format!("Cannot open file '{path}' for upload: {}", strerror(&e))),
     };
     // As in Buildbot, the master's file is closed whatever happened before.
-    let closed = ctx
-        .link
-        .request(WorkerRequest::UploadFileClose {
-            command_id: id(ctx),
-        })
-        .await;
+    let closed = ctx.link.request(WorkerRequest::UploadFileClose { command_id: id(ctx) }).await;
     let result = match (sent, closed) {
         (Err(stop), _) => Err(stop),
         (Ok(_), Err(e)) => Err(failed(path, e)),
         (Ok(None), Ok(_)) => Ok(()),
         (Ok(Some((access_time, modified_time))), Ok(_)) => {
-            let utime = WorkerRequest::UploadFileUtime {
-                command_id: id(ctx),
-                access_time,
-                modified_time,
-            };
+            let utime = WorkerRequest::UploadFileUtime { command_id: id(ctx), access_time, modified_time };
             request(ctx, utime, path).await.map(drop)
         }
     };
@@ -84,16 +69,11 @@ pub(crate) async fn upload_directory(args: UploadDirectoryArgs, ctx: &CommandCon
         }
     };
     ctx.updates.header(format!("sending {path}\n")).await;
-    let write = |data| WorkerRequest::UploadDirectoryWrite {
-        command_id: id(ctx),
-        data,
-    };
+    let write = |data| WorkerRequest::UploadDirectoryWrite { command_id: id(ctx), data };
     let mut sent = send_blocks(&mut file, args.blocksize, args.maxsize, path, ctx, write).await;
     // Unlike Buildbot, an incomplete archive is not unpacked: the master discards it when `rc` is 1.
     if sent.is_ok() {
-        let unpack = WorkerRequest::UploadDirectoryUnpack {
-            command_id: id(ctx),
-        };
+        let unpack = WorkerRequest::UploadDirectoryUnpack { command_id: id(ctx) };
         sent = request(ctx, unpack, path).await.map(drop);
     }
     finish(ctx, sent).await
@@ -104,15 +84,10 @@ pub(crate) async fn download_file(args: DownloadFileArgs, ctx: &CommandContext) 
     let path = &args.path;
     let received = match create_for_download(path, args.mode).await {
         Ok(file) => receive_blocks(file, &args, ctx).await,
-        Err(e) => Err(format!(
-            "Cannot open file '{path}' for download: {}",
-            strerror(&e)
-        )),
+        Err(e) => Err(format!("Cannot open file '{path}' for download: {}", strerror(&e))),
     };
     // As in Buildbot, the reader is closed whatever happened, and an error closing it is only logged.
-    let close = WorkerRequest::ReadFileClose {
-        command_id: id(ctx),
-    };
+    let close = WorkerRequest::ReadFileClose { command_id: id(ctx) };
     if let Err(e) = ctx.link.request(close).await {
         tracing::debug!(id = %ctx.command_id, error = %e, "closing the master's reader failed");
     }
@@ -175,18 +150,10 @@ async fn send_blocks(
         if length == 0 {
             // `maxsize` bytes are sent: truncated only if there is more.
             let more = file.read(&mut [0u8; 1]).await.map_err(read_error)?;
-            return if more == 0 {
-                Ok(())
-            } else {
-                Err(truncated(path))
-            };
+            return if more == 0 { Ok(()) } else { Err(truncated(path)) };
         }
         let mut data = Vec::new();
-        (&mut *file)
-            .take(length)
-            .read_to_end(&mut data)
-            .await
-            .map_err(read_error)?;
+        (&mut *file).take(length).read_to_end(&mut data).await.map_err(read_error)?;
         if data.is_empty() {
             return Ok(());
         }
@@ -199,20 +166,13 @@ async fn send_blocks(
 
 /// Asks the master for blocks of at most `blocksize` bytes and writes them, until the master sends none.
 /// At most `maxsize` bytes are written; if the master has more, the download stops as truncated.
-async fn receive_blocks(
-    mut file: tokio::fs::File,
-    args: &DownloadFileArgs,
-    ctx: &CommandContext,
-) -> Result<(), Stop> {
+async fn receive_blocks(mut file: tokio::fs::File, args: &DownloadFileArgs, ctx: &CommandContext) -> Result<(), Stop> {
     let path = &args.path;
     let mut remaining = args.maxsize;
     loop {
         let length = remaining.map_or(args.blocksize, |left| left.min(args.blocksize));
         // Once `maxsize` bytes are written, ask for one more: only if it comes is the file truncated.
-        let read = WorkerRequest::ReadFile {
-            command_id: id(ctx),
-            length: length.max(1),
-        };
+        let read = WorkerRequest::ReadFile { command_id: id(ctx), length: length.max(1) };
         let Some(mut data) = read_file_data(&request(ctx, read, path).await?) else {
             break;
         };
@@ -221,40 +181,23 @@ async fn receive_blocks(
         }
         // A master sending more than asked does not get past `maxsize`.
         data.truncate(usize::try_from(length).unwrap_or(usize::MAX));
-        file.write_all(&data)
-            .await
-            .map_err(|e| format!("Cannot write '{path}': {}", strerror(&e)))?;
+        file.write_all(&data).await.map_err(|e| format!("Cannot write '{path}': {}", strerror(&e)))?;
         if let Some(left) = remaining.as_mut() {
             *left -= data.len() as u64;
         }
     }
     // tokio finishes a write in the background: flush to see its error and have the file complete.
-    file.flush()
-        .await
-        .map_err(|e| format!("Cannot write '{path}': {}", strerror(&e)))
+    file.flush().await.map_err(|e| format!("Cannot write '{path}': {}", strerror(&e)))
 }
 
 /// Opens a file to upload, with its access and modification times (as seconds since the epoch) when they are
 /// to be kept, read before the file is (reading it changes its access time).
-async fn open_for_upload(
-    path: &str,
-    keepstamp: bool,
-) -> io::Result<(tokio::fs::File, Option<(f64, f64)>)> {
+async fn open_for_upload(path: &str, keepstamp: bool) -> io::Result<(tokio::fs::File, Option<(f64, f64)>)> {
     let meta = tokio::fs::metadata(path).await?;
     if meta.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            "Is a directory",
-        ));
+        return Err(io::Error::new(io::ErrorKind::IsADirectory, "Is a directory"));
     }
-    let times = if keepstamp {
-        Some((
-            epoch_seconds(meta.accessed()?),
-            epoch_seconds(meta.modified()?),
-        ))
-    } else {
-        None
-    };
+    let times = if keepstamp { Some((epoch_seconds(meta.accessed()?), epoch_seconds(meta.modified()?))) } else { None };
     Ok((tokio::fs::File::open(path).await?, times))
 }
 
@@ -272,8 +215,7 @@ async fn create_for_download(path: &str, mode: Option<u32>) -> io::Result<tokio:
     }
     let file = tokio::fs::File::create(path).await?;
     if let Some(mode) = mode {
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .await?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).await?;
     }
     Ok(file)
 }
@@ -292,11 +234,7 @@ fn archive(dir: &Path, compression: Option<Compression>) -> Result<fs::File, Pat
 /// in name order, each directory before its contents, symlinks kept as symlinks. Unlike Python, `dir` itself
 /// has no entry (Python names it `/`) and is followed if it is a symlink; fifos, sockets and devices are left
 /// out, as the master's `data` extraction filter would refuse the whole archive for them.
-fn write_tar(
-    dir: &Path,
-    compression: Option<Compression>,
-    out: &mut impl Write,
-) -> Result<(), PathError> {
+fn write_tar(dir: &Path, compression: Option<Compression>, out: &mut impl Write) -> Result<(), PathError> {
     let finished = |result: io::Result<_>| result.map(drop).map_err(PathError::at(dir));
     match compression {
         None => append_tree(dir, out),
@@ -330,9 +268,7 @@ fn append_tree(dir: &Path, out: &mut impl Write) -> Result<(), PathError> {
             path: path.to_path_buf(),
             source: io::Error::other("not inside the uploaded directory"),
         })?;
-        builder
-            .append_path_with_name(path, name)
-            .map_err(PathError::at(path))?;
+        builder.append_path_with_name(path, name).map_err(PathError::at(path))?;
     }
     builder.finish().map_err(PathError::at(dir))
 }
@@ -358,17 +294,12 @@ mod tests {
         write(&root.join("top.txt"), "top");
         write(&root.join("sub/deep/file.txt"), "deep");
         write(&root.join("sub/run.sh"), "#!/bin/sh\n");
-        fs::set_permissions(root.join("sub/run.sh"), fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        fs::set_permissions(root.join("sub/run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
         fs::create_dir_all(root.join("empty")).expect("mkdir");
         symlink("deep/file.txt", root.join("sub/link")).expect("symlink");
         symlink("../top.txt", root.join("sub/up")).expect("symlink");
         write(&root.join("sub").join(long_name()), "long");
-        nix::unistd::mkfifo(
-            &root.join("fifo"),
-            nix::sys::stat::Mode::from_bits_truncate(0o644),
-        )
-        .expect("mkfifo");
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
     }
 
     fn tar_of(dir: &Path, compression: Option<Compression>) -> Vec<u8> {
@@ -381,19 +312,14 @@ mod tests {
         let mut plain = Vec::new();
         match compression {
             None => return data,
-            Some(Compression::Gzip) => {
-                flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut plain)
-            }
-            Some(Compression::Bzip2) => {
-                bzip2::read::BzDecoder::new(&data[..]).read_to_end(&mut plain)
-            }
+            Some(Compression::Gzip) => flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut plain),
+            Some(Compression::Bzip2) => bzip2::read::BzDecoder::new(&data[..]).read_to_end(&mut plain),
         }
         .expect("decompressed");
         plain
     }
 
-    const COMPRESSIONS: [Option<Compression>; 3] =
-        [None, Some(Compression::Gzip), Some(Compression::Bzip2)];
+    const COMPRESSIONS: [Option<Compression>; 3] = [None, Some(Compression::Gzip), Some(Compression::Bzip2)];
 
     #[test]
     fn write_tar_names_entries_relative_to_the_directory() {
@@ -409,10 +335,7 @@ mod tests {
                 match name.as_str() {
                     "sub/link" => {
                         assert_eq!(entry.header().entry_type(), tar::EntryType::Symlink);
-                        assert_eq!(
-                            entry.link_name().expect("link").as_deref(),
-                            Some(Path::new("deep/file.txt"))
-                        );
+                        assert_eq!(entry.link_name().expect("link").as_deref(), Some(Path::new("deep/file.txt")));
                     }
                     "sub/run.sh" => assert_eq!(entry.header().mode().expect("mode") & 0o777, 0o755),
                     "sub/deep/file.txt" => {
@@ -448,10 +371,7 @@ mod tests {
         for compression in COMPRESSIONS {
             let tar_path = tmp.path().join("upload.tar");
             fs::write(&tar_path, tar_of(&source, compression)).expect("tar saved");
-            let dest = tmp.path().join(format!(
-                "dest-{}",
-                compression.map_or("plain", Compression::as_str)
-            ));
+            let dest = tmp.path().join(format!("dest-{}", compression.map_or("plain", Compression::as_str)));
             // As Buildbot's master extracts: with the `data` filter when Python has it (3.11.4 and later).
             let script = "import sys, tarfile\n\
                           safe = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}\n\
@@ -463,28 +383,12 @@ mod tests {
                 .arg(&dest)
                 .output()
                 .expect("python3 runs");
-            assert!(
-                output.status.success(),
-                "python3: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert_eq!(
-                fs::read_to_string(dest.join("sub/link")).expect("through the symlink"),
-                "deep"
-            );
-            assert_eq!(
-                fs::read_link(dest.join("sub/up")).expect("a symlink"),
-                Path::new("../top.txt")
-            );
-            assert_eq!(
-                fs::read_to_string(dest.join("sub").join(long_name())).expect("long name"),
-                "long"
-            );
+            assert!(output.status.success(), "python3: {}", String::from_utf8_lossy(&output.stderr));
+            assert_eq!(fs::read_to_string(dest.join("sub/link")).expect("through the symlink"), "deep");
+            assert_eq!(fs::read_link(dest.join("sub/up")).expect("a symlink"), Path::new("../top.txt"));
+            assert_eq!(fs::read_to_string(dest.join("sub").join(long_name())).expect("long name"), "long");
             assert!(dest.join("empty").is_dir());
-            let mode = fs::metadata(dest.join("sub/run.sh"))
-                .expect("metadata")
-                .permissions()
-                .mode();
+            let mode = fs::metadata(dest.join("sub/run.sh")).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o100, 0o100, "still executable");
         }
     }
@@ -499,13 +403,7 @@ mod tests {
         let names: Vec<String> = archive
             .entries()
             .expect("entries")
-            .map(|e| {
-                e.expect("entry")
-                    .path()
-                    .expect("path")
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["f"]);
     }
@@ -524,8 +422,7 @@ mod tests {
         if fs::read_dir(&closed).is_ok() {
             return; // running as root, which reads it anyway
         }
-        let error =
-            archive(&tmp.path().join("dir"), Some(Compression::Gzip)).expect_err("unreadable");
+        let error = archive(&tmp.path().join("dir"), Some(Compression::Gzip)).expect_err("unreadable");
         fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).expect("chmod");
         assert_eq!(error.path, closed);
         assert_eq!(error.source.kind(), io::ErrorKind::PermissionDenied);

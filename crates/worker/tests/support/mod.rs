@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use kiln_protocol::{
-    decode, encode_request, encode_response, Command, CommandId, Incoming, MasterRequest, Response, UpdateEntry,
-    Value, WorkerRequest, WorkerSettings,
+    decode, encode_request, encode_response, Command, CommandId, Incoming, MasterRequest, Response, UpdateEntry, Value,
+    WorkerRequest, WorkerSettings,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -114,21 +114,9 @@ impl TestMaster {
 
     /// Waits for the next worker connection, checking its Basic auth like Buildbot's master.
     pub async fn accept(&self) -> Connection {
-        let (tcp, _) = tokio::time::timeout(WAIT, self.listener.accept()).await.expect("worker connects").expect("accept");
-        let expected = format!(
-            "Basic {}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("w1:{}", self.password))
-        );
-        let check = move |request: &Request, response: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
-            let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if given == expected {
-                Ok(response)
-            } else {
-                let mut refusal = ErrorResponse::new(Some("unauthorized".into()));
-                *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
-                Err(refusal)
-            }
-        };
+        let (tcp, _) =
+            tokio::time::timeout(WAIT, self.listener.accept()).await.expect("worker connects").expect("accept");
+        let check = self.basic_auth();
         let socket: Box<dyn Io> = match &self.tls {
             Some(acceptor) => Box::new(acceptor.accept(tcp).await.expect("TLS handshake")),
             None => Box::new(tcp),
@@ -139,23 +127,30 @@ impl TestMaster {
 
     /// Accepts a connection and refuses it at the handshake (wrong password on the worker side shows up here).
     pub async fn accept_expecting_refusal(&self) {
-        let (tcp, _) = tokio::time::timeout(WAIT, self.listener.accept()).await.expect("worker connects").expect("accept");
+        let (tcp, _) =
+            tokio::time::timeout(WAIT, self.listener.accept()).await.expect("worker connects").expect("accept");
+        let result = tokio_tungstenite::accept_hdr_async(tcp, self.basic_auth()).await;
+        assert!(result.is_err(), "the handshake with a wrong password must be refused");
+    }
+
+    /// The handshake check of Buildbot's master: `Authorization: Basic base64(w1:password)` or 401.
+    // The callback's signature is tungstenite's, large error type included.
+    #[allow(clippy::result_large_err)]
+    fn basic_auth(&self) -> impl FnOnce(&Request, HttpResponse) -> Result<HttpResponse, ErrorResponse> {
         let expected = format!(
             "Basic {}",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("w1:{}", self.password))
         );
-        let result = tokio_tungstenite::accept_hdr_async(tcp, move |request: &Request, response: HttpResponse| {
+        move |request: &Request, response: HttpResponse| {
             let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
             if given == expected {
                 Ok(response)
             } else {
-                let mut refusal = ErrorResponse::new(None);
+                let mut refusal = ErrorResponse::new(Some("unauthorized".into()));
                 *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
                 Err(refusal)
             }
-        })
-        .await;
-        assert!(result.is_err(), "the handshake with a wrong password must be refused");
+        }
     }
 }
 
@@ -319,7 +314,10 @@ impl Connection {
                 Incoming::Request { seq_number, request } => {
                     let request = request.expect("the worker sends known requests");
                     let result = self.serve(&request);
-                    self.ws.send(Message::Binary(encode_response(&Response::ok(seq_number, result)).into())).await.ok()?;
+                    self.ws
+                        .send(Message::Binary(encode_response(&Response::ok(seq_number, result)).into()))
+                        .await
+                        .ok()?;
                     return Some(Event::Request(request));
                 }
             }
@@ -356,10 +354,14 @@ impl Connection {
 /// Processes (not zombies) whose command line contains `marker`.
 pub fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let zombie = std::fs::read_to_string(path.join("stat"))
             .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
@@ -371,11 +373,42 @@ pub fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
+/// Waits (bounded) until this (test) process has no zombie children; returns those left: children the worker
+/// did not reap. (Other tests of this binary run at the same time, so a zombie may exist for a moment.)
+pub async fn wait_no_zombie_children() -> Vec<String> {
+    wait_empty(zombie_children).await
+}
+
+fn zombie_children() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+        };
+        if field("PPid:") == me && field("State:").starts_with('Z') {
+            found.push(format!("{}: {}", entry.path().display(), field("Name:")));
+        }
+    }
+    found
+}
+
 /// Waits (bounded) until no process carries `marker`; returns what is left.
 pub async fn wait_no_processes(marker: &str) -> Vec<String> {
+    wait_empty(|| processes_with(marker)).await
+}
+
+/// Polls `probe` (bounded: 10 s) until it finds nothing; returns what it last found.
+async fn wait_empty(probe: impl Fn() -> Vec<String>) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let left = processes_with(marker);
+        let left = probe();
         if left.is_empty() || tokio::time::Instant::now() > deadline {
             return left;
         }

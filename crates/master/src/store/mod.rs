@@ -1,0 +1,249 @@
+//! The master's persistent state. Every stage of the flow (changes, buildsets and requests, claims, builds, steps,
+//! logs) writes here before the next stage acts, so a master that is killed and started again resumes from the
+//! store (DESIGN.md). SQLite now, in WAL mode; the SQL is kept portable so PostgreSQL can follow.
+//!
+//! Operations that must be atomic run in one transaction; on SQLite writers take the write lock up front
+//! (`BEGIN IMMEDIATE`) so two writers wait for each other (busy timeout) instead of failing half-way.
+
+mod builders;
+mod buildrequests;
+mod builds;
+mod buildsets;
+mod error;
+mod logs;
+mod masters;
+mod steps;
+mod workers;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{SqlSafeStr, Sqlite, Transaction};
+
+pub use buildrequests::BuildRequest;
+pub use builds::{Build, RestartCleanup};
+pub use buildsets::{NewBuildset, Property, SourceStamp};
+pub use error::StoreError;
+pub use logs::LogType;
+
+use error::Context;
+
+/// How long a writer waits for another one to release SQLite's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections in the pool of a file database (SQLite serialises writers anyway; readers run in parallel).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// The schema migrations, embedded in the binary. (Listed here rather than with `sqlx::migrate!`, which needs
+/// sqlx's proc-macros and would build SQLite a second time for the host.)
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// The master's database: a pool of connections with typed operations on it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating it if missing) the database at `url` and brings its schema up to date.
+    ///
+    /// `url` is `sqlite:PATH` or `sqlite::memory:`; `postgres://…` is accepted by the config but not yet by the
+    /// store, and gives [`StoreError::Unsupported`].
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StoreError::Unsupported(
+                "PostgreSQL support comes later: for now the master's store must be a sqlite: URL".into(),
+            ));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::InvalidUrl { url: url.into() });
+        }
+        let open_error = |source| StoreError::Open {
+            url: url.into(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url).map_err(open_error)?;
+        let in_memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // An in-memory database lives as long as its connection: keep exactly one, forever.
+        let pool_options = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: url.into(),
+                source,
+            })?;
+        Ok(Store { pool })
+    }
+
+    /// Closes every connection, waiting for operations in progress.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a transaction that will write: takes SQLite's write lock now rather than at the first write, so
+    /// concurrent writers queue on the busy timeout instead of failing with "database is locked".
+    async fn write(&self, op: impl FnOnce() -> String) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.context(op)
+    }
+}
+
+/// The id of the row named `name` (`what` is for errors): `insert` adds it unless it exists, `select` finds it.
+async fn find_or_add_by_name(
+    store: &Store,
+    what: &'static str,
+    insert: &'static str,
+    select: &'static str,
+    name: &str,
+) -> Result<i64, StoreError> {
+    let op = || format!("find or add {what} {name:?}");
+    let mut tx = store.write(op).await?;
+    sqlx::query(insert)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .context(op)?;
+    let id = sqlx::query_scalar(select)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .context(op)?;
+    tx.commit().await.context(op)?;
+    Ok(id)
+}
+
+/// Now, in epoch seconds (Buildbot's timestamps).
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the store's tests: real SQLite files in temporary directories.
+
+    use super::Store;
+
+    /// A store on a fresh file in a new temporary directory (kept alive by the returned guard).
+    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&url(&dir)).await.expect("open store");
+        (store, dir)
+    }
+
+    /// The URL of the database file in `dir`.
+    pub(crate) fn url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite:{}", dir.path().join("state.sqlite").display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{temp_store, url};
+    use super::*;
+
+    async fn table_names(store: &Store) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' \
+             AND name NOT LIKE 'sqlite%' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("tables")
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_on_a_fresh_file_and_on_reopen() {
+        let (store, dir) = temp_store().await;
+        let tables = table_names(&store).await;
+        for t in [
+            "builders",
+            "build_properties",
+            "buildrequest_claims",
+            "buildrequests",
+            "builds",
+            "buildset_properties",
+            "buildset_sourcestamps",
+            "buildsets",
+            "changes",
+            "log_chunks",
+            "logs",
+            "masters",
+            "sourcestamps",
+            "steps",
+            "workers",
+        ] {
+            assert!(tables.contains(&t.to_string()), "missing table {t}: {tables:?}");
+        }
+        let worker = store.find_or_add_worker("w1").await.expect("worker");
+        store.close().await;
+
+        let store = Store::open(&url(&dir)).await.expect("reopen");
+        assert_eq!(table_names(&store).await, tables);
+        assert_eq!(store.find_or_add_worker("w1").await.expect("worker"), worker);
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("journal mode");
+        assert_eq!(journal, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .expect("foreign keys");
+        assert_eq!(fk, 1);
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_works() {
+        let store = Store::open("sqlite::memory:").await.expect("open");
+        let a = store.find_or_add_builder("b").await.expect("builder");
+        assert_eq!(store.find_or_add_builder("b").await.expect("builder"), a);
+    }
+
+    #[tokio::test]
+    async fn postgres_is_refused_clearly_and_other_urls_are_invalid() {
+        let err = Store::open("postgres://kiln@localhost/kiln")
+            .await
+            .expect_err("postgres not yet");
+        assert!(matches!(err, StoreError::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("PostgreSQL support comes later"));
+        let err = Store::open("mysql://x").await.expect_err("invalid");
+        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+    }
+}
