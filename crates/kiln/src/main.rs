@@ -1,6 +1,13 @@
 //! The `kiln` command line. It parses arguments and calls into the library crates; no logic of its own.
 
+mod demo;
+mod force_cmd;
+mod master_cmd;
 mod worker_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -14,22 +21,83 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Run a demo: a master, a local worker, a sample repository and a first build.
+    Demo {
+        /// Exit after the first build, with its result as the exit code.
+        #[arg(long)]
+        once: bool,
+        /// Where the demo's web API listens.
+        #[arg(long, default_value = "127.0.0.1:8010")]
+        web: String,
+    },
+    /// Create a master directory with a commented sample master.toml.
+    CreateMaster { dir: PathBuf },
+    /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds).
+    Start { dir: PathBuf },
+    /// Stop the master running in DIR.
+    Stop {
+        dir: PathBuf,
+        /// Let running builds finish first (no new build starts).
+        #[arg(long)]
+        clean: bool,
+        /// Seconds to wait for the master to exit.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Check DIR/master.toml and report every problem with file, line and key.
+    Checkconfig { dir: PathBuf },
+    /// Force a build of BUILDER on a running master.
+    Force {
+        builder: String,
+        /// The master's web URL, e.g. http://127.0.0.1:8010/
+        #[arg(long)]
+        master: String,
+        /// The force scheduler to use (default: force-BUILDER).
+        #[arg(long)]
+        scheduler: Option<String>,
+        #[arg(long, default_value = "forced from the command line")]
+        reason: String,
+        /// A build property, NAME=VALUE (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+        /// Follow the build, printing its logs; exit 0 on SUCCESS or WARNINGS, 1 otherwise.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Create and run workers.
     #[command(subcommand)]
     Worker(worker_cmd::WorkerCommand),
 }
 
-fn main() -> std::process::ExitCode {
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not NAME=VALUE")),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = match cli.command {
-        Commands::Worker(command) => worker_cmd::run(command),
+    let outcome = match cli.command {
+        Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
+        Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),
+        Commands::Start { dir } => master_cmd::start(&dir).map(|()| true),
+        Commands::Stop { dir, clean, timeout } => {
+            master_cmd::stop(&dir, clean, Duration::from_secs(timeout)).map(|()| true)
+        }
+        Commands::Checkconfig { dir } => master_cmd::checkconfig(&dir).map(|()| true),
+        Commands::Force { builder, master, scheduler, reason, properties, wait } => {
+            force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
+        }
+        Commands::Worker(command) => worker_cmd::run(command).map(|()| true),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("kiln: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

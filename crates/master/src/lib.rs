@@ -1,6 +1,18 @@
-//! The Kiln master: the engine that decides everything. It will hold the config, the store, change sources,
-//! schedulers, the build-request queue, the build runner, worker connections, reporters and the web server
-//! (see DESIGN.md); for now only [`store`], the master's persistent state, and [`results`] exist.
+//! The Kiln master: the engine that decides everything.
+//!
+//! [`config`] reads `master.toml`; [`store`] is the persistent state every stage writes before the next acts;
+//! [`workers`] is the worker port and each worker's connection; [`queue`] decides which request runs where;
+//! [`build`] runs a build's steps on a worker; [`master`] ties them together with the actions people take;
+//! [`web`] serves the REST API. Change sources, schedulers beyond force, and reporters come later (DESIGN.md).
+//!
+//! This crate knows nothing of the command line; `kiln` calls [`master::Master::start`].
 
+pub mod build;
+pub mod config;
+pub mod master;
+pub mod queue;
 pub mod results;
 pub mod store;
+mod tls;
+pub mod web;
+pub mod workers;

@@ -16,21 +16,11 @@ pub const RETRY: i32 = 5;
 pub const CANCELLED: i32 = 6;
 
 /// Buildbot's names of the results, indexed by code.
-const NAMES: [&str; 7] = [
-    "success",
-    "warnings",
-    "failure",
-    "skipped",
-    "exception",
-    "retry",
-    "cancelled",
-];
+const NAMES: [&str; 7] = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
 
 /// The name Buildbot gives a result code (`"success"` …), or `None` for an unknown code.
 pub fn name(results: i32) -> Option<&'static str> {
-    usize::try_from(results)
-        .ok()
-        .and_then(|i| NAMES.get(i).copied())
+    usize::try_from(results).ok().and_then(|i| NAMES.get(i).copied())
 }
 
 /// How bad a result is, in Buildbot's `worst_status` order:
@@ -63,10 +53,7 @@ mod tests {
 
     #[test]
     fn codes_are_buildbots() {
-        assert_eq!(
-            [SUCCESS, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED],
-            [0, 1, 2, 3, 4, 5, 6]
-        );
+        assert_eq!([SUCCESS, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED], [0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(name(SUCCESS), Some("success"));
         assert_eq!(name(CANCELLED), Some("cancelled"));
         assert_eq!(name(7), None);

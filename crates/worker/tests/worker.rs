@@ -264,6 +264,16 @@ async fn logfiles_stdin_and_max_lines() {
     assert_eq!(run.log("old"), "", "an unchanged file from before the command is not sent");
     assert_eq!(run.stdout(), "from stdin\n");
 
+    // A command that writes its log file at once and ends (regression: the file was taken for an old one when
+    // the watcher looked at it only after the command had started).
+    for i in 0..20 {
+        let mut args = shell(&workdir, &format!("echo fast-{i} > quick-{i}.log"));
+        args.logfiles =
+            vec![kiln_protocol::LogFile { name: "quick".into(), filename: format!("quick-{i}.log"), follow: false }];
+        let run = conn.run(&format!("q{i}"), Command::Shell(args)).await;
+        assert_eq!(run.log("quick"), format!("fast-{i}\n"));
+    }
+
     let mut args = shell(&workdir, "while true; do echo line; done");
     args.max_lines = Some(100);
     let run = conn.run("m", Command::Shell(args)).await;

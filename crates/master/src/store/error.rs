@@ -44,11 +44,7 @@ pub enum StoreError {
     LogComplete { logid: i64 },
     /// A stored log chunk could not be compressed or decompressed, or is not UTF-8.
     #[error("store: log {logid} chunk at line {first_line}: {reason}")]
-    LogChunk {
-        logid: i64,
-        first_line: i64,
-        reason: String,
-    },
+    LogChunk { logid: i64, first_line: i64, reason: String },
     /// A blocking task (compression) panicked or was cancelled.
     #[error("store: {op}: {source}")]
     Task {

@@ -12,6 +12,7 @@ mod buildsets;
 mod error;
 mod logs;
 mod masters;
+mod queries;
 mod steps;
 mod workers;
 
@@ -20,16 +21,16 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
 pub use buildrequests::BuildRequest;
 pub use builds::{Build, RestartCleanup};
-pub use buildsets::{NewBuildset, Property, SourceStamp};
+pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
 pub use error::StoreError;
 pub use logs::LogType;
+pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
+pub use steps::Step;
 
 use error::Context;
 
@@ -71,43 +72,23 @@ impl Store {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::InvalidUrl { url: url.into() });
         }
-        let open_error = |source| StoreError::Open {
-            url: url.into(),
-            source,
-        };
+        let open_error = |source| StoreError::Open { url: url.into(), source };
         let options = SqliteConnectOptions::from_str(url).map_err(open_error)?;
         let in_memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
         let options = options
             .create_if_missing(true)
-            .journal_mode(if in_memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
+            .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         // An in-memory database lives as long as its connection: keep exactly one, forever.
         let pool_options = if in_memory {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
             SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
         };
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
-        migrator()
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                url: url.into(),
-                source,
-            })?;
+        let pool = pool_options.connect_with(options).await.map_err(open_error)?;
+        migrator().run(&pool).await.map_err(|source| StoreError::Migrate { url: url.into(), source })?;
         Ok(Store { pool })
     }
 
@@ -133,25 +114,15 @@ async fn find_or_add_by_name(
 ) -> Result<i64, StoreError> {
     let op = || format!("find or add {what} {name:?}");
     let mut tx = store.write(op).await?;
-    sqlx::query(insert)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .context(op)?;
-    let id = sqlx::query_scalar(select)
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .context(op)?;
+    sqlx::query(insert).bind(name).execute(&mut *tx).await.context(op)?;
+    let id = sqlx::query_scalar(select).bind(name).fetch_one(&mut *tx).await.context(op)?;
     tx.commit().await.context(op)?;
     Ok(id)
 }
 
 /// Now, in epoch seconds (Buildbot's timestamps).
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -217,15 +188,10 @@ mod tests {
         let store = Store::open(&url(&dir)).await.expect("reopen");
         assert_eq!(table_names(&store).await, tables);
         assert_eq!(store.find_or_add_worker("w1").await.expect("worker"), worker);
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.pool)
-            .await
-            .expect("journal mode");
+        let journal: String =
+            sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.expect("journal mode");
         assert_eq!(journal, "wal");
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&store.pool)
-            .await
-            .expect("foreign keys");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.pool).await.expect("foreign keys");
         assert_eq!(fk, 1);
     }
 
@@ -238,9 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_is_refused_clearly_and_other_urls_are_invalid() {
-        let err = Store::open("postgres://kiln@localhost/kiln")
-            .await
-            .expect_err("postgres not yet");
+        let err = Store::open("postgres://kiln@localhost/kiln").await.expect_err("postgres not yet");
         assert!(matches!(err, StoreError::Unsupported(_)), "{err}");
         assert!(err.to_string().contains("PostgreSQL support comes later"));
         let err = Store::open("mysql://x").await.expect_err("invalid");

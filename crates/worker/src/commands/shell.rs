@@ -49,6 +49,9 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
         return Ok(());
     }
 
+    // Before the command starts, so that a file it writes at once is not taken for an old one.
+    let mut watchers: Vec<LogWatcher> =
+        args.logfiles.iter().map(|file| LogWatcher::new(file, Path::new(&args.workdir))).collect();
     let mut command = tokio::process::Command::new(&program);
     command
         .args(&argv[1..])
@@ -84,8 +87,6 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
     }
     let mut stdout = child.stdout.take().map(Pipe::new);
     let mut stderr = child.stderr.take().map(Pipe::new);
-    let mut watchers: Vec<LogWatcher> =
-        args.logfiles.iter().map(|file| LogWatcher::new(file, Path::new(&args.workdir))).collect();
 
     let idle_timeout = args.timeout.and_then(|t| Duration::try_from_secs_f64(t).ok());
     let max_time = args.max_time.and_then(|t| Duration::try_from_secs_f64(t).ok());

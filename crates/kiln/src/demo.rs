@@ -1,0 +1,173 @@
+//! `kiln demo`: a master on SQLite, a local worker, a sample git repository and a first build, in a
+//! temporary directory, to see Kiln work in one command.
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kiln_master::results;
+use tokio_util::sync::CancellationToken;
+
+use crate::master_cmd::{api_url, launch};
+
+/// The sample project: a script and its test, in a git repository.
+const PROJECT_FILES: [(&str, &str); 3] = [
+    ("README.md", "# kiln-demo\n\nA tiny project that Kiln's demo builds and tests.\n"),
+    ("greet.sh", "#!/bin/sh\necho \"Hello, ${1:-world}!\"\n"),
+    (
+        "test.sh",
+        "#!/bin/sh\nset -e\nout=$(./greet.sh Kiln)\necho \"greet.sh says: $out\"\n[ \"$out\" = \"Hello, Kiln!\" ]\necho 'all tests passed'\n",
+    ),
+];
+
+pub struct DemoArgs {
+    pub once: bool,
+    pub web: String,
+}
+
+/// Runs the demo; returns whether the first build succeeded.
+pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    which_git()?;
+    let root = tempfile::Builder::new().prefix("kiln-demo-").tempdir().context("creating a temporary directory")?;
+    let repo = root.path().join("project");
+    make_repository(&repo)?;
+    let master_dir = root.path().join("master");
+    std::fs::create_dir_all(&master_dir)?;
+    let password = format!("demo-{}", std::process::id());
+    std::fs::write(master_dir.join("master.toml"), master_toml(&repo, &password, &args.web))?;
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let running = launch(&master_dir, stop.clone()).await?;
+        let worker_dir = root.path().join("worker");
+        kiln_worker::create(
+            &worker_dir,
+            &kiln_worker::NewWorker {
+                master: running.worker_address.to_string(),
+                name: "demo-worker".into(),
+                password: password.clone(),
+                tls: false,
+                ca_file: None,
+                admin: "Kiln demo".into(),
+                host: "this machine".into(),
+            },
+        )?;
+        let worker_config = kiln_worker::WorkerConfig::load(&worker_dir)?;
+        let worker_stop = CancellationToken::new();
+        let worker = tokio::spawn(kiln_worker::run(worker_config, worker_stop.clone()));
+
+        println!("Kiln demo in {}", root.path().display());
+        println!("  master:     {}", master_dir.display());
+        println!("  repository: {}", repo.display());
+        println!("  API:        {}", api_url(running.web_address));
+        let submitted =
+            running.master.force("force-demo", None, "kiln demo: first build", Some("demo"), Vec::new()).await?;
+        let brid = submitted.requests.first().map(|(_, brid)| *brid).context("no build request was made")?;
+        let result = wait_for_request(&running.master, brid).await?;
+        println!(
+            "first build: {} — see {}builds and {}buildrequests/{brid}/builds",
+            results::name(result).unwrap_or("?"),
+            api_url(running.web_address),
+            api_url(running.web_address)
+        );
+        if !args.once {
+            println!("serving until Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        worker_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+        running.master.shutdown(false).await;
+        stop.cancel();
+        Ok(result == results::SUCCESS || result == results::WARNINGS)
+    })
+}
+
+/// Waits for a build request to complete and returns its result.
+async fn wait_for_request(master: &kiln_master::master::Master, brid: i64) -> anyhow::Result<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(request) = master.store().build_request(brid).await? {
+            if request.complete {
+                return Ok(request.results.unwrap_or(results::EXCEPTION));
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the first build did not finish within 5 minutes");
+        }
+        // A short poll of the store; the demo has no event to subscribe to yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn which_git() -> anyhow::Result<()> {
+    match Process::new("git").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => bail!("the demo needs git: install it (e.g. apt-get install git)"),
+    }
+}
+
+fn make_repository(repo: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(repo)?;
+    for (name, text) in PROJECT_FILES {
+        std::fs::write(repo.join(name), text)?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for script in ["greet.sh", "test.sh"] {
+        std::fs::set_permissions(repo.join(script), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let git = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Process::new("git")
+            .args(["-c", "user.name=Kiln Demo", "-c", "user.email=demo@kiln.invalid", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .with_context(|| format!("running git {}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    git(&["init", "-q"])?;
+    git(&["add", "."])?;
+    git(&["commit", "-q", "-m", "A tiny project to build"])?;
+    Ok(())
+}
+
+fn master_toml(repo: &Path, password: &str, web: &str) -> String {
+    format!(
+        r#"# The demo's master: one worker, one builder that clones the sample repository and runs its tests.
+title = "Kiln demo"
+
+[store]
+url = "sqlite:state.sqlite"
+
+[worker_listener]
+address = "127.0.0.1:0"
+
+[web]
+address = "{web}"
+
+[[worker]]
+name = "demo-worker"
+password = "{password}"
+
+[[builder]]
+name = "demo"
+workers = ["demo-worker"]
+description = "clones the sample repository and runs its tests"
+
+  [[builder.step]]
+  name = "checkout"
+  command = "rm -rf src && git clone --quiet '{repo}' src && git -C src log --oneline -1"
+  halt_on_failure = true
+
+  [[builder.step]]
+  name = "test"
+  command = "./test.sh"
+  workdir = "build/src"
+"#,
+        repo = repo.display()
+    )
+}

@@ -1,0 +1,145 @@
+//! `kiln create-master`, `start`, `stop`, `checkconfig`: a master's directory and its process.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kiln_master::config::{MasterConfig, FILE_NAME, SAMPLE};
+use kiln_master::master::Master;
+use tokio_util::sync::CancellationToken;
+
+/// The file that holds a running master's process id.
+pub const PID_FILE: &str = "kiln.pid";
+
+/// Writes a master directory with a commented sample `master.toml`.
+pub fn create_master(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(FILE_NAME);
+    if file.exists() {
+        bail!("{}: already exists; not overwritten", file.display());
+    }
+    std::fs::write(&file, SAMPLE).with_context(|| format!("writing {}", file.display()))?;
+    println!("master created: {}", file.display());
+    println!("edit it, check it with `kiln checkconfig {0}`, run it with `kiln start {0}`", dir.display());
+    Ok(())
+}
+
+/// Checks `master.toml` and says what it holds; every problem is printed with file, line and key.
+pub fn checkconfig(dir: &Path) -> anyhow::Result<()> {
+    let config = MasterConfig::load(dir)?;
+    println!(
+        "{}: OK ({} workers, {} builders, {} force schedulers)",
+        dir.join(FILE_NAME).display(),
+        config.workers.len(),
+        config.builders.len(),
+        config.force_schedulers.len()
+    );
+    Ok(())
+}
+
+/// A master with its web API, running until `stop`; `clean` (set before `stop`) waits for running builds.
+pub struct RunningMaster {
+    pub master: Master,
+    pub web_address: std::net::SocketAddr,
+    pub worker_address: std::net::SocketAddr,
+}
+
+/// Starts the master of `dir` and its web API.
+pub async fn launch(dir: &Path, stop: CancellationToken) -> anyhow::Result<RunningMaster> {
+    let (master, addresses) = Master::start(dir).await?;
+    let web = master.config().web.address;
+    let listener =
+        tokio::net::TcpListener::bind(web).await.with_context(|| format!("listening for the web API on {web}"))?;
+    let web_address = listener.local_addr()?;
+    let server = master.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kiln_master::web::serve(listener, server, stop).await {
+            tracing::error!(error = %e, "the web server stopped");
+        }
+    });
+    Ok(RunningMaster { master, web_address, worker_address: addresses.workers })
+}
+
+/// `kiln start DIR`: runs the master in the foreground. SIGTERM/SIGINT stop it (running builds end RETRY and
+/// run again at the next start); SIGUSR1 stops it cleanly (no new builds; running ones finish).
+pub fn start(dir: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let running = launch(dir, stop.clone()).await?;
+        let pid_file = PidFile::write(dir)?;
+        tracing::info!(web = %running.web_address, workers = %running.worker_address, "master running");
+        println!(
+            "Kiln master running: API {}, workers connect to {}",
+            api_url(running.web_address),
+            running.worker_address
+        );
+        let clean = wait_for_stop_signal().await?;
+        tracing::info!(clean, "stopping the master");
+        running.master.shutdown(clean).await;
+        stop.cancel();
+        drop(pid_file);
+        Ok(())
+    })
+}
+
+pub fn api_url(address: std::net::SocketAddr) -> String {
+    format!("http://{address}/api/v2/")
+}
+
+/// Waits for SIGTERM or SIGINT (`false`) or SIGUSR1 (`true`: a clean stop).
+async fn wait_for_stop_signal() -> anyhow::Result<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing signal handlers")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing signal handlers")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing signal handlers")?;
+    Ok(tokio::select! {
+        _ = term.recv() => false,
+        _ = int.recv() => false,
+        _ = usr1.recv() => true,
+    })
+}
+
+/// `kiln stop DIR [--clean]`: signals the master and waits for it to exit.
+pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let path = dir.join(PID_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: no master seems to run in {}", path.display(), dir.display()))?;
+    let pid: i32 = text.trim().parse().with_context(|| format!("{}: not a process id", path.display()))?;
+    let pid = Pid::from_raw(pid);
+    let signal = if clean { Signal::SIGUSR1 } else { Signal::SIGTERM };
+    if let Err(e) = kill(pid, signal) {
+        let _ = std::fs::remove_file(&path);
+        bail!("master process {pid} is not running ({e}); removed the stale {}", path.display());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    // Bounded poll: another process's exit has no event we can wait on.
+    while kill(pid, None).is_ok() {
+        if std::time::Instant::now() > deadline {
+            bail!("master process {pid} still runs after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("master stopped");
+    Ok(())
+}
+
+/// `DIR/kiln.pid`, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(dir: &Path) -> anyhow::Result<PidFile> {
+        let path = dir.join(PID_FILE);
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,147 @@
+//! A build: the steps of a builder run in order on one worker, each step's result merged into the build's
+//! with Buildbot's rules, every line of output stored as it arrives.
+
+mod logs;
+mod remote;
+pub mod result;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_protocol::{
+    ArgvWord, Command, CommandLine, Compression, DownloadFileArgs, EnvValue, ShellArgs, UploadDirectoryArgs,
+    UploadFileArgs,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BuilderDef, ShellCommand, ShellStep, StepDef};
+use crate::results::{worst_status, CANCELLED, FAILURE, RETRY, SUCCESS};
+use crate::store::{Store, StoreError};
+use crate::workers::{CommandIo, WorkerConnection};
+use logs::StepLogs;
+use result::{merge, StepFlags};
+
+/// How long a worker has to answer the ping that starts every build (else the build is RETRY).
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One build to run.
+pub struct BuildJob {
+    pub store: Store,
+    pub conn: Arc<WorkerConnection>,
+    pub builder: Arc<BuilderDef>,
+    pub buildid: i64,
+    /// Cancelled to stop the build: the running command is interrupted, the build ends CANCELLED.
+    pub stop: CancellationToken,
+}
+
+/// Runs the build's steps and returns its result (the caller stores it).
+pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
+    if let Err(e) = job.conn.ping(PING_TIMEOUT).await {
+        tracing::warn!(buildid = job.buildid, error = %e, "worker not answering the build's ping");
+        return Ok(RETRY);
+    }
+    let mut result = SUCCESS;
+    let mut terminated = false;
+    for step in &job.builder.steps {
+        if job.stop.is_cancelled() && !terminated {
+            result = worst_status(result, CANCELLED);
+            terminated = true;
+        }
+        let options = step.options();
+        if terminated && !options.always_run {
+            continue;
+        }
+        let (stepid, _) = job.store.add_step(job.buildid, step.name()).await?;
+        let mut logs = StepLogs::open(&job.store, stepid).await?;
+        let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
+        let step_result = run_step(job, step, &mut logs, &stop).await?;
+        logs.finish().await?;
+        job.store.finish_step(stepid, step_result.result, false).await?;
+        let flags = StepFlags {
+            halt_on_failure: options.halt_on_failure,
+            flunk_on_failure: options.flunk_on_failure,
+            warn_on_failure: options.warn_on_failure,
+            ..StepFlags::default()
+        };
+        let (merged, terminate) = merge(result, step_result.result, flags);
+        result = merged;
+        terminated |= terminate;
+    }
+    Ok(result)
+}
+
+/// Runs one step's command on the worker.
+async fn run_step(
+    job: &BuildJob,
+    step: &StepDef,
+    logs: &mut StepLogs<'_>,
+    stop: &CancellationToken,
+) -> Result<remote::RemoteOutcome, StoreError> {
+    let conn = &job.conn;
+    let builder = &job.builder;
+    let on_worker = |workdir: &str, file: &str| conn.path(&[builder.builddir.as_str(), workdir, file]);
+    let zero_is_success = |rc: i64| if rc == 0 { SUCCESS } else { FAILURE };
+    let (command, io) = match step {
+        StepDef::Shell(shell) => {
+            let command = Command::Shell(shell_args(conn, builder, shell));
+            let decode =
+                |rc: i64| i32::try_from(rc).ok().and_then(|rc| shell.decode_rc.get(&rc).copied()).unwrap_or(FAILURE);
+            return remote::run(conn, command, CommandIo::None, &builder.name, logs, stop, decode).await;
+        }
+        StepDef::Upload(upload) => {
+            let path = on_worker(&upload.workdir, &upload.workersrc);
+            logs.header(&format!("uploading {path} to {}\n", upload.masterdest.display())).await?;
+            if upload.directory {
+                let compress = match upload.compress.as_deref() {
+                    Some("gz") => Some(Compression::Gzip),
+                    Some("bz2") => Some(Compression::Bzip2),
+                    _ => None,
+                };
+                let args = UploadDirectoryArgs { path, maxsize: upload.maxsize, blocksize: upload.blocksize, compress };
+                (Command::UploadDirectory(args), CommandIo::UploadDirectory { dest: upload.masterdest.clone() })
+            } else {
+                let args = UploadFileArgs {
+                    path,
+                    maxsize: upload.maxsize,
+                    blocksize: upload.blocksize,
+                    keepstamp: upload.keepstamp,
+                };
+                (Command::UploadFile(args), CommandIo::UploadFile { dest: upload.masterdest.clone() })
+            }
+        }
+        StepDef::Download(download) => {
+            let path = on_worker(&download.workdir, &download.workerdest);
+            logs.header(&format!("downloading {} to {path}\n", download.mastersrc.display())).await?;
+            let source = match tokio::fs::File::open(&download.mastersrc).await {
+                Ok(file) => file,
+                Err(e) => {
+                    logs.header(&format!("cannot read {}: {e}\n", download.mastersrc.display())).await?;
+                    return Ok(remote::RemoteOutcome { rc: None, result: FAILURE });
+                }
+            };
+            let args = DownloadFileArgs {
+                path,
+                maxsize: download.maxsize,
+                blocksize: download.blocksize,
+                mode: download.mode,
+            };
+            (Command::DownloadFile(args), CommandIo::Download { source: Box::new(source) })
+        }
+    };
+    remote::run(conn, command, io, &builder.name, logs, stop, zero_is_success).await
+}
+
+/// The `shell` command of a step: paths made absolute on the worker, Buildbot's options.
+fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep) -> ShellArgs {
+    let command = match &step.command {
+        ShellCommand::Shell(script) => CommandLine::Shell(script.clone()),
+        ShellCommand::Argv(words) => CommandLine::Argv(words.iter().map(ArgvWord::plain).collect()),
+    };
+    let mut args = ShellArgs::new(conn.path(&[builder.builddir.as_str(), step.workdir.as_str()]), command);
+    args.env = step.env.iter().map(|(k, v)| (k.clone(), EnvValue::Value(v.clone()))).collect();
+    args.timeout = step.timeout.map(|t| t.as_secs_f64());
+    args.max_time = step.max_time.map(|t| t.as_secs_f64());
+    args.sigterm_time = step.sigterm_time.map(|t| t.as_secs_f64());
+    args.interrupt_signal = Some(step.interrupt_signal.clone());
+    args
+}

@@ -1,0 +1,84 @@
+//! One command of a step, run on the worker: its output goes to the step's logs as it arrives, a stop
+//! interrupts it, and how it ended becomes the step's result.
+
+use kiln_protocol::{Command, UpdateEntry};
+use tokio_util::sync::CancellationToken;
+
+use super::logs::StepLogs;
+use crate::results::{CANCELLED, EXCEPTION, RETRY};
+use crate::store::StoreError;
+use crate::workers::{CommandEvent, CommandIo, ConnectionError, WorkerConnection};
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RemoteOutcome {
+    pub rc: Option<i64>,
+    pub result: i32,
+}
+
+/// Runs `command` to its end. `decode_rc` maps an exit code to a result.
+pub(crate) async fn run(
+    conn: &WorkerConnection,
+    command: Command,
+    io: CommandIo,
+    builder: &str,
+    logs: &mut StepLogs<'_>,
+    stop: &CancellationToken,
+    decode_rc: impl Fn(i64) -> i32,
+) -> Result<RemoteOutcome, StoreError> {
+    let mut remote = match conn.start_command(command, io, Some(builder)).await {
+        Ok(remote) => remote,
+        Err(ConnectionError::Remote { message, .. }) => {
+            logs.header(&format!("the worker refused the command: {message}\n")).await?;
+            return Ok(RemoteOutcome { rc: None, result: EXCEPTION });
+        }
+        Err(e) => {
+            logs.header(&format!("{e}\n")).await?;
+            return Ok(RemoteOutcome { rc: None, result: RETRY });
+        }
+    };
+    let mut rc = None;
+    let mut interrupted = false;
+    loop {
+        let event = tokio::select! {
+            event = remote.next() => event,
+            () = stop.cancelled(), if !interrupted => {
+                interrupted = true;
+                logs.header("stopping: interrupting the command\n").await?;
+                if let Err(e) = conn.interrupt(&remote.id, "the build was stopped").await {
+                    tracing::warn!(worker = %conn.name, error = %e, "interrupt not delivered");
+                }
+                continue;
+            }
+        };
+        match event {
+            CommandEvent::Update(entries) => {
+                if let Some(code) = entries.iter().rev().find_map(|e| match e {
+                    UpdateEntry::Rc(code) => Some(*code),
+                    _ => None,
+                }) {
+                    rc = Some(code);
+                }
+                logs.append(&entries).await?;
+            }
+            CommandEvent::Complete { failure } => {
+                if let Some(failure) = &failure {
+                    logs.header(&format!("the command failed on the worker: {failure}\n")).await?;
+                }
+                if let Some(code) = rc {
+                    logs.header(&format!("program finished with exit code {code}\n")).await?;
+                }
+                let result = match (interrupted, &failure, rc) {
+                    (true, _, _) => CANCELLED,
+                    (false, Some(_), _) | (false, None, None) => EXCEPTION,
+                    (false, None, Some(code)) => decode_rc(code),
+                };
+                return Ok(RemoteOutcome { rc, result });
+            }
+            CommandEvent::Lost => {
+                logs.header(&format!("the connection to worker '{}' was lost\n", conn.name)).await?;
+                return Ok(RemoteOutcome { rc, result: RETRY });
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The master's configuration: one TOML file, `master.toml`, in the master's directory.
+//!
+//! The whole file is checked before anything starts: unknown keys, wrong types and semantic mistakes (a builder
+//! naming an unknown worker, two builders with one name, a step without a command…) are all reported, each with
+//! the file, the line and the key (`master.toml:14: builder 'test', key 'workers': unknown worker 'linux-2'`).
+//! The result is fully resolved: every default is filled in, step names are derived, environments are merged,
+//! the implicit `force-<builder>` schedulers are listed and (with [`MasterConfig::load`]) relative paths are
+//! made absolute. `docs/configuration.md` is the user's reference for every key.
+//!
+//! ```
+//! let config = kiln_master::config::MasterConfig::from_str(kiln_master::config::SAMPLE, "master.toml").unwrap();
+//! assert_eq!(config.builders[0].name, "test");
+//! ```
+
+mod error;
+mod parse;
+mod step;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigProblem};
+pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
+
+/// The name of the config file in a master's directory.
+pub const FILE_NAME: &str = "master.toml";
+
+/// A commented `master.toml` using every key, with one worker and one builder; `kiln create-master` writes it.
+pub const SAMPLE: &str = include_str!("sample.toml");
+
+/// A master's whole configuration, checked and with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    /// The title shown in the web UI.
+    pub title: String,
+    /// The public URL of the web UI, for links in reports; always ends with `/`.
+    pub url: String,
+    /// Where the master keeps its state.
+    pub store: StoreConfig,
+    /// Where workers connect.
+    pub worker_listener: WorkerListenerConfig,
+    /// Where the web UI is served.
+    pub web: WebConfig,
+    /// The workers allowed to connect, in the file's order.
+    pub workers: Vec<WorkerDef>,
+    /// The builders, in the file's order.
+    pub builders: Vec<BuilderDef>,
+    /// Every force scheduler: the declared ones, then the implicit `force-<builder>` ones.
+    pub force_schedulers: Vec<ForceSchedulerDef>,
+}
+
+/// Where the master keeps its state (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The database.
+    pub url: StoreUrl,
+}
+
+/// A database the store can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An SQLite file (`sqlite:PATH`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`), kept exactly as written.
+    Postgres(String),
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Where and how workers connect (`[worker_listener]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerListenerConfig {
+    /// The address the worker port listens on.
+    pub address: SocketAddr,
+    /// The certificate and key to serve `wss://` with; plain `ws://` without.
+    pub tls: Option<TlsFiles>,
+    /// The time between liveness pings of a connected worker.
+    pub ping_interval: Duration,
+    /// How long a worker may answer nothing before it is lost (its builds end RETRY).
+    pub ping_timeout: Duration,
+}
+
+/// A TLS certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// Where the web UI is served (`[web]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// The address the web server listens on.
+    pub address: SocketAddr,
+}
+
+/// A worker allowed to connect (`[[worker]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerDef {
+    /// The name the worker logs in with.
+    pub name: String,
+    /// The password the worker logs in with.
+    pub password: String,
+    /// How many builds may run on it at once; `None` for no limit.
+    pub max_builds: Option<u32>,
+    /// Addresses to tell when the worker goes missing.
+    pub notify_on_missing: Vec<String>,
+}
+
+/// A builder: which workers may run its builds and the steps of each build (`[[builder]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuilderDef {
+    /// The builder's name.
+    pub name: String,
+    /// The workers its builds may run on (at least one).
+    pub workers: Vec<String>,
+    /// What the builder is for.
+    pub description: Option<String>,
+    /// Tags, for filtering in the web UI.
+    pub tags: Vec<String>,
+    /// The environment of every step (each step's [`ShellStep::env`] already includes it).
+    pub env: BTreeMap<String, String>,
+    /// The default workdir of its steps, relative to [`BuilderDef::builddir`] on the worker.
+    pub workdir: String,
+    /// The builder's directory under the worker's base directory.
+    pub builddir: String,
+    /// Whether a force scheduler `force-<name>` is made for it.
+    pub force_scheduler: bool,
+    /// The steps of each build, in order; their names are unique within the builder.
+    pub steps: Vec<StepDef>,
+}
+
+/// A force scheduler: lets a user start builds from the web UI (`[[force_scheduler]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceSchedulerDef {
+    /// The scheduler's name, unique among all schedulers.
+    pub name: String,
+    /// The builders it starts builds on.
+    pub builders: Vec<String>,
+    /// The text of its button in the web UI.
+    pub label: String,
+}
+
+impl MasterConfig {
+    /// Reads and checks `dir/master.toml`, and makes its relative paths (SQLite file, TLS files) relative to `dir`.
+    pub fn load(dir: &Path) -> Result<MasterConfig, ConfigError> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let mut config = MasterConfig::from_str(&text, &path.display().to_string())?;
+        config.resolve_paths(dir);
+        Ok(config)
+    }
+
+    /// Checks a config given as text; `file` names it in error messages. Paths are kept as written.
+    #[allow(clippy::should_implement_trait)] // `FromStr` has no room for the file name.
+    pub fn from_str(text: &str, file: &str) -> Result<MasterConfig, ConfigError> {
+        parse::parse(text, file)
+    }
+
+    /// Makes relative paths relative to the master's directory.
+    fn resolve_paths(&mut self, dir: &Path) {
+        if let StoreUrl::Sqlite(path) = &mut self.store.url {
+            *path = dir.join(&*path);
+        }
+        if let Some(tls) = &mut self.worker_listener.tls {
+            tls.cert = dir.join(&tls.cert);
+            tls.key = dir.join(&tls.key);
+        }
+        for step in self.builders.iter_mut().flat_map(|b| b.steps.iter_mut()) {
+            match step {
+                StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
+                StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
+                StepDef::Shell(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! Reading `master.toml`: the toml crate checks keys and types table by table (so one bad table does not hide the
+//! problems of the others), then each section is checked for meaning and given its defaults.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::error::{ConfigError, Problems};
+use super::step::read_steps;
+use super::{
+    BuilderDef, ForceSchedulerDef, MasterConfig, StoreConfig, StoreUrl, TlsFiles, WebConfig, WorkerDef,
+    WorkerListenerConfig,
+};
+
+const DEFAULT_TITLE: &str = "Kiln";
+const DEFAULT_STORE_URL: &str = "sqlite:state.sqlite";
+const DEFAULT_WORKER_ADDRESS: &str = "0.0.0.0:9989";
+const DEFAULT_WEB_ADDRESS: &str = "127.0.0.1:8010";
+const DEFAULT_PING_INTERVAL_SECONDS: u64 = 10;
+const DEFAULT_PING_TIMEOUT_SECONDS: u64 = 30;
+const DEFAULT_WORKDIR: &str = "build";
+
+/// What a builder's steps inherit from it.
+pub(super) struct Defaults<'a> {
+    /// The builder's environment.
+    pub(super) env: &'a BTreeMap<String, String>,
+    /// The builder's default workdir.
+    pub(super) workdir: &'a str,
+}
+
+/// Deserializes one value, recording the toml crate's error (with `context`, and `fallback_key` when the error
+/// itself names no key) instead of returning it.
+pub(super) fn read<T: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+    problems: &mut Problems<'_>,
+    context: Option<&str>,
+    fallback_key: &str,
+) -> Option<T> {
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|error| problems.add_toml(&error, context, Some(fallback_key)))
+        .ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaster {
+    title: Option<String>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    worker_listener: RawWorkerListener,
+    #[serde(default)]
+    web: RawWeb,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkerListener {
+    address: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    ping_interval: Option<Spanned<u64>>,
+    ping_timeout: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    address: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    name: Spanned<String>,
+    password: String,
+    max_builds: Option<Spanned<u32>>,
+    #[serde(default)]
+    notify_on_missing: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuilder {
+    name: Spanned<String>,
+    workers: Spanned<Vec<Spanned<String>>>,
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    workdir: Option<String>,
+    builddir: Option<String>,
+    force_scheduler: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForceScheduler {
+    name: Spanned<String>,
+    builders: Spanned<Vec<Spanned<String>>>,
+    label: Option<String>,
+}
+
+/// The top-level keys and sections, checked.
+struct MasterSettings {
+    title: String,
+    url: String,
+    store: StoreConfig,
+    worker_listener: WorkerListenerConfig,
+    web: WebConfig,
+}
+
+/// Reads and checks a whole file.
+pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError> {
+    let mut problems = Problems::new(text, file);
+    let (document, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for error in &errors {
+            problems.add_toml(error, None, None);
+        }
+        return Err(problems.into_error());
+    }
+    let span = document.span();
+    let mut document = document.into_inner();
+    let workers = take_tables(&mut document, "worker", &mut problems);
+    let builders = take_tables(&mut document, "builder", &mut problems);
+    let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
+
+    let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
+        .and_then(|raw| check_settings(raw, &mut problems));
+    let (workers, worker_names) = read_workers(workers, &mut problems);
+    let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
+    let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
+
+    match settings {
+        Some(settings) if problems.is_empty() => Ok(MasterConfig {
+            title: settings.title,
+            url: settings.url,
+            store: settings.store,
+            worker_listener: settings.worker_listener,
+            web: settings.web,
+            workers,
+            builders,
+            force_schedulers,
+        }),
+        _ => Err(problems.into_error()),
+    }
+}
+
+/// Removes `[[key]]` from the document and returns its tables.
+fn take_tables<'i>(document: &mut DeTable<'i>, key: &str, problems: &mut Problems<'_>) -> Vec<Spanned<DeValue<'i>>> {
+    let Some((name, value)) = document.remove_entry(key) else {
+        return Vec::new();
+    };
+    match value.into_inner() {
+        DeValue::Array(tables) => tables.into_iter().collect(),
+        _ => {
+            problems.add(name.span(), None, key, format!("expected a list of tables, written [[{key}]]"));
+            Vec::new()
+        }
+    }
+}
+
+/// The `name` a table declares, if it is a string, whether or not the rest of the table is valid.
+fn declared_name(table: &DeValue<'_>) -> Option<String> {
+    table.get("name").and_then(|name| name.get_ref().as_str()).map(str::to_owned)
+}
+
+/// How errors in the `index`th `[[kind]]` table say which one it is.
+fn context_of(kind: &str, name: Option<&str>, index: usize) -> String {
+    match name {
+        Some(name) => format!("{kind} '{name}'"),
+        None => format!("{kind} #{}", index + 1),
+    }
+}
+
+fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterSettings> {
+    let store = check_store(raw.store, problems);
+    let worker_listener = check_worker_listener(raw.worker_listener, problems);
+    let web = address(raw.web.address, DEFAULT_WEB_ADDRESS, "[web]", problems).map(|address| WebConfig { address });
+    let url = match (raw.url, &web) {
+        (Some(url), _) if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) => {
+            problems.add(url.span(), None, "url", format!("'{}' is not an http:// or https:// URL", url.get_ref()));
+            None
+        }
+        (Some(url), _) => Some(url.into_inner()),
+        (None, Some(web)) => Some(web_url(web.address)),
+        (None, None) => None,
+    }
+    .map(|url| if url.ends_with('/') { url } else { format!("{url}/") });
+    Some(MasterSettings {
+        title: raw.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
+        url: url?,
+        store: store?,
+        worker_listener: worker_listener?,
+        web: web?,
+    })
+}
+
+/// The URL of a web UI served on `address`: a wildcard address is reached as `localhost`.
+fn web_url(address: SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        format!("http://localhost:{}/", address.port())
+    } else {
+        format!("http://{address}/")
+    }
+}
+
+fn check_store(raw: RawStore, problems: &mut Problems<'_>) -> Option<StoreConfig> {
+    let Some(url) = raw.url else {
+        return Some(StoreConfig { url: StoreUrl::Sqlite(PathBuf::from(&DEFAULT_STORE_URL["sqlite:".len()..])) });
+    };
+    let text = url.get_ref();
+    let store_url = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Some(StoreUrl::Postgres(text.clone()))
+    } else {
+        text.strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .filter(|path| !path.is_empty())
+            .map(|path| StoreUrl::Sqlite(PathBuf::from(path)))
+    };
+    if store_url.is_none() {
+        let message = format!("'{text}' is not a store URL (sqlite:PATH or postgres://…)");
+        problems.add(url.span(), Some("[store]"), "url", message);
+    }
+    store_url.map(|url| StoreConfig { url })
+}
+
+fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) -> Option<WorkerListenerConfig> {
+    const CONTEXT: &str = "[worker_listener]";
+    let address = address(raw.address, DEFAULT_WORKER_ADDRESS, CONTEXT, problems);
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => Some(None),
+        (Some(cert), Some(key)) => {
+            Some(Some(TlsFiles { cert: cert.into_inner().into(), key: key.into_inner().into() }))
+        }
+        (Some(cert), None) => {
+            problems.add(cert.span(), Some(CONTEXT), "tls_key", "tls_cert is set but tls_key is missing");
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(key.span(), Some(CONTEXT), "tls_cert", "tls_key is set but tls_cert is missing");
+            None
+        }
+    };
+    let interval = raw.ping_interval.as_ref().map_or(DEFAULT_PING_INTERVAL_SECONDS, |seconds| *seconds.get_ref());
+    let timeout = raw.ping_timeout.as_ref().map_or(DEFAULT_PING_TIMEOUT_SECONDS, |seconds| *seconds.get_ref());
+    let mut pings_valid = true;
+    if let Some(seconds) = raw.ping_interval.as_ref().filter(|_| interval == 0) {
+        problems.add(seconds.span(), Some(CONTEXT), "ping_interval", "must be at least 1 second");
+        pings_valid = false;
+    }
+    if timeout <= interval {
+        let span = raw.ping_timeout.as_ref().or(raw.ping_interval.as_ref()).map_or(0..0, Spanned::span);
+        let message = format!("ping_timeout ({timeout} s) must be longer than ping_interval ({interval} s)");
+        problems.add(span, Some(CONTEXT), "ping_timeout", message);
+        pings_valid = false;
+    }
+    pings_valid.then_some(())?;
+    Some(WorkerListenerConfig {
+        address: address?,
+        tls: tls?,
+        ping_interval: Duration::from_secs(interval),
+        ping_timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// An `IP:port` address, or `default` when absent.
+fn address(
+    raw: Option<Spanned<String>>,
+    default: &str,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<SocketAddr> {
+    let Some(raw) = raw else {
+        return default.parse().ok();
+    };
+    match raw.get_ref().parse() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            let message = format!("'{}' is not an address (IP:port, e.g. 127.0.0.1:8010)", raw.get_ref());
+            problems.add(raw.span(), Some(context), "address", message);
+            None
+        }
+    }
+}
+
+/// Reads the `[[worker]]` tables; also returns every declared name, including those of invalid tables, so that
+/// builders naming them are not reported too.
+fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) -> (Vec<WorkerDef>, BTreeSet<String>) {
+    let mut names = BTreeSet::new();
+    let mut workers = Vec::new();
+    for (index, table) in tables.into_iter().enumerate() {
+        let declared = declared_name(table.get_ref());
+        let context = context_of("worker", declared.as_deref(), index);
+        let Some(raw) = read::<RawWorker>(table, problems, Some(&context), "worker") else {
+            names.extend(declared);
+            continue;
+        };
+        let mut valid = check_name(&raw.name, &mut names, &context, "worker", problems);
+        if raw.name.get_ref().contains(':') {
+            problems.add(raw.name.span(), Some(&context), "name", "a worker name cannot contain ':'");
+            valid = false;
+        }
+        if let Some(max_builds) = raw.max_builds.as_ref().filter(|max_builds| *max_builds.get_ref() == 0) {
+            let message = "must be at least 1; leave it out for no limit";
+            problems.add(max_builds.span(), Some(&context), "max_builds", message);
+            valid = false;
+        }
+        if valid {
+            workers.push(WorkerDef {
+                name: raw.name.into_inner(),
+                password: raw.password,
+                max_builds: raw.max_builds.map(Spanned::into_inner),
+                notify_on_missing: raw.notify_on_missing,
+            });
+        }
+    }
+    (workers, names)
+}
+
+/// Checks that a name is not empty and not taken, and takes it.
+fn check_name(
+    name: &Spanned<String>,
+    names: &mut BTreeSet<String>,
+    context: &str,
+    kind: &str,
+    problems: &mut Problems<'_>,
+) -> bool {
+    if name.get_ref().is_empty() {
+        problems.add(name.span(), Some(context), "name", format!("a {kind} name cannot be empty"));
+        false
+    } else if !names.insert(name.get_ref().clone()) {
+        problems.add(name.span(), Some(context), "name", format!("another {kind} has this name"));
+        false
+    } else {
+        true
+    }
+}
+
+/// Checks a non-empty list of names, each in `known` and none twice.
+fn check_references(
+    list: &Spanned<Vec<Spanned<String>>>,
+    known: &BTreeSet<String>,
+    context: &str,
+    key: &str,
+    kind: &str,
+    problems: &mut Problems<'_>,
+) -> bool {
+    let mut valid = true;
+    if list.get_ref().is_empty() {
+        problems.add(list.span(), Some(context), key, format!("needs at least one {kind}"));
+        valid = false;
+    }
+    let mut seen = BTreeSet::new();
+    for name in list.get_ref() {
+        if !known.contains(name.get_ref()) {
+            problems.add(name.span(), Some(context), key, format!("unknown {kind} '{}'", name.get_ref()));
+            valid = false;
+        } else if !seen.insert(name.get_ref()) {
+            problems.add(name.span(), Some(context), key, format!("{kind} '{}' is listed twice", name.get_ref()));
+            valid = false;
+        }
+    }
+    valid
+}
+
+/// Reads the `[[builder]]` tables and their steps; also returns every declared name, including those of invalid
+/// tables.
+fn read_builders(
+    tables: Vec<Spanned<DeValue<'_>>>,
+    worker_names: &BTreeSet<String>,
+    problems: &mut Problems<'_>,
+) -> (Vec<BuilderDef>, BTreeSet<String>) {
+    let mut names = BTreeSet::new();
+    let mut builders = Vec::new();
+    for (index, mut table) in tables.into_iter().enumerate() {
+        let declared = declared_name(table.get_ref());
+        let context = context_of("builder", declared.as_deref(), index);
+        let steps = match table.get_mut() {
+            DeValue::Table(keys) => keys.remove("step").map(Spanned::into_inner),
+            _ => None,
+        };
+        let steps = match steps {
+            None => Vec::new(),
+            Some(DeValue::Array(steps)) => steps.into_iter().collect(),
+            Some(_) => {
+                problems.add(
+                    table.span(),
+                    Some(&context),
+                    "step",
+                    "expected a list of tables, written [[builder.step]]",
+                );
+                Vec::new()
+            }
+        };
+        let Some(raw) = read::<RawBuilder>(table, problems, Some(&context), "builder") else {
+            let no_env = BTreeMap::new();
+            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR }, problems);
+            names.extend(declared);
+            continue;
+        };
+        let workdir = raw.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
+        let steps = read_steps(steps, &context, &Defaults { env: &raw.env, workdir: &workdir }, problems);
+        let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
+        let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
+        if name_valid && workers_valid {
+            let name = raw.name.into_inner();
+            builders.push(BuilderDef {
+                workers: raw.workers.into_inner().into_iter().map(Spanned::into_inner).collect(),
+                description: raw.description,
+                tags: raw.tags,
+                env: raw.env,
+                workdir,
+                builddir: raw.builddir.unwrap_or_else(|| name.clone()),
+                force_scheduler: raw.force_scheduler.unwrap_or(true),
+                steps,
+                name,
+            });
+        }
+    }
+    (builders, names)
+}
+
+/// Reads the `[[force_scheduler]]` tables and adds the implicit `force-<builder>` schedulers after them.
+fn read_force_schedulers(
+    tables: Vec<Spanned<DeValue<'_>>>,
+    builders: &[BuilderDef],
+    builder_names: &BTreeSet<String>,
+    problems: &mut Problems<'_>,
+) -> Vec<ForceSchedulerDef> {
+    let implicit: Vec<(String, &str)> = builders
+        .iter()
+        .filter(|builder| builder.force_scheduler)
+        .map(|builder| (format!("force-{}", builder.name), builder.name.as_str()))
+        .collect();
+    let mut names = BTreeSet::new();
+    let mut schedulers = Vec::new();
+    for (index, table) in tables.into_iter().enumerate() {
+        let declared = declared_name(table.get_ref());
+        let context = context_of("force_scheduler", declared.as_deref(), index);
+        let Some(raw) = read::<RawForceScheduler>(table, problems, Some(&context), "force_scheduler") else {
+            continue;
+        };
+        let mut name_valid = check_name(&raw.name, &mut names, &context, "scheduler", problems);
+        if let Some((_, builder)) = implicit.iter().find(|(name, _)| name == raw.name.get_ref()) {
+            let message = format!(
+                "builder '{builder}' already has a force scheduler with this name (set force_scheduler = false on it)"
+            );
+            problems.add(raw.name.span(), Some(&context), "name", message);
+            name_valid = false;
+        }
+        let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
+        if name_valid && builders_valid {
+            let name = raw.name.into_inner();
+            schedulers.push(ForceSchedulerDef {
+                builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
+                label: raw.label.unwrap_or_else(|| name.clone()),
+                name,
+            });
+        }
+    }
+    schedulers.extend(implicit.into_iter().map(|(name, builder)| ForceSchedulerDef {
+        builders: vec![builder.to_owned()],
+        label: name.clone(),
+        name,
+    }));
+    schedulers
+}

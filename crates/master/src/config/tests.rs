@@ -1,0 +1,445 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::results;
+
+/// The smallest valid config: one worker, one builder with one step.
+const MINIMAL: &str = r#"
+[[worker]]
+name = "linux-1"
+password = "pw"
+
+[[builder]]
+name = "test"
+workers = ["linux-1"]
+
+  [[builder.step]]
+  command = "make -j4"
+"#;
+
+fn load(text: &str) -> MasterConfig {
+    match MasterConfig::from_str(text, "master.toml") {
+        Ok(config) => config,
+        Err(error) => panic!("config should load:\n{error}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<ConfigProblem> {
+    match MasterConfig::from_str(text, "master.toml") {
+        Ok(_) => panic!("config should not load"),
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(error) => panic!("unexpected error: {error}"),
+    }
+}
+
+/// Asserts that `text` has exactly one problem, at `line` with `key`, whose message contains `needle`; returns
+/// the whole message.
+fn one_problem(text: &str, line: usize, key: &str, needle: &str) -> String {
+    let found = problems(text);
+    assert_eq!(found.len(), 1, "expected one problem, got: {found:#?}");
+    let problem = &found[0];
+    let message = problem.to_string();
+    assert_eq!(problem.line, line, "{message}");
+    assert_eq!(problem.key.as_deref(), Some(key), "{message}");
+    assert!(message.starts_with(&format!("master.toml:{line}: ")), "{message}");
+    assert!(message.contains(&format!("key '{key}'")), "{message}");
+    assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+    message
+}
+
+fn shell(step: &StepDef) -> &ShellStep {
+    match step {
+        StepDef::Shell(step) => step,
+        other => panic!("a shell step expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_sample_loads() {
+    let config = load(SAMPLE);
+    assert_eq!(config.workers.len(), 1);
+    assert_eq!(config.builders.len(), 1);
+    let builder = &config.builders[0];
+    assert_eq!(builder.steps.len(), 2);
+    assert_eq!(builder.steps.iter().map(StepDef::name).collect::<Vec<_>>(), ["compile", "test"]);
+    let names: Vec<_> = config.force_schedulers.iter().map(|scheduler| scheduler.name.as_str()).collect();
+    assert_eq!(names, ["force-all", "force-test"]);
+    let test = shell(&builder.steps[1]);
+    assert_eq!(test.command, ShellCommand::Argv(vec!["make".into(), "check".into()]));
+    assert_eq!(test.decode_rc, BTreeMap::from([(0, results::SUCCESS), (1, results::WARNINGS)]));
+}
+
+#[test]
+fn every_default() {
+    let config = load(MINIMAL);
+    assert_eq!(config.title, "Kiln");
+    assert_eq!(config.url, "http://127.0.0.1:8010/");
+    assert_eq!(config.store.url, StoreUrl::Sqlite(PathBuf::from("state.sqlite")));
+    assert_eq!(config.worker_listener.address, "0.0.0.0:9989".parse().unwrap());
+    assert_eq!(config.worker_listener.tls, None);
+    assert_eq!(config.worker_listener.ping_interval, Duration::from_secs(10));
+    assert_eq!(config.worker_listener.ping_timeout, Duration::from_secs(30));
+    assert_eq!(config.web.address, "127.0.0.1:8010".parse().unwrap());
+
+    let worker = &config.workers[0];
+    assert_eq!(worker.max_builds, None);
+    assert!(worker.notify_on_missing.is_empty());
+
+    let builder = &config.builders[0];
+    assert_eq!(builder.description, None);
+    assert!(builder.tags.is_empty());
+    assert!(builder.env.is_empty());
+    assert_eq!(builder.workdir, "build");
+    assert_eq!(builder.builddir, "test");
+    assert!(builder.force_scheduler);
+    assert_eq!(
+        config.force_schedulers,
+        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "force-test".into() }]
+    );
+
+    let step = shell(&builder.steps[0]);
+    assert_eq!(
+        step.options,
+        StepOptions {
+            name: "make".into(),
+            halt_on_failure: false,
+            flunk_on_failure: true,
+            warn_on_failure: false,
+            always_run: false
+        }
+    );
+    assert_eq!(step.command, ShellCommand::Shell("make -j4".into()));
+    assert!(step.env.is_empty());
+    assert_eq!(step.workdir, "build");
+    assert_eq!(step.timeout, Some(Duration::from_secs(1200)));
+    assert_eq!(step.max_time, None);
+    assert_eq!(step.decode_rc, BTreeMap::from([(0, results::SUCCESS)]));
+    assert_eq!(step.sigterm_time, None);
+    assert_eq!(step.interrupt_signal, "KILL");
+}
+
+#[test]
+fn the_url_follows_the_web_address_and_ends_with_a_slash() {
+    let config = load(&format!("[web]\naddress = \"0.0.0.0:9000\"\n{MINIMAL}"));
+    assert_eq!(config.url, "http://localhost:9000/");
+    let config = load(&format!("url = \"https://ci.example.org\"\n{MINIMAL}"));
+    assert_eq!(config.url, "https://ci.example.org/");
+}
+
+#[test]
+fn steps_inherit_from_their_builder_and_get_unique_names() {
+    let config = load(
+        r#"
+[[worker]]
+name = "w"
+password = "pw"
+
+[[builder]]
+name = "b"
+workers = ["w"]
+env = { LANG = "C", CC = "gcc" }
+workdir = "src"
+
+  [[builder.step]]
+  command = "/usr/bin/make all"
+  env = { CC = "clang" }
+  [[builder.step]]
+  command = ["make", "check"]
+  workdir = "src/tests"
+  timeout = 0
+  max_time = 0
+  [[builder.step]]
+  name = "make_2"
+  command = "true"
+"#,
+    );
+    let steps = &config.builders[0].steps;
+    assert_eq!(steps.iter().map(StepDef::name).collect::<Vec<_>>(), ["make", "make_3", "make_2"]);
+    let first = shell(&steps[0]);
+    assert_eq!(first.env, BTreeMap::from([("LANG".into(), "C".into()), ("CC".into(), "clang".into())]));
+    assert_eq!(first.workdir, "src");
+    let second = shell(&steps[1]);
+    assert_eq!(second.workdir, "src/tests");
+    assert_eq!(second.timeout, None, "timeout = 0 disables the timeout");
+    assert_eq!(second.max_time, None);
+}
+
+#[test]
+fn a_postgres_url_is_accepted() {
+    let config = load(&format!("[store]\nurl = \"postgres://kiln@db.example.org/kiln\"\n{MINIMAL}"));
+    assert_eq!(config.store.url, StoreUrl::Postgres("postgres://kiln@db.example.org/kiln".into()));
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_master_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[store]\nurl = \"sqlite:db/state.sqlite\"\n[worker_listener]\ntls_cert = \"cert.pem\"\ntls_key = \"/etc/kiln/key.pem\"\n{MINIMAL}"
+    );
+    std::fs::write(dir.path().join("master.toml"), text).unwrap();
+    let config = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(config.store.url, StoreUrl::Sqlite(dir.path().join("db/state.sqlite")));
+    let tls = config.worker_listener.tls.unwrap();
+    assert_eq!(tls.cert, dir.path().join("cert.pem"));
+    assert_eq!(tls.key, Path::new("/etc/kiln/key.pem"));
+}
+
+#[test]
+fn a_missing_file_names_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = MasterConfig::load(dir.path()).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(error.to_string().contains("master.toml"), "{error}");
+}
+
+#[test]
+fn load_errors_name_the_file_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("master.toml"), "titel = \"x\"\n").unwrap();
+    let error = MasterConfig::load(dir.path()).unwrap_err().to_string();
+    let expected = format!("{}:1: key 'titel': unknown field", dir.path().join("master.toml").display());
+    assert!(error.starts_with(&expected), "{error}");
+}
+
+#[test]
+fn an_unknown_key_in_a_step_is_reported() {
+    let text = format!("{MINIMAL}  comand = \"make\"\n");
+    let message = one_problem(&text, 12, "comand", "unknown field `comand`");
+    assert!(message.contains("builder 'test', step #1"), "{message}");
+}
+
+#[test]
+fn a_wrong_type_is_reported() {
+    let text = format!("[worker_listener]\nping_interval = \"10\"\n{MINIMAL}");
+    one_problem(&text, 2, "ping_interval", "invalid type");
+    let text = format!("{MINIMAL}  timeout = true\n");
+    one_problem(&text, 12, "timeout", "invalid type");
+    let text = format!("{MINIMAL}  command = 3\n");
+    // A duplicate key is a syntax error, found before types.
+    assert!(!problems(&text).is_empty());
+    let text = MINIMAL.replace("command = \"make -j4\"", "command = 3");
+    one_problem(&text, 11, "command", "a string or a list of strings");
+}
+
+#[test]
+fn a_missing_required_key_is_reported() {
+    let text = MINIMAL.replace("password = \"pw\"", "");
+    one_problem(&text, 2, "password", "missing field");
+    let text = MINIMAL.replace("command = \"make -j4\"", "name = \"x\"");
+    one_problem(&text, 10, "command", "missing field");
+}
+
+#[test]
+fn an_unknown_worker_in_a_builder_is_reported() {
+    let text = MINIMAL.replace("workers = [\"linux-1\"]", "workers = [\"linux-1\", \"linux-2\"]");
+    let message = one_problem(&text, 8, "workers", "unknown worker 'linux-2'");
+    assert_eq!(message, "master.toml:8: builder 'test', key 'workers': unknown worker 'linux-2'");
+}
+
+#[test]
+fn empty_workers_are_reported() {
+    let text = MINIMAL.replace("workers = [\"linux-1\"]", "workers = []");
+    one_problem(&text, 8, "workers", "needs at least one worker");
+}
+
+#[test]
+fn a_duplicate_builder_is_reported() {
+    let text = format!("{MINIMAL}\n[[builder]]\nname = \"test\"\nworkers = [\"linux-1\"]\n");
+    one_problem(&text, 14, "name", "another builder has this name");
+}
+
+#[test]
+fn a_duplicate_worker_and_a_bad_worker_name_are_reported() {
+    let text = format!("{MINIMAL}\n[[worker]]\nname = \"linux-1\"\npassword = \"x\"\n");
+    one_problem(&text, 14, "name", "another worker has this name");
+    let text = MINIMAL.replace("name = \"linux-1\"", "name = \"linux:1\"").replace("[\"linux-1\"]", "[\"linux:1\"]");
+    one_problem(&text, 3, "name", "cannot contain ':'");
+}
+
+#[test]
+fn a_duplicate_scheduler_name_is_reported() {
+    let text = format!("{MINIMAL}\n[[force_scheduler]]\nname = \"force-test\"\nbuilders = [\"test\"]\n");
+    one_problem(&text, 14, "name", "builder 'test' already has a force scheduler");
+    let text = format!(
+        "{MINIMAL}\n[[force_scheduler]]\nname = \"all\"\nbuilders = [\"test\"]\n[[force_scheduler]]\nname = \"all\"\nbuilders = [\"test\"]\n"
+    );
+    one_problem(&text, 17, "name", "another scheduler has this name");
+    let text = format!("{MINIMAL}\n[[force_scheduler]]\nname = \"all\"\nbuilders = [\"tset\"]\n");
+    one_problem(&text, 15, "builders", "unknown builder 'tset'");
+}
+
+#[test]
+fn builders_without_force_scheduler_free_the_name() {
+    let text = MINIMAL.replace("workers = [\"linux-1\"]", "workers = [\"linux-1\"]\nforce_scheduler = false");
+    let config =
+        load(&format!("{text}\n[[force_scheduler]]\nname = \"force-test\"\nbuilders = [\"test\"]\nlabel = \"Go\"\n"));
+    assert_eq!(
+        config.force_schedulers,
+        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "Go".into() }]
+    );
+}
+
+#[test]
+fn a_bad_decode_rc_is_reported() {
+    let text = format!("{MINIMAL}  decode_rc = {{ \"0\" = \"success\", \"1\" = \"warning\" }}\n");
+    one_problem(&text, 12, "decode_rc", "'warning' is not a result");
+    let text = format!("{MINIMAL}  decode_rc = {{ \"zero\" = \"success\" }}\n");
+    one_problem(&text, 12, "decode_rc", "'zero' is not an exit code");
+}
+
+#[test]
+fn an_unknown_step_type_is_reported() {
+    let text = format!("{MINIMAL}  type = \"git\"\n");
+    one_problem(&text, 12, "type", "unknown step type 'git'");
+}
+
+#[test]
+fn an_empty_command_and_duplicate_step_names_are_reported() {
+    let text = MINIMAL.replace("\"make -j4\"", "\"  \"");
+    one_problem(&text, 11, "command", "the command is empty");
+    let text = format!("{MINIMAL}  name = \"a\"\n  [[builder.step]]\n  name = \"a\"\n  command = \"true\"\n");
+    one_problem(&text, 14, "name", "another step of this builder has this name");
+}
+
+#[test]
+fn bad_addresses_and_listener_settings_are_reported() {
+    let text = format!("[web]\naddress = \"localhost\"\n{MINIMAL}");
+    one_problem(&text, 2, "address", "'localhost' is not an address");
+    let text = format!("[worker_listener]\ntls_cert = \"c.pem\"\n{MINIMAL}");
+    one_problem(&text, 2, "tls_key", "tls_key is missing");
+    let text = format!("[worker_listener]\nping_interval = 30\nping_timeout = 30\n{MINIMAL}");
+    one_problem(&text, 3, "ping_timeout", "must be longer than ping_interval");
+    let text = format!("[store]\nurl = \"mysql://db\"\n{MINIMAL}");
+    one_problem(&text, 2, "url", "not a store URL");
+    let text = format!("url = \"ci.example.org\"\n{MINIMAL}");
+    one_problem(&text, 1, "url", "not an http:// or https:// URL");
+}
+
+#[test]
+fn a_syntax_error_names_file_and_line() {
+    let found = problems("title = \"Kiln\"\n[web\n");
+    assert_eq!(found[0].line, 2, "{found:#?}");
+    assert!(found[0].to_string().starts_with("master.toml:2: "), "{}", found[0]);
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = r#"
+titel = "x"
+
+[[worker]]
+name = "w"
+password = "pw"
+max_builds = 0
+
+[[builder]]
+name = "b"
+workers = ["x"]
+
+  [[builder.step]]
+  command = "make"
+  type = "git"
+"#;
+    let lines: Vec<_> = problems(text).iter().map(|problem| problem.line).collect();
+    assert_eq!(lines, [2, 7, 11, 15]);
+}
+
+/// Every key of the schema, by the section of `docs/configuration.md` that documents it.
+const KEYS: &[(&str, &[&str])] = &[
+    ("Top level", &["title", "url"]),
+    ("`[store]`", &["url"]),
+    ("`[worker_listener]`", &["address", "tls_cert", "tls_key", "ping_interval", "ping_timeout"]),
+    ("`[web]`", &["address"]),
+    ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
+    ("`[[builder]]`", &["name", "workers", "description", "tags", "env", "workdir", "builddir", "force_scheduler"]),
+    (
+        "`[[builder.step]]`",
+        &[
+            "name",
+            "type",
+            "command",
+            "env",
+            "workdir",
+            "timeout",
+            "max_time",
+            "halt_on_failure",
+            "flunk_on_failure",
+            "warn_on_failure",
+            "always_run",
+            "decode_rc",
+            "sigterm_time",
+            "interrupt_signal",
+        ],
+    ),
+    (
+        "Transfer steps",
+        &[
+            "workersrc",
+            "masterdest",
+            "mastersrc",
+            "workerdest",
+            "workdir",
+            "maxsize",
+            "blocksize",
+            "keepstamp",
+            "compress",
+            "mode",
+        ],
+    ),
+    ("`[[force_scheduler]]`", &["name", "builders", "label"]),
+];
+
+#[test]
+fn transfer_steps() {
+    let text = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"upload\"\n  workersrc = \"a.bin\"\n  masterdest = \"out/a.bin\"\n  keepstamp = true\n\
+         \n  [[builder.step]]\n  type = \"upload_directory\"\n  workersrc = \"tree\"\n  masterdest = \"out/tree\"\n  compress = \"bz2\"\n\
+         \n  [[builder.step]]\n  type = \"download\"\n  mastersrc = \"in.txt\"\n  workerdest = \"in.txt\"\n  mode = 0o640\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), &text).unwrap();
+    let config = MasterConfig::load(dir.path()).unwrap();
+    let steps = &config.builders[0].steps;
+    let StepDef::Upload(upload) = &steps[steps.len() - 3] else { panic!("upload expected: {steps:?}") };
+    assert_eq!(upload.masterdest, dir.path().join("out/a.bin"));
+    assert!(upload.keepstamp && !upload.directory);
+    assert_eq!(upload.blocksize, 16384);
+    let StepDef::Upload(tree) = &steps[steps.len() - 2] else { panic!("upload_directory expected") };
+    assert!(tree.directory);
+    assert_eq!(tree.compress.as_deref(), Some("bz2"));
+    let StepDef::Download(download) = &steps[steps.len() - 1] else { panic!("download expected") };
+    assert_eq!(download.mastersrc, dir.path().join("in.txt"));
+    assert_eq!(download.mode, Some(0o640));
+    assert_eq!(steps[steps.len() - 1].name(), "download in.txt");
+
+    let bad = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"upload\"\n  workersrc = \"a\"\n  masterdest = \"b\"\n  compress = \"gz\"\n"
+    );
+    let problems = problems(&bad);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key.as_deref(), Some("compress"));
+}
+
+#[test]
+fn the_documentation_mentions_every_key() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for (section, keys) in KEYS {
+        let heading = format!("\n## {section}\n");
+        let start = doc.find(&heading).unwrap_or_else(|| panic!("docs/configuration.md lacks the section {section}"));
+        let body = &doc[start + heading.len()..];
+        let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+        for key in *keys {
+            assert!(body.contains(&format!("| `{key}` |")), "docs/configuration.md, section {section}, lacks {key}");
+        }
+    }
+}
+
+#[test]
+fn the_sample_uses_every_key() {
+    for key in KEYS.iter().flat_map(|(_, keys)| keys.iter()) {
+        assert!(SAMPLE.contains(&format!("{key} =")), "the sample lacks {key}");
+    }
+}

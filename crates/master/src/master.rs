@@ -1,0 +1,453 @@
+//! The running master: the config, the store, the worker port, the queue's dispatcher and the running
+//! builds, with the actions people take (force, stop, rebuild, cancel).
+//!
+//! Every action writes to the store first; the dispatcher then reads the store. A master killed at any point
+//! and started again finishes the builds it left running as RETRY and runs their requests again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::build::{self, BuildJob};
+use crate::config::{BuilderDef, MasterConfig, StoreUrl};
+use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
+use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
+use crate::store::{BuildRequest, NewBuildset, Property, Store, StoreError};
+use crate::workers::{Liveness, WorkerAccount, Workers};
+
+/// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
+const IDLE_RESCAN: Duration = Duration::from_secs(30);
+/// On shutdown, how long running builds get to end (as RETRY) before the master exits anyway.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
+
+/// An action refused, with the reason shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no builder named '{0}'")]
+    UnknownBuilder(String),
+    #[error("no force scheduler named '{0}'")]
+    UnknownScheduler(String),
+    #[error("no build {0}")]
+    UnknownBuild(i64),
+    #[error("no build request {0}")]
+    UnknownRequest(i64),
+    #[error("build {0} is not running on this master")]
+    NotRunning(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a build that ran is, for the caller of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub buildsetid: i64,
+    /// Builder id → build request id.
+    pub requests: Vec<(i64, i64)>,
+}
+
+struct Running {
+    builder: String,
+    worker: String,
+    brid: i64,
+    stop: CancellationToken,
+}
+
+struct Inner {
+    config: MasterConfig,
+    store: Store,
+    masterid: i64,
+    workers: Workers,
+    /// Builder name → (store id, definition).
+    builders: HashMap<String, (i64, Arc<BuilderDef>)>,
+    running: Mutex<HashMap<i64, Running>>,
+    builds: TaskTracker,
+    wake: Notify,
+    /// Set when the master stops: builds stopped from then on end RETRY, and no new build starts.
+    shutting_down: CancellationToken,
+}
+
+/// A running master. Cheap to clone.
+#[derive(Clone)]
+pub struct Master {
+    inner: Arc<Inner>,
+}
+
+/// Where a started master listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub workers: std::net::SocketAddr,
+}
+
+impl Master {
+    /// Starts a master from its directory's `master.toml`: opens the store (finishing builds a previous process
+    /// left running as RETRY), listens for workers, and starts dispatching.
+    pub async fn start(dir: &Path) -> anyhow::Result<(Master, Addresses)> {
+        let config = MasterConfig::load(dir)?;
+        Master::start_with(dir, config).await
+    }
+
+    pub async fn start_with(dir: &Path, config: MasterConfig) -> anyhow::Result<(Master, Addresses)> {
+        use anyhow::Context;
+        let url = match &config.store.url {
+            StoreUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreUrl::Postgres(url) => url.clone(),
+        };
+        let store = Store::open(&url).await.with_context(|| format!("opening the store {url}"))?;
+        let master_name = master_name(dir);
+        let masterid = store.register_master(&master_name).await?;
+        let cleanup = store.unclaim_and_retry_builds_of(masterid).await?;
+        if cleanup.builds_retried > 0 || cleanup.requests_unclaimed > 0 {
+            tracing::warn!(
+                builds = cleanup.builds_retried,
+                requests = cleanup.requests_unclaimed,
+                "builds left running by the previous master process end RETRY; their requests run again"
+            );
+        }
+        let mut builders = HashMap::new();
+        for def in &config.builders {
+            let id = store.find_or_add_builder(&def.name).await?;
+            builders.insert(def.name.clone(), (id, Arc::new(def.clone())));
+        }
+        for worker in &config.workers {
+            store.find_or_add_worker(&worker.name).await?;
+        }
+        let accounts = config
+            .workers
+            .iter()
+            .map(|w| WorkerAccount {
+                name: w.name.clone(),
+                password: w.password.clone(),
+                max_builds: w.max_builds.map(|m| m as usize),
+                builder_dirs: config
+                    .builders
+                    .iter()
+                    .filter(|b| b.workers.contains(&w.name))
+                    .map(|b| b.builddir.clone())
+                    .collect(),
+            })
+            .collect();
+        let liveness =
+            Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
+        let workers = Workers::new(accounts, liveness);
+        let listener = TcpListener::bind(config.worker_listener.address)
+            .await
+            .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
+        let worker_address = listener.local_addr()?;
+        let tls = match &config.worker_listener.tls {
+            Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            masterid,
+            workers: workers.clone(),
+            builders,
+            running: Mutex::default(),
+            builds: TaskTracker::new(),
+            wake: Notify::new(),
+            shutting_down: CancellationToken::new(),
+        });
+        tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
+        tokio::spawn(dispatch_loop(inner.clone()));
+        tracing::info!(workers = %worker_address, name = %master_name, "master started");
+        Ok((Master { inner }, Addresses { workers: worker_address }))
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn workers(&self) -> &Workers {
+        &self.inner.workers
+    }
+
+    pub fn masterid(&self) -> i64 {
+        self.inner.masterid
+    }
+
+    /// The store id of a builder.
+    pub fn builder_id(&self, name: &str) -> Option<i64> {
+        self.inner.builders.get(name).map(|(id, _)| *id)
+    }
+
+    /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them).
+    pub async fn force(
+        &self,
+        scheduler: &str,
+        builder: Option<&str>,
+        reason: &str,
+        owner: Option<&str>,
+        properties: Vec<(String, String)>,
+    ) -> Result<Submitted, ActionError> {
+        let def = self
+            .inner
+            .config
+            .force_schedulers
+            .iter()
+            .find(|s| s.name == scheduler)
+            .ok_or_else(|| ActionError::UnknownScheduler(scheduler.to_string()))?;
+        let names: Vec<&String> = match builder {
+            Some(one) => def.builders.iter().filter(|b| *b == one).collect::<Vec<_>>().into_iter().take(1).collect(),
+            None => def.builders.iter().collect(),
+        };
+        if names.is_empty() {
+            return Err(ActionError::UnknownBuilder(builder.unwrap_or_default().to_string()));
+        }
+        let mut builderids = Vec::new();
+        for name in names {
+            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.clone()))?);
+        }
+        let mut props: Vec<Property> = properties
+            .into_iter()
+            .map(|(name, value)| Property {
+                name,
+                value: serde_json::Value::String(value),
+                source: "Force Build Form".into(),
+            })
+            .collect();
+        props.push(Property {
+            name: "scheduler".into(),
+            value: serde_json::Value::String(scheduler.to_string()),
+            source: "Scheduler".into(),
+        });
+        if let Some(owner) = owner {
+            props.push(Property {
+                name: "owner".into(),
+                value: serde_json::Value::String(owner.to_string()),
+                source: "Force Build Form".into(),
+            });
+        }
+        self.submit(NewBuildset {
+            reason: reason.to_string(),
+            external_idstring: None,
+            scheduler: Some(scheduler.to_string()),
+            parent_buildid: None,
+            properties: props,
+            builderids,
+            priority: 0,
+            waited_for: false,
+            sourcestamps: Vec::new(),
+        })
+        .await
+    }
+
+    async fn submit(&self, new: NewBuildset) -> Result<Submitted, ActionError> {
+        let builderids = new.builderids.clone();
+        let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
+        self.inner.wake.notify_one();
+        Ok(Submitted { buildsetid, requests: builderids.into_iter().zip(brids).collect() })
+    }
+
+    /// Stops a running build: its command is interrupted and it ends CANCELLED.
+    pub fn stop_build(&self, buildid: i64) -> Result<(), ActionError> {
+        let running = lock(&self.inner.running);
+        let build = running.get(&buildid).ok_or(ActionError::NotRunning(buildid))?;
+        tracing::info!(buildid, builder = %build.builder, "stopping build");
+        build.stop.cancel();
+        Ok(())
+    }
+
+    /// Runs a build's request again, as a new buildset with the same properties and source stamps.
+    pub async fn rebuild(&self, buildid: i64) -> Result<Submitted, ActionError> {
+        let store = &self.inner.store;
+        let build = store.build(buildid).await?.ok_or(ActionError::UnknownBuild(buildid))?;
+        let request = store
+            .build_request(build.buildrequestid)
+            .await?
+            .ok_or(ActionError::UnknownRequest(build.buildrequestid))?;
+        let buildset = store.buildset(request.buildsetid).await?;
+        let properties = store.buildset_properties(request.buildsetid).await?;
+        let sourcestamps = store.buildset_sourcestamps(request.buildsetid).await?;
+        self.submit(NewBuildset {
+            reason: format!("rebuild of build {buildid}"),
+            external_idstring: None,
+            scheduler: buildset.and_then(|b| b.scheduler),
+            parent_buildid: None,
+            properties,
+            builderids: vec![build.builderid],
+            priority: request.priority,
+            waited_for: false,
+            sourcestamps,
+        })
+        .await
+    }
+
+    /// Cancels a build request: a queued one ends CANCELLED; one that is running has its build stopped.
+    pub async fn cancel_request(&self, brid: i64) -> Result<(), ActionError> {
+        let store = &self.inner.store;
+        let request = store.build_request(brid).await?.ok_or(ActionError::UnknownRequest(brid))?;
+        if request.complete {
+            return Ok(());
+        }
+        if store.claim_requests(&[brid], self.inner.masterid).await? {
+            store.complete_requests(&[brid], CANCELLED).await?;
+            return Ok(());
+        }
+        let buildid = lock(&self.inner.running).iter().find(|(_, r)| r.brid == brid).map(|(id, _)| *id);
+        match buildid {
+            Some(buildid) => self.stop_build(buildid),
+            None => Ok(()),
+        }
+    }
+
+    /// Ids of the builds running on this master.
+    pub fn running_builds(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = lock(&self.inner.running).keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stops the master. Without `clean`, running builds are stopped and end RETRY (their requests run again
+    /// at the next start); with `clean`, no new build starts and the running ones are waited for.
+    pub async fn shutdown(&self, clean: bool) {
+        self.inner.shutting_down.cancel();
+        if !clean {
+            for running in lock(&self.inner.running).values() {
+                running.stop.cancel();
+            }
+        }
+        self.inner.builds.close();
+        let wait = if clean { Duration::MAX } else { SHUTDOWN_WAIT };
+        if tokio::time::timeout(wait, self.inner.builds.wait()).await.is_err() {
+            tracing::warn!("builds still running at shutdown; they end RETRY at the next start");
+        }
+        for name in self.inner.workers.connected_names() {
+            if let Some(conn) = self.inner.workers.connected(&name) {
+                conn.close();
+            }
+        }
+        self.inner.store.close().await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A master's name in the store: host and directory, so two masters on one database are told apart.
+fn master_name(dir: &Path) -> String {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", dir.display())
+}
+
+/// Starts builds whenever something may have changed: a request arrived, a worker connected, a build ended.
+async fn dispatch_loop(inner: Arc<Inner>) {
+    let mut events = inner.workers.subscribe();
+    loop {
+        if inner.shutting_down.is_cancelled() {
+            return;
+        }
+        if let Err(e) = dispatch_once(&inner).await {
+            tracing::error!(error = %e, "dispatching build requests failed");
+        }
+        tokio::select! {
+            () = inner.wake.notified() => {}
+            _ = events.recv() => {}
+            () = tokio::time::sleep(IDLE_RESCAN) => {}
+            () = inner.shutting_down.cancelled() => return,
+        }
+    }
+}
+
+/// One pass over the queue: every request that has a free worker starts.
+async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let mut pending: HashMap<String, Vec<BuildRequest>> = HashMap::new();
+    for (name, (id, _)) in &inner.builders {
+        let requests = inner.store.unclaimed_requests(*id).await?;
+        if !requests.is_empty() {
+            pending.insert(name.clone(), requests);
+        }
+    }
+    for builder_name in builder_order(&pending) {
+        let Some((builderid, def)) = inner.builders.get(builder_name) else { continue };
+        let mut requests = pending[builder_name].clone();
+        requests.sort_by_key(urgency);
+        for request in requests {
+            let loads: Vec<WorkerLoad> = {
+                let running = lock(&inner.running);
+                def.workers
+                    .iter()
+                    .filter(|w| inner.workers.connected(w).is_some_and(|c| !c.is_closed()))
+                    .map(|w| WorkerLoad {
+                        name: w.clone(),
+                        running: running.values().filter(|r| &r.worker == w).count(),
+                        max_builds: inner.workers.account(w).and_then(|a| a.max_builds),
+                    })
+                    .collect()
+            };
+            let Some(worker) = pick_worker(&loads).map(|w| w.name.clone()) else { break };
+            if inner.shutting_down.is_cancelled() {
+                return Ok(());
+            }
+            if !inner.store.claim_requests(&[request.id], inner.masterid).await? {
+                continue;
+            }
+            start_build(inner, *builderid, def.clone(), request.id, &worker).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn start_build(
+    inner: &Arc<Inner>,
+    builderid: i64,
+    builder: Arc<BuilderDef>,
+    brid: i64,
+    worker: &str,
+) -> Result<(), StoreError> {
+    let Some(conn) = inner.workers.connected(worker) else {
+        inner.store.unclaim_requests(&[brid], inner.masterid).await?;
+        return Ok(());
+    };
+    let workerid = inner.store.find_or_add_worker(worker).await?;
+    let (buildid, number) = inner.store.add_build(builderid, brid, workerid, inner.masterid).await?;
+    let stop = CancellationToken::new();
+    lock(&inner.running).insert(
+        buildid,
+        Running { builder: builder.name.clone(), worker: worker.to_string(), brid, stop: stop.clone() },
+    );
+    tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
+    let inner = inner.clone();
+    inner.builds.clone().spawn(async move {
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop };
+        let mut result = match build::run(&job).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(buildid, error = %e, "the build could not be recorded");
+                EXCEPTION
+            }
+        };
+        if inner.shutting_down.is_cancelled() && job.stop.is_cancelled() {
+            // Stopped by the master's own shutdown, not by a person: it runs again at the next start.
+            result = RETRY;
+        }
+        if let Err(e) = finish_build(&inner, buildid, brid, result).await {
+            tracing::error!(buildid, error = %e, "finishing the build in the store failed");
+        }
+        tracing::info!(builder = %job.builder.name, number, buildid, result = result_name(result).unwrap_or("?"), "build finished");
+        lock(&inner.running).remove(&buildid);
+        inner.wake.notify_one();
+    });
+    Ok(())
+}
+
+async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Result<(), StoreError> {
+    inner.store.finish_build(buildid, result).await?;
+    if result == RETRY {
+        inner.store.unclaim_requests(&[brid], inner.masterid).await
+    } else {
+        inner.store.complete_requests(&[brid], result).await.map(|_| ())
+    }
+}

@@ -1,0 +1,309 @@
+//! Build requests: the queue. A master claims a request (a unique row per request, so two masters never both
+//! get one) before building it, unclaims it if the build ends RETRY, and completes it with the build's result.
+//! Completing the last request of a buildset completes the buildset with the worst of their results.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::error::{is_unique_violation, Context};
+use super::{now, Store, StoreError};
+use crate::results::{self, worst_status};
+
+/// A stored build request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub id: i64,
+    pub buildsetid: i64,
+    pub builderid: i64,
+    pub priority: i32,
+    pub submitted_at: i64,
+    pub complete: bool,
+    pub results: Option<i32>,
+    pub complete_at: Option<i64>,
+    pub waited_for: bool,
+    /// The newer request this one was collapsed into.
+    pub superseded_by: Option<i64>,
+    /// The master that claimed it, if any.
+    pub claimed_by_masterid: Option<i64>,
+}
+
+/// `SELECT` of requests with their claim, followed by the given `WHERE`/`ORDER BY` text.
+macro_rules! select_requests {
+    ($tail:literal) => {
+        concat!(
+            "SELECT br.id, br.buildsetid, br.builderid, br.priority, br.submitted_at, br.complete, br.results, \
+             br.complete_at, br.waited_for, br.superseded_by, c.masterid \
+             FROM buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id ",
+            $tail
+        )
+    };
+}
+
+fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> {
+    Ok(BuildRequest {
+        id: r.try_get("id")?,
+        buildsetid: r.try_get("buildsetid")?,
+        builderid: r.try_get("builderid")?,
+        priority: r.try_get("priority")?,
+        submitted_at: r.try_get("submitted_at")?,
+        complete: r.try_get::<i16, _>("complete")? != 0,
+        results: r.try_get("results")?,
+        complete_at: r.try_get("complete_at")?,
+        waited_for: r.try_get::<i16, _>("waited_for")? != 0,
+        superseded_by: r.try_get("superseded_by")?,
+        claimed_by_masterid: r.try_get("masterid")?,
+    })
+}
+
+impl Store {
+    /// The build request `brid`, if it exists.
+    pub async fn build_request(&self, brid: i64) -> Result<Option<BuildRequest>, StoreError> {
+        let op = || format!("get build request {brid}");
+        sqlx::query(select_requests!("WHERE br.id = ?"))
+            .bind(brid)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|row| row.as_ref().map(build_request).transpose())
+            .context(op)
+    }
+
+    /// The incomplete, unclaimed requests of `builderid`, highest priority first, then oldest first.
+    pub async fn unclaimed_requests(&self, builderid: i64) -> Result<Vec<BuildRequest>, StoreError> {
+        let op = || format!("get unclaimed requests of builder {builderid}");
+        let rows = sqlx::query(select_requests!(
+            "WHERE br.builderid = ? AND br.complete = 0 AND c.brid IS NULL ORDER BY br.priority DESC, br.id"
+        ))
+        .bind(builderid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        rows.iter().map(build_request).collect::<Result<_, _>>().context(op)
+    }
+
+    /// Claims all of `brids` for master `masterid`, or none: returns `false` (and claims nothing) if another
+    /// master already holds one of them.
+    pub async fn claim_requests(&self, brids: &[i64], masterid: i64) -> Result<bool, StoreError> {
+        let op = || format!("claim build requests {brids:?} for master {masterid}");
+        let claimed_at = now();
+        let mut tx = self.write(op).await?;
+        for &brid in brids {
+            let inserted = sqlx::query("INSERT INTO buildrequest_claims (brid, masterid, claimed_at) VALUES (?, ?, ?)")
+                .bind(brid)
+                .bind(masterid)
+                .bind(claimed_at)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    tx.rollback().await.context(op)?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e).context(op),
+            }
+        }
+        tx.commit().await.context(op)?;
+        Ok(true)
+    }
+
+    /// Releases the claims of master `masterid` on those of `brids` that are not complete, so they can be
+    /// built again. Claims held by other masters are left alone.
+    pub async fn unclaim_requests(&self, brids: &[i64], masterid: i64) -> Result<(), StoreError> {
+        let op = || format!("unclaim build requests {brids:?} of master {masterid}");
+        let mut tx = self.write(op).await?;
+        for &brid in brids {
+            sqlx::query(
+                "DELETE FROM buildrequest_claims WHERE brid = ? AND masterid = ? \
+                 AND brid IN (SELECT id FROM buildrequests WHERE complete = 0)",
+            )
+            .bind(brid)
+            .bind(masterid)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+        }
+        tx.commit().await.context(op)
+    }
+
+    /// Completes all of `brids` with `results`, or none: returns `false` (and changes nothing) if one of them
+    /// is already complete or does not exist. RETRY is refused: a request that must run again is unclaimed,
+    /// not completed. Buildsets whose requests are then all complete are completed too.
+    pub async fn complete_requests(&self, brids: &[i64], results: i32) -> Result<bool, StoreError> {
+        const OP: &str = "complete build requests";
+        if results == results::RETRY || results::name(results).is_none() {
+            return Err(StoreError::InvalidResult { op: OP, results });
+        }
+        let op = || format!("{OP} {brids:?} with result {results}");
+        let complete_at = now();
+        let mut tx = self.write(op).await?;
+        let mut buildsets = Vec::new();
+        for &brid in brids {
+            let bsid: Option<i64> = sqlx::query_scalar(
+                "UPDATE buildrequests SET complete = 1, results = ?, complete_at = ? \
+                 WHERE id = ? AND complete = 0 RETURNING buildsetid",
+            )
+            .bind(results)
+            .bind(complete_at)
+            .bind(brid)
+            .fetch_optional(&mut *tx)
+            .await
+            .context(op)?;
+            match bsid {
+                Some(bsid) => buildsets.push(bsid),
+                None => {
+                    tx.rollback().await.context(op)?;
+                    return Ok(false);
+                }
+            }
+        }
+        buildsets.sort_unstable();
+        buildsets.dedup();
+        for bsid in buildsets {
+            maybe_complete_buildset(&mut tx, bsid, complete_at)
+                .await
+                .context(|| format!("{}: buildset {bsid}", op()))?;
+        }
+        tx.commit().await.context(op)?;
+        Ok(true)
+    }
+}
+
+/// Completes buildset `bsid` with the worst result of its requests if they are all complete.
+async fn maybe_complete_buildset(
+    tx: &mut Transaction<'static, Sqlite>,
+    bsid: i64,
+    complete_at: i64,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(i16, Option<i32>)> =
+        sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = ?")
+            .bind(bsid)
+            .fetch_all(&mut **tx)
+            .await?;
+    if rows.iter().any(|&(complete, _)| complete == 0) {
+        return Ok(());
+    }
+    let worst = rows.iter().filter_map(|&(_, r)| r).fold(results::SUCCESS, worst_status);
+    sqlx::query("UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ? AND complete = 0")
+        .bind(complete_at)
+        .bind(worst)
+        .bind(bsid)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{FAILURE, RETRY, SUCCESS};
+    use crate::store::testing::{temp_store, url};
+    use crate::store::NewBuildset;
+
+    /// A buildset with one request per builder; returns the request ids.
+    async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {
+        let new = NewBuildset { reason: "test".into(), builderids, priority, ..NewBuildset::default() };
+        store.add_buildset(&new).await.expect("buildset").1
+    }
+
+    #[tokio::test]
+    async fn unclaimed_requests_come_by_priority_then_age() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let other = store.find_or_add_builder("other").await.expect("builder");
+        let low = requests(&store, vec![b], 0).await[0];
+        let high = requests(&store, vec![b], 10).await[0];
+        let low2 = requests(&store, vec![b], 0).await[0];
+        let high2 = requests(&store, vec![b, other], 10).await[0];
+        let ids: Vec<i64> = store.unclaimed_requests(b).await.expect("unclaimed").iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![high, high2, low, low2]);
+
+        let master = store.register_master("m").await.expect("master");
+        assert!(store.claim_requests(&[high], master).await.expect("claim"));
+        let done = requests(&store, vec![b], 20).await[0];
+        assert!(store.complete_requests(&[done], SUCCESS).await.expect("complete"));
+        let ids: Vec<i64> = store.unclaimed_requests(b).await.expect("unclaimed").iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![high2, low, low2], "claimed and complete requests are not offered");
+    }
+
+    #[tokio::test]
+    async fn claiming_is_all_or_nothing() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let m1 = store.register_master("m1").await.expect("master");
+        let m2 = store.register_master("m2").await.expect("master");
+        let r = requests(&store, vec![b, b, b], 0).await;
+        assert!(store.claim_requests(&[r[1]], m1).await.expect("claim"));
+        assert!(!store.claim_requests(&[r[0], r[1], r[2]], m2).await.expect("claim"));
+        for (brid, owner) in [(r[0], None), (r[1], Some(m1)), (r[2], None)] {
+            let br = store.build_request(brid).await.expect("get").expect("exists");
+            assert_eq!(br.claimed_by_masterid, owner, "request {brid}");
+        }
+        // Another master cannot unclaim it; its owner can.
+        store.unclaim_requests(&[r[1]], m2).await.expect("unclaim");
+        assert!(!store.claim_requests(&[r[1]], m2).await.expect("claim"));
+        store.unclaim_requests(&[r[1]], m1).await.expect("unclaim");
+        assert!(store.claim_requests(&[r[0], r[1], r[2]], m2).await.expect("claim"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_claimers_never_both_win() {
+        let (a, dir) = temp_store().await;
+        let b_store = Store::open(&url(&dir)).await.expect("second store");
+        let builder = a.find_or_add_builder("b").await.expect("builder");
+        let ma = a.register_master("a").await.expect("master");
+        let mb = b_store.register_master("b").await.expect("master");
+        let mut wins = [0usize; 2];
+        for _ in 0..300 {
+            // Overlapping sets: a wants r0, r1; b wants r1, r2.
+            let r = requests(&a, vec![builder, builder, builder], 0).await;
+            let (sa, sb) = (a.clone(), b_store.clone());
+            let (wa, wb) = (vec![r[0], r[1]], vec![r[1], r[2]]);
+            let ta = tokio::spawn(async move { sa.claim_requests(&wa, ma).await });
+            let tb = tokio::spawn(async move { sb.claim_requests(&wb, mb).await });
+            let won_a = ta.await.expect("join").expect("claim a");
+            let won_b = tb.await.expect("join").expect("claim b");
+            assert!(!(won_a && won_b), "both masters claimed request {}", r[1]);
+            assert!(won_a || won_b, "one claimer must win when there is no third party");
+            let owners: Vec<Option<i64>> = {
+                let mut v = Vec::new();
+                for &brid in &r {
+                    let br = a.build_request(brid).await.expect("get").expect("exists");
+                    v.push(br.claimed_by_masterid);
+                }
+                v
+            };
+            if won_a {
+                wins[0] += 1;
+                assert_eq!(owners, vec![Some(ma), Some(ma), None]);
+            } else {
+                wins[1] += 1;
+                assert_eq!(owners, vec![None, Some(mb), Some(mb)]);
+            }
+        }
+        assert_eq!(wins[0] + wins[1], 300);
+    }
+
+    #[tokio::test]
+    async fn completing_refuses_retry_and_completes_the_buildset() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let r = requests(&store, vec![b, b], 0).await;
+        let err = store.complete_requests(&[r[0]], RETRY).await.expect_err("RETRY refused");
+        assert!(matches!(err, StoreError::InvalidResult { results: RETRY, .. }), "{err}");
+        assert!(store.complete_requests(&[r[0]], 99).await.is_err(), "unknown code refused");
+
+        assert!(store.complete_requests(&[r[0]], FAILURE).await.expect("complete"));
+        let bsid = store.build_request(r[0]).await.expect("get").expect("exists").buildsetid;
+        assert!(!store.buildset(bsid).await.expect("get").expect("exists").complete);
+        // All or nothing: r[0] is already complete, so r[1] is not completed either.
+        assert!(!store.complete_requests(&[r[1], r[0]], SUCCESS).await.expect("complete"));
+        assert!(!store.build_request(r[1]).await.expect("get").expect("exists").complete);
+
+        assert!(store.complete_requests(&[r[1]], SUCCESS).await.expect("complete"));
+        let br = store.build_request(r[1]).await.expect("get").expect("exists");
+        assert_eq!((br.complete, br.results), (true, Some(SUCCESS)));
+        assert!(br.complete_at.is_some());
+        let bs = store.buildset(bsid).await.expect("get").expect("exists");
+        assert_eq!((bs.complete, bs.results), (true, Some(FAILURE)), "worst of its requests");
+    }
+}

@@ -1,0 +1,270 @@
+//! Builds: numbered 1, 2, 3… per builder, each for one claimed build request; and the restart rule — builds a
+//! master left running end RETRY and its claims on incomplete requests are released, so they run again.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::error::Context;
+use super::{now, Store, StoreError};
+use crate::results::RETRY;
+
+/// A stored build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Build {
+    pub id: i64,
+    pub number: i64,
+    pub builderid: i64,
+    pub buildrequestid: i64,
+    pub workerid: Option<i64>,
+    pub masterid: i64,
+    pub started_at: i64,
+    pub complete_at: Option<i64>,
+    pub state_string: String,
+    pub results: Option<i32>,
+}
+
+/// What [`Store::unclaim_and_retry_builds_of`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestartCleanup {
+    /// Builds that were running and now are finished RETRY.
+    pub builds_retried: u64,
+    /// Incomplete requests whose claim was released.
+    pub requests_unclaimed: u64,
+}
+
+fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
+    Ok(Build {
+        id: r.try_get("id")?,
+        number: r.try_get("number")?,
+        builderid: r.try_get("builderid")?,
+        buildrequestid: r.try_get("buildrequestid")?,
+        workerid: r.try_get("workerid")?,
+        masterid: r.try_get("masterid")?,
+        started_at: r.try_get("started_at")?,
+        complete_at: r.try_get("complete_at")?,
+        state_string: r.try_get("state_string")?,
+        results: r.try_get("results")?,
+    })
+}
+
+/// `SELECT` of builds followed by the given `WHERE`/`ORDER BY` text.
+macro_rules! select_builds {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
+             state_string, results FROM builds ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// Starts a build of request `brid` on builder `builderid`, worker `workerid`, by master `masterid`, with
+    /// the builder's next build number; returns the build id and number.
+    pub async fn add_build(
+        &self,
+        builderid: i64,
+        brid: i64,
+        workerid: i64,
+        masterid: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let op = || format!("add build of request {brid} on builder {builderid}");
+        let mut tx = self.write(op).await?;
+        // The write lock is held, so MAX + 1 cannot race (UNIQUE (builderid, number) backs this up).
+        let row: (i64, i64) = sqlx::query_as(
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at) \
+             SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ? FROM builds WHERE builderid = ? \
+             RETURNING id, number",
+        )
+        .bind(builderid)
+        .bind(brid)
+        .bind(workerid)
+        .bind(masterid)
+        .bind(now())
+        .bind(builderid)
+        .fetch_one(&mut *tx)
+        .await
+        .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(row)
+    }
+
+    /// Finishes the running build `buildid` with `results`.
+    pub async fn finish_build(&self, buildid: i64, results: i32) -> Result<(), StoreError> {
+        let updated =
+            sqlx::query("UPDATE builds SET complete_at = ?, results = ? WHERE id = ? AND complete_at IS NULL")
+                .bind(now())
+                .bind(results)
+                .bind(buildid)
+                .execute(&self.pool)
+                .await
+                .context(|| format!("finish build {buildid}"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "running build", id: buildid });
+        }
+        Ok(())
+    }
+
+    /// The build `buildid`, if it exists.
+    pub async fn build(&self, buildid: i64) -> Result<Option<Build>, StoreError> {
+        sqlx::query(select_builds!("WHERE id = ?"))
+            .bind(buildid)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|r| r.as_ref().map(build).transpose())
+            .context(|| format!("get build {buildid}"))
+    }
+
+    /// The builds master `masterid` started that have not finished.
+    pub async fn incomplete_builds(&self, masterid: i64) -> Result<Vec<Build>, StoreError> {
+        let op = || format!("get incomplete builds of master {masterid}");
+        let rows = sqlx::query(select_builds!("WHERE masterid = ? AND complete_at IS NULL ORDER BY id"))
+            .bind(masterid)
+            .fetch_all(&self.pool)
+            .await
+            .context(op)?;
+        rows.iter().map(build).collect::<Result<_, _>>().context(op)
+    }
+
+    /// The restart rule (Buildbot's `masterStopped` housekeeping), atomically: the running builds of master
+    /// `masterid` and their running steps finish RETRY, their open logs are closed, and the master's claims on
+    /// incomplete requests are released so the requests are built again.
+    pub async fn unclaim_and_retry_builds_of(&self, masterid: i64) -> Result<RestartCleanup, StoreError> {
+        let op = || format!("retry the running builds of master {masterid}");
+        let at = now();
+        let mut tx = self.write(op).await?;
+        sqlx::query(
+            "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN (SELECT s.id FROM steps s \
+             JOIN builds b ON b.id = s.buildid WHERE b.masterid = ? AND b.complete_at IS NULL)",
+        )
+        .bind(masterid)
+        .execute(&mut *tx)
+        .await
+        .context(op)?;
+        sqlx::query(
+            "UPDATE steps SET complete_at = ?, results = ? WHERE complete_at IS NULL AND buildid IN \
+             (SELECT id FROM builds WHERE masterid = ? AND complete_at IS NULL)",
+        )
+        .bind(at)
+        .bind(RETRY)
+        .bind(masterid)
+        .execute(&mut *tx)
+        .await
+        .context(op)?;
+        let builds =
+            sqlx::query("UPDATE builds SET complete_at = ?, results = ? WHERE masterid = ? AND complete_at IS NULL")
+                .bind(at)
+                .bind(RETRY)
+                .bind(masterid)
+                .execute(&mut *tx)
+                .await
+                .context(op)?;
+        let claims = sqlx::query(
+            "DELETE FROM buildrequest_claims WHERE masterid = ? \
+             AND brid IN (SELECT id FROM buildrequests WHERE complete = 0)",
+        )
+        .bind(masterid)
+        .execute(&mut *tx)
+        .await
+        .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(RestartCleanup { builds_retried: builds.rows_affected(), requests_unclaimed: claims.rows_affected() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::SUCCESS;
+    use crate::store::testing::{temp_store, url};
+    use crate::store::{LogType, NewBuildset};
+
+    /// A builder, a worker, a master and one claimed request on it.
+    async fn setup(store: &Store) -> (i64, i64, i64, i64) {
+        let builder = store.find_or_add_builder("b").await.expect("builder");
+        let worker = store.find_or_add_worker("w").await.expect("worker");
+        let master = store.register_master("m").await.expect("master");
+        let new = NewBuildset { reason: "test".into(), builderids: vec![builder], ..NewBuildset::default() };
+        let brid = store.add_buildset(&new).await.expect("buildset").1[0];
+        assert!(store.claim_requests(&[brid], master).await.expect("claim"));
+        (builder, worker, master, brid)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn build_numbers_are_consecutive_under_concurrency() {
+        let (store, dir) = temp_store().await;
+        let other = Store::open(&url(&dir)).await.expect("second store");
+        let (builder, worker, master, brid) = setup(&store).await;
+        let second_builder = store.find_or_add_builder("b2").await.expect("builder");
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let s = if i % 2 == 0 { store.clone() } else { other.clone() };
+            let b = if i % 3 == 0 { second_builder } else { builder };
+            tasks.push(tokio::spawn(async move {
+                let (_, number) = s.add_build(b, brid, worker, master).await.expect("add build");
+                (b, number)
+            }));
+        }
+        let mut numbers = std::collections::BTreeMap::<i64, Vec<i64>>::new();
+        for t in tasks {
+            let (b, n) = t.await.expect("join");
+            numbers.entry(b).or_default().push(n);
+        }
+        for (b, mut ns) in numbers {
+            ns.sort_unstable();
+            let expected: Vec<i64> = (1..=i64::try_from(ns.len()).expect("len")).collect();
+            assert_eq!(ns, expected, "builder {b}");
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_and_steps_finish() {
+        let (store, _dir) = temp_store().await;
+        let (builder, worker, master, brid) = setup(&store).await;
+        let (buildid, number) = store.add_build(builder, brid, worker, master).await.expect("build");
+        assert_eq!(number, 1);
+        let (s0, n0) = store.add_step(buildid, "checkout").await.expect("step");
+        let (_, n1) = store.add_step(buildid, "compile").await.expect("step");
+        assert_eq!((n0, n1), (0, 1));
+        store.finish_step(s0, SUCCESS, false).await.expect("finish step");
+        assert!(store.finish_step(s0, SUCCESS, false).await.is_err(), "finished twice");
+        store.finish_build(buildid, SUCCESS).await.expect("finish build");
+        let b = store.build(buildid).await.expect("get").expect("exists");
+        assert_eq!((b.results, b.complete_at.is_some()), (Some(SUCCESS), true));
+        assert!(store.incomplete_builds(master).await.expect("incomplete").is_empty());
+    }
+
+    #[tokio::test]
+    async fn restart_rule_retries_running_builds_and_unclaims_their_requests() {
+        let (store, dir) = temp_store().await;
+        let (builder, worker, master, brid) = setup(&store).await;
+        let (buildid, _) = store.add_build(builder, brid, worker, master).await.expect("build");
+        let (stepid, _) = store.add_step(buildid, "compile").await.expect("step");
+        let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
+        store.append_log(logid, "ocompiling\n").await.expect("append");
+        store.close().await;
+
+        // The master "restarts".
+        let store = Store::open(&url(&dir)).await.expect("reopen");
+        let running = store.incomplete_builds(master).await.expect("incomplete");
+        assert_eq!(running.iter().map(|b| b.id).collect::<Vec<_>>(), vec![buildid]);
+        assert!(store.unclaimed_requests(builder).await.expect("unclaimed").is_empty());
+
+        let cleanup = store.unclaim_and_retry_builds_of(master).await.expect("cleanup");
+        assert_eq!(cleanup, RestartCleanup { builds_retried: 1, requests_unclaimed: 1 });
+        let b = store.build(buildid).await.expect("get").expect("exists");
+        assert_eq!(b.results, Some(RETRY));
+        let steps = store.steps(buildid).await.expect("steps");
+        assert_eq!(steps[0].results, Some(RETRY));
+        assert!(matches!(store.append_log(logid, "more\n").await, Err(StoreError::LogComplete { .. })));
+        assert_eq!(store.log_lines(logid, 0, 10).await.expect("lines"), vec!["ocompiling"]);
+        let unclaimed = store.unclaimed_requests(builder).await.expect("unclaimed");
+        assert_eq!(unclaimed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![brid]);
+        assert!(store.incomplete_builds(master).await.expect("incomplete").is_empty());
+
+        // The request runs again as a new build with the next number.
+        assert!(store.claim_requests(&[brid], master).await.expect("claim"));
+        let (_, number) = store.add_build(builder, brid, worker, master).await.expect("build");
+        assert_eq!(number, 2);
+    }
+}

@@ -1,0 +1,304 @@
+//! Buildsets: what a scheduler asks for — a reason, properties and source stamps — and one build request per
+//! builder, all written in one transaction.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::error::Context;
+use super::{now, Store, StoreError};
+
+/// The sources a build is made of, for one codebase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStamp {
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub repository: String,
+    pub project: String,
+    pub codebase: String,
+}
+
+impl SourceStamp {
+    /// The key that makes equal source stamps share one row.
+    fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for field in [
+            self.branch.as_deref(),
+            self.revision.as_deref(),
+            Some(self.repository.as_str()),
+            Some(self.project.as_str()),
+            Some(self.codebase.as_str()),
+        ] {
+            // A tag distinguishes `None` from `Some("")`; the length keeps fields from running into each other.
+            match field {
+                None => h.update([0u8]),
+                Some(s) => {
+                    h.update([1u8]);
+                    h.update((s.len() as u64).to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A property with the name of what set it (Buildbot's `(value, source)` pairs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Property {
+    pub name: String,
+    pub value: serde_json::Value,
+    pub source: String,
+}
+
+/// A buildset to add: one build request per builder in `builderids`.
+#[derive(Clone, Debug, Default)]
+pub struct NewBuildset {
+    pub reason: String,
+    pub external_idstring: Option<String>,
+    /// The scheduler that asked for it.
+    pub scheduler: Option<String>,
+    /// The build that triggered it (trigger steps).
+    pub parent_buildid: Option<i64>,
+    pub properties: Vec<Property>,
+    pub builderids: Vec<i64>,
+    pub priority: i32,
+    /// Whether a parent build waits for these requests.
+    pub waited_for: bool,
+    pub sourcestamps: Vec<SourceStamp>,
+}
+
+/// A stored buildset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buildset {
+    pub id: i64,
+    pub reason: String,
+    pub external_idstring: Option<String>,
+    pub scheduler: Option<String>,
+    pub parent_buildid: Option<i64>,
+    pub submitted_at: i64,
+    pub complete: bool,
+    pub complete_at: Option<i64>,
+    /// The worst result of its requests, once all are complete.
+    pub results: Option<i32>,
+}
+
+impl Store {
+    /// Adds a buildset, its properties and source stamps, and one request per builder, atomically.
+    /// Returns the buildset id and the request ids in the order of `builderids`.
+    pub async fn add_buildset(&self, new: &NewBuildset) -> Result<(i64, Vec<i64>), StoreError> {
+        let op = || format!("add buildset {:?} for builders {:?}", new.reason, new.builderids);
+        let submitted_at = now();
+        let mut tx = self.write(op).await?;
+        let bsid: i64 = sqlx::query_scalar(
+            "INSERT INTO buildsets (reason, external_idstring, submitted_at, parent_buildid, scheduler) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.reason)
+        .bind(&new.external_idstring)
+        .bind(submitted_at)
+        .bind(new.parent_buildid)
+        .bind(&new.scheduler)
+        .fetch_one(&mut *tx)
+        .await
+        .context(op)?;
+        for ss in &new.sourcestamps {
+            let hash = ss.hash();
+            sqlx::query(
+                "INSERT INTO sourcestamps (branch, revision, repository, project, codebase, ss_hash, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ss_hash) DO NOTHING",
+            )
+            .bind(&ss.branch)
+            .bind(&ss.revision)
+            .bind(&ss.repository)
+            .bind(&ss.project)
+            .bind(&ss.codebase)
+            .bind(&hash)
+            .bind(submitted_at)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+            sqlx::query(
+                "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) \
+                 SELECT ?, id FROM sourcestamps WHERE ss_hash = ? ON CONFLICT DO NOTHING",
+            )
+            .bind(bsid)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+        }
+        for p in &new.properties {
+            sqlx::query("INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES (?, ?, ?, ?)")
+                .bind(bsid)
+                .bind(&p.name)
+                .bind(p.value.to_string())
+                .bind(&p.source)
+                .execute(&mut *tx)
+                .await
+                .context(|| format!("{}: property {:?}", op(), p.name))?;
+        }
+        let mut brids = Vec::with_capacity(new.builderids.len());
+        for &builderid in &new.builderids {
+            let brid: i64 = sqlx::query_scalar(
+                "INSERT INTO buildrequests (buildsetid, builderid, priority, submitted_at, waited_for) \
+                 VALUES (?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(bsid)
+            .bind(builderid)
+            .bind(new.priority)
+            .bind(submitted_at)
+            .bind(i16::from(new.waited_for))
+            .fetch_one(&mut *tx)
+            .await
+            .context(op)?;
+            brids.push(brid);
+        }
+        tx.commit().await.context(op)?;
+        Ok((bsid, brids))
+    }
+
+    /// The buildset `bsid`, if it exists.
+    pub async fn buildset(&self, bsid: i64) -> Result<Option<Buildset>, StoreError> {
+        let op = || format!("get buildset {bsid}");
+        let row = sqlx::query(
+            "SELECT id, reason, external_idstring, scheduler, parent_buildid, submitted_at, complete, \
+             complete_at, results FROM buildsets WHERE id = ?",
+        )
+        .bind(bsid)
+        .fetch_optional(&self.pool)
+        .await
+        .context(op)?;
+        row.map(|r| -> Result<Buildset, sqlx::Error> {
+            Ok(Buildset {
+                id: r.try_get("id")?,
+                reason: r.try_get("reason")?,
+                external_idstring: r.try_get("external_idstring")?,
+                scheduler: r.try_get("scheduler")?,
+                parent_buildid: r.try_get("parent_buildid")?,
+                submitted_at: r.try_get("submitted_at")?,
+                complete: r.try_get::<i16, _>("complete")? != 0,
+                complete_at: r.try_get("complete_at")?,
+                results: r.try_get("results")?,
+            })
+        })
+        .transpose()
+        .context(op)
+    }
+
+    /// The properties of buildset `bsid`, by name.
+    pub async fn buildset_properties(&self, bsid: i64) -> Result<Vec<Property>, StoreError> {
+        let op = || format!("get properties of buildset {bsid}");
+        let rows =
+            sqlx::query("SELECT name, value, source FROM buildset_properties WHERE buildsetid = ? ORDER BY name")
+                .bind(bsid)
+                .fetch_all(&self.pool)
+                .await
+                .context(op)?;
+        rows.iter()
+            .map(|r| {
+                let value: String = r.try_get("value").context(op)?;
+                Ok(Property {
+                    name: r.try_get("name").context(op)?,
+                    value: serde_json::from_str(&value)
+                        .map_err(|e| StoreError::Db { op: op(), source: sqlx::Error::Decode(Box::new(e)) })?,
+                    source: r.try_get("source").context(op)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The source stamps of buildset `bsid`, by codebase.
+    pub async fn buildset_sourcestamps(&self, bsid: i64) -> Result<Vec<SourceStamp>, StoreError> {
+        let op = || format!("get source stamps of buildset {bsid}");
+        let rows = sqlx::query(
+            "SELECT ss.branch, ss.revision, ss.repository, ss.project, ss.codebase \
+             FROM buildset_sourcestamps bs JOIN sourcestamps ss ON ss.id = bs.sourcestampid \
+             WHERE bs.buildsetid = ? ORDER BY ss.codebase, ss.id",
+        )
+        .bind(bsid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceStamp {
+                    branch: r.try_get("branch")?,
+                    revision: r.try_get("revision")?,
+                    repository: r.try_get("repository")?,
+                    project: r.try_get("project")?,
+                    codebase: r.try_get("codebase")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    #[tokio::test]
+    async fn a_buildset_for_three_builders_creates_three_requests() {
+        let (store, _dir) = temp_store().await;
+        let mut builderids = Vec::new();
+        for name in ["linux", "macos", "windows"] {
+            builderids.push(store.find_or_add_builder(name).await.expect("builder"));
+        }
+        let ss = SourceStamp {
+            branch: Some("main".into()),
+            revision: Some("abc123".into()),
+            repository: "https://example.invalid/repo.git".into(),
+            codebase: String::new(),
+            project: "kiln".into(),
+        };
+        let new = NewBuildset {
+            reason: "forced".into(),
+            scheduler: Some("force".into()),
+            properties: vec![Property {
+                name: "owner".into(),
+                value: serde_json::json!("alice"),
+                source: "Force Build Form".into(),
+            }],
+            builderids: builderids.clone(),
+            priority: 5,
+            sourcestamps: vec![ss.clone()],
+            ..NewBuildset::default()
+        };
+        let (bsid, brids) = store.add_buildset(&new).await.expect("buildset");
+        assert_eq!(brids.len(), 3);
+        for (&brid, &builderid) in brids.iter().zip(&builderids) {
+            let br = store.build_request(brid).await.expect("get").expect("exists");
+            assert_eq!((br.buildsetid, br.builderid, br.priority), (bsid, builderid, 5));
+            assert!(!br.complete);
+            assert_eq!(store.unclaimed_requests(builderid).await.expect("unclaimed"), vec![br]);
+        }
+        let bs = store.buildset(bsid).await.expect("get").expect("exists");
+        assert_eq!((bs.reason.as_str(), bs.complete, bs.results), ("forced", false, None));
+        assert_eq!(store.buildset_properties(bsid).await.expect("props"), new.properties);
+        assert_eq!(store.buildset_sourcestamps(bsid).await.expect("ss"), vec![ss.clone()]);
+
+        // The same source stamp in another buildset shares its row.
+        store.add_buildset(&new).await.expect("second buildset");
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sourcestamps").fetch_one(&store.pool).await.expect("count");
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_buildset_writes_nothing() {
+        let (store, _dir) = temp_store().await;
+        let builder = store.find_or_add_builder("b").await.expect("builder");
+        let new = NewBuildset {
+            reason: "bad".into(),
+            builderids: vec![builder, 9999], // no such builder: foreign key violation
+            ..NewBuildset::default()
+        };
+        assert!(store.add_buildset(&new).await.is_err());
+        assert!(store.unclaimed_requests(builder).await.expect("unclaimed").is_empty());
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM buildsets").fetch_one(&store.pool).await.expect("count");
+        assert_eq!(count, 0);
+    }
+}

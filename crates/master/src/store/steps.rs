@@ -1,0 +1,90 @@
+//! Steps of a build: numbered 0, 1, 2… within the build, each finishing with a result.
+
+use sqlx::Row;
+
+use super::error::Context;
+use super::{now, Store, StoreError};
+
+/// A stored step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub id: i64,
+    pub number: i64,
+    pub name: String,
+    pub buildid: i64,
+    pub started_at: i64,
+    pub complete_at: Option<i64>,
+    pub state_string: String,
+    pub results: Option<i32>,
+    pub hidden: bool,
+}
+
+impl Store {
+    /// Adds step `name` to build `buildid` with the next number in the build; returns its id and number.
+    pub async fn add_step(&self, buildid: i64, name: &str) -> Result<(i64, i64), StoreError> {
+        let op = || format!("add step {name:?} to build {buildid}");
+        let mut tx = self.write(op).await?;
+        // The write lock is held, so MAX + 1 cannot race (UNIQUE (buildid, number) backs this up).
+        let row: (i64, i64) = sqlx::query_as(
+            "INSERT INTO steps (number, name, buildid, started_at) \
+             SELECT COALESCE(MAX(number) + 1, 0), ?, ?, ? FROM steps WHERE buildid = ? \
+             RETURNING id, number",
+        )
+        .bind(name)
+        .bind(buildid)
+        .bind(now())
+        .bind(buildid)
+        .fetch_one(&mut *tx)
+        .await
+        .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(row)
+    }
+
+    /// Finishes step `stepid` with `results`; `hidden` hides it from the web view (Buildbot's `hideStepIf`).
+    pub async fn finish_step(&self, stepid: i64, results: i32, hidden: bool) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE steps SET complete_at = ?, results = ?, hidden = ? WHERE id = ? AND complete_at IS NULL",
+        )
+        .bind(now())
+        .bind(results)
+        .bind(i16::from(hidden))
+        .bind(stepid)
+        .execute(&self.pool)
+        .await
+        .context(|| format!("finish step {stepid}"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "running step", id: stepid });
+        }
+        Ok(())
+    }
+
+    /// The steps of build `buildid`, in order.
+    pub async fn steps(&self, buildid: i64) -> Result<Vec<Step>, StoreError> {
+        let op = || format!("get steps of build {buildid}");
+        let rows = sqlx::query(
+            "SELECT id, number, name, buildid, started_at, complete_at, state_string, results, hidden \
+             FROM steps WHERE buildid = ? ORDER BY number",
+        )
+        .bind(buildid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Step {
+                    id: r.try_get("id")?,
+                    number: r.try_get("number")?,
+                    name: r.try_get("name")?,
+                    buildid: r.try_get("buildid")?,
+                    started_at: r.try_get("started_at")?,
+                    complete_at: r.try_get("complete_at")?,
+                    state_string: r.try_get("state_string")?,
+                    results: r.try_get("results")?,
+                    hidden: r.try_get::<i16, _>("hidden")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .context(op)
+    }
+}

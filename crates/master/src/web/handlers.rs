@@ -1,0 +1,288 @@
+//! `GET` handlers of the resources: each parses its path and parameters, asks the store (or the config) once,
+//! and renders `{"<plural>": [...], "meta": {"total": N}}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::params::{Params, Spec};
+use super::render::{self, ApiResource};
+use super::ApiError;
+use crate::config::BuilderDef;
+use crate::master::Master;
+use crate::store::{Build, BuildRequest, Buildset, FilterValue, ListQuery, Log, Op, Step, Worker};
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// A count of in-memory items as the API's `total`.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn page(plural: &str, items: Vec<Value>, total: i64) -> Json<Value> {
+    Json(json!({ plural: items, "meta": { "total": total } }))
+}
+
+/// A path filter: `field = value`, on a field the code names (so an unknown one is a bug, not a bad request).
+fn fixed<R: ApiResource>(query: &mut ListQuery<R>, field: &str, value: FilterValue) -> Result<(), ApiError> {
+    query
+        .filter(field, Op::Eq, vec![value])
+        .map(|_| ())
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: format!("{}: {e}", R::PLURAL) })
+}
+
+/// The collection of `R` that the path's `filters` and the query's parameters select.
+async fn list<R: ApiResource>(master: &Master, params: &Params, filters: Vec<(&str, FilterValue)>) -> ApiResult {
+    let spec = Spec::parse(params)?;
+    let mut query = spec.query::<R>()?;
+    for (field, value) in filters {
+        fixed(&mut query, field, value)?;
+    }
+    let found = master.store().list(&query).await?;
+    let items = found.items.iter().map(|r| spec.select(r.to_json(master))).collect();
+    Ok(page(R::PLURAL, items, found.total))
+}
+
+/// The first `R` that the path's `filters` select (as a one-element list), or 404 naming `what`.
+async fn find<R: ApiResource>(master: &Master, filters: Vec<(&str, FilterValue)>) -> Result<Option<R>, ApiError> {
+    let mut query = ListQuery::<R>::new();
+    for (field, value) in filters {
+        fixed(&mut query, field, value)?;
+    }
+    query.page(Some(1), 0);
+    Ok(master.store().list(&query).await?.items.into_iter().next())
+}
+
+async fn one<R: ApiResource>(master: &Master, params: &Params, filters: Vec<(&str, FilterValue)>) -> ApiResult {
+    let spec = Spec::parse(params)?;
+    let described = filters.iter().map(|(f, v)| format!("{f}={}", show(v))).collect::<Vec<_>>().join(", ");
+    let found = find::<R>(master, filters)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no {} with {described}", R::WHAT)))?;
+    Ok(page(R::PLURAL, vec![spec.select(found.to_json(master))], 1))
+}
+
+fn show(v: &FilterValue) -> String {
+    match v {
+        FilterValue::Int(i) => i.to_string(),
+        FilterValue::Bool(b) => b.to_string(),
+        FilterValue::Text(t) => format!("'{t}'"),
+    }
+}
+
+/// An id in a path; anything else names no resource.
+fn id(text: &str, what: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found(format!("no {what} '{text}'")))
+}
+
+/// A number, or else a name, as a filter on `number_field` or `name_field`.
+fn id_or_name<'a>(text: &str, number_field: &'a str, name_field: &'a str) -> (&'a str, FilterValue) {
+    match text.parse() {
+        Ok(n) => (number_field, FilterValue::Int(n)),
+        Err(_) => (name_field, FilterValue::Text(text.to_string())),
+    }
+}
+
+/// The builder named or numbered `text`, with its store id.
+fn find_builder<'m>(master: &'m Master, text: &str) -> Result<(i64, &'m BuilderDef), ApiError> {
+    let number: Option<i64> = text.parse().ok();
+    master
+        .config()
+        .builders
+        .iter()
+        .filter_map(|def| master.builder_id(&def.name).map(|id| (id, def)))
+        .find(|(id, def)| number.map_or(def.name == text, |n| n == *id))
+        .ok_or_else(|| ApiError::not_found(format!("no builder '{text}'")))
+}
+
+/// The build of builder `builder` numbered `number`.
+async fn builder_build_id(master: &Master, builder: &str, number: &str) -> Result<i64, ApiError> {
+    let (builderid, _) = find_builder(master, builder)?;
+    let number = id(number, "build number")?;
+    let build =
+        find::<Build>(master, vec![("builderid", FilterValue::Int(builderid)), ("number", FilterValue::Int(number))])
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no build {number} of builder '{builder}'")))?;
+    Ok(build.id)
+}
+
+/// The step `step` (number or name) of build `buildid`.
+async fn build_step_id(master: &Master, buildid: &str, step: &str) -> Result<i64, ApiError> {
+    let buildid = id(buildid, "build")?;
+    let by = id_or_name(step, "number", "name");
+    let step_row = find::<Step>(master, vec![("buildid", FilterValue::Int(buildid)), by])
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no step '{step}' in build {buildid}")))?;
+    Ok(step_row.id)
+}
+
+pub(super) async fn builders(State(m): State<Master>, params: Params) -> ApiResult {
+    let spec = Spec::parse(&params)?;
+    let all = m
+        .config()
+        .builders
+        .iter()
+        .filter_map(|def| m.builder_id(&def.name).map(|id| render::builder(&m, id, def)))
+        .collect();
+    let (items, total) = spec.apply(all, render::BUILDER_FIELDS)?;
+    Ok(page("builders", items.into_iter().map(|i| spec.select(i)).collect(), count(total)))
+}
+
+pub(super) async fn builder(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    let spec = Spec::parse(&params)?;
+    let (id, def) = find_builder(&m, &b)?;
+    Ok(page("builders", vec![spec.select(render::builder(&m, id, def))], 1))
+}
+
+pub(super) async fn builder_builds(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    let (builderid, _) = find_builder(&m, &b)?;
+    list::<Build>(&m, &params, vec![("builderid", FilterValue::Int(builderid))]).await
+}
+
+pub(super) async fn builder_build(
+    State(m): State<Master>,
+    Path((b, n)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let buildid = builder_build_id(&m, &b, &n).await?;
+    one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(buildid))]).await
+}
+
+pub(super) async fn builder_build_steps(
+    State(m): State<Master>,
+    Path((b, n)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let buildid = builder_build_id(&m, &b, &n).await?;
+    list::<Step>(&m, &params, vec![("buildid", FilterValue::Int(buildid))]).await
+}
+
+pub(super) async fn builder_buildrequests(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    let (builderid, _) = find_builder(&m, &b)?;
+    list::<BuildRequest>(&m, &params, vec![("builderid", FilterValue::Int(builderid))]).await
+}
+
+pub(super) async fn builder_forceschedulers(
+    State(m): State<Master>,
+    Path(b): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let spec = Spec::parse(&params)?;
+    let (_, def) = find_builder(&m, &b)?;
+    let all = m
+        .config()
+        .force_schedulers
+        .iter()
+        .filter(|s| s.builders.contains(&def.name))
+        .map(render::forcescheduler)
+        .collect();
+    let (items, total) = spec.apply(all, render::FORCESCHEDULER_FIELDS)?;
+    Ok(page("forceschedulers", items.into_iter().map(|i| spec.select(i)).collect(), count(total)))
+}
+
+pub(super) async fn builds(State(m): State<Master>, params: Params) -> ApiResult {
+    list::<Build>(&m, &params, Vec::new()).await
+}
+
+pub(super) async fn build(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(id(&b, "build")?))]).await
+}
+
+pub(super) async fn build_steps(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    list::<Step>(&m, &params, vec![("buildid", FilterValue::Int(id(&b, "build")?))]).await
+}
+
+pub(super) async fn build_step(
+    State(m): State<Master>,
+    Path((b, s)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let buildid = FilterValue::Int(id(&b, "build")?);
+    one::<Step>(&m, &params, vec![("buildid", buildid), id_or_name(&s, "number", "name")]).await
+}
+
+pub(super) async fn build_step_logs(
+    State(m): State<Master>,
+    Path((b, s)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let stepid = build_step_id(&m, &b, &s).await?;
+    list::<Log>(&m, &params, vec![("stepid", FilterValue::Int(stepid))]).await
+}
+
+pub(super) async fn step(State(m): State<Master>, Path(s): Path<String>, params: Params) -> ApiResult {
+    one::<Step>(&m, &params, vec![("stepid", FilterValue::Int(id(&s, "step")?))]).await
+}
+
+pub(super) async fn step_logs(State(m): State<Master>, Path(s): Path<String>, params: Params) -> ApiResult {
+    list::<Log>(&m, &params, vec![("stepid", FilterValue::Int(id(&s, "step")?))]).await
+}
+
+pub(super) async fn step_log(
+    State(m): State<Master>,
+    Path((s, slug)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let stepid = FilterValue::Int(id(&s, "step")?);
+    one::<Log>(&m, &params, vec![("stepid", stepid), ("slug", FilterValue::Text(slug))]).await
+}
+
+pub(super) async fn log(State(m): State<Master>, Path(l): Path<String>, params: Params) -> ApiResult {
+    one::<Log>(&m, &params, vec![("logid", FilterValue::Int(id(&l, "log")?))]).await
+}
+
+pub(super) async fn workers(State(m): State<Master>, params: Params) -> ApiResult {
+    list::<Worker>(&m, &params, Vec::new()).await
+}
+
+pub(super) async fn worker(State(m): State<Master>, Path(w): Path<String>, params: Params) -> ApiResult {
+    one::<Worker>(&m, &params, vec![id_or_name(&w, "workerid", "name")]).await
+}
+
+pub(super) async fn buildrequests(State(m): State<Master>, params: Params) -> ApiResult {
+    list::<BuildRequest>(&m, &params, Vec::new()).await
+}
+
+pub(super) async fn buildrequest(State(m): State<Master>, Path(r): Path<String>, params: Params) -> ApiResult {
+    one::<BuildRequest>(&m, &params, vec![("buildrequestid", FilterValue::Int(id(&r, "build request")?))]).await
+}
+
+pub(super) async fn buildrequest_builds(State(m): State<Master>, Path(r): Path<String>, params: Params) -> ApiResult {
+    list::<Build>(&m, &params, vec![("buildrequestid", FilterValue::Int(id(&r, "build request")?))]).await
+}
+
+pub(super) async fn buildsets(State(m): State<Master>, params: Params) -> ApiResult {
+    list::<Buildset>(&m, &params, Vec::new()).await
+}
+
+pub(super) async fn buildset(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
+    one::<Buildset>(&m, &params, vec![("bsid", FilterValue::Int(id(&b, "buildset")?))]).await
+}
+
+pub(super) async fn buildset_properties(State(m): State<Master>, Path(b): Path<String>) -> ApiResult {
+    let bsid = id(&b, "buildset")?;
+    if m.store().buildset(bsid).await?.is_none() {
+        return Err(ApiError::not_found(format!("no buildset {bsid}")));
+    }
+    let props = m.store().buildset_properties(bsid).await?;
+    Ok(page("properties", vec![render::properties(&props)], 1))
+}
+
+pub(super) async fn forceschedulers(State(m): State<Master>, params: Params) -> ApiResult {
+    let spec = Spec::parse(&params)?;
+    let all = m.config().force_schedulers.iter().map(render::forcescheduler).collect();
+    let (items, total) = spec.apply(all, render::FORCESCHEDULER_FIELDS)?;
+    Ok(page("forceschedulers", items.into_iter().map(|i| spec.select(i)).collect(), count(total)))
+}
+
+pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<String>, params: Params) -> ApiResult {
+    let spec = Spec::parse(&params)?;
+    let def = m
+        .config()
+        .force_schedulers
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no force scheduler '{name}'")))?;
+    Ok(page("forceschedulers", vec![spec.select(render::forcescheduler(def))], 1))
+}

@@ -1,0 +1,150 @@
+//! The web server: Buildbot's REST data API under `/api/v2` (GET for resources, JSON-RPC 2.0 POST for actions).
+//!
+//! Handlers parse the request, call one store or master function and render the result; the only state is the
+//! [`Master`] handle, passed explicitly. Collections take Buildbot's query parameters (`limit`, `offset`,
+//! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
+//! [`crate::store::ListQuery`]).
+
+mod handlers;
+mod logs;
+mod params;
+mod render;
+mod rpc;
+#[cfg(test)]
+mod tests;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::master::Master;
+use crate::store::StoreError;
+
+/// Serves the web API on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(master)).with_graceful_shutdown(async move { stop.cancelled().await }).await
+}
+
+/// The web API's routes, on the state `master`.
+pub fn router(master: Master) -> Router {
+    use handlers as h;
+    let api = Router::new()
+        .route("/", get(root))
+        .route("/builders", get(h::builders))
+        .route("/builders/{builder}", get(h::builder))
+        .route("/builders/{builder}/builds", get(h::builder_builds))
+        .route("/builders/{builder}/builds/{number}", get(h::builder_build))
+        .route("/builders/{builder}/builds/{number}/steps", get(h::builder_build_steps))
+        .route("/builders/{builder}/buildrequests", get(h::builder_buildrequests))
+        .route("/builders/{builder}/forceschedulers", get(h::builder_forceschedulers))
+        .route("/builds", get(h::builds))
+        .route("/builds/{id}", get(h::build).post(rpc::build))
+        .route("/builds/{id}/steps", get(h::build_steps))
+        .route("/builds/{id}/steps/{step}", get(h::build_step))
+        .route("/builds/{id}/steps/{step}/logs", get(h::build_step_logs))
+        .route("/steps/{id}", get(h::step))
+        .route("/steps/{id}/logs", get(h::step_logs))
+        .route("/steps/{id}/logs/{slug}", get(h::step_log))
+        .route("/logs/{id}", get(h::log))
+        .route("/logs/{id}/contents", get(logs::contents))
+        .route("/logs/{id}/raw", get(logs::raw))
+        .route("/workers", get(h::workers))
+        .route("/workers/{worker}", get(h::worker))
+        .route("/buildrequests", get(h::buildrequests))
+        .route("/buildrequests/{id}", get(h::buildrequest).post(rpc::buildrequest))
+        .route("/buildrequests/{id}/builds", get(h::buildrequest_builds))
+        .route("/buildsets", get(h::buildsets))
+        .route("/buildsets/{id}", get(h::buildset))
+        .route("/buildsets/{id}/properties", get(h::buildset_properties))
+        .route("/forceschedulers", get(h::forceschedulers))
+        .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
+        .fallback(api_not_found);
+    Router::new().route("/", get(front)).nest("/api/v2", api).fallback(not_found).with_state(master)
+}
+
+/// The paths of the API, for `GET /api/v2`.
+const ENDPOINTS: &[&str] = &[
+    "builders",
+    "builders/{builderid_or_name}",
+    "builders/{builderid_or_name}/builds",
+    "builders/{builderid_or_name}/builds/{number}",
+    "builders/{builderid_or_name}/builds/{number}/steps",
+    "builders/{builderid_or_name}/buildrequests",
+    "builders/{builderid_or_name}/forceschedulers",
+    "builds",
+    "builds/{buildid}",
+    "builds/{buildid}/steps",
+    "builds/{buildid}/steps/{number_or_name}",
+    "builds/{buildid}/steps/{number_or_name}/logs",
+    "steps/{stepid}",
+    "steps/{stepid}/logs",
+    "steps/{stepid}/logs/{slug}",
+    "logs/{logid}",
+    "logs/{logid}/contents",
+    "logs/{logid}/raw",
+    "workers",
+    "workers/{workerid_or_name}",
+    "buildrequests",
+    "buildrequests/{buildrequestid}",
+    "buildrequests/{buildrequestid}/builds",
+    "buildsets",
+    "buildsets/{bsid}",
+    "buildsets/{bsid}/properties",
+    "forceschedulers",
+    "forceschedulers/{schedulername}",
+];
+
+async fn root() -> Json<serde_json::Value> {
+    let endpoints: Vec<_> = ENDPOINTS.iter().map(|p| json!({ "path": p })).collect();
+    Json(json!({ "api_version": 2, "endpoints": endpoints }))
+}
+
+async fn front() -> &'static str {
+    "Kiln: the REST API is at /api/v2 (the web UI comes later).\n"
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no resource at {}", uri.path()))
+}
+
+/// Inside the nested API router the path has lost its `/api/v2` prefix.
+async fn api_not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no resource at /api/v2{}", uri.path()))
+}
+
+/// An error answered as `{"error": message}` with an HTTP status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        if let StoreError::NotFound { what, id } = e {
+            return ApiError::not_found(format!("no {what} {id}"));
+        }
+        tracing::error!(error = %e, "web API: store error");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}

@@ -1,0 +1,389 @@
+//! The API against a real master on a temporary SQLite store, through the router (and once over a socket).
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::router;
+use crate::config::MasterConfig;
+use crate::master::Master;
+use crate::results::CANCELLED;
+use crate::store::LogType;
+
+/// A started master (two builders, one worker that never connects) and its router.
+struct Fixture {
+    master: Master,
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[store]
+url = "sqlite:{}"
+
+[worker_listener]
+address = "127.0.0.1:0"
+
+[web]
+address = "127.0.0.1:0"
+
+[[worker]]
+name = "w1"
+password = "pw"
+
+[[builder]]
+name = "linux"
+workers = ["w1"]
+description = "the linux build"
+tags = ["os", "linux"]
+  [[builder.step]]
+  command = "true"
+
+[[builder]]
+name = "mac"
+workers = ["w1"]
+  [[builder.step]]
+  command = "true"
+
+[[force_scheduler]]
+name = "force-all"
+builders = ["linux", "mac"]
+label = "Build everything"
+"#,
+        dir.path().join("state.sqlite").display()
+    );
+    let config = MasterConfig::from_str(&text, "master.toml").expect("config");
+    let (master, _) = Master::start_with(dir.path(), config).await.expect("master");
+    Fixture { app: router(master.clone()), master, _dir: dir }
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
+        (status, body, headers)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (status, body, _) = self.send(Request::get(uri).body(Body::empty()).expect("request")).await;
+        (status, serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{uri}: not JSON: {body:?}")))
+    }
+
+    /// GETs `uri` expecting 200 and returns the body's `plural` list.
+    async fn list(&self, uri: &str, plural: &str) -> Vec<Value> {
+        let (status, body) = self.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        body[plural].as_array().unwrap_or_else(|| panic!("{uri}: no {plural}: {body}")).clone()
+    }
+
+    async fn rpc(&self, uri: &str, method: &str, params: Value) -> (StatusCode, Value) {
+        let call = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 7 });
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(call.to_string()))
+            .expect("request");
+        let (status, body, _) = self.send(request).await;
+        (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    /// Forces `builder` (or every builder) through `force-all`; returns the buildset id and the request ids by
+    /// builder id.
+    async fn force(&self, builder: Option<&str>) -> (i64, Value) {
+        let mut params = json!({ "reason": "testing", "owner": "alice", "branch": "main" });
+        if let Some(b) = builder {
+            params["builderid"] = json!(b);
+        }
+        let (status, body) = self.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], 7);
+        (body["result"][0].as_i64().expect("bsid"), body["result"][1].clone())
+    }
+
+    fn builder_id(&self, name: &str) -> i64 {
+        self.master.builder_id(name).expect("builder")
+    }
+}
+
+#[tokio::test]
+async fn a_forced_request_waits_and_a_cancel_completes_it() {
+    let f = fixture().await;
+    let linux = f.builder_id("linux");
+    let (bsid, requests) = f.force(Some("linux")).await;
+    let brid = requests[linux.to_string()].as_i64().expect("request for linux");
+    assert_eq!(requests.as_object().expect("map").len(), 1);
+
+    let (status, body) = f.get(&format!("/api/v2/buildrequests/{brid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["meta"], json!({ "total": 1 }));
+    let br = &body["buildrequests"][0];
+    assert_eq!(br["buildrequestid"], brid);
+    assert_eq!(br["buildsetid"], bsid);
+    assert_eq!(br["builderid"], linux);
+    assert_eq!((&br["complete"], &br["claimed"], &br["results"]), (&json!(false), &json!(false), &Value::Null));
+    assert_eq!((&br["complete_at"], &br["claimed_by_masterid"]), (&Value::Null, &Value::Null));
+    assert!(br["submitted_at"].as_i64().is_some_and(|t| t > 1_600_000_000));
+    for key in ["priority", "waited_for", "superseded_by"] {
+        assert!(br.get(key).is_some(), "{key} missing from {br}");
+    }
+
+    let bs = &f.list(&format!("/api/v2/buildsets/{bsid}"), "buildsets").await[0];
+    assert_eq!(
+        (&bs["reason"], &bs["scheduler"], &bs["complete"]),
+        (&json!("testing"), &json!("force-all"), &json!(false))
+    );
+    let props = &f.list(&format!("/api/v2/buildsets/{bsid}/properties"), "properties").await[0];
+    assert_eq!(props["owner"], json!(["alice", "Force Build Form"]));
+    assert_eq!(props["branch"], json!(["main", "Force Build Form"]));
+    assert_eq!(props["scheduler"], json!(["force-all", "Scheduler"]));
+
+    let (status, body) = f.rpc(&format!("/api/v2/buildrequests/{brid}"), "cancel", json!({})).await;
+    assert_eq!((status, &body["result"], &body["id"]), (StatusCode::OK, &Value::Null, &json!(7)), "{body}");
+    let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+    assert_eq!((&br["complete"], &br["results"]), (&json!(true), &json!(CANCELLED)));
+    assert!(br["complete_at"].is_i64());
+    let bs = &f.list(&format!("/api/v2/buildsets/{bsid}"), "buildsets").await[0];
+    assert_eq!((&bs["complete"], &bs["results"]), (&json!(true), &json!(CANCELLED)));
+
+    let (status, body) = f.rpc("/api/v2/buildrequests/9999", "cancel", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("9999")), "{body}");
+}
+
+#[tokio::test]
+async fn build_requests_filter_order_and_page_in_the_store() {
+    let f = fixture().await;
+    let (linux, mac) = (f.builder_id("linux"), f.builder_id("mac"));
+    let mut linux_requests = Vec::new();
+    for _ in 0..3 {
+        let (_, requests) = f.force(None).await;
+        linux_requests.push(requests[linux.to_string()].as_i64().expect("linux"));
+        assert!(requests[mac.to_string()].is_i64());
+    }
+    let all = f.list("/api/v2/buildrequests", "buildrequests").await;
+    assert_eq!(all.len(), 6);
+
+    let (_, body) =
+        f.get(&format!("/api/v2/buildrequests?builderid={linux}&order=-buildrequestid&limit=1&offset=1")).await;
+    assert_eq!(body["meta"]["total"], 3, "total counts the filtered rows before paging");
+    let ids: Vec<i64> =
+        body["buildrequests"].as_array().expect("list").iter().filter_map(|r| r["buildrequestid"].as_i64()).collect();
+    assert_eq!(ids, vec![linux_requests[1]]);
+
+    f.rpc(&format!("/api/v2/buildrequests/{}", linux_requests[0]), "cancel", json!({})).await;
+    let pending = f.list("/api/v2/builders/linux/buildrequests?complete=false", "buildrequests").await;
+    let ids: Vec<i64> = pending.iter().filter_map(|r| r["buildrequestid"].as_i64()).collect();
+    assert_eq!(ids, linux_requests[1..]);
+    let done = f.list("/api/v2/buildrequests?complete=true&field=buildrequestid&field=results", "buildrequests").await;
+    assert_eq!(done, vec![json!({ "buildrequestid": linux_requests[0], "results": CANCELLED })]);
+
+    let later = f
+        .list(
+            &format!("/api/v2/buildrequests?buildrequestid__gt={}&builderid__ne={mac}", linux_requests[1]),
+            "buildrequests",
+        )
+        .await;
+    assert_eq!(later.iter().filter_map(|r| r["buildrequestid"].as_i64()).collect::<Vec<_>>(), vec![linux_requests[2]]);
+    let either =
+        f.list(&format!("/api/v2/buildrequests?buildsetid=1&buildsetid=3&builderid={mac}"), "buildrequests").await;
+    assert_eq!(either.len(), 2);
+}
+
+#[tokio::test]
+async fn errors_are_json_with_the_right_status() {
+    let f = fixture().await;
+    let (status, body) = f.get("/api/v2/builds/999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("999")), "{body}");
+    assert_eq!(f.get("/api/v2/builds/abc").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.get("/api/v2/nothing/here").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.get("/api/v2/builders/nope/builds").await.0, StatusCode::NOT_FOUND);
+    for (uri, param) in [
+        ("/api/v2/builds?limit=abc", "'limit'"),
+        ("/api/v2/buildrequests?offset=-3", "'offset'"),
+        ("/api/v2/builds?colour=red", "'colour'"),
+        ("/api/v2/builds?number__like=3", "'number__like'"),
+        ("/api/v2/builds?complete=maybe", "'complete'"),
+        ("/api/v2/builds/1/steps?order=-nope", "'order'"),
+        ("/api/v2/builders?limit=x", "'limit'"),
+        ("/api/v2/logs/1/contents?limit=x", "'limit'"),
+    ] {
+        let (status, body) = f.get(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains(param)), "{uri}: {body}");
+    }
+
+    let (status, body) = f.rpc("/api/v2/builds/999", "stop", json!({})).await;
+    assert_eq!((status, body["id"].clone()), (StatusCode::NOT_FOUND, json!(7)), "{body}");
+    let (status, body) = f.rpc("/api/v2/builds/1", "explode", json!({})).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!(-32601)), "{body}");
+    let (status, body) = f.rpc("/api/v2/forceschedulers/nope", "force", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", json!({ "builderid": "windows" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let request = Request::post("/api/v2/builds/1").body(Body::from("{not json")).expect("request");
+    let (status, body, _) = f.send(request).await;
+    let body: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!((status, &body["error"]["code"], &body["id"]), (StatusCode::BAD_REQUEST, &json!(-32700), &Value::Null));
+}
+
+#[tokio::test]
+async fn builders_force_schedulers_and_workers_come_from_the_config() {
+    let f = fixture().await;
+    let linux = f.builder_id("linux");
+    let builders = f.list("/api/v2/builders", "builders").await;
+    assert_eq!(builders.len(), 2);
+    let expected = json!({
+        "builderid": linux,
+        "name": "linux",
+        "description": "the linux build",
+        "tags": ["os", "linux"],
+        "masterids": [f.master.masterid()],
+    });
+    assert_eq!(builders[0], expected);
+    assert_eq!(f.list("/api/v2/builders/linux", "builders").await, vec![expected.clone()]);
+    assert_eq!(f.list(&format!("/api/v2/builders/{linux}"), "builders").await, vec![expected]);
+    assert_eq!(f.list("/api/v2/builders?name=mac", "builders").await[0]["name"], "mac");
+    assert_eq!(f.list("/api/v2/builders?order=-name&limit=1", "builders").await[0]["name"], "mac");
+
+    let schedulers = f.list("/api/v2/forceschedulers", "forceschedulers").await;
+    let names: Vec<&str> = schedulers.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, vec!["force-all", "force-linux", "force-mac"]);
+    let all = &f.list("/api/v2/forceschedulers/force-all", "forceschedulers").await[0];
+    assert_eq!(all["builder_names"], json!(["linux", "mac"]));
+    assert_eq!(
+        (&all["label"], &all["button_name"], &all["all_fields"]),
+        (&json!("Build everything"), &json!("Build everything"), &json!([]))
+    );
+    let for_mac = f.list("/api/v2/builders/mac/forceschedulers", "forceschedulers").await;
+    assert_eq!(for_mac.iter().filter_map(|s| s["name"].as_str()).collect::<Vec<_>>(), vec!["force-all", "force-mac"]);
+
+    let workers = f.list("/api/v2/workers", "workers").await;
+    assert_eq!(workers.len(), 1);
+    let w = &workers[0];
+    assert_eq!(
+        (&w["name"], &w["connected_to"], &w["paused"], &w["graceful"]),
+        (&json!("w1"), &json!([]), &json!(false), &json!(false))
+    );
+    assert_eq!(f.list("/api/v2/workers/w1", "workers").await, workers);
+    assert_eq!(f.list(&format!("/api/v2/workers/{}", w["workerid"]), "workers").await, workers);
+
+    let (status, root) = f.get("/api/v2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(root["endpoints"].as_array().is_some_and(|e| e.len() > 10), "{root}");
+    let (status, text, _) = f.send(Request::get("/").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&text).contains("/api/v2"));
+}
+
+#[tokio::test]
+async fn builds_steps_and_logs_read_back_with_ranges_and_raw_downloads() {
+    let f = fixture().await;
+    let store = f.master.store();
+    let linux = f.builder_id("linux");
+    let (_, requests) = f.force(Some("linux")).await;
+    let brid = requests[linux.to_string()].as_i64().expect("request");
+    let worker = store.find_or_add_worker("w1").await.expect("worker");
+    let (buildid, number) = store.add_build(linux, brid, worker, f.master.masterid()).await.expect("build");
+    let (stepid, _) = store.add_step(buildid, "compile").await.expect("step");
+    let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
+    store.append_log(logid, "hmake all\nohello\neoops\n").await.expect("append");
+    let many: String = (0..12_000).map(|i| format!("oline {i}\n")).collect();
+    store.append_log(logid, &many).await.expect("append");
+    store.finish_log(logid).await.expect("finish");
+
+    let build = &f.list(&format!("/api/v2/builds/{buildid}"), "builds").await[0];
+    assert_eq!(
+        (&build["number"], &build["builderid"], &build["buildrequestid"]),
+        (&json!(number), &json!(linux), &json!(brid))
+    );
+    assert_eq!(
+        (&build["complete"], &build["results"], &build["workerid"]),
+        (&json!(false), &Value::Null, &json!(worker))
+    );
+    assert_eq!(f.list(&format!("/api/v2/builders/linux/builds/{number}"), "builds").await[0]["buildid"], buildid);
+    assert_eq!(f.list(&format!("/api/v2/buildrequests/{brid}/builds"), "builds").await.len(), 1);
+    assert_eq!(
+        f.list(&format!("/api/v2/builds?builderid={linux}&complete=false&workerid={worker}"), "builds").await.len(),
+        1
+    );
+    assert!(f.list(&format!("/api/v2/builds?number__gt={number}"), "builds").await.is_empty());
+
+    let steps = f.list(&format!("/api/v2/builders/{linux}/builds/{number}/steps"), "steps").await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (&steps[0]["stepid"], &steps[0]["name"], &steps[0]["urls"]),
+        (&json!(stepid), &json!("compile"), &json!([]))
+    );
+    assert_eq!(f.list(&format!("/api/v2/steps/{stepid}"), "steps").await, steps);
+    assert_eq!(f.list(&format!("/api/v2/builds/{buildid}/steps/compile"), "steps").await, steps);
+    assert_eq!(f.list(&format!("/api/v2/builds/{buildid}/steps/0"), "steps").await, steps);
+
+    let logs = f.list(&format!("/api/v2/builds/{buildid}/steps/compile/logs"), "logs").await;
+    let expected = json!({
+        "logid": logid, "name": "stdio", "slug": "stdio", "stepid": stepid, "complete": true,
+        "num_lines": 12_003, "type": "s",
+    });
+    assert_eq!(logs, vec![expected]);
+    assert_eq!(f.list(&format!("/api/v2/steps/{stepid}/logs/stdio"), "logs").await, logs);
+    assert_eq!(f.list(&format!("/api/v2/logs/{logid}"), "logs").await, logs);
+
+    let chunk = &f.list(&format!("/api/v2/logs/{logid}/contents?offset=1&limit=2"), "logchunks").await[0];
+    assert_eq!(chunk, &json!({ "logid": logid, "firstline": 1, "content": "ohello\neoops\n" }));
+    let (_, whole) = f.get(&format!("/api/v2/logs/{logid}/contents")).await;
+    let content = whole["logchunks"][0]["content"].as_str().expect("content");
+    assert!(content.starts_with("hmake all\nohello\n") && content.ends_with("oline 11999\n"));
+    assert_eq!(content.lines().count(), 12_003);
+    assert_eq!(whole["meta"], json!({ "total": 1 }));
+
+    let request = Request::get(format!("/api/v2/logs/{logid}/raw")).body(Body::empty()).expect("request");
+    let (status, body, headers) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/plain"));
+    let disposition = headers[header::CONTENT_DISPOSITION].to_str().expect("ascii");
+    assert_eq!(disposition, format!("attachment; filename=\"linux_build_{number}_step_compile_log_stdio.txt\""));
+    let text = String::from_utf8(body).expect("utf-8");
+    let expected: String =
+        format!("make all\nhello\noops\n{}", (0..12_000).map(|i| format!("line {i}\n")).collect::<String>());
+    assert_eq!(text, expected);
+    assert_eq!(f.get("/api/v2/logs/999/raw").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.get("/api/v2/logs/999/contents").await.0, StatusCode::NOT_FOUND);
+
+    // Actions on a build that is in the store but not running here.
+    let (status, body) = f.rpc(&format!("/api/v2/builds/{buildid}"), "stop", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = f.rpc(&format!("/api/v2/builds/{buildid}"), "rebuild", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new_brid = body["result"][1][linux.to_string()].as_i64().expect("new request");
+    assert_ne!(new_brid, brid);
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_socket_and_stops_when_cancelled() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(super::serve(listener, f.master.clone(), stop.clone()));
+    let mut socket = tokio::net::TcpStream::connect(address).await.expect("connect");
+    socket
+        .write_all(b"GET /api/v2/builders HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"builders\""), "{response}");
+    stop.cancel();
+    server.await.expect("join").expect("serve");
+}

@@ -1,0 +1,244 @@
+//! The worker port: workers connect here (WebSocket, `Authorization: Basic` with their name and password,
+//! TLS when configured), and the registry of who may connect and who is connected.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{Liveness, WorkerConnection};
+
+/// How long the old connection of a worker that connects twice has to answer before the new one replaces it
+/// (Buildbot's `PING_TIMEOUT`).
+const DUPLICATE_PING: Duration = Duration::from_secs(10);
+/// How long a TCP connection may take to finish its TLS and WebSocket handshakes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A worker the config allows to connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerAccount {
+    pub name: String,
+    pub password: String,
+    /// Builds at once; `None` for no limit.
+    pub max_builds: Option<usize>,
+    /// Directories (relative to the worker's base) of the builders this worker serves.
+    pub builder_dirs: Vec<String>,
+}
+
+/// A worker came or went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent {
+    Connected(String),
+    Disconnected(String),
+}
+
+/// Who may connect and who is connected. Cheap to clone.
+#[derive(Clone)]
+pub struct Workers {
+    inner: Arc<RwLock<Inner>>,
+    events: broadcast::Sender<WorkerEvent>,
+    liveness: Liveness,
+}
+
+#[derive(Default)]
+struct Inner {
+    accounts: HashMap<String, WorkerAccount>,
+    connected: HashMap<String, Arc<WorkerConnection>>,
+}
+
+impl Workers {
+    pub fn new(accounts: Vec<WorkerAccount>, liveness: Liveness) -> Workers {
+        let workers = Workers { inner: Arc::default(), events: broadcast::channel(256).0, liveness };
+        workers.set_accounts(accounts);
+        workers
+    }
+
+    /// Replaces the accounts (a reconfig); connected workers stay connected.
+    pub fn set_accounts(&self, accounts: Vec<WorkerAccount>) {
+        self.write().accounts = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
+    }
+
+    pub fn account(&self, name: &str) -> Option<WorkerAccount> {
+        self.read().accounts.get(name).cloned()
+    }
+
+    pub fn connected(&self, name: &str) -> Option<Arc<WorkerConnection>> {
+        self.read().connected.get(name).cloned()
+    }
+
+    pub fn connected_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().connected.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<WorkerEvent> {
+        self.events.subscribe()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn password_matches(&self, name: &str, password: &str) -> bool {
+        self.read().accounts.get(name).is_some_and(|account| account.password == password)
+    }
+
+    /// Attaches an authenticated connection, settling a duplicate as Buildbot does: if the worker's current
+    /// connection still answers, the new one is refused; otherwise the old one is dropped.
+    async fn adopt<S>(&self, name: String, socket: tokio_tungstenite::WebSocketStream<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if let Some(old) = self.connected(&name) {
+            let message = "master got a duplicate connection".to_string();
+            let answer = old.request_within(kiln_protocol::MasterRequest::Print { message }, DUPLICATE_PING).await;
+            if answer.is_ok() {
+                tracing::warn!(worker = %name, "refusing a second connection: the first one still answers");
+                drop(socket);
+                return;
+            }
+            tracing::warn!(worker = %name, "replacing a connection that no longer answers");
+            old.close();
+        }
+        let dirs = self.account(&name).map(|a| a.builder_dirs).unwrap_or_default();
+        let conn = match WorkerConnection::attach(name.clone(), socket, &dirs, self.liveness).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(worker = %name, error = %e, "worker failed to attach");
+                return;
+            }
+        };
+        if let Some(previous) = self.write().connected.insert(name.clone(), conn.clone()) {
+            previous.close();
+        }
+        tracing::info!(worker = %name, basedir = %conn.info.basedir, version = %conn.info.version, "worker attached");
+        let _ = self.events.send(WorkerEvent::Connected(name.clone()));
+        let workers = self.clone();
+        tokio::spawn(async move {
+            conn.lost_signal().await;
+            let removed = {
+                let mut inner = workers.write();
+                match inner.connected.get(&name) {
+                    Some(current) if Arc::ptr_eq(current, &conn) => inner.connected.remove(&name).is_some(),
+                    _ => false,
+                }
+            };
+            if removed {
+                tracing::warn!(worker = %name, "worker disconnected");
+                let _ = workers.events.send(WorkerEvent::Disconnected(name));
+            }
+        });
+    }
+}
+
+/// Accepts workers on `listener` until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    workers: Workers,
+    stop: CancellationToken,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a worker connection failed");
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let workers = workers.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let handshake = async {
+                match tls {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => handshake(stream, &workers).await,
+                        Err(e) => tracing::warn!(%peer, error = %e, "TLS handshake with a worker failed"),
+                    },
+                    None => handshake(tcp, &workers).await,
+                }
+            };
+            if tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.is_err() {
+                tracing::warn!(%peer, "worker handshake timed out");
+            }
+        });
+    }
+}
+
+/// The WebSocket handshake with Basic auth (401 for an unknown worker or a wrong password, 400 for a header
+/// that cannot be read), then the attach.
+// The handshake callback's error type is tungstenite's (an HTTP response), large by nature.
+#[allow(clippy::result_large_err)]
+async fn handshake<S>(stream: S, workers: &Workers)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut authenticated: Option<String> = None;
+    let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let refuse = |status: StatusCode, text: &str| {
+            let mut refusal = ErrorResponse::new(Some(text.to_string()));
+            *refusal.status_mut() = status;
+            refusal
+        };
+        let Some(header) = request.headers().get("authorization") else {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "authorization required"));
+        };
+        let Some((name, password)) = basic_credentials(header.as_bytes()) else {
+            return Err(refuse(StatusCode::BAD_REQUEST, "unreadable authorization header"));
+        };
+        if !workers.password_matches(&name, &password) {
+            tracing::warn!(worker = %name, "worker refused: unknown name or wrong password");
+            return Err(refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password"));
+        }
+        authenticated = Some(name);
+        Ok(response)
+    };
+    match tokio_tungstenite::accept_hdr_async(stream, check).await {
+        Ok(socket) => {
+            if let Some(name) = authenticated {
+                workers.adopt(name, socket).await;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "worker handshake failed"),
+    }
+}
+
+/// `(name, password)` from `Basic base64(name:password)`.
+fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(header).ok()?;
+    let encoded = text.strip_prefix("Basic ").or_else(|| text.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_basic_credentials() {
+        let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("w1:pa:ss"));
+        assert_eq!(basic_credentials(header.as_bytes()), Some(("w1".into(), "pa:ss".into())));
+        assert_eq!(basic_credentials(b"Bearer x"), None);
+        assert_eq!(basic_credentials(b"Basic !!!"), None);
+    }
+}

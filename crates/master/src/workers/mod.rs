@@ -1,0 +1,12 @@
+//! Workers, seen from the master: who may connect, who is connected, and each connection's traffic.
+//!
+//! `listener` accepts workers on the worker port (WebSocket, Basic auth, optional TLS) and settles duplicate
+//! connections; `connection` is one worker's connection; `transfer` is the master's end of file transfers.
+
+mod connection;
+mod listener;
+mod transfer;
+
+pub use connection::{CommandEvent, ConnectionError, Liveness, RemoteCommand, WorkerConnection};
+pub use listener::{serve, WorkerAccount, WorkerEvent, Workers};
+pub use transfer::CommandIo;
