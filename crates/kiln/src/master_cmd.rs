@@ -37,7 +37,7 @@ pub fn checkconfig(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A master with its web API, running until `stop`; `clean` (set before `stop`) waits for running builds.
+/// A master with its web API (which runs until the `stop` given to [`launch`]).
 pub struct RunningMaster {
     pub master: Master,
     pub web_address: std::net::SocketAddr,

@@ -43,7 +43,7 @@ pub enum ActionError {
     Store(#[from] StoreError),
 }
 
-/// What a build that ran is, for the caller of an action.
+/// What an action submitted: the buildset and its requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
     pub buildsetid: i64,
@@ -198,7 +198,7 @@ impl Master {
             .find(|s| s.name == scheduler)
             .ok_or_else(|| ActionError::UnknownScheduler(scheduler.to_string()))?;
         let names: Vec<&String> = match builder {
-            Some(one) => def.builders.iter().filter(|b| *b == one).collect::<Vec<_>>().into_iter().take(1).collect(),
+            Some(one) => def.builders.iter().filter(|b| *b == one).take(1).collect(),
             None => def.builders.iter().collect(),
         };
         if names.is_empty() {

@@ -107,6 +107,12 @@ async fn shell_streams_output_env_and_exit_code() {
     assert!(header.contains("elapsedTime="), "{header}");
     assert!(run.entries.iter().any(|e| matches!(e, UpdateEntry::Elapsed(_))));
 
+    // Output the step does not want is read (the command never blocks on a full pipe) but not sent.
+    let mut args = shell(&workdir, "echo kept; echo dropped >&2");
+    args.want_stderr = false;
+    let run = conn.run("6", Command::Shell(args)).await;
+    assert_eq!((run.stdout().as_str(), run.stderr().as_str()), ("kept\n", ""));
+
     // argv form, and a program that does not exist.
     let argv = |words: &[&str]| CommandLine::Argv(words.iter().map(|w| kiln_protocol::ArgvWord::plain(*w)).collect());
     let run = conn.run("8", Command::Shell(ShellArgs::new(&workdir, argv(&["echo", "a b", "c"])))).await;

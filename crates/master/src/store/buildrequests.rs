@@ -39,7 +39,7 @@ macro_rules! select_requests {
     };
 }
 
-fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> {
+pub(super) fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> {
     Ok(BuildRequest {
         id: r.try_get("id")?,
         buildsetid: r.try_get("buildsetid")?,

@@ -32,7 +32,7 @@ pub struct RestartCleanup {
     pub requests_unclaimed: u64,
 }
 
-fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
+pub(super) fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
     Ok(Build {
         id: r.try_get("id")?,
         number: r.try_get("number")?,

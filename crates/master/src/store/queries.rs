@@ -268,18 +268,7 @@ impl Resource for Build {
     const ID: &'static str = "id";
 
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Build {
-            id: r.try_get("id")?,
-            number: r.try_get("number")?,
-            builderid: r.try_get("builderid")?,
-            buildrequestid: r.try_get("buildrequestid")?,
-            workerid: r.try_get("workerid")?,
-            masterid: r.try_get("masterid")?,
-            started_at: r.try_get("started_at")?,
-            complete_at: r.try_get("complete_at")?,
-            state_string: r.try_get("state_string")?,
-            results: r.try_get("results")?,
-        })
+        super::builds::build(r)
     }
 }
 
@@ -305,19 +294,7 @@ impl Resource for BuildRequest {
     const ID: &'static str = "br.id";
 
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(BuildRequest {
-            id: r.try_get("id")?,
-            buildsetid: r.try_get("buildsetid")?,
-            builderid: r.try_get("builderid")?,
-            priority: r.try_get("priority")?,
-            submitted_at: r.try_get("submitted_at")?,
-            complete: r.try_get::<i16, _>("complete")? != 0,
-            results: r.try_get("results")?,
-            complete_at: r.try_get("complete_at")?,
-            waited_for: r.try_get::<i16, _>("waited_for")? != 0,
-            superseded_by: r.try_get("superseded_by")?,
-            claimed_by_masterid: r.try_get("masterid")?,
-        })
+        super::buildrequests::build_request(r)
     }
 }
 
@@ -339,17 +316,7 @@ impl Resource for Buildset {
     const ID: &'static str = "id";
 
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Buildset {
-            id: r.try_get("id")?,
-            reason: r.try_get("reason")?,
-            external_idstring: r.try_get("external_idstring")?,
-            scheduler: r.try_get("scheduler")?,
-            parent_buildid: r.try_get("parent_buildid")?,
-            submitted_at: r.try_get("submitted_at")?,
-            complete: r.try_get::<i16, _>("complete")? != 0,
-            complete_at: r.try_get("complete_at")?,
-            results: r.try_get("results")?,
-        })
+        super::buildsets::buildset(r)
     }
 }
 
@@ -372,17 +339,7 @@ impl Resource for Step {
     const ID: &'static str = "id";
 
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Step {
-            id: r.try_get("id")?,
-            number: r.try_get("number")?,
-            name: r.try_get("name")?,
-            buildid: r.try_get("buildid")?,
-            started_at: r.try_get("started_at")?,
-            complete_at: r.try_get("complete_at")?,
-            state_string: r.try_get("state_string")?,
-            results: r.try_get("results")?,
-            hidden: r.try_get::<i16, _>("hidden")? != 0,
-        })
+        super::steps::step(r)
     }
 }
 

@@ -70,21 +70,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context(op)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Step {
-                    id: r.try_get("id")?,
-                    number: r.try_get("number")?,
-                    name: r.try_get("name")?,
-                    buildid: r.try_get("buildid")?,
-                    started_at: r.try_get("started_at")?,
-                    complete_at: r.try_get("complete_at")?,
-                    state_string: r.try_get("state_string")?,
-                    results: r.try_get("results")?,
-                    hidden: r.try_get::<i16, _>("hidden")? != 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .context(op)
+        rows.iter().map(step).collect::<Result<_, sqlx::Error>>().context(op)
     }
+}
+
+pub(super) fn step(r: &sqlx::sqlite::SqliteRow) -> Result<Step, sqlx::Error> {
+    Ok(Step {
+        id: r.try_get("id")?,
+        number: r.try_get("number")?,
+        name: r.try_get("name")?,
+        buildid: r.try_get("buildid")?,
+        started_at: r.try_get("started_at")?,
+        complete_at: r.try_get("complete_at")?,
+        state_string: r.try_get("state_string")?,
+        results: r.try_get("results")?,
+        hidden: r.try_get::<i16, _>("hidden")? != 0,
+    })
 }
