@@ -8,10 +8,12 @@
 //! This crate knows nothing of the command line; `kiln` calls [`master::Master::start`].
 
 pub mod build;
+pub mod changes;
 pub mod config;
 pub mod master;
 pub mod queue;
 pub mod results;
+pub mod schedulers;
 pub mod store;
 mod tls;
 pub mod web;

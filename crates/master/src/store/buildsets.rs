@@ -220,6 +220,20 @@ impl Store {
     }
 }
 
+pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {
+    Ok(Buildset {
+        id: r.try_get("id")?,
+        reason: r.try_get("reason")?,
+        external_idstring: r.try_get("external_idstring")?,
+        scheduler: r.try_get("scheduler")?,
+        parent_buildid: r.try_get("parent_buildid")?,
+        submitted_at: r.try_get("submitted_at")?,
+        complete: r.try_get::<i16, _>("complete")? != 0,
+        complete_at: r.try_get("complete_at")?,
+        results: r.try_get("results")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,18 +301,4 @@ mod tests {
             sqlx::query_scalar("SELECT COUNT(*) FROM buildsets").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 0);
     }
-}
-
-pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {
-    Ok(Buildset {
-        id: r.try_get("id")?,
-        reason: r.try_get("reason")?,
-        external_idstring: r.try_get("external_idstring")?,
-        scheduler: r.try_get("scheduler")?,
-        parent_buildid: r.try_get("parent_buildid")?,
-        submitted_at: r.try_get("submitted_at")?,
-        complete: r.try_get::<i16, _>("complete")? != 0,
-        complete_at: r.try_get("complete_at")?,
-        results: r.try_get("results")?,
-    })
 }

@@ -1,0 +1,5 @@
+//! Schedulers: what turns changes and time into build requests.
+//!
+//! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
+
+pub mod calendar;
