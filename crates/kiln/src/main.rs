@@ -46,6 +46,16 @@ enum Commands {
     },
     /// Check DIR/master.toml and report every problem with file, line and key.
     Checkconfig { dir: PathBuf },
+    /// Print when each nightly scheduler of DIR/master.toml fires: `<date-time with offset> <scheduler> <builders>`.
+    SchedulePreview {
+        dir: PathBuf,
+        /// First day (YYYY-MM-DD, from midnight UTC); default: now.
+        #[arg(long)]
+        from: Option<String>,
+        /// How many days to show.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
     /// Force a build of BUILDER on a running master.
     Force {
         builder: String,
@@ -87,6 +97,9 @@ fn main() -> ExitCode {
             master_cmd::stop(&dir, clean, Duration::from_secs(timeout)).map(|()| true)
         }
         Commands::Checkconfig { dir } => master_cmd::checkconfig(&dir).map(|()| true),
+        Commands::SchedulePreview { dir, from, days } => {
+            master_cmd::schedule_preview(&dir, from.as_deref(), days).map(|()| true)
+        }
         Commands::Force { builder, master, scheduler, reason, properties, wait } => {
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }

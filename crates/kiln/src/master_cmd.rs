@@ -37,6 +37,34 @@ pub fn checkconfig(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kiln schedule-preview DIR`: when each nightly scheduler of the config fires from `from` (a date, midnight
+/// UTC; default now) for `days` days, one line per firing.
+pub fn schedule_preview(dir: &Path, from: Option<&str>, days: u32) -> anyhow::Result<()> {
+    use chrono::{DateTime, NaiveDate, Utc};
+    use kiln_master::config::Timing;
+    let config = MasterConfig::load(dir)?;
+    let from = match from {
+        None => DateTime::<Utc>::from(std::time::SystemTime::now()),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .with_context(|| format!("--from '{text}': expected YYYY-MM-DD"))?
+            .and_hms_opt(0, 0, 0)
+            .context("midnight exists")?
+            .and_utc(),
+    };
+    let schedules: Vec<_> = config
+        .timed_schedulers
+        .iter()
+        .filter_map(|s| match &s.timing {
+            Timing::Nightly(calendar) => Some((s.name.clone(), s.builders.clone(), calendar.clone())),
+            Timing::Periodic(_) => None,
+        })
+        .collect();
+    for line in kiln_master::schedulers::calendar::preview(&schedules, from, days) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// A master with its web API (which runs until the `stop` given to [`launch`]).
 pub struct RunningMaster {
     pub master: Master,
@@ -116,7 +144,7 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     }
     let deadline = std::time::Instant::now() + timeout;
     // Bounded poll: another process's exit has no event we can wait on.
-    while kill(pid, None).is_ok() {
+    while kill(pid, None).is_ok() && !exited(pid.as_raw()) {
         if std::time::Instant::now() > deadline {
             bail!("master process {pid} still runs after {timeout:?}");
         }
@@ -124,6 +152,13 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     }
     println!("master stopped");
     Ok(())
+}
+
+/// Whether a process that still has a pid has in fact exited (a zombie its parent has not reaped yet).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// `DIR/kiln.pid`, removed when dropped.

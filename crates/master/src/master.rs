@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::build::{self, BuildJob};
-use crate::config::{BuilderDef, MasterConfig, StoreUrl};
+use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
+use crate::schedulers::timed::{self, Clock};
 use crate::store::{BuildRequest, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
@@ -156,8 +157,29 @@ impl Master {
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
+        let master = Master { inner: inner.clone() };
+        for def in &inner.config.timed_schedulers {
+            master.start_timed_scheduler(def.clone());
+        }
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
-        Ok((Master { inner }, Addresses { workers: worker_address }))
+        Ok((master, Addresses { workers: worker_address }))
+    }
+
+    /// Runs a timed scheduler until the master stops: each firing submits a buildset for its builders.
+    fn start_timed_scheduler(&self, def: TimedSchedulerDef) {
+        let master = self.clone();
+        let (name, builders) = (def.name.clone(), def.builders.clone());
+        let stop = self.inner.shutting_down.clone();
+        tokio::spawn(timed::run(def, Clock::System, stop, move |at| {
+            let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
+            async move {
+                let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
+                match master.submit_for(&name, &builders, &reason, Vec::new()).await {
+                    Ok(submitted) => tracing::info!(scheduler = %name, buildset = submitted.buildsetid, "scheduled"),
+                    Err(e) => tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit"),
+                }
+            }
+        }));
     }
 
     pub fn config(&self) -> &MasterConfig {
@@ -204,11 +226,7 @@ impl Master {
         if names.is_empty() {
             return Err(ActionError::UnknownBuilder(builder.unwrap_or_default().to_string()));
         }
-        let mut builderids = Vec::new();
-        for name in names {
-            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.clone()))?);
-        }
-        let mut props: Vec<Property> = properties
+        let mut properties: Vec<Property> = properties
             .into_iter()
             .map(|(name, value)| Property {
                 name,
@@ -216,24 +234,40 @@ impl Master {
                 source: "Force Build Form".into(),
             })
             .collect();
-        props.push(Property {
-            name: "scheduler".into(),
-            value: serde_json::Value::String(scheduler.to_string()),
-            source: "Scheduler".into(),
-        });
         if let Some(owner) = owner {
-            props.push(Property {
+            properties.push(Property {
                 name: "owner".into(),
                 value: serde_json::Value::String(owner.to_string()),
                 source: "Force Build Form".into(),
             });
         }
+        self.submit_for(scheduler, &names, reason, properties).await
+    }
+
+    /// Submits a buildset from scheduler `scheduler` for the builders `names`.
+    async fn submit_for<S: AsRef<str>>(
+        &self,
+        scheduler: &str,
+        names: &[S],
+        reason: &str,
+        mut properties: Vec<Property>,
+    ) -> Result<Submitted, ActionError> {
+        let mut builderids = Vec::new();
+        for name in names {
+            let name = name.as_ref();
+            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
+        }
+        properties.push(Property {
+            name: "scheduler".into(),
+            value: serde_json::Value::String(scheduler.to_string()),
+            source: "Scheduler".into(),
+        });
         self.submit(NewBuildset {
             reason: reason.to_string(),
             external_idstring: None,
             scheduler: Some(scheduler.to_string()),
             parent_buildid: None,
-            properties: props,
+            properties,
             builderids,
             priority: 0,
             waited_for: false,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kiln_protocol::{encode_request, Response, Value, WorkerRequest};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Why a request to the master did not get a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,30 +28,53 @@ pub struct MasterLink {
     frames: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_seq: Arc<AtomicI64>,
+    /// Cancelled when the connection is gone: every request, waiting or new, fails at once.
+    closed: CancellationToken,
 }
 
 impl MasterLink {
     /// A link whose encoded frames go to `frames` (the connection's writer).
     pub(crate) fn new(frames: mpsc::Sender<Vec<u8>>) -> MasterLink {
-        MasterLink { frames, pending: Arc::default(), next_seq: Arc::new(AtomicI64::new(0)) }
+        MasterLink {
+            frames,
+            pending: Arc::default(),
+            next_seq: Arc::new(AtomicI64::new(0)),
+            closed: CancellationToken::new(),
+        }
     }
 
     /// Sends a request and waits for the master's answer.
     pub async fn request(&self, request: WorkerRequest) -> Result<Value, LinkError> {
+        if self.closed.is_cancelled() {
+            return Err(LinkError::Closed);
+        }
         let (tx, rx) = oneshot::channel();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(seq, tx);
-        if self.frames.send(encode_request(seq, &request)).await.is_err() {
-            self.lock().remove(&seq);
-            return Err(LinkError::Closed);
-        }
-        let response = rx.await.map_err(|_| LinkError::Closed)?;
+        let answered = async {
+            self.frames.send(encode_request(seq, &request)).await.map_err(|_| LinkError::Closed)?;
+            rx.await.map_err(|_| LinkError::Closed)
+        };
+        let response = tokio::select! {
+            response = answered => response,
+            () = self.closed.cancelled() => Err(LinkError::Closed),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                self.lock().remove(&seq);
+                return Err(e);
+            }
+        };
         response.into_result().map_err(LinkError::Remote)
     }
 
     /// Sends a request without waiting for its answer (Buildbot's workers do so for `update`); an error
     /// answer is logged when it arrives.
     pub async fn send(&self, request: WorkerRequest) -> Result<(), LinkError> {
+        if self.closed.is_cancelled() {
+            return Err(LinkError::Closed);
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.frames.send(encode_request(seq, &request)).await.map_err(|_| LinkError::Closed)
     }
@@ -68,8 +92,9 @@ impl MasterLink {
         }
     }
 
-    /// Fails every request still waiting: the connection is gone.
+    /// The connection is gone: fails every request still waiting and every later one.
     pub(crate) fn close(&self) {
+        self.closed.cancel();
         self.lock().clear();
     }
 

@@ -253,17 +253,19 @@ impl Session<'_> {
         });
     }
 
-    /// The connection is ending: stop every command and wait for them (bounded).
+    /// The connection is ending: stop every command and wait for them (bounded). The link is closed first, so
+    /// that no command waits for an answer that will not come (its last updates and `complete` are dropped: the
+    /// master has ended or will end the build anyway).
     async fn finish(&mut self) {
         let count = self.lock_running().len();
         if count > 0 {
             tracing::warn!(count, "stopping the commands of this connection");
         }
+        self.link.close();
         self.stop_commands.cancel();
         self.commands.close();
         if tokio::time::timeout(STOP_WAIT, self.commands.wait()).await.is_err() {
             tracing::error!("commands did not stop within {STOP_WAIT:?}");
         }
-        self.link.close();
     }
 }

@@ -197,6 +197,26 @@ async fn losing_the_master_kills_running_commands() {
 }
 
 #[tokio::test]
+async fn a_master_that_goes_silent_does_not_hang_the_worker() {
+    // Regression: when the worker gave up on a silent connection, its commands' `complete` still waited for an
+    // answer that never came, and the worker did not reconnect for minutes.
+    let mut master = TestMaster::start().await;
+    master.keepalive = 0.5;
+    let _worker = master.spawn_worker();
+    let mut conn = master.accept().await;
+    conn.attach(WorkerSettings { buffer_timeout: 0.05, ..WorkerSettings::default() }).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let m = marker();
+    conn.start("c", &Command::Shell(shell(&path(dir.path(), "w"), &format!("echo up; sleep {m}")))).await;
+    conn.collect("c", |run| run.stdout().contains("up")).await;
+    // Stop reading: no more answers, no pongs; the socket stays open.
+    let mut again = master.accept().await;
+    again.attach(WorkerSettings::default()).await;
+    assert_eq!(wait_no_processes(&m).await, Vec::<String>::new());
+    drop(conn);
+}
+
+#[tokio::test]
 async fn stopping_the_worker_kills_running_commands() {
     let master = TestMaster::start().await;
     let worker = master.spawn_worker();

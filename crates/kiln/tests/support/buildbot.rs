@@ -20,18 +20,15 @@
 //! SIGKILL) and waited for on drop; they also get SIGTERM if the test process dies.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
+
+use super::process::{chain, free_ports, run_to_completion, ChildProcess};
 
 /// How long the master gets to come up (create-master and start).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,7 +41,6 @@ pub const BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 const GET_TIMEOUT: Duration = Duration::from_secs(5);
 const GET_TRIES: usize = 4;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-const LOG_TAIL_LINES: usize = 80;
 
 /// The path of the venv holding buildbot, buildbot-worker and buildbot-www 4.3.0, made (or found in
 /// its cache) by `scripts/buildbot-venv` once per test process. Panics with the script's output if it
@@ -101,6 +97,57 @@ pub enum WorkerKind {
     Buildbot,
     /// This workspace's `kiln worker`.
     Kiln,
+}
+
+/// Creates worker `name` of `kind` in `basedir`, pointed at the worker port `master_addr` (`HOST:PORT`) with
+/// `password`, and starts it in the foreground with its output in `output`. Does not wait for it to connect.
+pub fn spawn_worker(
+    kind: WorkerKind,
+    basedir: &Path,
+    master_addr: &str,
+    name: &str,
+    password: &str,
+    output: PathBuf,
+) -> ChildProcess {
+    let label = format!("{kind:?} worker {name:?}");
+    match kind {
+        WorkerKind::Buildbot => {
+            let bin = venv().join("bin/buildbot-worker");
+            run_to_completion(
+                Command::new(&bin).args(["create-worker", "--protocol=msgpack_experimental_v7"]).arg(basedir).args([
+                    master_addr,
+                    name,
+                    password,
+                ]),
+                "buildbot-worker create-worker",
+            );
+            ChildProcess::spawn(
+                &label,
+                Command::new(&bin).args(["start", "--nodaemon"]).arg(basedir),
+                output,
+                vec![basedir.join("twistd.log")],
+            )
+        }
+        WorkerKind::Kiln => {
+            let bin = env!("CARGO_BIN_EXE_kiln");
+            run_to_completion(
+                Command::new(bin)
+                    .args(["worker", "create"])
+                    .arg(basedir)
+                    .args(["--master", master_addr])
+                    .args(["--name", name])
+                    .args(["--password", password]),
+                "kiln worker create",
+            );
+            let mut start = Command::new(bin);
+            // Plain text logs: they go to a file that diagnostics print.
+            start.args(["worker", "start"]).arg(basedir).env("NO_COLOR", "1");
+            if std::env::var_os("RUST_LOG").is_none() {
+                start.env("RUST_LOG", "info,kiln=debug,kiln_worker=debug");
+            }
+            ChildProcess::spawn(&label, &mut start, output, Vec::new())
+        }
+    }
 }
 
 /// One line of a log as stored by Buildbot: `/logs/{id}/contents` prefixes every line with its
@@ -310,43 +357,7 @@ impl BuildbotMaster {
         let basedir = workers_dir.join(name);
         let master_addr = format!("127.0.0.1:{}", self.worker_port);
         let output = self.dir.path().join(format!("worker-{name}.out"));
-        let label = format!("{kind:?} worker {name:?}");
-        let process = match kind {
-            WorkerKind::Buildbot => {
-                let bin = venv().join("bin/buildbot-worker");
-                run_to_completion(
-                    Command::new(&bin)
-                        .args(["create-worker", "--protocol=msgpack_experimental_v7"])
-                        .arg(&basedir)
-                        .args([&master_addr, name, &password]),
-                    "buildbot-worker create-worker",
-                );
-                ChildProcess::spawn(
-                    &label,
-                    Command::new(&bin).args(["start", "--nodaemon"]).arg(&basedir),
-                    output,
-                    vec![basedir.join("twistd.log")],
-                )
-            }
-            WorkerKind::Kiln => {
-                let bin = env!("CARGO_BIN_EXE_kiln");
-                run_to_completion(
-                    Command::new(bin)
-                        .args(["worker", "create"])
-                        .arg(&basedir)
-                        .args(["--master", &master_addr])
-                        .args(["--name", name])
-                        .args(["--password", &password]),
-                    "kiln worker create",
-                );
-                let mut start = Command::new(bin);
-                start.args(["worker", "start"]).arg(&basedir);
-                if std::env::var_os("RUST_LOG").is_none() {
-                    start.env("RUST_LOG", "info,kiln=debug,kiln_worker=debug");
-                }
-                ChildProcess::spawn(&label, &mut start, output, Vec::new())
-            }
-        };
+        let process = spawn_worker(kind, &basedir, &master_addr, name, &password, output);
         self.workers.push(process);
     }
 
@@ -604,126 +615,5 @@ impl Drop for BuildbotMaster {
                 eprintln!("(set KILN_KEEP_TEST_DIRS=1 to keep {})", self.dir.path().display());
             }
         }
-    }
-}
-
-/// A long-running child (master or worker) with its output in a file.
-struct ChildProcess {
-    label: String,
-    child: Mutex<Child>,
-    /// Where its stdout and stderr go.
-    output: PathBuf,
-    /// Log files it writes itself (twistd.log).
-    logs: Vec<PathBuf>,
-}
-
-impl ChildProcess {
-    fn spawn(label: &str, command: &mut Command, output: PathBuf, logs: Vec<PathBuf>) -> Self {
-        let out = File::create(&output).unwrap_or_else(|e| panic!("create {}: {e}", output.display()));
-        let err = out.try_clone().expect("clone an output file handle");
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe. It makes the child get SIGTERM when
-        // the thread that spawned it (the test's thread, which outlives the child) ends, e.g. when
-        // the test process is killed before Drop runs.
-        unsafe {
-            command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from));
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label} ({command:?}): {e}"));
-        ChildProcess { label: label.to_owned(), child: Mutex::new(child), output, logs }
-    }
-
-    fn exit_status(&self) -> Option<ExitStatus> {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        child.try_wait().ok().flatten()
-    }
-
-    /// SIGTERM, up to 10 s to exit, then SIGKILL; always reaps the process.
-    fn stop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        let pid = Pid::from_raw(child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not exit 10 s after SIGTERM; killing it", self.label);
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    fn log_tails(&self) -> String {
-        let mut out = String::new();
-        for path in std::iter::once(&self.output).chain(&self.logs) {
-            let _ = writeln!(
-                out,
-                "===== {} — {} (last {LOG_TAIL_LINES} lines) =====\n{}",
-                self.label,
-                path.display(),
-                tail(path, LOG_TAIL_LINES)
-            );
-        }
-        out
-    }
-}
-
-/// The last `n` lines of a file, each cut to 400 characters (the master logs every msgpack message,
-/// file chunks included).
-fn tail(path: &Path, n: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
-        return "(missing)".to_owned();
-    };
-    if bytes.is_empty() {
-        return "(empty)".to_owned();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|line| match line.char_indices().nth(400) {
-            Some((cut, _)) => format!("{} [...]\n", &line[..cut]),
-            None => format!("{line}\n"),
-        })
-        .collect()
-}
-
-/// An error and its sources, "outer: inner: ...".
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let _ = write!(text, ": {e}");
-        source = e.source();
-    }
-    text
-}
-
-/// Two distinct free TCP ports on 127.0.0.1 (both bound at once so they differ, then released).
-fn free_ports() -> (u16, u16) {
-    let bind = || TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
-    let (a, b) = (bind(), bind());
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
-    (port(&a), port(&b))
-}
-
-/// Runs a short setup command, panicking with its output if it fails.
-fn run_to_completion(command: &mut Command, what: &str) {
-    let out = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {what} ({command:?}): {e}"));
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}): {command:?}\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }

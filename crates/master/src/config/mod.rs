@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
+mod timed;
 pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
+pub use timed::{TimedSchedulerDef, Timing};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -50,6 +52,8 @@ pub struct MasterConfig {
     pub builders: Vec<BuilderDef>,
     /// Every force scheduler: the declared ones, then the implicit `force-<builder>` ones.
     pub force_schedulers: Vec<ForceSchedulerDef>,
+    /// Schedulers that fire by the clock (`[[scheduler]]`).
+    pub timed_schedulers: Vec<TimedSchedulerDef>,
 }
 
 /// Where the master keeps its state (`[store]`).

@@ -139,12 +139,16 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let workers = take_tables(&mut document, "worker", &mut problems);
     let builders = take_tables(&mut document, "builder", &mut problems);
     let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
+    let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
 
     let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
+    let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
+    let timed_schedulers =
+        super::timed::read_timed_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
 
     match settings {
         Some(settings) if problems.is_empty() => Ok(MasterConfig {
@@ -156,6 +160,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             workers,
             builders,
             force_schedulers,
+            timed_schedulers,
         }),
         _ => Err(problems.into_error()),
     }
@@ -176,12 +181,12 @@ fn take_tables<'i>(document: &mut DeTable<'i>, key: &str, problems: &mut Problem
 }
 
 /// The `name` a table declares, if it is a string, whether or not the rest of the table is valid.
-fn declared_name(table: &DeValue<'_>) -> Option<String> {
+pub(super) fn declared_name(table: &DeValue<'_>) -> Option<String> {
     table.get("name").and_then(|name| name.get_ref().as_str()).map(str::to_owned)
 }
 
 /// How errors in the `index`th `[[kind]]` table say which one it is.
-fn context_of(kind: &str, name: Option<&str>, index: usize) -> String {
+pub(super) fn context_of(kind: &str, name: Option<&str>, index: usize) -> String {
     match name {
         Some(name) => format!("{kind} '{name}'"),
         None => format!("{kind} #{}", index + 1),
@@ -334,7 +339,7 @@ fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) 
 }
 
 /// Checks that a name is not empty and not taken, and takes it.
-fn check_name(
+pub(super) fn check_name(
     name: &Spanned<String>,
     names: &mut BTreeSet<String>,
     context: &str,
@@ -353,7 +358,7 @@ fn check_name(
 }
 
 /// Checks a non-empty list of names, each in `known` and none twice.
-fn check_references(
+pub(super) fn check_references(
     list: &Spanned<Vec<Spanned<String>>>,
     known: &BTreeSet<String>,
     context: &str,

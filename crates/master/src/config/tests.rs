@@ -389,7 +389,52 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("`[[force_scheduler]]`", &["name", "builders", "label"]),
+    (
+        "`[[scheduler]]`",
+        &[
+            "name",
+            "type",
+            "builders",
+            "minute",
+            "hour",
+            "day_of_month",
+            "month",
+            "day_of_week",
+            "cron",
+            "time_zone",
+            "interval",
+        ],
+    ),
 ];
+
+#[test]
+fn timed_schedulers() {
+    let text = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"nightly\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nhour = 3\n\
+         day_of_week = \"mon,wed,fri\"\ntime_zone = \"Europe/Madrid\"\n\n[[scheduler]]\nname = \"cron\"\n\
+         type = \"nightly\"\nbuilders = [\"test\"]\ncron = \"0 3 * * sun\"\n\n[[scheduler]]\nname = \"often\"\n\
+         type = \"periodic\"\nbuilders = [\"test\"]\ninterval = 60\n"
+    );
+    let config = load(&text);
+    let timed = &config.timed_schedulers;
+    assert_eq!(timed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["nightly", "cron", "often"]);
+    assert!(matches!(timed[0].timing, Timing::Nightly(_)));
+    assert_eq!(timed[2].timing, Timing::Periodic(Duration::from_secs(60)));
+
+    let bad = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"force-test\"\ntype = \"nightly\"\nbuilders = [\"test\"]\n\
+         day_of_week = \"sunday,xyz\"\n\n[[scheduler]]\nname = \"p\"\ntype = \"hourly\"\nbuilders = [\"nope\"]\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert!(keys.contains(&"name"), "duplicate of the implicit force-test: {problems:?}");
+    assert!(keys.contains(&"calendar"), "{problems:?}");
+    assert!(keys.contains(&"builders"), "{problems:?}");
+    assert!(keys.contains(&"type"), "{problems:?}");
+    let calendar = problems.iter().find(|p| p.key.as_deref() == Some("calendar")).expect("calendar problem");
+    assert!(calendar.message.contains("xyz"), "{calendar:?}");
+    assert!(calendar.line > 0);
+}
 
 #[test]
 fn transfer_steps() {

@@ -3,3 +3,4 @@
 //! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
 
 pub mod calendar;
+pub mod timed;

@@ -25,6 +25,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct TestMaster {
     listener: TcpListener,
     pub password: String,
+    /// The workers' `keepalive` (seconds): a master silent for three of them is taken as gone.
+    pub keepalive: f64,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -57,7 +59,7 @@ impl Drop for TestWorker {
 impl TestMaster {
     pub async fn start() -> TestMaster {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
-        TestMaster { listener, password: "s3cret".into(), tls: None }
+        TestMaster { listener, password: "s3cret".into(), keepalive: 30.0, tls: None }
     }
 
     /// A master serving `wss://` with a certificate for 127.0.0.1 signed by a fresh CA; returns the CA's PEM.
@@ -107,6 +109,7 @@ impl TestMaster {
         kiln_worker::create(dir.path(), &new).expect("create worker");
         let mut config = kiln_worker::WorkerConfig::load(dir.path()).expect("load worker config");
         config.max_retry_delay = 0.5;
+        config.keepalive = self.keepalive;
         let stop = kiln_worker::CancellationToken::new();
         let handle = tokio::spawn(kiln_worker::run(config, stop.clone()));
         TestWorker { dir, stop, handle: Some(handle) }

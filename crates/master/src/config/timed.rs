@@ -1,0 +1,154 @@
+//! `[[scheduler]]`: schedulers that start builds at times — `nightly` (Buildbot's calendar fields or a cron
+//! expression, in a time zone) and `periodic` (every N seconds).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::error::Problems;
+use super::parse::{check_name, check_references, context_of, declared_name, read};
+use crate::schedulers::calendar::{Calendar, CalendarFields};
+
+/// A scheduler that fires by the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+    pub timing: Timing,
+}
+
+/// When a timed scheduler fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Timing {
+    /// At the times of a calendar.
+    Nightly(Calendar),
+    /// Every `interval`, the first time right after the master starts (Buildbot's `Periodic`).
+    Periodic(Duration),
+}
+
+/// A calendar field as written: a number (`hour = 3`) or a spec (`day_of_week = "mon,wed,fri"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FieldValue {
+    Number(i64),
+    Text(String),
+}
+
+impl FieldValue {
+    fn text(&self) -> String {
+        match self {
+            FieldValue::Number(n) => n.to_string(),
+            FieldValue::Text(text) => text.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    builders: Spanned<Vec<Spanned<String>>>,
+    minute: Option<FieldValue>,
+    hour: Option<FieldValue>,
+    day_of_month: Option<FieldValue>,
+    month: Option<FieldValue>,
+    day_of_week: Option<FieldValue>,
+    cron: Option<String>,
+    time_zone: Option<String>,
+    interval: Option<Spanned<u64>>,
+}
+
+/// Reads the `[[scheduler]]` tables; `names` holds the names already taken by other schedulers.
+pub(super) fn read_timed_schedulers(
+    tables: Vec<Spanned<DeValue<'_>>>,
+    builder_names: &BTreeSet<String>,
+    names: &mut BTreeSet<String>,
+    problems: &mut Problems<'_>,
+) -> Vec<TimedSchedulerDef> {
+    let mut schedulers = Vec::new();
+    for (index, table) in tables.into_iter().enumerate() {
+        let declared = declared_name(table.get_ref());
+        let context = context_of("scheduler", declared.as_deref(), index);
+        let span = table.span();
+        let Some(raw) = read::<RawScheduler>(table, problems, Some(&context), "scheduler") else { continue };
+        let name_valid = check_name(&raw.name, names, &context, "scheduler", problems);
+        let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
+        let calendar_keys = [&raw.minute, &raw.hour, &raw.day_of_month, &raw.month, &raw.day_of_week];
+        let has_fields = calendar_keys.iter().any(|key| key.is_some());
+        let timing = match raw.kind.get_ref().as_str() {
+            "nightly" => {
+                if raw.interval.is_some() {
+                    problems.add(span.clone(), Some(&context), "interval", "a nightly scheduler has no interval");
+                    None
+                } else {
+                    let time_zone = raw.time_zone.as_deref().unwrap_or("UTC");
+                    let calendar = match (&raw.cron, has_fields) {
+                        (Some(_), true) => {
+                            let message = "give either cron or the calendar fields, not both";
+                            problems.add(span.clone(), Some(&context), "cron", message);
+                            continue;
+                        }
+                        (Some(cron), false) => Calendar::from_cron(cron, time_zone).map_err(|e| ("cron", e)),
+                        (None, _) => {
+                            let defaults = CalendarFields::default();
+                            let field = |value: &Option<FieldValue>, default: &String| {
+                                value.as_ref().map_or_else(|| default.clone(), FieldValue::text)
+                            };
+                            let fields = CalendarFields {
+                                minute: field(&raw.minute, &defaults.minute),
+                                hour: field(&raw.hour, &defaults.hour),
+                                day_of_month: field(&raw.day_of_month, &defaults.day_of_month),
+                                month: field(&raw.month, &defaults.month),
+                                day_of_week: field(&raw.day_of_week, &defaults.day_of_week),
+                            };
+                            Calendar::from_fields(&fields, time_zone).map_err(|e| ("calendar", e))
+                        }
+                    };
+                    match calendar {
+                        Ok(calendar) => Some(Timing::Nightly(calendar)),
+                        Err((key, error)) => {
+                            problems.add(span.clone(), Some(&context), key, error.to_string());
+                            None
+                        }
+                    }
+                }
+            }
+            "periodic" => match &raw.interval {
+                _ if has_fields || raw.cron.is_some() || raw.time_zone.is_some() => {
+                    let message = "a periodic scheduler takes only an interval, not calendar keys";
+                    problems.add(span.clone(), Some(&context), "type", message);
+                    None
+                }
+                Some(interval) if *interval.get_ref() > 0 => {
+                    Some(Timing::Periodic(Duration::from_secs(*interval.get_ref())))
+                }
+                Some(interval) => {
+                    problems.add(interval.span(), Some(&context), "interval", "must be at least 1 second");
+                    None
+                }
+                None => {
+                    problems.add(span.clone(), Some(&context), "interval", "a periodic scheduler needs an interval");
+                    None
+                }
+            },
+            other => {
+                let message = format!("unknown scheduler type '{other}' (known: nightly, periodic)");
+                problems.add(raw.kind.span(), Some(&context), "type", message);
+                None
+            }
+        };
+        if let (true, true, Some(timing)) = (name_valid, builders_valid, timing) {
+            schedulers.push(TimedSchedulerDef {
+                name: raw.name.into_inner(),
+                builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
+                timing,
+            });
+        }
+    }
+    schedulers
+}
