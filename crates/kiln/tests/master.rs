@@ -87,13 +87,13 @@ always_run = true
 
     let step = master.step(buildid, "out-err").await;
     assert_eq!(master.results(&step), results::SUCCESS, "step: {step:#}");
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('o', "hello"), "stdio log:\n{}", log.dump());
     assert!(log.has_line('e', "oops"), "stdio log:\n{}", log.dump());
 
     let step = master.step(buildid, "fail").await;
     assert_eq!(master.results(&step), results::FAILURE, "step: {step:#}");
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('h', "program finished with exit code 3"), "stdio log:\n{}", log.dump());
 
     // The step after the halting failure does not run: either it is not in the build or it is SKIPPED with no
@@ -103,7 +103,7 @@ always_run = true
         assert_eq!(halted["results"].as_i64(), Some(results::SKIPPED), "halted step: {halted:#}");
         let slugs = master.get(&format!("steps/{}/logs", master.id(halted, "stepid"))).await;
         if slugs["logs"].as_array().is_some_and(|l| !l.is_empty()) {
-            let log = master.log_lines(master.id(halted, "stepid"), "stdio").await;
+            let log = master.log(master.id(halted, "stepid"), "stdio").await;
             assert!(!log.has_line('o', "halted-step-ran"), "the halted step ran:\n{}", log.dump());
         }
     }
@@ -112,7 +112,7 @@ always_run = true
 
     let step = master.step(buildid, "cleanup").await;
     assert_eq!(master.results(&step), results::SUCCESS, "always_run step: {step:#}");
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('o', "cleanup-ran"), "stdio log:\n{}", log.dump());
 }
 
@@ -191,7 +191,7 @@ command = "cat input.txt"
     assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
     let build = &master.builds_of_request(brid).await[0];
     let step = master.step(master.id(build, "buildid"), "out-err").await;
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert_eq!(log.channel('o'), ["out1", "out2"], "stdio log:\n{}", log.dump());
     assert_eq!(log.channel('e'), ["err1"], "stdio log:\n{}", log.dump());
     assert!(log.has_line('h', "program finished with exit code 0"), "stdio log:\n{}", log.dump());
@@ -223,7 +223,7 @@ command = "cat input.txt"
     assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
     let buildid = master.id(&master.builds_of_request(brid).await[0], "buildid");
     let step = master.step(buildid, "make").await;
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     let worker_sum = log
         .channel('o')
         .iter()
@@ -258,7 +258,7 @@ command = "cat input.txt"
     assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
     let buildid = master.id(&master.builds_of_request(brid).await[0], "buildid");
     let step = master.step(buildid, "print").await;
-    let log = master.log_lines(master.id(&step, "stepid"), "stdio").await;
+    let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert_eq!(log.channel('o'), [content.as_str()], "stdio log:\n{}", log.dump());
 }
 

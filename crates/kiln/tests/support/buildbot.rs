@@ -22,25 +22,18 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::process::{chain, free_ports, run_to_completion, ChildProcess};
+use super::api::{deref_to_api, Api};
+use super::process::{free_ports, run_to_completion, ChildProcess};
 
 /// How long the master gets to come up (create-master and start).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a worker gets to connect once started.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build gets from being forced to its request completing.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One try of a REST GET (they answer in milliseconds), and how many tries before failing.
-const GET_TIMEOUT: Duration = Duration::from_secs(5);
-const GET_TRIES: usize = 4;
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The path of the venv holding buildbot, buildbot-worker and buildbot-www 4.3.0, made (or found in
 /// its cache) by `scripts/buildbot-venv` once per test process. Panics with the script's output if it
@@ -219,17 +212,8 @@ impl MasterBuilder {
             Command::new(venv.join("bin/buildbot")).arg("create-master").arg(&basedir),
             "buildbot create-master",
         );
-        let mut master = BuildbotMaster {
-            basedir,
-            www: String::new(),
-            worker_port: 0,
-            passwords: self.workers.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("build an HTTP client"),
-            master: None,
-            workers: Vec::new(),
-            diagnostics_shown: AtomicBool::new(false),
-            dir,
-        };
+        let api = Api::new("Buildbot interop", dir, self.workers.clone(), Duration::from_secs(30));
+        let mut master = BuildbotMaster { basedir, api };
         // The ports are free when picked, but something else may bind one before the master does:
         // then Buildbot logs "Address already in use" and exits, and we retry with other ports.
         let mut attempt = 1;
@@ -238,15 +222,14 @@ impl MasterBuilder {
             let twistd_log = master.basedir.join("twistd.log");
             std::fs::write(master.basedir.join("master.cfg"), self.master_cfg(www_port, worker_port))
                 .expect("write master.cfg");
-            master.www = format!("http://127.0.0.1:{www_port}");
-            master.worker_port = worker_port;
-            master.master = Some(ChildProcess::spawn(
+            master.api.set_ports(www_port, worker_port);
+            master.api.master = Some(ChildProcess::spawn(
                 "buildbot master",
                 Command::new(venv.join("bin/buildbot"))
                     .args(["start", "--nodaemon"])
                     .arg(&master.basedir)
                     .current_dir(&master.basedir),
-                master.dir.path().join("master.out"),
+                master.test_dir().join("master.out"),
                 vec![twistd_log.clone()],
             ));
             // The REST API comes up before the worker port; "BuildMaster is running" comes after both.
@@ -265,7 +248,7 @@ impl MasterBuilder {
                 master.fail(&why);
             }
             eprintln!("Buildbot master: a port was taken, retrying with other ports");
-            if let Some(mut process) = master.master.take() {
+            if let Some(mut process) = master.api.master.take() {
                 process.stop();
             }
             let _ = std::fs::rename(&twistd_log, twistd_log.with_extension(format!("log.{attempt}")));
@@ -313,19 +296,15 @@ c['schedulers'].append(schedulers.ForceScheduler(name={name}, builderNames=[{nam
 }
 
 /// A running Buildbot master, its temporary directory and the workers started with
-/// [`BuildbotMaster::start_worker`].
+/// [`Api::start_worker`]. The REST client, the waits, the workers and the diagnostics are its [`Api`]'s (it
+/// dereferences to it); here is what is Buildbot's: `buildbot create-master`/`start`, and forcing builds through
+/// a `ForceScheduler` named after the builder.
 pub struct BuildbotMaster {
     basedir: PathBuf,
-    www: String,
-    worker_port: u16,
-    passwords: Vec<(String, String)>,
-    http: reqwest::Client,
-    master: Option<ChildProcess>,
-    workers: Vec<ChildProcess>,
-    diagnostics_shown: AtomicBool,
-    // Last, so that it is removed after the children are stopped.
-    dir: tempfile::TempDir,
+    api: Api,
 }
+
+deref_to_api!(BuildbotMaster);
 
 impl BuildbotMaster {
     pub fn builder() -> MasterBuilder {
@@ -336,39 +315,6 @@ impl BuildbotMaster {
     /// here). Tests may put files for the master here.
     pub fn basedir(&self) -> &Path {
         &self.basedir
-    }
-
-    /// The port workers connect to (msgpack_experimental_v7 over WebSocket).
-    pub fn worker_port(&self) -> u16 {
-        self.worker_port
-    }
-
-    /// Creates and starts worker `name` (declared with [`MasterBuilder::worker`]) of the given kind,
-    /// pointed at this master. Does not wait for it to connect.
-    pub async fn start_worker(&mut self, kind: WorkerKind, name: &str) {
-        let password = self
-            .passwords
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| panic!("worker {name:?} was not declared with .worker()"));
-        let workers_dir = self.dir.path().join("workers");
-        std::fs::create_dir_all(&workers_dir).expect("create the workers' directory");
-        let basedir = workers_dir.join(name);
-        let master_addr = format!("127.0.0.1:{}", self.worker_port);
-        let output = self.dir.path().join(format!("worker-{name}.out"));
-        let process = spawn_worker(kind, &basedir, &master_addr, name, &password, output);
-        self.workers.push(process);
-    }
-
-    /// Waits until worker `name` is connected to this master.
-    pub async fn wait_worker_connected(&self, name: &str) {
-        self.wait_for(&format!("worker {name:?} to connect"), CONNECT_TIMEOUT, async || {
-            let workers = self.get(&format!("workers/{name}")).await;
-            let connected = workers["workers"][0]["connected_to"].as_array().is_some_and(|masters| !masters.is_empty());
-            connected.then_some(())
-        })
-        .await;
     }
 
     /// Forces a build on `builder` through its ForceScheduler (JSON-RPC `force`); returns the build
@@ -411,209 +357,5 @@ impl BuildbotMaster {
     pub async fn run_build(&self, builder: &str) -> Value {
         let brid = self.force(builder).await;
         self.wait_build_finished(brid).await
-    }
-
-    /// Stops a running build (JSON-RPC `stop` on `/builds/{id}`).
-    pub async fn stop_build(&self, build_id: i64) {
-        self.rpc(&format!("builds/{build_id}"), "stop", json!({ "reason": "stopped by kiln interop test" })).await;
-    }
-
-    /// The steps of a build, in order.
-    pub async fn steps(&self, build_id: i64) -> Vec<Value> {
-        let steps = self.get(&format!("builds/{build_id}/steps")).await;
-        steps["steps"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// The step named `name` of a build.
-    pub async fn step(&self, build_id: i64, name: &str) -> Value {
-        let steps = self.steps(build_id).await;
-        steps.iter().find(|s| s["name"] == name).cloned().unwrap_or_else(|| {
-            let names: Vec<&Value> = steps.iter().map(|s| &s["name"]).collect();
-            self.fail(&format!("build {build_id} has no step {name:?}; its steps: {names:?}"))
-        })
-    }
-
-    /// The log `slug` (e.g. "stdio") of a step, line by line with channels (`/logs/{id}/contents`).
-    pub async fn log(&self, step_id: i64, slug: &str) -> Log {
-        let log_id = self.log_id(step_id, slug).await;
-        let contents = self.get(&format!("logs/{log_id}/contents")).await;
-        let text = contents["logchunks"][0]["content"].as_str().unwrap_or("");
-        let lines = text
-            .lines()
-            .map(|line| {
-                let mut chars = line.chars();
-                let channel = chars.next().unwrap_or('?');
-                LogLine { channel, text: chars.as_str().to_owned() }
-            })
-            .collect();
-        Log { lines }
-    }
-
-    /// The log `slug` of a step as plain text (`/logs/{id}/raw`: no channels, and for stream logs a
-    /// "Builder: / Build number: / Worker name:" preamble).
-    pub async fn log_raw(&self, step_id: i64, slug: &str) -> String {
-        let log_id = self.log_id(step_id, slug).await;
-        self.get_text(&format!("logs/{log_id}/raw")).await
-    }
-
-    /// The names (slugs) of a step's logs.
-    pub async fn log_names(&self, step_id: i64) -> Vec<String> {
-        let logs = self.get(&format!("steps/{step_id}/logs")).await;
-        logs["logs"]
-            .as_array()
-            .map(|logs| logs.iter().filter_map(|l| l["slug"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    }
-
-    async fn log_id(&self, step_id: i64, slug: &str) -> i64 {
-        id(&self.get_one(&format!("steps/{step_id}/logs/{slug}")).await, "logid")
-    }
-
-    /// GET `/api/v2/{path}` as JSON; panics (with diagnostics) on any error.
-    pub async fn get(&self, path: &str) -> Value {
-        let text = self.get_text(path).await;
-        serde_json::from_str(&text).unwrap_or_else(|e| self.fail(&format!("GET {path}: invalid JSON ({e}): {text}")))
-    }
-
-    /// GET a single resource: the only element of the list the REST API wraps it in.
-    pub async fn get_one(&self, path: &str) -> Value {
-        let value = self.get(path).await;
-        let list = value.as_object().and_then(|o| o.iter().find(|(k, _)| *k != "meta")).and_then(|(_, v)| v.as_array());
-        match list.map(Vec::as_slice) {
-            Some([one]) => one.clone(),
-            _ => self.fail(&format!("GET {path}: expected one resource, got {value}")),
-        }
-    }
-
-    /// GET `/api/v2/{path}` as text. Each try gets [`GET_TIMEOUT`], and a try that fails in
-    /// transport is repeated on a new connection: Buildbot 4.3.0 writes JSON responses from a
-    /// worker thread (`rest.py` `_write_json_data` under `deferToThread`), which is not thread-safe in
-    /// Twisted and now and then leaves a response half-sent until something else wakes the reactor.
-    async fn get_text(&self, path: &str) -> String {
-        let url = self.api_url(path);
-        let mut errors = Vec::new();
-        while errors.len() < GET_TRIES {
-            match self.try_get_text(&url).await {
-                Ok((status, text)) if status.is_success() => return text,
-                Ok((status, text)) => self.fail(&format!("GET {url}: HTTP {status}: {text}")),
-                Err(e) => {
-                    eprintln!("GET {url}: {}; trying again", chain(&e));
-                    errors.push(chain(&e));
-                }
-            }
-        }
-        self.fail(&format!("GET {url} failed {GET_TRIES} times: {errors:#?}"))
-    }
-
-    async fn try_get_text(&self, url: &str) -> reqwest::Result<(reqwest::StatusCode, String)> {
-        let response = self.http.get(url).timeout(GET_TIMEOUT).send().await?;
-        let status = response.status();
-        Ok((status, response.text().await?))
-    }
-
-    /// GET that yields `None` on any failure, for polling while the master starts.
-    async fn try_get(&self, path: &str) -> Option<Value> {
-        let (status, text) = self.try_get_text(&self.api_url(path)).await.ok()?;
-        status.is_success().then(|| serde_json::from_str(&text).ok())?
-    }
-
-    /// A JSON-RPC 2.0 control call on a REST path; returns its `result`.
-    pub async fn rpc(&self, path: &str, method: &str, params: Value) -> Value {
-        let url = self.api_url(path);
-        let request = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 });
-        let response = self
-            .http
-            .post(&url)
-            .json(&request)
-            .send()
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("POST {url} {request}: {}", chain(&e))));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if !status.is_success() || body.get("error").is_some() || body.get("result").is_none() {
-            self.fail(&format!("POST {url} {request}: HTTP {status}: {text}"));
-        }
-        body["result"].clone()
-    }
-
-    fn api_url(&self, path: &str) -> String {
-        format!("{}/api/v2/{}", self.www, path.trim_start_matches('/'))
-    }
-
-    /// Polls `probe` every 100 ms until it yields a value, for at most `timeout`. Fails early, with
-    /// diagnostics, if the master or a worker exits.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, probe: impl AsyncFnMut() -> Option<T>) -> T {
-        match self.poll(what, timeout, probe).await {
-            Ok(value) => value,
-            Err(why) => self.fail(&why),
-        }
-    }
-
-    /// [`Self::wait_for`], returning why it gave up instead of failing.
-    async fn poll<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut probe: impl AsyncFnMut() -> Option<T>,
-    ) -> Result<T, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = probe().await {
-                return Ok(value);
-            }
-            if let Some(dead) = self.exited_child() {
-                return Err(format!("{dead} while waiting for {what}"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("timed out after {timeout:?} waiting for {what}"));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    fn exited_child(&self) -> Option<String> {
-        self.master
-            .iter()
-            .chain(&self.workers)
-            .find_map(|p| p.exit_status().map(|status| format!("{} exited ({status})", p.label)))
-    }
-
-    /// Panics with `message` followed by the diagnostics (log tails of the master and the workers).
-    pub fn fail(&self, message: &str) -> ! {
-        self.diagnostics_shown.store(true, Ordering::SeqCst);
-        panic!("{message}\n{}", self.diagnostics());
-    }
-
-    /// The tails of the master's twistd.log and of every worker's output.
-    pub fn diagnostics(&self) -> String {
-        let mut out = format!("(test directory: {})\n", self.dir.path().display());
-        for process in self.master.iter().chain(&self.workers) {
-            out.push_str(&process.log_tails());
-        }
-        out
-    }
-}
-
-impl Drop for BuildbotMaster {
-    fn drop(&mut self) {
-        // Workers first, so that they do not spin reconnecting to a dead master.
-        for worker in &mut self.workers {
-            worker.stop();
-        }
-        if let Some(master) = &mut self.master {
-            master.stop();
-        }
-        if std::thread::panicking() {
-            if !self.diagnostics_shown.load(Ordering::SeqCst) {
-                eprintln!("test failed; Buildbot interop diagnostics:\n{}", self.diagnostics());
-            }
-            if std::env::var_os("KILN_KEEP_TEST_DIRS").is_some() {
-                self.dir.disable_cleanup(true);
-                eprintln!("kept {}", self.dir.path().display());
-            } else {
-                eprintln!("(set KILN_KEEP_TEST_DIRS=1 to keep {})", self.dir.path().display());
-            }
-        }
     }
 }

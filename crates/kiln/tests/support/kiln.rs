@@ -20,29 +20,26 @@
 //! The master's directory holds a generated `master.toml` (SQLite store, worker port and web API on free ports
 //! of 127.0.0.1, pings every second so that a lost worker is noticed within 3 s). Every wait is a bounded poll;
 //! a failure shows the tails of the master's and the workers' output. Children are stopped (SIGTERM, then
-//! SIGKILL) and waited for on drop.
+//! SIGKILL) and waited for on drop. The REST client, the waits and the diagnostics are [`Api`]'s, shared with the
+//! Buildbot harness.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use super::buildbot::{spawn_worker, Log, LogLine, WorkerKind};
-use super::process::{chain, free_ports, ChildProcess};
+use super::api::{deref_to_api, Api};
+use super::process::{free_ports, ChildProcess};
 
 /// How long the master gets to answer on its API once started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a worker gets to connect once started (or to reconnect after a master restart).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a build request gets to complete.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a killed or stopped process gets to exit.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A string as a TOML basic string (a JSON string literal is one).
 pub fn toml_str(s: impl AsRef<str>) -> String {
@@ -142,26 +139,15 @@ address = \"127.0.0.1:{web_port}\"
         let dir = tempfile::Builder::new().prefix("kiln-master-").tempdir().expect("create a temporary directory");
         let master_dir = dir.path().join("master");
         std::fs::create_dir_all(&master_dir).expect("create the master's directory");
-        let mut master = KilnMaster {
-            master_dir,
-            www: String::new(),
-            worker_port: 0,
-            passwords: self.workers.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("build an HTTP client"),
-            master: None,
-            runs: 0,
-            workers: Vec::new(),
-            dead: Vec::new(),
-            diagnostics_shown: AtomicBool::new(false),
-            dir,
-        };
+        let passwords = self.workers.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect();
+        let mut master =
+            KilnMaster { master_dir, runs: 0, api: Api::new("Kiln master", dir, passwords, Duration::from_secs(10)) };
         // The ports are free when picked, but something may bind one before the master does: retry then.
         for attempt in 1..=3 {
             let (worker_port, web_port) = free_ports();
             std::fs::write(master.master_dir.join("master.toml"), self.master_toml(worker_port, web_port))
                 .expect("write master.toml");
-            master.www = format!("http://127.0.0.1:{web_port}");
-            master.worker_port = worker_port;
+            master.api.set_ports(web_port, worker_port);
             match master.launch().await {
                 Ok(()) => return master,
                 Err(why) if attempt < 3 && master.last_output().contains("in use") => {
@@ -174,23 +160,17 @@ address = \"127.0.0.1:{web_port}\"
     }
 }
 
-/// A running Kiln master, its temporary directory and its workers.
+/// A running Kiln master, its temporary directory and its workers. The REST client, the waits, the workers and
+/// the diagnostics are its [`Api`]'s (it dereferences to it); here is what is Kiln's: `kiln start`, restarts,
+/// killing the master or a worker, and the build request and build queries the Kiln tests use.
 pub struct KilnMaster {
     master_dir: PathBuf,
-    www: String,
-    worker_port: u16,
-    passwords: Vec<(String, String)>,
-    http: reqwest::Client,
-    master: Option<ChildProcess>,
     /// How many times the master process was started.
     runs: usize,
-    workers: Vec<(String, ChildProcess)>,
-    /// Processes that were killed or stopped on purpose, kept for diagnostics.
-    dead: Vec<ChildProcess>,
-    diagnostics_shown: AtomicBool,
-    // Last, so that it is removed after the children are stopped.
-    dir: tempfile::TempDir,
+    api: Api,
 }
+
+deref_to_api!(KilnMaster);
 
 impl KilnMaster {
     pub fn builder() -> KilnMasterBuilder {
@@ -202,46 +182,31 @@ impl KilnMaster {
         &self.master_dir
     }
 
-    /// The test's temporary directory (the master's and workers' directories are under it).
-    pub fn test_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The web URL, `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> &str {
-        &self.www
-    }
-
-    /// The master process, if it runs.
-    pub fn master_process(&self) -> Option<&ChildProcess> {
-        self.master.as_ref()
-    }
-
     /// Starts `kiln start DIR` and waits until `GET /api/v2/builders` answers.
     async fn launch(&mut self) -> Result<(), String> {
         self.runs += 1;
-        let output = self.dir.path().join(format!("master-{}.out", self.runs));
+        let output = self.test_dir().join(format!("master-{}.out", self.runs));
         let mut command = Command::new(kiln_bin());
         command.arg("start").arg(&self.master_dir).current_dir(&self.master_dir).env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
         let label = format!("kiln master (run {})", self.runs);
-        if let Some(old) = self.master.replace(ChildProcess::spawn(&label, &mut command, output, Vec::new())) {
-            self.dead.push(old);
+        if let Some(old) = self.api.master.replace(ChildProcess::spawn(&label, &mut command, output, Vec::new())) {
+            self.api.dead.push(old);
         }
         self.poll("the master's API to answer", START_TIMEOUT, async || self.try_get("builders").await.map(|_| ()))
             .await
     }
 
     fn last_output(&self) -> String {
-        let path = self.dir.path().join(format!("master-{}.out", self.runs));
+        let path = self.test_dir().join(format!("master-{}.out", self.runs));
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// Starts the master again, in the same directory with the same ports, after it was killed or stopped.
     pub async fn restart(&mut self) {
-        if self.master.as_ref().is_some_and(|m| m.exit_status().is_none()) {
+        if self.master_process().is_some_and(|m| m.exit_status().is_none()) {
             self.fail("restart: the master still runs; kill or stop it first");
         }
         if let Err(why) = self.launch().await {
@@ -251,7 +216,7 @@ impl KilnMaster {
 
     /// Sends `signal` to the master and waits for it to exit; returns its exit status.
     pub async fn kill_master(&mut self, signal: Signal) -> ExitStatus {
-        let Some(master) = &self.master else { self.fail("kill_master: no master process") };
+        let Some(master) = self.master_process() else { self.fail("kill_master: no master process") };
         master.signal(signal);
         match master.wait_exit(EXIT_TIMEOUT).await {
             Some(status) => status,
@@ -261,57 +226,24 @@ impl KilnMaster {
 
     /// Waits for the master process to exit (e.g. after `kiln stop`); returns its exit status.
     pub async fn wait_master_exit(&self) -> ExitStatus {
-        let Some(master) = &self.master else { self.fail("wait_master_exit: no master process") };
+        let Some(master) = self.master_process() else { self.fail("wait_master_exit: no master process") };
         match master.wait_exit(EXIT_TIMEOUT).await {
             Some(status) => status,
             None => self.fail(&format!("the master did not exit within {EXIT_TIMEOUT:?}")),
         }
     }
 
-    /// Creates and starts worker `name` (declared with [`KilnMasterBuilder::worker`]) of the given kind.
-    /// Does not wait for it to connect.
-    pub async fn start_worker(&mut self, kind: WorkerKind, name: &str) {
-        let password = self
-            .passwords
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| panic!("worker {name:?} was not declared with .worker()"));
-        let workers_dir = self.dir.path().join("workers");
-        std::fs::create_dir_all(&workers_dir).expect("create the workers' directory");
-        let basedir = workers_dir.join(name);
-        let master_addr = format!("127.0.0.1:{}", self.worker_port);
-        let output = self.dir.path().join(format!("worker-{name}.out"));
-        let process = spawn_worker(kind, &basedir, &master_addr, name, &password, output);
-        self.workers.push((name.to_owned(), process));
-    }
-
-    /// The base directory of worker `name`.
-    pub fn worker_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join("workers").join(name)
-    }
-
     /// Sends `signal` to worker `name` and waits for it to exit.
     pub async fn kill_worker(&mut self, name: &str, signal: Signal) -> ExitStatus {
-        let Some(index) = self.workers.iter().position(|(n, _)| n == name) else {
+        let Some(index) = self.api.workers.iter().position(|(n, _)| n == name) else {
             self.fail(&format!("kill_worker: no worker {name:?} was started"))
         };
-        let (_, worker) = self.workers.remove(index);
+        let (_, worker) = self.api.workers.remove(index);
         worker.signal(signal);
         let status = worker.wait_exit(EXIT_TIMEOUT).await;
-        self.dead.push(worker);
+        self.api.dead.push(worker);
         status
             .unwrap_or_else(|| self.fail(&format!("worker {name:?} did not exit within {EXIT_TIMEOUT:?} of {signal}")))
-    }
-
-    /// Waits until worker `name` is connected (`connected_to` not empty).
-    pub async fn wait_worker_connected(&self, name: &str) {
-        self.wait_for(&format!("worker {name:?} to connect"), CONNECT_TIMEOUT, async || {
-            let worker = self.try_get(&format!("workers/{name}")).await?;
-            let connected = worker["workers"][0]["connected_to"].as_array().is_some_and(|m| !m.is_empty());
-            connected.then_some(())
-        })
-        .await;
     }
 
     /// The builder id of `builder`.
@@ -381,187 +313,5 @@ impl KilnMaster {
     /// The build `buildid`.
     pub async fn build(&self, buildid: i64) -> Value {
         self.get_one(&format!("builds/{buildid}")).await
-    }
-
-    /// The steps of a build, in order.
-    pub async fn steps(&self, buildid: i64) -> Vec<Value> {
-        let steps = self.get(&format!("builds/{buildid}/steps")).await;
-        steps["steps"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// The step named `name` of a build.
-    pub async fn step(&self, buildid: i64, name: &str) -> Value {
-        let steps = self.steps(buildid).await;
-        steps.iter().find(|s| s["name"] == name).cloned().unwrap_or_else(|| {
-            let names: Vec<&Value> = steps.iter().map(|s| &s["name"]).collect();
-            self.fail(&format!("build {buildid} has no step {name:?}; its steps: {names:?}"))
-        })
-    }
-
-    /// The log `slug` of a step, line by line with channels (`/logs/{id}/contents`).
-    pub async fn log_lines(&self, stepid: i64, slug: &str) -> Log {
-        let log = self.get_one(&format!("steps/{stepid}/logs/{slug}")).await;
-        let logid = self.id(&log, "logid");
-        let contents = self.get(&format!("logs/{logid}/contents")).await;
-        let mut text = String::new();
-        for chunk in contents["logchunks"].as_array().into_iter().flatten() {
-            text.push_str(chunk["content"].as_str().unwrap_or(""));
-        }
-        let lines = text
-            .lines()
-            .map(|line| {
-                let mut chars = line.chars();
-                let channel = chars.next().unwrap_or('?');
-                LogLine { channel, text: chars.as_str().to_owned() }
-            })
-            .collect();
-        Log { lines }
-    }
-
-    /// Stops a running build (JSON-RPC `stop` on `/builds/{id}`).
-    pub async fn stop_build(&self, buildid: i64) {
-        self.rpc(&format!("builds/{buildid}"), "stop", json!({ "reason": "stopped by kiln end-to-end test" })).await;
-    }
-
-    /// An integer field of a resource, failing with diagnostics if missing.
-    pub fn id(&self, resource: &Value, field: &str) -> i64 {
-        resource[field].as_i64().unwrap_or_else(|| self.fail(&format!("no integer {field:?} in {resource:#}")))
-    }
-
-    /// The `results` of a finished build, step or request, failing with diagnostics if missing.
-    pub fn results(&self, resource: &Value) -> i64 {
-        resource["results"]
-            .as_i64()
-            .unwrap_or_else(|| self.fail(&format!("no results (not finished?) in {resource:#}")))
-    }
-
-    /// GET `/api/v2/{path}` as JSON; fails (with diagnostics) on any error.
-    pub async fn get(&self, path: &str) -> Value {
-        let url = self.api_url(path);
-        let response = match self.http.get(&url).send().await {
-            Ok(response) => response,
-            Err(e) => self.fail(&format!("GET {url}: {}", chain(&e))),
-        };
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            self.fail(&format!("GET {url}: HTTP {status}: {text}"));
-        }
-        serde_json::from_str(&text).unwrap_or_else(|e| self.fail(&format!("GET {url}: invalid JSON ({e}): {text}")))
-    }
-
-    /// GET a single resource: the only element of the list the REST API wraps it in.
-    pub async fn get_one(&self, path: &str) -> Value {
-        let value = self.get(path).await;
-        let list = value.as_object().and_then(|o| o.iter().find(|(k, _)| *k != "meta")).and_then(|(_, v)| v.as_array());
-        match list.map(Vec::as_slice) {
-            Some([one]) => one.clone(),
-            _ => self.fail(&format!("GET {path}: expected one resource, got {value}")),
-        }
-    }
-
-    /// GET that yields `None` on any failure, for polling.
-    pub async fn try_get(&self, path: &str) -> Option<Value> {
-        let response = self.http.get(self.api_url(path)).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-
-    /// A JSON-RPC 2.0 call on a REST path; returns its `result`.
-    pub async fn rpc(&self, path: &str, method: &str, params: Value) -> Value {
-        let url = self.api_url(path);
-        let request = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 });
-        let response = match self.http.post(&url).json(&request).send().await {
-            Ok(response) => response,
-            Err(e) => self.fail(&format!("POST {url} {request}: {}", chain(&e))),
-        };
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if !status.is_success() || body.get("error").is_some() || body.get("result").is_none() {
-            self.fail(&format!("POST {url} {request}: HTTP {status}: {text}"));
-        }
-        body["result"].clone()
-    }
-
-    fn api_url(&self, path: &str) -> String {
-        format!("{}/api/v2/{}", self.www, path.trim_start_matches('/'))
-    }
-
-    /// Polls `probe` every 100 ms until it yields a value, for at most `timeout`. Fails early, with
-    /// diagnostics, if the master or a worker exits.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, probe: impl AsyncFnMut() -> Option<T>) -> T {
-        match self.poll(what, timeout, probe).await {
-            Ok(value) => value,
-            Err(why) => self.fail(&why),
-        }
-    }
-
-    async fn poll<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut probe: impl AsyncFnMut() -> Option<T>,
-    ) -> Result<T, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = probe().await {
-                return Ok(value);
-            }
-            if let Some(dead) = self.exited_child() {
-                return Err(format!("{dead} while waiting for {what}"));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("timed out after {timeout:?} waiting for {what}"));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    fn exited_child(&self) -> Option<String> {
-        self.master
-            .iter()
-            .chain(self.workers.iter().map(|(_, p)| p))
-            .find_map(|p| p.exit_status().map(|status| format!("{} exited ({status})", p.label)))
-    }
-
-    /// Panics with `message` followed by the diagnostics (log tails of the master and the workers).
-    pub fn fail(&self, message: &str) -> ! {
-        self.diagnostics_shown.store(true, Ordering::SeqCst);
-        panic!("{message}\n{}", self.diagnostics());
-    }
-
-    /// The tails of the master's and every worker's output (current and past processes).
-    pub fn diagnostics(&self) -> String {
-        let mut out = format!("(test directory: {})\n", self.dir.path().display());
-        for process in self.dead.iter().chain(&self.master).chain(self.workers.iter().map(|(_, p)| p)) {
-            out.push_str(&process.log_tails());
-        }
-        out
-    }
-}
-
-impl Drop for KilnMaster {
-    fn drop(&mut self) {
-        // Workers first, so that they do not spin reconnecting to a dead master.
-        for (_, worker) in &mut self.workers {
-            worker.stop();
-        }
-        if let Some(master) = &mut self.master {
-            master.stop();
-        }
-        if std::thread::panicking() {
-            if !self.diagnostics_shown.load(Ordering::SeqCst) {
-                eprintln!("test failed; Kiln master diagnostics:\n{}", self.diagnostics());
-            }
-            if std::env::var_os("KILN_KEEP_TEST_DIRS").is_some() {
-                self.dir.disable_cleanup(true);
-                eprintln!("kept {}", self.dir.path().display());
-            } else {
-                eprintln!("(set KILN_KEEP_TEST_DIRS=1 to keep {})", self.dir.path().display());
-            }
-        }
     }
 }

@@ -1,12 +1,14 @@
 //! Helpers shared by kiln's integration tests.
 //!
 //! `buildbot` runs a real Buildbot master (and a worker) as child processes, `kiln` a Kiln master (`kiln start`)
-//! and its workers; `process` has the child processes both use. The functions here find and
+//! and its workers; `api` has the REST client, waits and diagnostics both masters share, `process` the child
+//! processes both use. The functions here find and
 //! reap processes by a marker in their command line, to check that a worker leaves nothing running.
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod buildbot;
 pub mod kiln;
 pub mod process;

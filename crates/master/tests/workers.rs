@@ -1,0 +1,121 @@
+//! The master's worker port with real workers (the Kiln worker library, in this process) over real sockets on
+//! 127.0.0.1: TLS, and a worker that connects twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kiln_master::master::Master;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A master directory with one worker account and one builder, its worker port on 127.0.0.1.
+fn master_dir(dir: &Path, tls: bool) {
+    let tls_keys = if tls { "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n" } else { "" };
+    let config = format!(
+        "[store]\nurl = \"sqlite:state.sqlite\"\n\n[worker_listener]\naddress = \"127.0.0.1:0\"\n{tls_keys}\n\
+         [web]\naddress = \"127.0.0.1:0\"\n\n[[worker]]\nname = \"w1\"\npassword = \"pw\"\n\n\
+         [[builder]]\nname = \"b\"\nworkers = [\"w1\"]\n\n  [[builder.step]]\n  command = \"true\"\n"
+    );
+    std::fs::write(dir.join("master.toml"), config).expect("write master.toml");
+}
+
+/// Starts a Kiln worker for `w1` in this process; returns its stop token.
+fn start_worker(
+    master: std::net::SocketAddr,
+    dir: &Path,
+    ca_file: Option<&Path>,
+) -> (kiln_worker::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let new = kiln_worker::NewWorker {
+        master: master.to_string(),
+        name: "w1".into(),
+        password: "pw".into(),
+        tls: ca_file.is_some(),
+        ca_file: ca_file.map(Path::to_path_buf),
+        admin: "test".into(),
+        host: "test".into(),
+    };
+    kiln_worker::create(dir, &new).expect("create worker");
+    let mut config = kiln_worker::WorkerConfig::load(dir).expect("load worker");
+    config.max_retry_delay = 0.5;
+    let stop = kiln_worker::CancellationToken::new();
+    (stop.clone(), tokio::spawn(kiln_worker::run(config, stop)))
+}
+
+async fn wait_connected(master: &Master, name: &str) -> std::sync::Arc<kiln_master::workers::WorkerConnection> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(conn) = master.workers().connected(name) {
+            return conn;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "worker {name} did not attach within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_attaches_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .expect("leaf");
+    std::fs::write(dir.path().join("cert.pem"), leaf.pem()).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key");
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca");
+    master_dir(dir.path(), true);
+    let (master, addresses) = Master::start(dir.path()).await.expect("master starts");
+
+    let (stop, worker) = start_worker(addresses.workers, &dir.path().join("worker"), Some(&dir.path().join("ca.pem")));
+    let conn = wait_connected(&master, "w1").await;
+    assert_eq!(conn.info.admin(), Some("test"));
+    conn.ping(WAIT).await.expect("the worker answers over TLS");
+    stop.cancel();
+    worker.await.expect("worker task").expect("worker ends cleanly");
+    master.shutdown(false).await;
+}
+
+#[tokio::test]
+async fn a_second_connection_is_refused_while_the_first_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    master_dir(dir.path(), false);
+    let (master, addresses) = Master::start(dir.path()).await.expect("master starts");
+    let mut events = master.workers().subscribe();
+    let (first_stop, first) = start_worker(addresses.workers, &dir.path().join("first"), None);
+    let first_conn = wait_connected(&master, "w1").await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, events.recv()).await.expect("an event").expect("event"),
+        kiln_master::workers::WorkerEvent::Connected("w1".into())
+    );
+
+    // The same name again: the first connection still answers, so the second is turned away (it keeps
+    // retrying, and keeps being turned away).
+    let (second_stop, second) = start_worker(addresses.workers, &dir.path().join("second"), None);
+    let refused_for = Duration::from_secs(3);
+    let outcome = tokio::time::timeout(refused_for, events.recv()).await;
+    assert!(outcome.is_err(), "no worker event while the first connection is alive: {outcome:?}");
+    let current = master.workers().connected("w1").expect("still connected");
+    assert!(std::sync::Arc::ptr_eq(&current, &first_conn), "the first connection is kept");
+    assert!(current.info.basedir.ends_with("first"), "{}", current.info.basedir);
+
+    // When the first worker goes, the second one takes the name over.
+    first_stop.cancel();
+    first.await.expect("worker task").expect("first worker ends");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(conn) = master.workers().connected("w1") {
+            if conn.info.basedir.ends_with("second") {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second worker never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second_stop.cancel();
+    second.await.expect("worker task").expect("second worker ends");
+    master.shutdown(false).await;
+}
