@@ -3,6 +3,7 @@
 mod demo;
 mod force_cmd;
 mod master_cmd;
+mod sendchange_cmd;
 mod worker_cmd;
 
 use std::path::PathBuf;
@@ -74,6 +75,37 @@ enum Commands {
         #[arg(long)]
         wait: bool,
     },
+    /// Send a change to a running master's `change_hook/base` (needs `[change_hooks.base]`); prints its id.
+    Sendchange {
+        /// The master's web URL, e.g. http://127.0.0.1:8010/
+        #[arg(long)]
+        master: String,
+        /// The `[change_hooks.base]` token (default: $KILN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Who wrote the change (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        comments: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        revision: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        codebase: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        /// A change property, NAME=VALUE (repeatable).
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+        /// The files the change touched.
+        files: Vec<String>,
+    },
     /// Create and run workers.
     #[command(subcommand)]
     Worker(worker_cmd::WorkerCommand),
@@ -103,6 +135,34 @@ fn main() -> ExitCode {
         Commands::Force { builder, master, scheduler, reason, properties, wait } => {
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }
+        Commands::Sendchange {
+            master,
+            token,
+            author,
+            comments,
+            branch,
+            revision,
+            repository,
+            project,
+            codebase,
+            category,
+            properties,
+            files,
+        } => sendchange_cmd::run(sendchange_cmd::SendchangeArgs {
+            master,
+            token,
+            author,
+            comments,
+            branch,
+            revision,
+            repository,
+            project,
+            codebase,
+            category,
+            properties,
+            files,
+        })
+        .map(|()| true),
         Commands::Worker(command) => worker_cmd::run(command).map(|()| true),
     };
     match outcome {

@@ -10,22 +10,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::build::{self, BuildJob};
+use crate::changes::git_poller::GitPoller;
+use crate::changes::release_poller::ReleasePoller;
+use crate::changes::NewChange;
+use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
+use crate::schedulers::on_change;
 use crate::schedulers::timed::{self, Clock};
-use crate::store::{BuildRequest, NewBuildset, Property, Store, StoreError};
+use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
 /// On shutdown, how long running builds get to end (as RETRY) before the master exits anyway.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
+/// Changes kept for a subscriber that reads slower than they arrive (it then misses the oldest, never blocks).
+const CHANGES_CAPACITY: usize = 1024;
 
 /// An action refused, with the reason shown to the user.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,8 @@ struct Inner {
     wake: Notify,
     /// Set when the master stops: builds stopped from then on end RETRY, and no new build starts.
     shutting_down: CancellationToken,
+    /// Every stored change, in order, for the schedulers.
+    changes: broadcast::Sender<Change>,
 }
 
 /// A running master. Cheap to clone.
@@ -154,6 +163,7 @@ impl Master {
             builds: TaskTracker::new(),
             wake: Notify::new(),
             shutting_down: CancellationToken::new(),
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
@@ -161,8 +171,116 @@ impl Master {
         for def in &inner.config.timed_schedulers {
             master.start_timed_scheduler(def.clone());
         }
+        // Schedulers subscribe before the sources start, so that no change goes by unseen.
+        master.start_change_schedulers();
+        for def in &inner.config.change_sources {
+            master.start_change_source(def.clone(), dir);
+        }
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))
+    }
+
+    /// Runs the on-change schedulers until the master stops: every stored change goes to each of them.
+    fn start_change_schedulers(&self) {
+        if self.inner.config.change_schedulers.is_empty() {
+            return;
+        }
+        let mut senders = Vec::new();
+        for def in &self.inner.config.change_schedulers {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
+            senders.push(tx);
+            let master = self.clone();
+            let (name, builders) = (def.name.clone(), def.builders.clone());
+            let stop = self.inner.shutting_down.clone();
+            tokio::spawn(on_change::run(def.clone(), rx, stop, move |group| {
+                let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
+                async move {
+                    if let Err(e) = master.submit_changes(&name, &builders, &group).await {
+                        tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                    }
+                }
+            }));
+        }
+        let mut changes = self.subscribe_changes();
+        let stop = self.inner.shutting_down.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    () = stop.cancelled() => return,
+                    change = changes.recv() => change,
+                };
+                match change {
+                    Ok(change) => {
+                        for sender in &senders {
+                            let _ = sender.send(change.clone()).await;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::error!(missed, "schedulers fell behind and missed changes")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Runs a change source until the master stops; what it finds is stored (and so reaches the schedulers).
+    fn start_change_source(&self, def: ChangeSourceDef, dir: &Path) {
+        let master = self.clone();
+        let stop = self.inner.shutting_down.clone();
+        let deliver = move |changes: Vec<crate::changes::NewChange>| {
+            let master = master.clone();
+            async move {
+                for change in changes {
+                    if let Err(e) = master.add_change(change).await {
+                        tracing::error!(error = %e, "storing a change failed; it will be found again");
+                        return false;
+                    }
+                }
+                true
+            }
+        };
+        match def {
+            ChangeSourceDef::Git(git) => {
+                let interval = git.poll_interval;
+                let poller = GitPoller::new(git, dir, self.inner.store.clone());
+                tokio::spawn(poller.run(interval, stop, deliver));
+            }
+            ChangeSourceDef::Package(package) => {
+                let interval = package.poll_interval;
+                let poller = ReleasePoller::new(package, self.inner.store.clone());
+                tokio::spawn(poller.run(interval, stop, deliver));
+            }
+        }
+    }
+
+    /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
+    async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
+        let Some(last) = group.last() else { return Ok(()) };
+        let mut builderids = Vec::new();
+        for name in builders {
+            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.clone()))?);
+        }
+        let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
+        let submitted = self
+            .submit(NewBuildset {
+                reason,
+                external_idstring: None,
+                scheduler: Some(scheduler.to_string()),
+                parent_buildid: None,
+                properties: vec![Property {
+                    name: "scheduler".into(),
+                    value: serde_json::Value::String(scheduler.to_string()),
+                    source: "Scheduler".into(),
+                }],
+                builderids,
+                priority: 0,
+                waited_for: false,
+                sourcestamps: vec![last.sourcestamp()],
+            })
+            .await?;
+        tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
+        Ok(())
     }
 
     /// Runs a timed scheduler until the master stops: each firing submits a buildset for its builders.
@@ -281,6 +399,22 @@ impl Master {
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
         self.inner.wake.notify_one();
         Ok(Submitted { buildsetid, requests: builderids.into_iter().zip(brids).collect() })
+    }
+
+    /// Stores a change, then tells the subscribers about it.
+    pub async fn add_change(&self, change: NewChange) -> Result<Change, ActionError> {
+        let store = &self.inner.store;
+        let id = store.add_change(&change).await?;
+        let change = store.change(id).await?.ok_or(StoreError::NotFound { what: "change", id })?;
+        tracing::info!(changeid = id, revision = ?change.revision, branch = ?change.branch, "change added");
+        // No subscriber is not an error; a lagging one misses old changes but does not hold this up.
+        let _ = self.inner.changes.send(change.clone());
+        Ok(change)
+    }
+
+    /// The changes stored from now on, in order.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
     }
 
     /// Stops a running build: its command is interrupted and it ends CANCELLED.

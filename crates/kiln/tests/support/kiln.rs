@@ -80,6 +80,8 @@ pub struct KilnMasterBuilder {
     workers: Vec<(String, String, Option<u32>)>,
     /// name, TOML text of its steps (and any other keys of the `[[builder]]` table).
     builders: Vec<(String, String)>,
+    /// TOML tables appended to `master.toml`.
+    extra: String,
 }
 
 impl KilnMasterBuilder {
@@ -99,6 +101,14 @@ impl KilnMasterBuilder {
     /// `[[builder.step]]` tables (and possibly keys of the builder before them).
     pub fn builder(mut self, name: &str, body: &str) -> Self {
         self.builders.push((name.to_owned(), body.to_owned()));
+        self
+    }
+
+    /// Appends TOML tables (e.g. `[change_hooks.base]`) to `master.toml`.
+    pub fn extra_toml(mut self, tables: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(tables);
+        self.extra.push('\n');
         self
     }
 
@@ -131,6 +141,7 @@ address = \"127.0.0.1:{web_port}\"
             let _ =
                 write!(toml, "\n[[builder]]\nname = {}\nworkers = [{}]\n{body}\n", toml_str(name), names.join(", "));
         }
+        toml.push_str(&self.extra);
         toml
     }
 

@@ -1,6 +1,8 @@
 //! Changes: new commits (from a git poller, a forge's webhook, `kiln sendchange`) and new package releases.
 //! Every source turns what it saw into [`NewChange`]s; the store keeps them and schedulers decide what to build.
 
+pub mod git_poller;
+pub mod release_poller;
 pub mod webhooks;
 
 use std::collections::BTreeMap;

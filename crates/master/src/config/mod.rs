@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
-mod timed;
+mod changes;
+mod schedulers;
+pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
+pub use schedulers::{ChangeFilterDef, ChangeSchedulerDef, TimedSchedulerDef, Timing};
 pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
-pub use timed::{TimedSchedulerDef, Timing};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -54,6 +56,12 @@ pub struct MasterConfig {
     pub force_schedulers: Vec<ForceSchedulerDef>,
     /// Schedulers that fire by the clock (`[[scheduler]]`).
     pub timed_schedulers: Vec<TimedSchedulerDef>,
+    /// Schedulers that build changes (`[[scheduler]]` with `type = "on_change"`).
+    pub change_schedulers: Vec<ChangeSchedulerDef>,
+    /// Pollers the master runs (`[[change_source]]`).
+    pub change_sources: Vec<ChangeSourceDef>,
+    /// Webhook endpoints the web listener serves (`[change_hooks.*]`).
+    pub change_hooks: ChangeHooksConfig,
 }
 
 /// Where the master keeps its state (`[store]`).

@@ -58,6 +58,8 @@ struct RawMaster {
     worker_listener: RawWorkerListener,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    change_hooks: super::changes::ChangeHooksConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -122,6 +124,7 @@ struct MasterSettings {
     store: StoreConfig,
     worker_listener: WorkerListenerConfig,
     web: WebConfig,
+    change_hooks: super::changes::ChangeHooksConfig,
 }
 
 /// Reads and checks a whole file.
@@ -140,6 +143,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let builders = take_tables(&mut document, "builder", &mut problems);
     let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
     let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
+    let change_sources = take_tables(&mut document, "change_source", &mut problems);
 
     let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
         .and_then(|raw| check_settings(raw, &mut problems));
@@ -147,8 +151,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
-    let timed_schedulers =
-        super::timed::read_timed_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
+    let (timed_schedulers, change_schedulers) =
+        super::schedulers::read_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
+    let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
 
     match settings {
         Some(settings) if problems.is_empty() => Ok(MasterConfig {
@@ -161,6 +166,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             builders,
             force_schedulers,
             timed_schedulers,
+            change_schedulers,
+            change_sources,
+            change_hooks: settings.change_hooks,
         }),
         _ => Err(problems.into_error()),
     }
@@ -213,6 +221,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
         store: store?,
         worker_listener: worker_listener?,
         web: web?,
+        change_hooks: raw.change_hooks,
     })
 }
 

@@ -3,4 +3,5 @@
 //! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
 
 pub mod calendar;
+pub mod on_change;
 pub mod timed;

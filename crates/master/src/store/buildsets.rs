@@ -102,27 +102,12 @@ impl Store {
         .await
         .context(op)?;
         for ss in &new.sourcestamps {
-            let hash = ss.hash();
+            let ssid = find_or_add_sourcestamp(&mut tx, ss, submitted_at).await.context(op)?;
             sqlx::query(
-                "INSERT INTO sourcestamps (branch, revision, repository, project, codebase, ss_hash, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ss_hash) DO NOTHING",
-            )
-            .bind(&ss.branch)
-            .bind(&ss.revision)
-            .bind(&ss.repository)
-            .bind(&ss.project)
-            .bind(&ss.codebase)
-            .bind(&hash)
-            .bind(submitted_at)
-            .execute(&mut *tx)
-            .await
-            .context(op)?;
-            sqlx::query(
-                "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) \
-                 SELECT ?, id FROM sourcestamps WHERE ss_hash = ? ON CONFLICT DO NOTHING",
+                "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES (?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(bsid)
-            .bind(&hash)
+            .bind(ssid)
             .execute(&mut *tx)
             .await
             .context(op)?;
@@ -218,6 +203,29 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .context(op)
     }
+}
+
+/// The id of the source stamp equal to `ss` (by its hash), added with `created_at` unless it exists.
+pub(super) async fn find_or_add_sourcestamp(
+    conn: &mut sqlx::SqliteConnection,
+    ss: &SourceStamp,
+    created_at: i64,
+) -> Result<i64, sqlx::Error> {
+    let hash = ss.hash();
+    sqlx::query(
+        "INSERT INTO sourcestamps (branch, revision, repository, project, codebase, ss_hash, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ss_hash) DO NOTHING",
+    )
+    .bind(&ss.branch)
+    .bind(&ss.revision)
+    .bind(&ss.repository)
+    .bind(&ss.project)
+    .bind(&ss.codebase)
+    .bind(&hash)
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
 }
 
 pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {

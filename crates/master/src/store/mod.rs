@@ -9,10 +9,12 @@ mod builders;
 mod buildrequests;
 mod builds;
 mod buildsets;
+mod changes;
 mod error;
 mod logs;
 mod masters;
 mod queries;
+mod state;
 mod steps;
 mod workers;
 
@@ -27,6 +29,7 @@ use sqlx::{SqlSafeStr, Sqlite, Transaction};
 pub use buildrequests::BuildRequest;
 pub use builds::{Build, RestartCleanup};
 pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
+pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};
 pub use error::StoreError;
 pub use logs::LogType;
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
@@ -43,13 +46,22 @@ const MAX_CONNECTIONS: u32 = 8;
 /// The schema migrations, embedded in the binary. (Listed here rather than with `sqlx::migrate!`, which needs
 /// sqlx's proc-macros and would build SQLite a second time for the host.)
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("initial"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("object state"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_object_state.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// The master's database: a pool of connections with typed operations on it. Cheap to clone.

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::error::Context;
-use super::{Build, BuildRequest, Buildset, Step, Store, StoreError};
+use super::{Build, BuildRequest, Buildset, Change, Step, Store, StoreError};
 
 /// What values a field holds, so the caller can parse a filter's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +384,29 @@ impl Resource for Worker {
             info: r.try_get("info")?,
             paused: r.try_get::<i16, _>("paused")? != 0,
         })
+    }
+}
+
+impl Resource for Change {
+    const FIELDS: &'static [Field] = &[
+        field("changeid", "id", Int),
+        field("author", "author", Text),
+        field("committer", "committer", Text),
+        field("comments", "comments", Text),
+        field("branch", "branch", Text),
+        field("revision", "revision", Text),
+        field("repository", "repository", Text),
+        field("project", "project", Text),
+        field("codebase", "codebase", Text),
+        field("category", "category", Text),
+        field("when_timestamp", "when_timestamp", Int),
+    ];
+    const SELECT: &'static str = super::changes::SELECT;
+    const FROM: &'static str = "FROM changes";
+    const ID: &'static str = "id";
+
+    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+        super::changes::change(r)
     }
 }
 

@@ -11,7 +11,7 @@ use super::render::{self, ApiResource};
 use super::ApiError;
 use crate::config::BuilderDef;
 use crate::master::Master;
-use crate::store::{Build, BuildRequest, Buildset, FilterValue, ListQuery, Log, Op, Step, Worker};
+use crate::store::{Build, BuildRequest, Buildset, Change, FilterValue, ListQuery, Log, Op, Step, Worker};
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -267,6 +267,14 @@ pub(super) async fn buildset_properties(State(m): State<Master>, Path(b): Path<S
     }
     let props = m.store().buildset_properties(bsid).await?;
     Ok(page("properties", vec![render::properties(&props)], 1))
+}
+
+pub(super) async fn changes(State(m): State<Master>, params: Params) -> ApiResult {
+    list::<Change>(&m, &params, Vec::new()).await
+}
+
+pub(super) async fn change(State(m): State<Master>, Path(c): Path<String>, params: Params) -> ApiResult {
+    one::<Change>(&m, &params, vec![("changeid", FilterValue::Int(id(&c, "change")?))]).await
 }
 
 pub(super) async fn forceschedulers(State(m): State<Master>, params: Params) -> ApiResult {

@@ -5,6 +5,9 @@
 //! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
 //! [`crate::store::ListQuery`]).
 
+mod change_hook;
+#[cfg(test)]
+mod change_hook_tests;
 mod handlers;
 mod logs;
 mod params;
@@ -60,10 +63,17 @@ pub fn router(master: Master) -> Router {
         .route("/buildsets", get(h::buildsets))
         .route("/buildsets/{id}", get(h::buildset))
         .route("/buildsets/{id}/properties", get(h::buildset_properties))
+        .route("/changes", get(h::changes))
+        .route("/changes/{id}", get(h::change))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
         .fallback(api_not_found);
-    Router::new().route("/", get(front)).nest("/api/v2", api).fallback(not_found).with_state(master)
+    Router::new()
+        .route("/", get(front))
+        .route("/change_hook/{dialect}", change_hook::route())
+        .nest("/api/v2", api)
+        .fallback(not_found)
+        .with_state(master)
 }
 
 /// The paths of the API, for `GET /api/v2`.
@@ -94,6 +104,8 @@ const ENDPOINTS: &[&str] = &[
     "buildsets",
     "buildsets/{bsid}",
     "buildsets/{bsid}/properties",
+    "changes",
+    "changes/{changeid}",
     "forceschedulers",
     "forceschedulers/{schedulername}",
 ];

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{BuilderDef, ForceSchedulerDef};
 use crate::master::Master;
-use crate::store::{Build, BuildRequest, Buildset, Log, Property, Resource, Step, Worker};
+use crate::store::{Build, BuildRequest, Buildset, Change, Log, Property, Resource, Step, Worker};
 
 /// A store resource the API lists: its collection's name, its singular for messages and its JSON.
 pub(super) trait ApiResource: Resource {
@@ -72,6 +72,42 @@ impl ApiResource for Buildset {
             "results": self.results,
             "parent_buildid": self.parent_buildid,
             "scheduler": self.scheduler,
+        })
+    }
+}
+
+impl ApiResource for Change {
+    const PLURAL: &'static str = "changes";
+    const WHAT: &'static str = "change";
+
+    fn to_json(&self, _: &Master) -> Value {
+        let properties: Map<String, Value> = self
+            .properties
+            .iter()
+            .map(|(name, value)| (name.clone(), json!([value, crate::store::CHANGE_PROPERTY_SOURCE])))
+            .collect();
+        json!({
+            "changeid": self.id,
+            "author": self.author,
+            "committer": self.committer,
+            "comments": self.comments,
+            "files": self.files,
+            "revision": self.revision,
+            "branch": self.branch,
+            "repository": self.repository,
+            "project": self.project,
+            "codebase": self.codebase,
+            "category": self.category,
+            "when_timestamp": self.when_timestamp,
+            "properties": properties,
+            "sourcestamp": {
+                "ssid": self.sourcestampid,
+                "branch": self.branch,
+                "revision": self.revision,
+                "repository": self.repository,
+                "project": self.project,
+                "codebase": self.codebase,
+            },
         })
     }
 }

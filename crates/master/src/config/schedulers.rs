@@ -1,5 +1,6 @@
 //! `[[scheduler]]`: schedulers that start builds at times — `nightly` (Buildbot's calendar fields or a cron
-//! expression, in a time zone) and `periodic` (every N seconds).
+//! expression, in a time zone) and `periodic` (every N seconds) — and `on_change`, which builds the changes
+//! that pass its filter.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -27,6 +28,34 @@ pub enum Timing {
     Nightly(Calendar),
     /// Every `interval`, the first time right after the master starts (Buildbot's `Periodic`).
     Periodic(Duration),
+}
+
+/// `type = "on_change"`: builds changes that pass its filter (Buildbot's Single/AnyBranchScheduler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+    pub filter: ChangeFilterDef,
+    /// Glob patterns of the files that make a change important; empty: every change is.
+    pub files: Vec<String>,
+    /// Drop unimportant changes altogether (else they join the next build of an important one).
+    pub only_important: bool,
+    /// Wait this long after the last change of a branch before building all of them at once; `None`: a build
+    /// per important change, at once.
+    pub tree_stable_timer: Option<Duration>,
+}
+
+/// Which changes a scheduler sees; an absent key lets every change through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeFilterDef {
+    pub repository: Option<String>,
+    /// Branch names.
+    pub branches: Option<Vec<String>>,
+    /// A glob pattern of branch names (`release/*`).
+    pub branch_pattern: Option<String>,
+    pub project: Option<String>,
+    pub category: Option<String>,
+    pub codebase: Option<String>,
 }
 
 /// A calendar field as written: a number (`hour = 3`) or a spec (`day_of_week = "mon,wed,fri"`).
@@ -61,16 +90,44 @@ struct RawScheduler {
     cron: Option<String>,
     time_zone: Option<String>,
     interval: Option<Spanned<u64>>,
+    repository: Option<String>,
+    branch: Option<String>,
+    branches: Option<Vec<String>>,
+    branch_pattern: Option<Spanned<String>>,
+    project: Option<String>,
+    category: Option<String>,
+    codebase: Option<String>,
+    files: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    only_important: bool,
+    tree_stable_timer: Option<u64>,
+}
+
+impl RawScheduler {
+    /// Whether any key of the on-change kind is set.
+    fn has_change_keys(&self) -> bool {
+        self.repository.is_some()
+            || self.branch.is_some()
+            || self.branches.is_some()
+            || self.branch_pattern.is_some()
+            || self.project.is_some()
+            || self.category.is_some()
+            || self.codebase.is_some()
+            || self.files.is_some()
+            || self.only_important
+            || self.tree_stable_timer.is_some()
+    }
 }
 
 /// Reads the `[[scheduler]]` tables; `names` holds the names already taken by other schedulers.
-pub(super) fn read_timed_schedulers(
+pub(super) fn read_schedulers(
     tables: Vec<Spanned<DeValue<'_>>>,
     builder_names: &BTreeSet<String>,
     names: &mut BTreeSet<String>,
     problems: &mut Problems<'_>,
-) -> Vec<TimedSchedulerDef> {
+) -> (Vec<TimedSchedulerDef>, Vec<ChangeSchedulerDef>) {
     let mut schedulers = Vec::new();
+    let mut on_change = Vec::new();
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("scheduler", declared.as_deref(), index);
@@ -80,7 +137,54 @@ pub(super) fn read_timed_schedulers(
         let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
         let calendar_keys = [&raw.minute, &raw.hour, &raw.day_of_month, &raw.month, &raw.day_of_week];
         let has_fields = calendar_keys.iter().any(|key| key.is_some());
+        if raw.kind.get_ref() != "on_change" && raw.has_change_keys() {
+            let message = "change filter keys are for on_change schedulers";
+            problems.add(span.clone(), Some(&context), "type", message);
+            continue;
+        }
         let timing = match raw.kind.get_ref().as_str() {
+            "on_change" => {
+                if has_fields || raw.cron.is_some() || raw.time_zone.is_some() || raw.interval.is_some() {
+                    let message = "an on_change scheduler takes no calendar or interval keys";
+                    problems.add(span.clone(), Some(&context), "type", message);
+                    continue;
+                }
+                let mut valid = name_valid && builders_valid;
+                if raw.branch.is_some() && (raw.branches.is_some() || raw.branch_pattern.is_some()) {
+                    problems.add(
+                        span.clone(),
+                        Some(&context),
+                        "branch",
+                        "give one of branch, branches, branch_pattern",
+                    );
+                    valid = false;
+                }
+                for pattern in raw.branch_pattern.iter().chain(raw.files.iter().flatten()) {
+                    if let Err(e) = glob::Pattern::new(pattern.get_ref()) {
+                        let message = format!("'{}' is not a glob pattern: {e}", pattern.get_ref());
+                        problems.add(pattern.span(), Some(&context), "files", message);
+                        valid = false;
+                    }
+                }
+                if valid {
+                    on_change.push(ChangeSchedulerDef {
+                        name: raw.name.into_inner(),
+                        builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
+                        filter: ChangeFilterDef {
+                            repository: raw.repository,
+                            branches: raw.branches.or(raw.branch.map(|b| vec![b])),
+                            branch_pattern: raw.branch_pattern.map(Spanned::into_inner),
+                            project: raw.project,
+                            category: raw.category,
+                            codebase: raw.codebase,
+                        },
+                        files: raw.files.into_iter().flatten().map(Spanned::into_inner).collect(),
+                        only_important: raw.only_important,
+                        tree_stable_timer: raw.tree_stable_timer.filter(|s| *s > 0).map(Duration::from_secs),
+                    });
+                }
+                continue;
+            }
             "nightly" => {
                 if raw.interval.is_some() {
                     problems.add(span.clone(), Some(&context), "interval", "a nightly scheduler has no interval");
@@ -137,7 +241,7 @@ pub(super) fn read_timed_schedulers(
                 }
             },
             other => {
-                let message = format!("unknown scheduler type '{other}' (known: nightly, periodic)");
+                let message = format!("unknown scheduler type '{other}' (known: on_change, nightly, periodic)");
                 problems.add(raw.kind.span(), Some(&context), "type", message);
                 None
             }
@@ -150,5 +254,5 @@ pub(super) fn read_timed_schedulers(
             });
         }
     }
-    schedulers
+    (schedulers, on_change)
 }

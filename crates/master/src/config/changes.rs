@@ -1,0 +1,206 @@
+//! Where changes come from: `[[change_source]]` (pollers the master runs) and `[change_hooks.*]` (forges and
+//! scripts that POST changes to the web listener).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::error::Problems;
+use super::parse::{context_of, declared_name, read};
+
+/// A change source the master runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeSourceDef {
+    /// `type = "git"`: polls a repository's branches with the `git` command line.
+    Git(GitPollerDef),
+    /// `type = "package"`: polls a PyPI-style JSON index for new releases of a package.
+    Package(ReleasePollerDef),
+}
+
+impl ChangeSourceDef {
+    pub fn name(&self) -> &str {
+        match self {
+            ChangeSourceDef::Git(git) => &git.name,
+            ChangeSourceDef::Package(package) => &package.name,
+        }
+    }
+}
+
+/// Which branches a git poller watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Branches {
+    /// Every branch.
+    All,
+    /// These branch names.
+    Named(Vec<String>),
+    /// Branches whose name matches a glob pattern (`release/*`).
+    Pattern(String),
+}
+
+/// `type = "git"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitPollerDef {
+    /// Unique among change sources; keys the poller's stored state (default `git:<repository>`).
+    pub name: String,
+    /// Anything `git` can fetch from: a URL or a path.
+    pub repository: String,
+    pub branches: Branches,
+    pub poll_interval: Duration,
+    /// Tags become changes too (category `tag`).
+    pub with_tags: bool,
+    pub project: String,
+    pub codebase: String,
+}
+
+/// `type = "package"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasePollerDef {
+    /// Unique among change sources (default `package:<package>`).
+    pub name: String,
+    pub package: String,
+    /// The index's JSON API base: `<index_url>/<package>/json` describes the package.
+    pub index_url: String,
+    pub poll_interval: Duration,
+    pub project: String,
+    pub codebase: String,
+}
+
+/// The settings of one forge's webhook (`[change_hooks.github]` …).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookDef {
+    /// The shared secret (HMAC key, or GitLab's token); without it requests are not verified.
+    pub secret: Option<String>,
+    /// Tag pushes become changes too.
+    #[serde(default)]
+    pub with_tags: bool,
+    pub project: Option<String>,
+    pub codebase: Option<String>,
+}
+
+/// `[change_hooks.base]`: changes POSTed as JSON by scripts and `kiln sendchange`, with a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseHookDef {
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// `[change_hooks]`: which hook endpoints the web listener serves; an absent one answers 404.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeHooksConfig {
+    pub github: Option<HookDef>,
+    pub gitlab: Option<HookDef>,
+    pub gitea: Option<HookDef>,
+    pub bitbucket: Option<HookDef>,
+    pub base: Option<BaseHookDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChangeSource {
+    name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    repository: Option<String>,
+    branches: Option<Vec<String>>,
+    branch_pattern: Option<String>,
+    package: Option<String>,
+    index_url: Option<String>,
+    poll_interval: Option<Spanned<u64>>,
+    #[serde(default)]
+    with_tags: bool,
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    codebase: String,
+}
+
+/// Default seconds between two polls.
+const DEFAULT_POLL_INTERVAL: u64 = 60;
+
+/// Reads the `[[change_source]]` tables.
+pub(super) fn read_change_sources(
+    tables: Vec<Spanned<DeValue<'_>>>,
+    problems: &mut Problems<'_>,
+) -> Vec<ChangeSourceDef> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut sources = Vec::new();
+    for (index, table) in tables.into_iter().enumerate() {
+        let declared = declared_name(table.get_ref());
+        let context = context_of("change_source", declared.as_deref(), index);
+        let span = table.span();
+        let Some(raw) = read::<RawChangeSource>(table, problems, Some(&context), "change_source") else { continue };
+        let interval = match &raw.poll_interval {
+            Some(seconds) if *seconds.get_ref() == 0 => {
+                problems.add(seconds.span(), Some(&context), "poll_interval", "must be at least 1 second");
+                continue;
+            }
+            Some(seconds) => Duration::from_secs(*seconds.get_ref()),
+            None => Duration::from_secs(DEFAULT_POLL_INTERVAL),
+        };
+        let mut missing = |key: &str, value: &Option<String>| {
+            let absent = value.as_deref().is_none_or(str::is_empty);
+            if absent {
+                problems.add(span.clone(), Some(&context), key, format!("a {} source needs {key}", raw.kind.get_ref()));
+            }
+            !absent
+        };
+        let source = match raw.kind.get_ref().as_str() {
+            "git" => {
+                if !missing("repository", &raw.repository) {
+                    continue;
+                }
+                let repository = raw.repository.clone().unwrap_or_default();
+                let branches = match (&raw.branches, &raw.branch_pattern) {
+                    (Some(_), Some(_)) => {
+                        let message = "give branches or branch_pattern, not both";
+                        problems.add(span.clone(), Some(&context), "branch_pattern", message);
+                        continue;
+                    }
+                    (Some(names), None) => Branches::Named(names.clone()),
+                    (None, Some(pattern)) => Branches::Pattern(pattern.clone()),
+                    (None, None) => Branches::All,
+                };
+                ChangeSourceDef::Git(GitPollerDef {
+                    name: raw.name.as_ref().map_or_else(|| format!("git:{repository}"), |n| n.get_ref().clone()),
+                    repository,
+                    branches,
+                    poll_interval: interval,
+                    with_tags: raw.with_tags,
+                    project: raw.project.clone(),
+                    codebase: raw.codebase.clone(),
+                })
+            }
+            "package" => {
+                if !(missing("package", &raw.package) & missing("index_url", &raw.index_url)) {
+                    continue;
+                }
+                let package = raw.package.clone().unwrap_or_default();
+                ChangeSourceDef::Package(ReleasePollerDef {
+                    name: raw.name.as_ref().map_or_else(|| format!("package:{package}"), |n| n.get_ref().clone()),
+                    index_url: raw.index_url.clone().unwrap_or_default().trim_end_matches('/').to_string(),
+                    package,
+                    poll_interval: interval,
+                    project: raw.project.clone(),
+                    codebase: raw.codebase.clone(),
+                })
+            }
+            other => {
+                let message = format!("unknown change source type '{other}' (known: git, package)");
+                problems.add(raw.kind.span(), Some(&context), "type", message);
+                continue;
+            }
+        };
+        if !names.insert(source.name().to_string()) {
+            let span = raw.name.as_ref().map_or(span.clone(), Spanned::span);
+            problems.add(span, Some(&context), "name", "another change source has this name");
+            continue;
+        }
+        sources.push(source);
+    }
+    sources
+}

@@ -1,0 +1,205 @@
+//! Changes: what the change sources saw, each with the source stamp it stands for (shared with equal changes and
+//! with the buildsets built from it).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::buildsets::find_or_add_sourcestamp;
+use super::error::Context;
+use super::{now, SourceStamp, Store, StoreError};
+use crate::changes::NewChange;
+
+/// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
+pub const PROPERTY_SOURCE: &str = "Change";
+
+/// A stored change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub id: i64,
+    pub author: String,
+    pub committer: Option<String>,
+    pub comments: String,
+    pub files: Vec<String>,
+    pub revision: Option<String>,
+    pub branch: Option<String>,
+    pub repository: String,
+    pub project: String,
+    pub codebase: String,
+    pub category: Option<String>,
+    /// When it happened, in seconds since the epoch (when it was stored if the source did not say).
+    pub when_timestamp: i64,
+    /// Name → value (stored with the source [`PROPERTY_SOURCE`]).
+    pub properties: BTreeMap<String, Value>,
+    pub sourcestampid: i64,
+}
+
+impl Change {
+    /// The source stamp the change stands for.
+    pub fn sourcestamp(&self) -> SourceStamp {
+        SourceStamp {
+            branch: self.branch.clone(),
+            revision: self.revision.clone(),
+            repository: self.repository.clone(),
+            project: self.project.clone(),
+            codebase: self.codebase.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// Adds a change and (unless an equal one exists) its source stamp, atomically; returns the change's id.
+    /// A `when_timestamp` of 0 means now.
+    pub async fn add_change(&self, new: &NewChange) -> Result<i64, StoreError> {
+        let op = || format!("add change {:?} of {:?}", new.revision, new.repository);
+        let stored_at = now();
+        let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
+        let ss = SourceStamp {
+            branch: new.branch.clone(),
+            revision: new.revision.clone(),
+            repository: new.repository.clone(),
+            project: new.project.clone(),
+            codebase: new.codebase.clone(),
+        };
+        let files = Value::from(new.files.clone()).to_string();
+        let properties: serde_json::Map<String, Value> = new
+            .properties
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::Array(vec![value.clone(), PROPERTY_SOURCE.into()])))
+            .collect();
+        let properties = Value::Object(properties).to_string();
+        let mut tx = self.write(op).await?;
+        let ssid = find_or_add_sourcestamp(&mut tx, &ss, stored_at).await.context(op)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
+             category, when_timestamp, files, properties, sourcestampid) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.author)
+        .bind(&new.committer)
+        .bind(&new.comments)
+        .bind(&new.branch)
+        .bind(&new.revision)
+        .bind(&new.repository)
+        .bind(&new.project)
+        .bind(&new.codebase)
+        .bind(&new.category)
+        .bind(when)
+        .bind(files)
+        .bind(properties)
+        .bind(ssid)
+        .fetch_one(&mut *tx)
+        .await
+        .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(id)
+    }
+
+    /// The change `id`, if it exists.
+    pub async fn change(&self, id: i64) -> Result<Option<Change>, StoreError> {
+        let op = || format!("get change {id}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context(op)?;
+        row.as_ref().map(change).transpose().context(op)
+    }
+}
+
+/// The columns [`change`] reads.
+pub(super) const SELECT: &str = "SELECT id, author, committer, comments, branch, revision, repository, project, \
+                                 codebase, category, when_timestamp, files, properties, sourcestampid FROM changes";
+
+fn decode(e: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error> {
+    let files: String = r.try_get("files")?;
+    let properties: String = r.try_get("properties")?;
+    let properties: BTreeMap<String, Value> = serde_json::from_str(&properties).map_err(decode)?;
+    Ok(Change {
+        id: r.try_get("id")?,
+        author: r.try_get("author")?,
+        committer: r.try_get("committer")?,
+        comments: r.try_get("comments")?,
+        files: serde_json::from_str(&files).map_err(decode)?,
+        revision: r.try_get("revision")?,
+        branch: r.try_get("branch")?,
+        repository: r.try_get("repository")?,
+        project: r.try_get("project")?,
+        codebase: r.try_get("codebase")?,
+        category: r.try_get("category")?,
+        when_timestamp: r.try_get("when_timestamp")?,
+        // Stored as `[value, source]`; the value alone otherwise.
+        properties: properties
+            .into_iter()
+            .map(|(name, pair)| match pair {
+                Value::Array(mut pair) if pair.len() == 2 => (name, pair.swap_remove(0)),
+                other => (name, other),
+            })
+            .collect(),
+        sourcestampid: r.try_get::<Option<i64>, _>("sourcestampid")?.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    fn sample() -> NewChange {
+        NewChange {
+            author: "Alice <alice@example.invalid>".into(),
+            committer: Some("Bob <bob@example.invalid>".into()),
+            comments: "fix the frobnicator".into(),
+            files: vec!["src/a.rs".into(), "README.md".into()],
+            revision: Some("abc123".into()),
+            branch: Some("main".into()),
+            repository: "https://example.invalid/repo.git".into(),
+            project: "kiln".into(),
+            codebase: String::new(),
+            category: Some("push".into()),
+            when_timestamp: 1_700_000_000,
+            properties: BTreeMap::from([("event".to_string(), serde_json::json!("push"))]),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_round_trips_and_equal_changes_share_a_source_stamp() {
+        let (store, _dir) = temp_store().await;
+        let new = sample();
+        let a = store.add_change(&new).await.expect("add");
+        let got = store.change(a).await.expect("get").expect("exists");
+        assert_eq!(got.author, new.author);
+        assert_eq!((got.files.clone(), got.properties.clone()), (new.files.clone(), new.properties.clone()));
+        assert_eq!((got.when_timestamp, got.category.as_deref()), (1_700_000_000, Some("push")));
+        let raw: String = sqlx::query_scalar("SELECT properties FROM changes WHERE id = ?")
+            .bind(a)
+            .fetch_one(&store.pool)
+            .await
+            .expect("raw");
+        assert_eq!(raw, r#"{"event":["push","Change"]}"#);
+
+        let b = store.add_change(&new).await.expect("add again");
+        assert_ne!(a, b);
+        assert_eq!(store.change(b).await.expect("get").expect("exists").sourcestampid, got.sourcestampid);
+        let other = store.add_change(&NewChange { revision: Some("def456".into()), ..new }).await.expect("add");
+        assert_ne!(store.change(other).await.expect("get").expect("exists").sourcestampid, got.sourcestampid);
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sourcestamps").fetch_one(&store.pool).await.expect("count");
+        assert_eq!(count, 2);
+        assert!(store.change(other + 1).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_without_time_is_stamped_now() {
+        let (store, _dir) = temp_store().await;
+        let before = now();
+        let id = store.add_change(&NewChange { when_timestamp: 0, ..sample() }).await.expect("add");
+        let when = store.change(id).await.expect("get").expect("exists").when_timestamp;
+        assert!(when >= before && when <= now(), "{when}");
+    }
+}

@@ -1,0 +1,221 @@
+//! `/change_hook/{dialect}` and `/api/v2/changes` against a real master on a temporary SQLite store.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::router;
+use crate::changes::webhooks::test_support::sign;
+use crate::changes::NewChange;
+use crate::config::MasterConfig;
+use crate::master::Master;
+
+const GITHUB_PUSH: &[u8] = include_bytes!("../changes/webhooks/testdata/github_push.json");
+const SECRET: &str = "It's a Secret to Everybody";
+const TOKEN: &str = "s3cret-token";
+
+struct Fixture {
+    master: Master,
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A master with the `github` and `base` hooks configured (and no `gitlab` one).
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+[store]
+url = "sqlite:{}"
+
+[worker_listener]
+address = "127.0.0.1:0"
+
+[web]
+address = "127.0.0.1:0"
+
+[[worker]]
+name = "w1"
+password = "pw"
+
+[[builder]]
+name = "linux"
+workers = ["w1"]
+  [[builder.step]]
+  command = "true"
+
+[change_hooks.github]
+secret = "{SECRET}"
+
+[change_hooks.base]
+token = "{TOKEN}"
+"#,
+        dir.path().join("state.sqlite").display()
+    );
+    let config = MasterConfig::from_str(&text, "master.toml").expect("config");
+    let (master, _) = Master::start_with(dir.path(), config).await.expect("master");
+    Fixture { app: router(master.clone()), master, _dir: dir }
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {body:?}")))
+    }
+
+    async fn post(&self, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> (StatusCode, Value) {
+        let mut request = Request::post(uri).header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(body.into()).expect("request")).await
+    }
+
+    async fn github_push(&self, signature: &str) -> (StatusCode, Value) {
+        let headers = [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", signature)];
+        self.post("/change_hook/github", &headers, GITHUB_PUSH).await
+    }
+
+    async fn changes(&self) -> Vec<Value> {
+        let (status, body) = self.send(Request::get("/api/v2/changes").body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["meta"]["total"].as_u64(), body["changes"].as_array().map(|a| a.len() as u64));
+        body["changes"].as_array().cloned().expect("changes")
+    }
+
+    async fn base(&self, authorization: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let headers: Vec<(&str, &str)> = authorization.map(|a| ("Authorization", a)).into_iter().collect();
+        self.post("/change_hook/base", &headers, body.to_string()).await
+    }
+}
+
+#[tokio::test]
+async fn a_signed_github_push_stores_its_commits_in_order() {
+    let f = fixture().await;
+    let mut subscribed = f.master.subscribe_changes();
+    let (status, body) = f.github_push(&format!("sha256={}", sign(SECRET, GITHUB_PUSH))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<i64> = body["changes"].as_array().expect("ids").iter().filter_map(Value::as_i64).collect();
+    assert_eq!(ids.len(), 3, "{body}");
+
+    let revisions = ["c441029cf673f84c8b7db52d0a5944ee5c52ff89"];
+    for &id in &ids {
+        let change = subscribed.try_recv().expect("a change was broadcast");
+        assert_eq!(change.id, id);
+    }
+    assert!(subscribed.try_recv().is_err());
+
+    let listed = f.changes().await;
+    assert_eq!(listed.iter().map(|c| c["changeid"].as_i64().expect("id")).collect::<Vec<_>>(), ids);
+    let first = &listed[0];
+    assert_eq!(first["revision"], json!(revisions[0]));
+    assert_eq!(first["author"], json!("Mona Lisa Octocat <mona@github.com>"));
+    assert_eq!(first["files"], json!(["README.md", "tests/first.rs"]));
+    assert_eq!(first["branch"], json!("main"));
+    assert_eq!(first["category"], json!("push"));
+    assert_eq!(first["properties"]["event"], json!(["push", "Change"]));
+    let ss = &first["sourcestamp"];
+    assert!(ss["ssid"].as_i64().is_some_and(|id| id > 0), "{ss}");
+    assert_eq!((&ss["revision"], &ss["project"]), (&json!(revisions[0]), &json!("octo-org/hello-world")));
+
+    let (status, one) =
+        f.send(Request::get(format!("/api/v2/changes/{}", ids[1])).body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["changes"][0], listed[1]);
+    let (status, _) = f.send(Request::get("/api/v2/changes/999").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, filtered) = f
+        .send(Request::get(format!("/api/v2/changes?revision={}", revisions[0])).body(Body::empty()).expect("req"))
+        .await;
+    assert_eq!((status, filtered["meta"]["total"].as_i64()), (StatusCode::OK, Some(1)));
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_and_stores_nothing() {
+    let f = fixture().await;
+    let (status, body) = f.github_push(&format!("sha256={}", sign("not the secret", GITHUB_PUSH))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("signature")), "{body}");
+    assert!(f.changes().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dialect_not_configured_is_not_found() {
+    let f = fixture().await;
+    for dialect in ["gitlab", "gitea", "forgejo", "bitbucket", "svn"] {
+        let (status, body) = f.post(&format!("/change_hook/{dialect}"), &[], "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{dialect}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains(dialect)), "{body}");
+    }
+    assert!(f.changes().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_base_hook_wants_its_token() {
+    let f = fixture().await;
+    let change = json!({
+        "author": "alice", "comments": "try this", "revision": "r1", "branch": "dev",
+        "repository": "https://example.invalid/r.git", "project": "p", "files": ["a.c"],
+        "when_timestamp": 1_700_000_000, "properties": {"ticket": 42}
+    });
+    let (status, body) = f.base(None, &change).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = f.base(Some("Bearer wrong"), &change).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = f.base(Some(TOKEN), &change).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "without Bearer: {body}");
+    assert!(f.changes().await.is_empty());
+
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body) = f.base(Some(&bearer), &change).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = f.changes().await;
+    assert_eq!(body["changes"], json!([listed[0]["changeid"]]));
+    assert_eq!((&listed[0]["author"], &listed[0]["branch"]), (&json!("alice"), &json!("dev")));
+    assert_eq!(listed[0]["when_timestamp"], json!(1_700_000_000));
+    assert_eq!(listed[0]["properties"], json!({"ticket": [42, "Change"]}));
+    assert_eq!(listed[0]["files"], json!(["a.c"]));
+}
+
+#[tokio::test]
+async fn a_malformed_base_change_is_a_bad_request_and_stores_nothing() {
+    let f = fixture().await;
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body) = f.post("/change_hook/base", &[("Authorization", &bearer)], "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for field in ["author", "comments"] {
+        let mut change = json!({"author": "a", "comments": "c"});
+        change.as_object_mut().expect("object").remove(field);
+        let (status, body) = f.base(Some(&bearer), &change).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], json!(format!("missing field {field}")));
+    }
+    let (status, body) = f.base(Some(&bearer), &json!({"author": "a", "comments": "c", "files": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(f.changes().await.is_empty());
+}
+
+#[tokio::test]
+async fn add_change_reuses_the_source_stamp_of_an_identical_change() {
+    let f = fixture().await;
+    let new = NewChange {
+        author: "a".into(),
+        comments: "c".into(),
+        revision: Some("r".into()),
+        branch: Some("main".into()),
+        repository: "repo".into(),
+        ..NewChange::default()
+    };
+    let first = f.master.add_change(new.clone()).await.expect("add");
+    let second = f.master.add_change(new.clone()).await.expect("add");
+    assert_ne!(first.id, second.id);
+    assert_eq!(first.sourcestampid, second.sourcestampid);
+    assert!(first.when_timestamp > 0);
+    let third = f.master.add_change(NewChange { revision: Some("r2".into()), ..new }).await.expect("add");
+    assert_ne!(third.sourcestampid, first.sourcestampid);
+}
