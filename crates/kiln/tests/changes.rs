@@ -99,3 +99,102 @@ async fn commits_become_builds_and_a_restart_loses_none() {
     assert_eq!(builds.len(), 3, "one build per change (no tree-stable timer): {builds:#?}");
     assert!(builds.iter().all(|b| master.results(b) == 0), "{builds:#?}");
 }
+
+/// A PyPI-style JSON index on 127.0.0.1 serving one package; `publish` adds a version.
+struct Index {
+    address: std::net::SocketAddr,
+    versions: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Requests answered so far.
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Index {
+    async fn start(package: &'static str, first: &str) -> Index {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let address = listener.local_addr().expect("address");
+        let versions = std::sync::Arc::new(std::sync::Mutex::new(vec![first.to_string()]));
+        let served = versions.clone();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let served = served.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 4096];
+                    let n = socket.read(&mut request).await.unwrap_or(0);
+                    let path =
+                        String::from_utf8_lossy(&request[..n]).split_whitespace().nth(1).unwrap_or("").to_string();
+                    let (status, body) = if path == format!("/pypi/{package}/json") {
+                        let versions = served.lock().expect("lock").clone();
+                        let releases: serde_json::Map<String, Value> = versions
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let file = serde_json::json!([{
+                                    "filename": format!("{package}-{v}.tar.gz"),
+                                    "upload_time_iso_8601": format!("2026-11-2{i}T10:00:00.000000Z"),
+                                }]);
+                                (v.clone(), file)
+                            })
+                            .collect();
+                        let last = versions.last().cloned().unwrap_or_default();
+                        let doc = serde_json::json!({
+                            "info": {"name": package, "version": last, "author": "Plugin Team"},
+                            "releases": releases,
+                        });
+                        ("200 OK", doc.to_string())
+                    } else {
+                        ("404 Not Found", "{}".to_string())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        Index { address, versions, served: count }
+    }
+
+    fn publish(&self, version: &str) {
+        self.versions.lock().expect("lock").push(version.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_new_release_on_the_index_starts_a_production_mode_build() {
+    let index = Index::start("demo-plugin", "1.0").await;
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("plugin-production", "[[builder.step]]\ncommand = \"echo installing the released plugin\"")
+        .extra_toml(&format!(
+            "[[change_source]]\ntype = \"package\"\npackage = \"demo-plugin\"\nindex_url = \"http://{}/pypi\"\n\
+             poll_interval = 1\n\n[[scheduler]]\nname = \"on-release\"\ntype = \"on_change\"\n\
+             builders = [\"plugin-production\"]\ncategory = \"release\"\n",
+            index.address
+        ))
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    // The first poll records 1.0 without a change; a second request means the first poll is complete.
+    master
+        .wait_for("two polls of the index", WAIT, async || {
+            (index.served.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+        })
+        .await;
+    assert!(changes(&master).await.is_empty(), "a version known at the first poll is no change");
+
+    index.publish("1.1");
+    let builds = complete_builds(&master, "plugin-production", 1).await;
+    assert_eq!(master.results(&builds[0]), 0, "{:#}", builds[0]);
+    let found = changes(&master).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["revision"], Value::from("1.1"));
+    assert_eq!(found[0]["category"], Value::from("release"));
+    assert_eq!(found[0]["author"], Value::from("Plugin Team"));
+}
