@@ -6,7 +6,6 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kiln_master::results;
 use tokio_util::sync::CancellationToken;
 
 use crate::master_cmd::{api_url, launch};
@@ -65,10 +64,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         let submitted =
             running.master.force("force-demo", None, "kiln demo: first build", Some("demo"), Vec::new()).await?;
         let brid = submitted.requests.first().map(|(_, brid)| *brid).context("no build request was made")?;
-        let result = wait_for_request(&running.master, brid).await?;
+        let web_url = format!("http://{}/", running.web_address);
+        let passed = crate::force_cmd::follow_request(&web_url, brid).await?;
         println!(
             "first build: {} — see {}builds and {}buildrequests/{brid}/builds",
-            results::name(result).unwrap_or("?"),
+            if passed { "passed" } else { "failed" },
             api_url(running.web_address),
             api_url(running.web_address)
         );
@@ -80,25 +80,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
         running.master.shutdown(false).await;
         stop.cancel();
-        Ok(result == results::SUCCESS || result == results::WARNINGS)
+        Ok(passed)
     })
-}
-
-/// Waits for a build request to complete and returns its result.
-async fn wait_for_request(master: &kiln_master::master::Master, brid: i64) -> anyhow::Result<i32> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Some(request) = master.store().build_request(brid).await? {
-            if request.complete {
-                return Ok(request.results.unwrap_or(results::EXCEPTION));
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the first build did not finish within 5 minutes");
-        }
-        // A short poll of the store; the demo has no event to subscribe to yet.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn which_git() -> anyhow::Result<()> {

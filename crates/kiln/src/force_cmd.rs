@@ -44,6 +44,12 @@ async fn force(args: ForceArgs) -> anyhow::Result<bool> {
     follow(&api, brid).await
 }
 
+/// Follows build request `brid` on the master at `master` (its web URL), printing its logs; returns whether
+/// it ended SUCCESS or WARNINGS.
+pub async fn follow_request(master: &str, brid: i64) -> anyhow::Result<bool> {
+    follow(&Api::new(master)?, brid).await
+}
+
 /// Follows request `brid`: prints each build's logs as they grow (a RETRY build is followed by the next one)
 /// until the request completes; returns whether it ended SUCCESS or WARNINGS.
 async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
