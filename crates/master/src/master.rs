@@ -192,7 +192,7 @@ impl Master {
             let master = self.clone();
             let (name, builders) = (def.name.clone(), def.builders.clone());
             let stop = self.inner.shutting_down.clone();
-            tokio::spawn(on_change::run(def.clone(), rx, stop, move |group| {
+            tokio::spawn(on_change::run(def.clone(), self.inner.store.clone(), rx, stop, move |group| {
                 let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
                 async move {
                     if let Err(e) = master.submit_changes(&name, &builders, &group).await {
