@@ -52,6 +52,8 @@ enum Workload {
 #[derive(Debug, Clone)]
 pub struct Env {
     pub kiln: PathBuf,
+    /// The worker binary, beside `kiln`: what runs on worker machines.
+    pub kiln_worker: PathBuf,
     pub venv: PathBuf,
     /// Where systems get their scratch directories.
     pub scratch: PathBuf,
@@ -70,6 +72,7 @@ async fn main() -> Result<()> {
     let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let env = Env {
         kiln: std::path::absolute(&args.kiln)?,
+        kiln_worker: std::path::absolute(&args.kiln)?.with_file_name("kiln-worker"),
         venv: std::path::absolute(&args.venv)?,
         scratch: bench_dir.join("scratch"),
         keep: args.keep,

@@ -168,7 +168,7 @@ impl System {
             Kind::Kiln => {
                 std::fs::create_dir_all(&system.master_dir)?;
                 std::fs::write(system.master_dir.join("master.toml"), kiln_toml(builders, web_port, worker_port))?;
-                run(Command::new(&env.kiln).args(["worker", "create"]).arg(&system.worker_dir).args([
+                run(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
                     "--master",
                     &master_addr,
                     "--name",
@@ -226,8 +226,8 @@ impl System {
         let output = self.dir.path().join("worker.out");
         let process = match self.kind {
             Kind::Kiln => Proc::spawn(
-                "kiln worker",
-                Command::new(&self.env.kiln).args(["worker", "start"]).arg(&self.worker_dir),
+                "kiln-worker",
+                Command::new(&self.env.kiln_worker).arg("start").arg(&self.worker_dir),
                 &output,
                 vec![],
             )?,

@@ -4,7 +4,6 @@ mod demo;
 mod force_cmd;
 mod master_cmd;
 mod sendchange_cmd;
-mod worker_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,7 +107,7 @@ enum Commands {
     },
     /// Create and run workers.
     #[command(subcommand)]
-    Worker(worker_cmd::WorkerCommand),
+    Worker(kiln::worker_cmd::WorkerCommand),
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {
@@ -120,7 +119,7 @@ fn parse_property(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    kiln::init_logging();
     let outcome = match cli.command {
         Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
         Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),
@@ -163,7 +162,7 @@ fn main() -> ExitCode {
             files,
         })
         .map(|()| true),
-        Commands::Worker(command) => worker_cmd::run(command).map(|()| true),
+        Commands::Worker(command) => kiln::worker_cmd::run(command).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -173,11 +172,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Logs to stderr; `RUST_LOG` sets the level (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
