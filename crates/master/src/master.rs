@@ -244,12 +244,12 @@ impl Master {
             ChangeSourceDef::Git(git) => {
                 let interval = git.poll_interval;
                 let poller = GitPoller::new(git, dir, self.inner.store.clone());
-                tokio::spawn(poller.run(interval, stop, deliver));
+                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver));
             }
             ChangeSourceDef::Package(package) => {
                 let interval = package.poll_interval;
                 let poller = ReleasePoller::new(package, self.inner.store.clone());
-                tokio::spawn(poller.run(interval, stop, deliver));
+                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver));
             }
         }
     }

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
 
 use super::NewChange;
 use crate::config::{Branches, GitPollerDef};
@@ -136,44 +135,6 @@ impl GitPoller {
             self.store.set_state(&self.def.name, LAST_REV_KEY, &value).await?;
         }
         Ok(())
-    }
-
-    /// Polls every `interval` (the first time at once) until `stop`: each poll's changes go to `deliver`, which
-    /// answers whether it stored them; only then are the new heads saved. Errors are logged and the next poll
-    /// tries again.
-    pub async fn run<F, Fut>(mut self, interval: Duration, stop: CancellationToken, mut deliver: F)
-    where
-        F: FnMut(Vec<NewChange>) -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            let polled = tokio::select! {
-                _ = stop.cancelled() => return,
-                polled = self.poll() => polled,
-            };
-            match polled {
-                Ok(changes) => {
-                    let count = changes.len();
-                    if changes.is_empty() || deliver(changes).await {
-                        if let Err(e) = self.commit_state().await {
-                            tracing::warn!(poller = %self.def.name, "cannot save the heads (the changes will be delivered again): {e}");
-                        } else if count > 0 {
-                            tracing::info!(poller = %self.def.name, "{count} new change(s)");
-                        }
-                    } else {
-                        self.pending = None;
-                        tracing::warn!(poller = %self.def.name, "{count} change(s) not stored; retrying at the next poll");
-                    }
-                }
-                Err(e) => tracing::warn!(poller = %self.def.name, "poll failed: {e}"),
-            }
-        }
     }
 
     fn state_error(&self, reason: String) -> PollError {
@@ -357,6 +318,24 @@ impl GitPoller {
     }
 }
 
+impl super::Poller for GitPoller {
+    fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    fn poll(&mut self) -> impl Future<Output = Result<Vec<NewChange>, PollError>> + Send {
+        GitPoller::poll(self)
+    }
+
+    fn commit_state(&mut self) -> impl Future<Output = Result<(), PollError>> + Send {
+        GitPoller::commit_state(self)
+    }
+
+    fn discard(&mut self) {
+        self.pending = None;
+    }
+}
+
 /// Runs `command` with no prompt and the timeout; (status, stdout, stderr). The process is killed on timeout.
 async fn output(command: &mut Command, shown: &str) -> Result<(std::process::ExitStatus, Vec<u8>, String), PollError> {
     command
@@ -511,7 +490,7 @@ mod tests {
         }
     }
 
-    /// Polls and commits the state, as `run` does when the changes are stored.
+    /// Polls and commits the state, as `run_poller` does when the changes are stored.
     async fn poll(poller: &mut GitPoller) -> Vec<NewChange> {
         let changes = poller.poll().await.expect("poll");
         poller.commit_state().await.expect("commit state");

@@ -6,6 +6,12 @@ pub mod release_poller;
 pub mod webhooks;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use git_poller::PollError;
 
 /// A change as a source reports it, before the store gives it an id.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -31,4 +37,60 @@ pub struct NewChange {
     pub when_timestamp: i64,
     /// Extra facts (e.g. the event type, the pusher), name → value.
     pub properties: BTreeMap<String, serde_json::Value>,
+}
+
+/// A change source the master polls (`git_poller`, `release_poller`): a poll finds the changes since the saved
+/// state; the new state is saved only once those changes are stored.
+pub trait Poller {
+    /// The source's name (it keys the saved state).
+    fn name(&self) -> &str;
+    /// Finds the changes since the saved state; keeps the new state pending.
+    fn poll(&mut self) -> impl Future<Output = Result<Vec<NewChange>, PollError>> + Send;
+    /// Saves the pending state of the last poll, once its changes are stored.
+    fn commit_state(&mut self) -> impl Future<Output = Result<(), PollError>> + Send;
+    /// Forgets the pending state (its changes were not stored): the next poll finds them again.
+    fn discard(&mut self);
+}
+
+/// Polls every `interval` (the first time at once) until `stop`: each poll's changes go to `deliver`, which
+/// answers whether it stored them; only then is the source's state saved, so a failure or a crash in between
+/// delivers the changes again rather than losing them. Errors are logged and the next poll tries again.
+pub async fn run_poller<P, F, Fut>(mut poller: P, interval: Duration, stop: CancellationToken, mut deliver: F)
+where
+    P: Poller,
+    F: FnMut(Vec<NewChange>) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            polled = poller.poll() => polled,
+        };
+        let changes = match polled {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!(source = %poller.name(), "poll failed: {e}");
+                continue;
+            }
+        };
+        let count = changes.len();
+        if changes.is_empty() || deliver(changes).await {
+            match poller.commit_state().await {
+                Err(e) => {
+                    tracing::warn!(source = %poller.name(), "cannot save the state (the changes will come again): {e}")
+                }
+                Ok(()) if count > 0 => tracing::info!(source = %poller.name(), "{count} new change(s)"),
+                Ok(()) => {}
+            }
+        } else {
+            poller.discard();
+            tracing::warn!(source = %poller.name(), "{count} change(s) not stored; retrying at the next poll");
+        }
+    }
 }

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use super::git_poller::PollError;
 use super::NewChange;
@@ -169,41 +168,23 @@ impl ReleasePoller {
         }
         Ok(())
     }
+}
 
-    /// Polls every `interval` (the first time at once) until `stop`, like [`super::git_poller::GitPoller::run`].
-    pub async fn run<F, Fut>(mut self, interval: Duration, stop: CancellationToken, mut deliver: F)
-    where
-        F: FnMut(Vec<NewChange>) -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            let polled = tokio::select! {
-                _ = stop.cancelled() => return,
-                polled = self.poll() => polled,
-            };
-            match polled {
-                Ok(changes) => {
-                    let count = changes.len();
-                    if changes.is_empty() || deliver(changes).await {
-                        if let Err(e) = self.commit_state().await {
-                            tracing::warn!(poller = %self.def.name, "cannot save the versions (the changes will be delivered again): {e}");
-                        } else if count > 0 {
-                            tracing::info!(poller = %self.def.name, "{count} new release(s)");
-                        }
-                    } else {
-                        self.pending = None;
-                        tracing::warn!(poller = %self.def.name, "{count} change(s) not stored; retrying at the next poll");
-                    }
-                }
-                Err(e) => tracing::warn!(poller = %self.def.name, "poll failed: {e}"),
-            }
-        }
+impl super::Poller for ReleasePoller {
+    fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    fn poll(&mut self) -> impl Future<Output = Result<Vec<NewChange>, PollError>> + Send {
+        ReleasePoller::poll(self)
+    }
+
+    fn commit_state(&mut self) -> impl Future<Output = Result<(), PollError>> + Send {
+        ReleasePoller::commit_state(self)
+    }
+
+    fn discard(&mut self) {
+        self.pending = None;
     }
 }
 
