@@ -75,42 +75,13 @@ enum Commands {
         wait: bool,
     },
     /// Send a change to a running master's `change_hook/base` (needs `[change_hooks.base]`); prints its id.
-    Sendchange {
-        /// The master's web URL, e.g. http://127.0.0.1:8010/
-        #[arg(long)]
-        master: String,
-        /// The `[change_hooks.base]` token (default: $KILN_TOKEN).
-        #[arg(long)]
-        token: Option<String>,
-        /// Who wrote the change (default: $USER).
-        #[arg(long)]
-        author: Option<String>,
-        #[arg(long)]
-        comments: String,
-        #[arg(long)]
-        branch: Option<String>,
-        #[arg(long)]
-        revision: Option<String>,
-        #[arg(long)]
-        repository: Option<String>,
-        #[arg(long)]
-        project: Option<String>,
-        #[arg(long)]
-        codebase: Option<String>,
-        #[arg(long)]
-        category: Option<String>,
-        /// A change property, NAME=VALUE (repeatable).
-        #[arg(long = "property", value_parser = parse_property)]
-        properties: Vec<(String, String)>,
-        /// The files the change touched.
-        files: Vec<String>,
-    },
+    Sendchange(sendchange_cmd::SendchangeArgs),
     /// Create and run workers.
     #[command(subcommand)]
     Worker(kiln::worker_cmd::WorkerCommand),
 }
 
-fn parse_property(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(format!("'{text}' is not NAME=VALUE")),
@@ -134,34 +105,7 @@ fn main() -> ExitCode {
         Commands::Force { builder, master, scheduler, reason, properties, wait } => {
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }
-        Commands::Sendchange {
-            master,
-            token,
-            author,
-            comments,
-            branch,
-            revision,
-            repository,
-            project,
-            codebase,
-            category,
-            properties,
-            files,
-        } => sendchange_cmd::run(sendchange_cmd::SendchangeArgs {
-            master,
-            token,
-            author,
-            comments,
-            branch,
-            revision,
-            repository,
-            project,
-            codebase,
-            category,
-            properties,
-            files,
-        })
-        .map(|()| true),
+        Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),
         Commands::Worker(command) => kiln::worker_cmd::run(command).map(|()| true),
     };
     match outcome {

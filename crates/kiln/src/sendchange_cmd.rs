@@ -9,18 +9,35 @@ use serde_json::{json, Map, Value};
 /// Where the token comes from when `--token` is not given.
 pub const TOKEN_ENV: &str = "KILN_TOKEN";
 
+#[derive(clap::Args)]
 pub struct SendchangeArgs {
+    /// The master's web URL, e.g. http://127.0.0.1:8010/
+    #[arg(long)]
     pub master: String,
+    /// The `[change_hooks.base]` token (default: $KILN_TOKEN).
+    #[arg(long)]
     pub token: Option<String>,
+    /// Who wrote the change (default: $USER).
+    #[arg(long)]
     pub author: Option<String>,
+    #[arg(long)]
     pub comments: String,
+    #[arg(long)]
     pub branch: Option<String>,
+    #[arg(long)]
     pub revision: Option<String>,
+    #[arg(long)]
     pub repository: Option<String>,
+    #[arg(long)]
     pub project: Option<String>,
+    #[arg(long)]
     pub codebase: Option<String>,
+    #[arg(long)]
     pub category: Option<String>,
+    /// A change property, NAME=VALUE (repeatable).
+    #[arg(long = "property", value_parser = crate::parse_property)]
     pub properties: Vec<(String, String)>,
+    /// The files the change touched.
     pub files: Vec<String>,
 }
 
