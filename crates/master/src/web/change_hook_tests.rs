@@ -2,69 +2,19 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use super::router;
+use super::tests::{fixture, Fixture, HOOK_SECRET, HOOK_TOKEN};
 use crate::changes::webhooks::test_support::sign;
 use crate::changes::NewChange;
-use crate::config::MasterConfig;
-use crate::master::Master;
 
 const GITHUB_PUSH: &[u8] = include_bytes!("../changes/webhooks/testdata/github_push.json");
-const SECRET: &str = "It's a Secret to Everybody";
-const TOKEN: &str = "s3cret-token";
-
-struct Fixture {
-    master: Master,
-    app: Router,
-    _dir: tempfile::TempDir,
-}
-
-/// A master with the `github` and `base` hooks configured (and no `gitlab` one).
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        r#"
-[store]
-url = "sqlite:{}"
-
-[worker_listener]
-address = "127.0.0.1:0"
-
-[web]
-address = "127.0.0.1:0"
-
-[[worker]]
-name = "w1"
-password = "pw"
-
-[[builder]]
-name = "linux"
-workers = ["w1"]
-  [[builder.step]]
-  command = "true"
-
-[change_hooks.github]
-secret = "{SECRET}"
-
-[change_hooks.base]
-token = "{TOKEN}"
-"#,
-        dir.path().join("state.sqlite").display()
-    );
-    let config = MasterConfig::from_str(&text, "master.toml").expect("config");
-    let (master, _) = Master::start_with(dir.path(), config).await.expect("master");
-    Fixture { app: router(master.clone()), master, _dir: dir }
-}
+const SECRET: &str = HOOK_SECRET;
+const TOKEN: &str = HOOK_TOKEN;
 
 impl Fixture {
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.app.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+    async fn send_json(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let (status, body, _) = self.send(request).await;
         (status, serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {body:?}")))
     }
 
@@ -73,7 +23,7 @@ impl Fixture {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        self.send(request.body(body.into()).expect("request")).await
+        self.send_json(request.body(body.into()).expect("request")).await
     }
 
     async fn github_push(&self, signature: &str) -> (StatusCode, Value) {
@@ -82,7 +32,8 @@ impl Fixture {
     }
 
     async fn changes(&self) -> Vec<Value> {
-        let (status, body) = self.send(Request::get("/api/v2/changes").body(Body::empty()).expect("request")).await;
+        let (status, body) =
+            self.send_json(Request::get("/api/v2/changes").body(Body::empty()).expect("request")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["meta"]["total"].as_u64(), body["changes"].as_array().map(|a| a.len() as u64));
         body["changes"].as_array().cloned().expect("changes")
@@ -124,13 +75,13 @@ async fn a_signed_github_push_stores_its_commits_in_order() {
     assert_eq!((&ss["revision"], &ss["project"]), (&json!(revisions[0]), &json!("octo-org/hello-world")));
 
     let (status, one) =
-        f.send(Request::get(format!("/api/v2/changes/{}", ids[1])).body(Body::empty()).expect("request")).await;
+        f.send_json(Request::get(format!("/api/v2/changes/{}", ids[1])).body(Body::empty()).expect("request")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["changes"][0], listed[1]);
-    let (status, _) = f.send(Request::get("/api/v2/changes/999").body(Body::empty()).expect("request")).await;
+    let (status, _) = f.send_json(Request::get("/api/v2/changes/999").body(Body::empty()).expect("request")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, filtered) = f
-        .send(Request::get(format!("/api/v2/changes?revision={}", revisions[0])).body(Body::empty()).expect("req"))
+        .send_json(Request::get(format!("/api/v2/changes?revision={}", revisions[0])).body(Body::empty()).expect("req"))
         .await;
     assert_eq!((status, filtered["meta"]["total"].as_i64()), (StatusCode::OK, Some(1)));
 }

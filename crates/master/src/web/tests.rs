@@ -13,14 +13,19 @@ use crate::master::Master;
 use crate::results::CANCELLED;
 use crate::store::LogType;
 
-/// A started master (two builders, one worker that never connects) and its router.
-struct Fixture {
-    master: Master,
+/// A started master (two builders, one worker that never connects, the `github` and `base` change hooks) and its
+/// router; shared with the change hook tests.
+pub(super) struct Fixture {
+    pub(super) master: Master,
     app: Router,
     _dir: tempfile::TempDir,
 }
 
-async fn fixture() -> Fixture {
+/// The change hooks' secret and token in the fixture's config.
+pub(super) const HOOK_SECRET: &str = "It's a Secret to Everybody";
+pub(super) const HOOK_TOKEN: &str = "s3cret-token";
+
+pub(super) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         r#"
@@ -55,6 +60,12 @@ workers = ["w1"]
 name = "force-all"
 builders = ["linux", "mac"]
 label = "Build everything"
+
+[change_hooks.github]
+secret = "{HOOK_SECRET}"
+
+[change_hooks.base]
+token = "{HOOK_TOKEN}"
 "#,
         dir.path().join("state.sqlite").display()
     );
@@ -64,7 +75,7 @@ label = "Build everything"
 }
 
 impl Fixture {
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
+    pub(super) async fn send(&self, request: Request<Body>) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
