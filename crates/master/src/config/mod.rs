@@ -13,6 +13,7 @@
 //! ```
 
 mod error;
+mod factory;
 mod parse;
 mod step;
 

@@ -140,6 +140,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let span = document.span();
     let mut document = document.into_inner();
     let workers = take_tables(&mut document, "worker", &mut problems);
+    let factories = take_tables(&mut document, "factory", &mut problems);
     let builders = take_tables(&mut document, "builder", &mut problems);
     let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
     let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
@@ -148,6 +149,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
+    let factories = super::factory::read_factories(factories, &mut problems);
+    let builders = super::factory::expand_builders(builders, &factories, &mut problems);
     let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();

@@ -353,7 +353,22 @@ const KEYS: &[(&str, &[&str])] = &[
     ("`[worker_listener]`", &["address", "tls_cert", "tls_key", "ping_interval", "ping_timeout"]),
     ("`[web]`", &["address"]),
     ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
-    ("`[[builder]]`", &["name", "workers", "description", "tags", "env", "workdir", "builddir", "force_scheduler"]),
+    (
+        "`[[builder]]`",
+        &[
+            "name",
+            "workers",
+            "description",
+            "tags",
+            "env",
+            "workdir",
+            "builddir",
+            "force_scheduler",
+            "factory",
+            "matrix",
+        ],
+    ),
+    ("`[[factory]]`", &["name", "description"]),
     (
         "`[[builder.step]]`",
         &[
