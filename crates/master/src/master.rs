@@ -232,7 +232,7 @@ impl Master {
             let master = master.clone();
             async move {
                 for change in changes {
-                    if let Err(e) = master.add_change(change).await {
+                    if let Err(e) = master.add_polled_change(change).await {
                         tracing::error!(error = %e, "storing a change failed; it will be found again");
                         return false;
                     }
@@ -403,9 +403,24 @@ impl Master {
 
     /// Stores a change, then tells the subscribers about it.
     pub async fn add_change(&self, change: NewChange) -> Result<Change, ActionError> {
-        let store = &self.inner.store;
-        let id = store.add_change(&change).await?;
-        let change = store.change(id).await?.ok_or(StoreError::NotFound { what: "change", id })?;
+        let id = self.inner.store.add_change(&change).await?;
+        self.announce_change(id).await
+    }
+
+    /// Stores a change a poller found, unless the same commit (same source stamp) is stored already; then tells
+    /// the subscribers. A poll repeated after a crash thus neither duplicates nor rebuilds a commit.
+    pub async fn add_polled_change(&self, change: NewChange) -> Result<Option<Change>, ActionError> {
+        match self.inner.store.add_change_once(&change).await? {
+            Some(id) => self.announce_change(id).await.map(Some),
+            None => {
+                tracing::info!(revision = ?change.revision, branch = ?change.branch, "change already stored");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {
+        let change = self.inner.store.change(id).await?.ok_or(StoreError::NotFound { what: "change", id })?;
         tracing::info!(changeid = id, revision = ?change.revision, branch = ?change.branch, "change added");
         // No subscriber is not an error; a lagging one misses old changes but does not hold this up.
         let _ = self.inner.changes.send(change.clone());

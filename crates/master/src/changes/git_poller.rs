@@ -592,13 +592,21 @@ mod tests {
         let a = repo.commit("f", "2\n", "Two");
         let b = repo.commit("f", "3\n", "Three");
         let mut poller = GitPoller::new(def.clone(), dir.path(), store.clone());
-        // A crash after the changes but before the heads were saved: the next poll delivers them again.
+        // A crash after the changes were stored but before the heads were saved: the next poll delivers them
+        // again, and the store, asked as the master asks it, keeps each commit once.
         let changes = poller.poll().await.expect("poll");
         assert_eq!(revisions(&changes), vec![("main".into(), a.clone()), ("main".into(), b.clone())]);
+        for change in &changes {
+            assert!(store.add_change_once(change).await.expect("store").is_some());
+        }
         drop(poller);
 
         let mut poller = GitPoller::new(def, dir.path(), store.clone());
-        assert_eq!(revisions(&poll(&mut poller).await), vec![("main".into(), a), ("main".into(), b)]);
+        let again = poll(&mut poller).await;
+        assert_eq!(revisions(&again), vec![("main".into(), a), ("main".into(), b)]);
+        for change in &again {
+            assert_eq!(store.add_change_once(change).await.expect("store"), None, "{change:?} stored twice");
+        }
         assert!(poll(&mut poller).await.is_empty());
     }
 

@@ -50,8 +50,21 @@ impl Change {
 
 impl Store {
     /// Adds a change and (unless an equal one exists) its source stamp, atomically; returns the change's id.
-    /// A `when_timestamp` of 0 means now.
+    /// A `when_timestamp` of 0 means now. An equal change stored before is stored again (a webhook or
+    /// `sendchange` may mean to build it again).
     pub async fn add_change(&self, new: &NewChange) -> Result<i64, StoreError> {
+        let id = self.insert_change(new, false).await?;
+        id.ok_or_else(|| StoreError::NotFound { what: "change", id: 0 })
+    }
+
+    /// Adds a change as [`Store::add_change`] does, unless it has a revision and a change of the same source
+    /// stamp (repository, branch, revision, project, codebase) is stored already: then returns `None`. Pollers
+    /// use it, so a poll repeated after a crash (changes stored, state not yet saved) stores nothing twice.
+    pub async fn add_change_once(&self, new: &NewChange) -> Result<Option<i64>, StoreError> {
+        self.insert_change(new, new.revision.is_some()).await
+    }
+
+    async fn insert_change(&self, new: &NewChange, once: bool) -> Result<Option<i64>, StoreError> {
         let op = || format!("add change {:?} of {:?}", new.revision, new.repository);
         let stored_at = now();
         let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
@@ -71,6 +84,16 @@ impl Store {
         let properties = Value::Object(properties).to_string();
         let mut tx = self.write(op).await?;
         let ssid = find_or_add_sourcestamp(&mut tx, &ss, stored_at).await.context(op)?;
+        if once {
+            let stored: Option<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE sourcestampid = ? LIMIT 1")
+                .bind(ssid)
+                .fetch_optional(&mut *tx)
+                .await
+                .context(op)?;
+            if stored.is_some() {
+                return Ok(None);
+            }
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
              category, when_timestamp, files, properties, sourcestampid) \
@@ -93,7 +116,7 @@ impl Store {
         .await
         .context(op)?;
         tx.commit().await.context(op)?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// The change `id`, if it exists.
@@ -192,6 +215,21 @@ mod tests {
             sqlx::query_scalar("SELECT COUNT(*) FROM sourcestamps").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 2);
         assert!(store.change(other + 1).await.expect("get").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_is_added_once_per_source_stamp_when_asked() {
+        let (store, _dir) = temp_store().await;
+        let new = sample();
+        let first = store.add_change_once(&new).await.expect("add").expect("new");
+        assert_eq!(store.add_change_once(&new).await.expect("add again"), None);
+        let other_branch = NewChange { branch: Some("release".into()), ..new.clone() };
+        assert!(store.add_change_once(&other_branch).await.expect("add").is_some_and(|id| id != first));
+        let no_revision = NewChange { revision: None, ..new };
+        assert!(store.add_change_once(&no_revision).await.expect("add").is_some());
+        assert!(store.add_change_once(&no_revision).await.expect("add twice").is_some());
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes").fetch_one(&store.pool).await.expect("n");
+        assert_eq!(count, 4);
     }
 
     #[tokio::test]
