@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +24,7 @@ use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
 use crate::schedulers::on_change;
 use crate::schedulers::timed::{self, Clock};
-use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
+use crate::store::{BuildRequest, Change, NewBuildset, Property, SourceStamp, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -168,11 +168,11 @@ impl Master {
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         let master = Master { inner: inner.clone() };
-        for def in &inner.config.timed_schedulers {
-            master.start_timed_scheduler(def.clone());
-        }
+        let mut schedulers: Vec<_> =
+            inner.config.timed_schedulers.iter().filter_map(|def| master.start_timed_scheduler(def.clone())).collect();
+        schedulers.extend(master.start_change_schedulers());
         // Schedulers subscribe before the sources start, so that no change goes by unseen.
-        master.start_change_schedulers();
+        master.fan_out_changes(schedulers);
         for def in &inner.config.change_sources {
             master.start_change_source(def.clone(), dir);
         }
@@ -180,14 +180,11 @@ impl Master {
         Ok((master, Addresses { workers: worker_address }))
     }
 
-    /// Runs the on-change schedulers until the master stops: every stored change goes to each of them.
-    fn start_change_schedulers(&self) {
-        if self.inner.config.change_schedulers.is_empty() {
-            return;
-        }
+    /// Runs the on-change schedulers until the master stops; returns where to send them the changes.
+    fn start_change_schedulers(&self) -> Vec<mpsc::Sender<Change>> {
         let mut senders = Vec::new();
         for def in &self.inner.config.change_schedulers {
-            let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
+            let (tx, rx) = mpsc::channel(CHANGES_CAPACITY);
             senders.push(tx);
             let master = self.clone();
             let (name, builders) = (def.name.clone(), def.builders.clone());
@@ -200,6 +197,14 @@ impl Master {
                     }
                 }
             }));
+        }
+        senders
+    }
+
+    /// Sends every stored change to each of `senders` (the schedulers that take changes), until the master stops.
+    fn fan_out_changes(&self, senders: Vec<mpsc::Sender<Change>>) {
+        if senders.is_empty() {
+            return;
         }
         let mut changes = self.subscribe_changes();
         let stop = self.inner.shutting_down.clone();
@@ -257,47 +262,39 @@ impl Master {
     /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
     async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
-        let mut builderids = Vec::new();
-        for name in builders {
-            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.clone()))?);
-        }
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
-        let submitted = self
-            .submit(NewBuildset {
-                reason,
-                external_idstring: None,
-                scheduler: Some(scheduler.to_string()),
-                parent_buildid: None,
-                properties: vec![Property {
-                    name: "scheduler".into(),
-                    value: serde_json::Value::String(scheduler.to_string()),
-                    source: "Scheduler".into(),
-                }],
-                builderids,
-                priority: 0,
-                waited_for: false,
-                sourcestamps: vec![last.sourcestamp()],
-            })
-            .await?;
+        let submitted = self.submit_for(scheduler, builders, &reason, Vec::new(), vec![last.sourcestamp()]).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
         Ok(())
     }
 
-    /// Runs a timed scheduler until the master stops: each firing submits a buildset for its builders.
-    fn start_timed_scheduler(&self, def: TimedSchedulerDef) {
+    /// Runs a timed scheduler until the master stops: each firing that builds submits a buildset for its
+    /// builders (with the source stamp of the last change it saw, if it takes changes). Returns where to send it
+    /// the changes if it takes them (`only_if_changed`).
+    fn start_timed_scheduler(&self, def: TimedSchedulerDef) -> Option<mpsc::Sender<Change>> {
         let master = self.clone();
         let (name, builders) = (def.name.clone(), def.builders.clone());
         let stop = self.inner.shutting_down.clone();
-        tokio::spawn(timed::run(def, Clock::System, stop, move |at| {
+        let (tx, rx) = match def.only_if_changed {
+            true => Some(mpsc::channel(CHANGES_CAPACITY)).unzip(),
+            false => (None, None),
+        };
+        let store = self.inner.store.clone();
+        tokio::spawn(timed::run(def, Clock::System, store, rx, stop, move |at, changes| {
             let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
             async move {
-                let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                match master.submit_for(&name, &builders, &reason, Vec::new()).await {
-                    Ok(submitted) => tracing::info!(scheduler = %name, buildset = submitted.buildsetid, "scheduled"),
-                    Err(e) => tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit"),
+                let submitted = if changes.is_empty() {
+                    let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
+                    master.submit_for(&name, &builders, &reason, Vec::new(), Vec::new()).await.map(|_| ())
+                } else {
+                    master.submit_changes(&name, &builders, &changes).await
+                };
+                if let Err(e) = submitted {
+                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                 }
             }
         }));
+        tx
     }
 
     pub fn config(&self) -> &MasterConfig {
@@ -359,7 +356,7 @@ impl Master {
                 source: "Force Build Form".into(),
             });
         }
-        self.submit_for(scheduler, &names, reason, properties).await
+        self.submit_for(scheduler, &names, reason, properties, Vec::new()).await
     }
 
     /// Submits a buildset from scheduler `scheduler` for the builders `names`.
@@ -369,6 +366,7 @@ impl Master {
         names: &[S],
         reason: &str,
         mut properties: Vec<Property>,
+        sourcestamps: Vec<SourceStamp>,
     ) -> Result<Submitted, ActionError> {
         let mut builderids = Vec::new();
         for name in names {
@@ -389,7 +387,7 @@ impl Master {
             builderids,
             priority: 0,
             waited_for: false,
-            sourcestamps: Vec::new(),
+            sourcestamps,
         })
         .await
     }

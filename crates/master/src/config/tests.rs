@@ -413,6 +413,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "files",
             "only_important",
             "tree_stable_timer",
+            "only_if_changed",
         ],
     ),
     (
@@ -461,6 +462,29 @@ fn timed_schedulers() {
     let calendar = problems.iter().find(|p| p.key.as_deref() == Some("calendar")).expect("calendar problem");
     assert!(calendar.message.contains("xyz"), "{calendar:?}");
     assert!(calendar.line > 0);
+}
+
+#[test]
+fn only_if_changed_takes_the_change_filter_keys() {
+    let text = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"n\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nhour = 3\n\
+         only_if_changed = true\nbranch = \"main\"\nfiles = [\"src/**\"]\n"
+    );
+    let config = load(&text);
+    let timed = &config.timed_schedulers[0];
+    assert!(timed.only_if_changed);
+    assert_eq!(timed.filter.branches, Some(vec!["main".to_string()]));
+    assert_eq!(timed.files, ["src/**"]);
+
+    let bad = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"a\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nbranch = \"main\"\n\
+         \n[[scheduler]]\nname = \"b\"\ntype = \"on_change\"\nbuilders = [\"test\"]\nonly_if_changed = true\n\
+         \n[[scheduler]]\nname = \"c\"\ntype = \"periodic\"\nbuilders = [\"test\"]\ninterval = 5\n\
+         only_if_changed = true\ntree_stable_timer = 5\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["type", "only_if_changed", "type"], "{problems:?}");
 }
 
 #[test]

@@ -5,3 +5,11 @@
 pub mod calendar;
 pub mod on_change;
 pub mod timed;
+
+#[cfg(test)]
+mod testing;
+
+/// The object-state name of the scheduler `name` (where it keeps what must survive a restart).
+pub fn state_name(name: &str) -> String {
+    format!("scheduler:{name}")
+}
