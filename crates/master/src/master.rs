@@ -22,9 +22,9 @@ use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
-use crate::schedulers::on_change;
 use crate::schedulers::timed::{self, Clock};
-use crate::store::{BuildRequest, Change, NewBuildset, Property, SourceStamp, Store, StoreError};
+use crate::schedulers::{force, on_change};
+use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -47,6 +47,8 @@ pub enum ActionError {
     UnknownRequest(i64),
     #[error("build {0} is not running on this master")]
     NotRunning(i64),
+    #[error(transparent)]
+    InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -263,7 +265,8 @@ impl Master {
     async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
-        let submitted = self.submit_for(scheduler, builders, &reason, Vec::new(), vec![last.sourcestamp()]).await?;
+        let buildset = NewBuildset { reason, sourcestamps: vec![last.sourcestamp()], ..NewBuildset::default() };
+        let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
         Ok(())
     }
@@ -285,7 +288,8 @@ impl Master {
             async move {
                 let submitted = if changes.is_empty() {
                     let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                    master.submit_for(&name, &builders, &reason, Vec::new(), Vec::new()).await.map(|_| ())
+                    let buildset = NewBuildset { reason, ..NewBuildset::default() };
+                    master.submit_for(&name, &builders, buildset).await.map(|_| ())
                 } else {
                     master.submit_changes(&name, &builders, &changes).await
                 };
@@ -318,14 +322,14 @@ impl Master {
         self.inner.builders.get(name).map(|(id, _)| *id)
     }
 
-    /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them).
+    /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them), with
+    /// the values of its form (see [`force::collect`]: `reason`, `owner`, `priority`, the source stamp fields and
+    /// the typed parameters).
     pub async fn force(
         &self,
         scheduler: &str,
         builder: Option<&str>,
-        reason: &str,
-        owner: Option<&str>,
-        properties: Vec<(String, String)>,
+        values: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Submitted, ActionError> {
         let def = self
             .inner
@@ -341,55 +345,37 @@ impl Master {
         if names.is_empty() {
             return Err(ActionError::UnknownBuilder(builder.unwrap_or_default().to_string()));
         }
-        let mut properties: Vec<Property> = properties
-            .into_iter()
-            .map(|(name, value)| Property {
-                name,
-                value: serde_json::Value::String(value),
-                source: "Force Build Form".into(),
-            })
-            .collect();
-        if let Some(owner) = owner {
-            properties.push(Property {
-                name: "owner".into(),
-                value: serde_json::Value::String(owner.to_string()),
-                source: "Force Build Form".into(),
-            });
-        }
-        self.submit_for(scheduler, &names, reason, properties, Vec::new()).await
+        let request = force::collect(def, values)?;
+        let buildset = NewBuildset {
+            reason: request.reason,
+            properties: request.properties,
+            priority: request.priority,
+            sourcestamps: request.sourcestamp.into_iter().collect(),
+            ..NewBuildset::default()
+        };
+        self.submit_for(scheduler, &names, buildset).await
     }
 
-    /// Submits a buildset from scheduler `scheduler` for the builders `names`.
+    /// Submits `buildset` (reason, properties, source stamps…) from scheduler `scheduler` for the builders `names`.
     async fn submit_for<S: AsRef<str>>(
         &self,
         scheduler: &str,
         names: &[S],
-        reason: &str,
-        mut properties: Vec<Property>,
-        sourcestamps: Vec<SourceStamp>,
+        mut buildset: NewBuildset,
     ) -> Result<Submitted, ActionError> {
-        let mut builderids = Vec::new();
         for name in names {
             let name = name.as_ref();
-            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
+            buildset
+                .builderids
+                .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
-        properties.push(Property {
+        buildset.properties.push(Property {
             name: "scheduler".into(),
             value: serde_json::Value::String(scheduler.to_string()),
             source: "Scheduler".into(),
         });
-        self.submit(NewBuildset {
-            reason: reason.to_string(),
-            external_idstring: None,
-            scheduler: Some(scheduler.to_string()),
-            parent_buildid: None,
-            properties,
-            builderids,
-            priority: 0,
-            waited_for: false,
-            sourcestamps,
-        })
-        .await
+        buildset.scheduler = Some(scheduler.to_string());
+        self.submit(buildset).await
     }
 
     async fn submit(&self, new: NewBuildset) -> Result<Submitted, ActionError> {

@@ -24,8 +24,10 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
 mod changes;
+mod force;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
+pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use schedulers::{ChangeFilterDef, ChangeSchedulerDef, TimedSchedulerDef, Timing};
 pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
 
@@ -163,6 +165,10 @@ pub struct ForceSchedulerDef {
     pub builders: Vec<String>,
     /// The text of its button in the web UI.
     pub label: String,
+    /// The reason the form starts with.
+    pub reason: String,
+    /// The typed fields of its form (besides the built-in reason, owner, priority and source stamp fields).
+    pub parameters: Vec<ForceParameter>,
 }
 
 impl MasterConfig {

@@ -25,6 +25,8 @@ const DEFAULT_WEB_ADDRESS: &str = "127.0.0.1:8010";
 const DEFAULT_PING_INTERVAL_SECONDS: u64 = 10;
 const DEFAULT_PING_TIMEOUT_SECONDS: u64 = 30;
 const DEFAULT_WORKDIR: &str = "build";
+/// The reason a force scheduler's form starts with (Buildbot's).
+const DEFAULT_FORCE_REASON: &str = "force build";
 
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
@@ -115,6 +117,9 @@ struct RawForceScheduler {
     name: Spanned<String>,
     builders: Spanned<Vec<Spanned<String>>>,
     label: Option<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    parameter: Vec<super::force::RawParameter>,
 }
 
 /// The top-level keys and sections, checked.
@@ -479,11 +484,14 @@ fn read_force_schedulers(
             name_valid = false;
         }
         let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
-        if name_valid && builders_valid {
+        let parameters = super::force::check_parameters(raw.parameter, &context, problems);
+        if let (true, true, Some(parameters)) = (name_valid, builders_valid, parameters) {
             let name = raw.name.into_inner();
             schedulers.push(ForceSchedulerDef {
                 builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 label: raw.label.unwrap_or_else(|| name.clone()),
+                reason: raw.reason.unwrap_or_else(|| DEFAULT_FORCE_REASON.to_owned()),
+                parameters,
                 name,
             });
         }
@@ -491,6 +499,8 @@ fn read_force_schedulers(
     schedulers.extend(implicit.into_iter().map(|(name, builder)| ForceSchedulerDef {
         builders: vec![builder.to_owned()],
         label: name.clone(),
+        reason: DEFAULT_FORCE_REASON.to_owned(),
+        parameters: Vec::new(),
         name,
     }));
     schedulers

@@ -96,7 +96,13 @@ fn every_default() {
     assert!(builder.force_scheduler);
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "force-test".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "force-test".into(),
+            reason: "force build".into(),
+            parameters: vec![]
+        }]
     );
 
     let step = shell(&builder.steps[0]);
@@ -277,7 +283,13 @@ fn builders_without_force_scheduler_free_the_name() {
         load(&format!("{text}\n[[force_scheduler]]\nname = \"force-test\"\nbuilders = [\"test\"]\nlabel = \"Go\"\n"));
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "Go".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "Go".into(),
+            reason: "force build".into(),
+            parameters: vec![]
+        }]
     );
 }
 
@@ -388,7 +400,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "mode",
         ],
     ),
-    ("`[[force_scheduler]]`", &["name", "builders", "label"]),
+    ("`[[force_scheduler]]`", &["name", "builders", "label", "reason"]),
+    ("`[[force_scheduler.parameter]]`", &["name", "type", "label", "default", "required", "choices", "regex"]),
     (
         "`[[scheduler]]`",
         &[
@@ -485,6 +498,34 @@ fn only_if_changed_takes_the_change_filter_keys() {
     let problems = problems(&bad);
     let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
     assert_eq!(keys, ["type", "only_if_changed", "type"], "{problems:?}");
+}
+
+#[test]
+fn force_parameters_are_checked() {
+    let text = format!(
+        "{MINIMAL}\n[[force_scheduler]]\nname = \"f\"\nbuilders = [\"test\"]\nreason = \"why\"\n\
+         [[force_scheduler.parameter]]\nname = \"jobs\"\ntype = \"int\"\ndefault = 4\n\
+         [[force_scheduler.parameter]]\nname = \"mode\"\ntype = \"choice\"\nchoices = [\"a\", \"b\"]\n"
+    );
+    let config = load(&text);
+    let def = &config.force_schedulers[0];
+    assert_eq!(def.reason, "why");
+    assert_eq!(def.parameters[0].kind, ParameterType::Int);
+    assert_eq!(def.parameters[0].default, serde_json::json!(4));
+    assert_eq!(def.parameters[1].default, serde_json::json!("a"));
+
+    let bad = format!(
+        "{MINIMAL}\n[[force_scheduler]]\nname = \"f\"\nbuilders = [\"test\"]\n\
+         [[force_scheduler.parameter]]\nname = \"branch\"\ntype = \"string\"\n\
+         [[force_scheduler.parameter]]\nname = \"n\"\ntype = \"int\"\ndefault = \"x\"\n\
+         [[force_scheduler.parameter]]\nname = \"c\"\ntype = \"choice\"\n\
+         [[force_scheduler.parameter]]\nname = \"r\"\ntype = \"string\"\nregex = \"(\"\n\
+         [[force_scheduler.parameter]]\nname = \"t\"\ntype = \"date\"\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["name", "default", "choices", "regex", "type"], "{problems:?}");
+    assert!(problems[1].message.contains("int"), "{:?}", problems[1]);
 }
 
 #[test]

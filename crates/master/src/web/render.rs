@@ -217,7 +217,7 @@ pub(super) fn forcescheduler(def: &ForceSchedulerDef) -> Value {
         "label": def.label,
         "button_name": def.label,
         "enabled": true,
-        "all_fields": [],
+        "all_fields": crate::schedulers::force::spec(def),
     })
 }
 
