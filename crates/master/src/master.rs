@@ -19,12 +19,12 @@ use crate::changes::git_poller::GitPoller;
 use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
-use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
+use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
 use crate::schedulers::timed::{self, Clock};
-use crate::schedulers::{force, on_change};
-use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
+use crate::schedulers::{dependent, force, on_change};
+use crate::store::{BuildRequest, Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -82,6 +82,8 @@ struct Inner {
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
     changes: broadcast::Sender<Change>,
+    /// Every buildset as it completes, for trigger steps and dependent schedulers.
+    buildsets: broadcast::Sender<CompletedBuildset>,
 }
 
 /// A running master. Cheap to clone.
@@ -166,6 +168,7 @@ impl Master {
             wake: Notify::new(),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
+            buildsets: broadcast::channel(CHANGES_CAPACITY).0,
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
@@ -173,6 +176,9 @@ impl Master {
         let mut schedulers: Vec<_> =
             inner.config.timed_schedulers.iter().filter_map(|def| master.start_timed_scheduler(def.clone())).collect();
         schedulers.extend(master.start_change_schedulers());
+        for def in &inner.config.dependent_schedulers {
+            master.start_dependent_scheduler(def.clone());
+        }
         // Schedulers subscribe before the sources start, so that no change goes by unseen.
         master.fan_out_changes(schedulers);
         for def in &inner.config.change_sources {
@@ -396,6 +402,39 @@ impl Master {
         Ok(change)
     }
 
+    /// Submits a buildset through the triggerable scheduler `scheduler` (for its builders), as a trigger step does.
+    pub async fn trigger(&self, scheduler: &str, buildset: NewBuildset) -> Result<Submitted, ActionError> {
+        let def = self
+            .inner
+            .config
+            .triggerable_schedulers
+            .iter()
+            .find(|s| s.name == scheduler)
+            .ok_or_else(|| ActionError::UnknownScheduler(scheduler.to_string()))?;
+        self.submit_for(scheduler, &def.builders, buildset).await
+    }
+
+    /// The buildsets completed from now on.
+    pub fn subscribe_buildsets(&self) -> broadcast::Receiver<CompletedBuildset> {
+        self.inner.buildsets.subscribe()
+    }
+
+    /// Runs a dependent scheduler until the master stops (see [`dependent::run`]).
+    fn start_dependent_scheduler(&self, def: DependentSchedulerDef) {
+        let master = self.clone();
+        let completed = self.subscribe_buildsets();
+        let stop = self.inner.shutting_down.clone();
+        let (name, builders) = (def.name.clone(), def.builders.clone());
+        tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
+            let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
+            async move {
+                if let Err(e) = master.submit_for(&name, &builders, buildset).await {
+                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                }
+            }
+        }));
+    }
+
     /// The changes stored from now on, in order.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
         self.inner.changes.subscribe()
@@ -443,7 +482,7 @@ impl Master {
             return Ok(());
         }
         if store.claim_requests(&[brid], self.inner.masterid).await? {
-            store.complete_requests(&[brid], CANCELLED).await?;
+            complete_requests(&self.inner, brid, CANCELLED).await?;
             return Ok(());
         }
         let buildid = lock(&self.inner.running).iter().find(|(_, r)| r.brid == brid).map(|(id, _)| *id);
@@ -573,7 +612,8 @@ async fn start_build(
     tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop };
+        let master = Master { inner: inner.clone() };
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop, master };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {
@@ -600,6 +640,20 @@ async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Re
     if result == RETRY {
         inner.store.unclaim_requests(&[brid], inner.masterid).await
     } else {
-        inner.store.complete_requests(&[brid], result).await.map(|_| ())
+        complete_requests(inner, brid, result).await
     }
+}
+
+/// Completes request `brid` and tells the subscribers about the buildset it completes, if it does.
+async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> Result<(), StoreError> {
+    for completed in inner.store.complete_requests_reporting(&[brid], result).await?.unwrap_or_default() {
+        tracing::info!(
+            buildset = completed.bsid,
+            result = result_name(completed.results).unwrap_or("?"),
+            "buildset complete"
+        );
+        // No subscriber is not an error.
+        let _ = inner.buildsets.send(completed);
+    }
+    Ok(())
 }

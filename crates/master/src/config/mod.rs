@@ -28,8 +28,10 @@ mod force;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
-pub use schedulers::{ChangeFilterDef, ChangeSchedulerDef, TimedSchedulerDef, Timing};
-pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
+pub use schedulers::{
+    ChangeFilterDef, ChangeSchedulerDef, DependentSchedulerDef, TimedSchedulerDef, Timing, TriggerableSchedulerDef,
+};
+pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -60,6 +62,10 @@ pub struct MasterConfig {
     pub timed_schedulers: Vec<TimedSchedulerDef>,
     /// Schedulers that build changes (`[[scheduler]]` with `type = "on_change"`).
     pub change_schedulers: Vec<ChangeSchedulerDef>,
+    /// Schedulers that `trigger` steps submit to (`type = "triggerable"`).
+    pub triggerable_schedulers: Vec<TriggerableSchedulerDef>,
+    /// Schedulers that follow another's successful buildsets (`type = "dependent"`).
+    pub dependent_schedulers: Vec<DependentSchedulerDef>,
     /// Pollers the master runs (`[[change_source]]`).
     pub change_sources: Vec<ChangeSourceDef>,
     /// Webhook endpoints the web listener serves (`[change_hooks.*]`).
@@ -200,7 +206,7 @@ impl MasterConfig {
             match step {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
-                StepDef::Shell(_) => {}
+                StepDef::Shell(_) | StepDef::Trigger(_) => {}
             }
         }
     }

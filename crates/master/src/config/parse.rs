@@ -156,8 +156,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
-    let (timed_schedulers, change_schedulers) =
+    let schedulers =
         super::schedulers::read_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
+    check_trigger_steps(&builders, &schedulers.triggerable, &mut problems);
     let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
 
     match settings {
@@ -170,12 +171,31 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             workers,
             builders,
             force_schedulers,
-            timed_schedulers,
-            change_schedulers,
+            timed_schedulers: schedulers.timed,
+            change_schedulers: schedulers.on_change,
+            triggerable_schedulers: schedulers.triggerable,
+            dependent_schedulers: schedulers.dependent,
             change_sources,
             change_hooks: settings.change_hooks,
         }),
         _ => Err(problems.into_error()),
+    }
+}
+
+/// Checks that the trigger steps name triggerable schedulers.
+fn check_trigger_steps(
+    builders: &[BuilderDef],
+    triggerable: &[super::TriggerableSchedulerDef],
+    problems: &mut Problems<'_>,
+) {
+    let names: BTreeSet<String> = triggerable.iter().map(|s| s.name.clone()).collect();
+    for builder in builders {
+        for step in &builder.steps {
+            if let super::StepDef::Trigger(trigger) = step {
+                let context = format!("builder '{}', step '{}'", builder.name, step.name());
+                super::step::check_trigger_targets(trigger, &context, &names, problems);
+            }
+        }
     }
 }
 

@@ -65,6 +65,32 @@ pub struct ChangeFilterDef {
     pub codebase: Option<String>,
 }
 
+/// `type = "triggerable"`: builds only when a `trigger` step asks (Buildbot's `Triggerable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerableSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+}
+
+/// `type = "dependent"`: builds the source stamps of each buildset of `upstream` that ends SUCCESS or WARNINGS
+/// (Buildbot's `Dependent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependentSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+    /// The scheduler whose buildsets it follows.
+    pub upstream: String,
+}
+
+/// Every `[[scheduler]]`, by kind.
+#[derive(Debug, Default)]
+pub(super) struct Schedulers {
+    pub(super) timed: Vec<TimedSchedulerDef>,
+    pub(super) on_change: Vec<ChangeSchedulerDef>,
+    pub(super) triggerable: Vec<TriggerableSchedulerDef>,
+    pub(super) dependent: Vec<DependentSchedulerDef>,
+}
+
 /// A calendar field as written: a number (`hour = 3`) or a spec (`day_of_week = "mon,wed,fri"`).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -110,6 +136,7 @@ struct RawScheduler {
     tree_stable_timer: Option<u64>,
     #[serde(default)]
     only_if_changed: bool,
+    upstream: Option<Spanned<String>>,
 }
 
 impl RawScheduler {
@@ -159,9 +186,12 @@ pub(super) fn read_schedulers(
     builder_names: &BTreeSet<String>,
     names: &mut BTreeSet<String>,
     problems: &mut Problems<'_>,
-) -> (Vec<TimedSchedulerDef>, Vec<ChangeSchedulerDef>) {
+) -> Schedulers {
     let mut schedulers = Vec::new();
     let mut on_change = Vec::new();
+    let mut triggerable = Vec::new();
+    // Dependent schedulers, with where their upstream is written: checked once every name is known.
+    let mut dependent = Vec::new();
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("scheduler", declared.as_deref(), index);
@@ -171,6 +201,48 @@ pub(super) fn read_schedulers(
         let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
         let calendar_keys = [&raw.minute, &raw.hour, &raw.day_of_month, &raw.month, &raw.day_of_week];
         let has_fields = calendar_keys.iter().any(|key| key.is_some());
+        let kind = raw.kind.get_ref().as_str();
+        if kind == "triggerable" || kind == "dependent" {
+            let other_keys = has_fields
+                || raw.cron.is_some()
+                || raw.time_zone.is_some()
+                || raw.interval.is_some()
+                || raw.has_filter_keys()
+                || raw.only_important
+                || raw.tree_stable_timer.is_some()
+                || raw.only_if_changed;
+            if other_keys {
+                let message = format!("a {kind} scheduler takes only name, type, builders (and upstream if dependent)");
+                problems.add(span.clone(), Some(&context), "type", message);
+                continue;
+            }
+            let upstream = raw.upstream.clone();
+            let builders = raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect();
+            let name = raw.name.into_inner();
+            match (kind, upstream) {
+                ("triggerable", None) if name_valid && builders_valid => {
+                    triggerable.push(TriggerableSchedulerDef { name, builders })
+                }
+                ("triggerable", Some(upstream)) => {
+                    problems.add(upstream.span(), Some(&context), "upstream", "only a dependent scheduler has one");
+                }
+                ("dependent", None) => {
+                    problems.add(span.clone(), Some(&context), "upstream", "a dependent scheduler needs an upstream");
+                }
+                ("dependent", Some(upstream)) if name_valid && builders_valid => {
+                    dependent.push((
+                        DependentSchedulerDef { name, builders, upstream: upstream.get_ref().clone() },
+                        upstream,
+                    ));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(upstream) = &raw.upstream {
+            problems.add(upstream.span(), Some(&context), "upstream", "only a dependent scheduler has one");
+            continue;
+        }
         let on_change_only = raw.only_important || raw.tree_stable_timer.is_some();
         if raw.kind.get_ref() != "on_change" && on_change_only {
             let message = "only_important and tree_stable_timer are for on_change schedulers";
@@ -264,7 +336,9 @@ pub(super) fn read_schedulers(
                 }
             },
             other => {
-                let message = format!("unknown scheduler type '{other}' (known: on_change, nightly, periodic)");
+                let message = format!(
+                    "unknown scheduler type '{other}' (known: on_change, nightly, periodic, triggerable, dependent)"
+                );
                 problems.add(raw.kind.span(), Some(&context), "type", message);
                 None
             }
@@ -280,5 +354,16 @@ pub(super) fn read_schedulers(
             });
         }
     }
-    (schedulers, on_change)
+    let mut dependents = Vec::new();
+    for (def, upstream) in dependent {
+        let context = context_of("scheduler", Some(&def.name), 0);
+        if def.upstream == def.name {
+            problems.add(upstream.span(), Some(&context), "upstream", "a scheduler cannot follow itself");
+        } else if !names.contains(&def.upstream) {
+            problems.add(upstream.span(), Some(&context), "upstream", format!("unknown scheduler '{}'", def.upstream));
+        } else {
+            dependents.push(def);
+        }
+    }
+    Schedulers { timed: schedulers, on_change, triggerable, dependent: dependents }
 }

@@ -400,6 +400,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "mode",
         ],
     ),
+    ("Trigger steps", &["schedulers", "wait_for_finish", "set_properties", "copy_properties", "always_use_latest"]),
     ("`[[force_scheduler]]`", &["name", "builders", "label", "reason"]),
     ("`[[force_scheduler.parameter]]`", &["name", "type", "label", "default", "required", "choices", "regex"]),
     (
@@ -427,6 +428,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "only_important",
             "tree_stable_timer",
             "only_if_changed",
+            "upstream",
         ],
     ),
     (
@@ -526,6 +528,35 @@ fn force_parameters_are_checked() {
     let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
     assert_eq!(keys, ["name", "default", "choices", "regex", "type"], "{problems:?}");
     assert!(problems[1].message.contains("int"), "{:?}", problems[1]);
+}
+
+#[test]
+fn trigger_steps_and_triggerable_and_dependent_schedulers() {
+    let text = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"trigger\"\n  schedulers = [\"t\"]\n  wait_for_finish = true\n\
+         \x20 set_properties = {{ a = 1, b = \"x\" }}\n  copy_properties = [\"owner\"]\n\
+         \n[[scheduler]]\nname = \"t\"\ntype = \"triggerable\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"d\"\ntype = \"dependent\"\nupstream = \"t\"\nbuilders = [\"test\"]\n"
+    );
+    let config = load(&text);
+    let StepDef::Trigger(trigger) = config.builders[0].steps.last().expect("a step") else { panic!("trigger") };
+    assert_eq!(trigger.schedulers, ["t"]);
+    assert!(trigger.wait_for_finish);
+    assert_eq!(trigger.set_properties["a"], serde_json::json!(1));
+    assert_eq!(trigger.options.name, "trigger t");
+    assert_eq!(config.triggerable_schedulers[0].name, "t");
+    assert_eq!(config.dependent_schedulers[0].upstream, "t");
+
+    let bad = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"trigger\"\n  schedulers = [\"force-test\"]\n\
+         \n[[scheduler]]\nname = \"d\"\ntype = \"dependent\"\nupstream = \"nope\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"e\"\ntype = \"dependent\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"t\"\ntype = \"triggerable\"\nbuilders = [\"test\"]\nhour = 3\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["schedulers", "upstream", "upstream", "type"], "{problems:?}");
+    assert!(problems[0].message.contains("'force-test' is not a triggerable scheduler"), "{:?}", problems[0]);
 }
 
 #[test]

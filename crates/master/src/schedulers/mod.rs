@@ -3,6 +3,7 @@
 //! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
 
 pub mod calendar;
+pub mod dependent;
 pub mod force;
 pub mod on_change;
 pub mod timed;
