@@ -1,7 +1,8 @@
-//! Triggers, dependent schedulers and typed force parameters end to end: `kiln start` with a real Kiln worker,
-//! checked through the REST API.
+//! Schedulers end to end — trigger steps and triggerable schedulers, dependent schedulers, typed force parameters,
+//! a periodic scheduler with only_if_changed — with `kiln start` and a real Kiln worker, checked through the REST
+//! API.
 //!
-//!     cargo test -p kiln --test triggers
+//!     cargo test -p kiln --test schedulers
 
 mod support;
 
@@ -204,4 +205,59 @@ async fn a_dependent_scheduler_follows_successes_only_and_force_parameters_are_t
     let reasons: Vec<&str> = down.iter().filter_map(|b| b["reason"].as_str()).collect();
     assert!(reasons[1].contains(&format!("after buildset {third} ")), "{reasons:?}");
     assert!(reasons.iter().all(|r| !r.contains(&format!("after buildset {failed} "))), "{reasons:?}");
+}
+
+/// Sends a change through the base hook.
+async fn send_change(master: &KilnMaster, revision: &str, branch: &str, file: &str) {
+    let change = json!({
+        "author": "Ada <ada@example.invalid>", "comments": revision, "revision": revision, "branch": branch,
+        "repository": "https://example.invalid/r.git", "files": [file],
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/change_hook/base", master.url()))
+        .bearer_auth("t0ken")
+        .json(&change)
+        .send()
+        .await
+        .expect("POST change_hook/base");
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+}
+
+#[tokio::test]
+async fn a_periodic_scheduler_with_only_if_changed_builds_only_after_important_changes() {
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("b", "[[builder.step]]\ncommand = \"echo periodic\"")
+        .extra_toml(
+            "[change_hooks.base]\ntoken = \"t0ken\"\n\n\
+             [[scheduler]]\nname = \"p\"\ntype = \"periodic\"\ninterval = 1\nbuilders = [\"b\"]\n\
+             only_if_changed = true\nbranch = \"main\"\nfiles = [\"src/*\"]\n",
+        )
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    // The buildsets of `p`, once `n` are complete, oldest first, as their revisions.
+    let built = async |n: usize| -> Vec<Value> {
+        let sets = master
+            .wait_for(&format!("{n} complete buildsets of p"), WAIT, async || {
+                let found = master.try_get("buildsets?scheduler=p&complete=true&order=bsid").await?;
+                let found = found["buildsets"].as_array()?.clone();
+                (found.len() >= n).then_some(found)
+            })
+            .await;
+        sets.iter().map(|s| s["sourcestamps"][0]["revision"].clone()).collect()
+    };
+
+    // The first firing ever builds, without changes.
+    assert_eq!(built(1).await, [Value::Null]);
+    send_change(&master, "r1", "main", "src/a.rs").await;
+    assert_eq!(built(2).await, [Value::Null, json!("r1")]);
+    // Neither an unimportant change nor one of another branch builds; the next important one does, and only once.
+    send_change(&master, "r2", "main", "docs/x.md").await;
+    send_change(&master, "r3", "dev", "src/b.rs").await;
+    send_change(&master, "r4", "main", "src/c.rs").await;
+    assert_eq!(built(3).await, [Value::Null, json!("r1"), json!("r4")]);
+    let all = master.get("buildsets?scheduler=p").await;
+    assert_eq!(all["meta"]["total"], 3, "a build per firing after an important change, no other: {all:#}");
 }
