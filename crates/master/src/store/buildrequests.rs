@@ -246,6 +246,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_last_request_completes_its_buildset_once_with_the_worst_result() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let r = requests(&store, vec![b, b], 0).await;
+        let bsid = store.build_request(r[0]).await.expect("get").expect("exists").buildsetid;
+        assert_eq!(store.complete_requests_reporting(&[r[0]], FAILURE).await.expect("complete"), Some(vec![]));
+        let done = store.complete_requests_reporting(&[r[1]], SUCCESS).await.expect("complete");
+        assert_eq!(done, Some(vec![CompletedBuildset { bsid, results: FAILURE }]));
+        assert_eq!(store.complete_requests_reporting(&[r[1]], SUCCESS).await.expect("complete"), None);
+        let buildset = store.buildset(bsid).await.expect("get").expect("exists");
+        assert_eq!((buildset.complete, buildset.results), (true, Some(FAILURE)));
+    }
+
+    #[tokio::test]
     async fn claiming_is_all_or_nothing() {
         let (store, _dir) = temp_store().await;
         let b = store.find_or_add_builder("b").await.expect("builder");
