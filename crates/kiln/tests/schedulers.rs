@@ -71,7 +71,7 @@ async fn trigger_steps_wait_or_not_pass_properties_and_source_stamps_and_a_stop_
             &trigger(
                 "trigger",
                 "\"passing\"",
-                "set_properties = { deploy = true, channel = \"beta\" }\ncopy_properties = [\"owner\"]",
+                "set_properties = { deploy = true, channel = \"beta\", scheduler = \"mine\" }\ncopy_properties = [\"owner\"]",
             ),
         )
         .builder("parent-slow", &trigger("trigger", "\"slow\"", "wait_for_finish = true"))

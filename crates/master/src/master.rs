@@ -375,6 +375,8 @@ impl Master {
                 .builderids
                 .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
+        // The scheduler's own property wins over one of the same name (from a trigger step or a force form).
+        buildset.properties.retain(|p| p.name != "scheduler");
         buildset.properties.push(Property {
             name: "scheduler".into(),
             value: serde_json::Value::String(scheduler.to_string()),

@@ -41,6 +41,7 @@ pub(super) async fn run(
         }
     }
     for (name, value) in &step.set_properties {
+        properties.retain(|p: &Property| &p.name != name);
         properties.push(Property { name: name.clone(), value: value.clone(), source: SOURCE.into() });
     }
 
