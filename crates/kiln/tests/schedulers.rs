@@ -15,6 +15,7 @@ use support::kiln::{toml_str, KilnMaster};
 const WAIT: Duration = Duration::from_secs(60);
 const SUCCESS: i64 = 0;
 const FAILURE: i64 = 2;
+const RETRY: i64 = 5;
 const CANCELLED: i64 = 6;
 
 /// Forces `builder` through `force-<builder>` with `params` (and its builder id); returns (buildset, request).
@@ -260,4 +261,38 @@ async fn a_periodic_scheduler_with_only_if_changed_builds_only_after_important_c
     assert_eq!(built(3).await, [Value::Null, json!("r1"), json!("r4")]);
     let all = master.get("buildsets?scheduler=p").await;
     assert_eq!(all["meta"]["total"], 3, "a build per firing after an important change, no other: {all:#}");
+}
+
+#[tokio::test]
+async fn a_clean_stop_does_not_wait_for_triggered_builds_that_cannot_start() {
+    // One build at a time: the child can never start while its parent waits for it.
+    let mut master = KilnMaster::builder()
+        .worker_with_max_builds("w", "pw", 1)
+        .builder(
+            "parent",
+            "[[builder.step]]\nname = \"trigger\"\ntype = \"trigger\"\nschedulers = [\"kids\"]\nwait_for_finish = true",
+        )
+        .builder("child", "[[builder.step]]\ncommand = \"true\"")
+        .extra_toml("[[scheduler]]\nname = \"kids\"\ntype = \"triggerable\"\nbuilders = [\"child\"]\n")
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    let (_, brid) = force(&master, "force-parent", "parent", json!({})).await;
+    let parentid = master.id(&master.wait_builds_of_request(brid, 1).await[0], "buildid");
+    let childset = master.id(&children(&master, parentid, 1).await[0], "bsid");
+    let child_request = master.id(&requests_of(&master, childset).await[0], "buildrequestid");
+
+    let dir = master.master_dir().to_str().expect("a UTF-8 path").to_owned();
+    let args = ["stop", &dir, "--clean", "--timeout", "30"];
+    let (stop, status) =
+        tokio::join!(support::kiln::run_kiln(&args, Duration::from_secs(40)), master.wait_master_exit());
+    assert!(stop.status.success() && status.success(), "{} / {status}", support::kiln::show(&stop));
+
+    master.kill_worker("w", nix::sys::signal::Signal::SIGTERM).await;
+    master.restart().await;
+    let parent = master.build(parentid).await;
+    assert_eq!(master.results(&parent), RETRY, "the parent runs again after the restart: {parent:#}");
+    let child = master.request(child_request).await;
+    assert_eq!(master.results(&child), CANCELLED, "the child that could not start is cancelled: {child:#}");
 }

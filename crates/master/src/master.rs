@@ -437,6 +437,11 @@ impl Master {
         }));
     }
 
+    /// Cancelled when the master begins to stop (cleanly or not).
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.shutting_down
+    }
+
     /// The changes stored from now on, in order.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<Change> {
         self.inner.changes.subscribe()

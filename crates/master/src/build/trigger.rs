@@ -3,7 +3,9 @@
 //!
 //! Without waiting the step ends SUCCESS once everything is submitted. With waiting it ends with the worst result
 //! of the triggered buildsets (each the worst of its builds), and stopping the build while it waits cancels the
-//! triggered requests (a running one has its build stopped), as Buildbot does.
+//! triggered requests (a running one has its build stopped), as Buildbot does. When the master stops while the
+//! step waits, the requests not started yet are cancelled and the step ends RETRY: the build runs again, and
+//! triggers again, after the restart (a clean stop would otherwise wait forever for builds that cannot start).
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +15,7 @@ use super::remote::RemoteOutcome;
 use super::BuildJob;
 use crate::config::TriggerStep;
 use crate::master::Submitted;
-use crate::results::{name as result_name, worst_status, CANCELLED, EXCEPTION, SUCCESS};
+use crate::results::{name as result_name, worst_status, CANCELLED, EXCEPTION, RETRY, SUCCESS};
 use crate::store::{NewBuildset, Property, StoreError};
 
 /// The source of the properties a trigger step gives (Buildbot's).
@@ -91,6 +93,21 @@ pub(super) async fn run(
             return outcome(result);
         }
         tokio::select! {
+            biased;
+            // No new build starts any more: rather than wait for triggered builds that may never run (a clean stop
+            // waits for this build), the build ends RETRY and runs again — and triggers again — after the restart.
+            () = job.master.stopping().cancelled() => {
+                logs.header("the master is stopping: this build runs again after its restart\n").await?;
+                for (_, brid) in triggered.iter().flat_map(|s| &s.requests) {
+                    let queued = store.build_request(*brid).await?.is_some_and(|r| r.claimed_by_masterid.is_none());
+                    if queued {
+                        if let Err(e) = job.master.cancel_request(*brid).await {
+                            logs.header(&format!("could not cancel build request {brid}: {e}\n")).await?;
+                        }
+                    }
+                }
+                return outcome(RETRY);
+            }
             () = stop.cancelled() => {
                 logs.header("stopping: cancelling the triggered build requests\n").await?;
                 for (_, brid) in triggered.iter().flat_map(|s| &s.requests) {
