@@ -61,8 +61,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         println!("  master:     {}", master_dir.display());
         println!("  repository: {}", repo.display());
         println!("  API:        {}", api_url(running.web_address));
-        let submitted =
-            running.master.force("force-demo", None, "kiln demo: first build", Some("demo"), Vec::new()).await?;
+        let mut values = serde_json::Map::new();
+        values.insert("reason".into(), "kiln demo: first build".into());
+        values.insert("owner".into(), "demo".into());
+        let submitted = running.master.force("force-demo", None, &values).await?;
         let brid = submitted.requests.first().map(|(_, brid)| *brid).context("no build request was made")?;
         let web_url = format!("http://{}/", running.web_address);
         let passed = crate::force_cmd::follow_request(&web_url, brid).await?;

@@ -67,9 +67,15 @@ enum Commands {
         scheduler: Option<String>,
         #[arg(long, default_value = "forced from the command line")]
         reason: String,
-        /// A build property, NAME=VALUE (repeatable).
+        /// A build property, NAME=VALUE (repeatable); a parameter of the scheduler's form gets its type there.
         #[arg(long = "property", value_parser = parse_property)]
         properties: Vec<(String, String)>,
+        /// The branch to build (the source stamp's).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The revision to build (the source stamp's).
+        #[arg(long)]
+        revision: Option<String>,
         /// Follow the build, printing its logs; exit 0 on SUCCESS or WARNINGS, 1 otherwise.
         #[arg(long)]
         wait: bool,
@@ -102,7 +108,9 @@ fn main() -> ExitCode {
         Commands::SchedulePreview { dir, from, days } => {
             master_cmd::schedule_preview(&dir, from.as_deref(), days).map(|()| true)
         }
-        Commands::Force { builder, master, scheduler, reason, properties, wait } => {
+        Commands::Force { builder, master, scheduler, reason, mut properties, branch, revision, wait } => {
+            properties.extend(branch.map(|b| ("branch".to_string(), b)));
+            properties.extend(revision.map(|r| ("revision".to_string(), r)));
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }
         Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),

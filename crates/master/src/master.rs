@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,12 +19,12 @@ use crate::changes::git_poller::GitPoller;
 use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
-use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
+use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
-use crate::schedulers::on_change;
 use crate::schedulers::timed::{self, Clock};
-use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
+use crate::schedulers::{dependent, force, on_change};
+use crate::store::{BuildRequest, Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -47,6 +47,8 @@ pub enum ActionError {
     UnknownRequest(i64),
     #[error("build {0} is not running on this master")]
     NotRunning(i64),
+    #[error(transparent)]
+    InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -80,6 +82,8 @@ struct Inner {
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
     changes: broadcast::Sender<Change>,
+    /// Every buildset as it completes, for trigger steps and dependent schedulers.
+    buildsets: broadcast::Sender<CompletedBuildset>,
 }
 
 /// A running master. Cheap to clone.
@@ -164,15 +168,19 @@ impl Master {
             wake: Notify::new(),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
+            buildsets: broadcast::channel(CHANGES_CAPACITY).0,
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         let master = Master { inner: inner.clone() };
-        for def in &inner.config.timed_schedulers {
-            master.start_timed_scheduler(def.clone());
+        let mut schedulers: Vec<_> =
+            inner.config.timed_schedulers.iter().filter_map(|def| master.start_timed_scheduler(def.clone())).collect();
+        schedulers.extend(master.start_change_schedulers());
+        for def in &inner.config.dependent_schedulers {
+            master.start_dependent_scheduler(def.clone());
         }
         // Schedulers subscribe before the sources start, so that no change goes by unseen.
-        master.start_change_schedulers();
+        master.fan_out_changes(schedulers);
         for def in &inner.config.change_sources {
             master.start_change_source(def.clone(), dir);
         }
@@ -180,14 +188,11 @@ impl Master {
         Ok((master, Addresses { workers: worker_address }))
     }
 
-    /// Runs the on-change schedulers until the master stops: every stored change goes to each of them.
-    fn start_change_schedulers(&self) {
-        if self.inner.config.change_schedulers.is_empty() {
-            return;
-        }
+    /// Runs the on-change schedulers until the master stops; returns where to send them the changes.
+    fn start_change_schedulers(&self) -> Vec<mpsc::Sender<Change>> {
         let mut senders = Vec::new();
         for def in &self.inner.config.change_schedulers {
-            let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
+            let (tx, rx) = mpsc::channel(CHANGES_CAPACITY);
             senders.push(tx);
             let master = self.clone();
             let (name, builders) = (def.name.clone(), def.builders.clone());
@@ -200,6 +205,14 @@ impl Master {
                     }
                 }
             }));
+        }
+        senders
+    }
+
+    /// Sends every stored change to each of `senders` (the schedulers that take changes), until the master stops.
+    fn fan_out_changes(&self, senders: Vec<mpsc::Sender<Change>>) {
+        if senders.is_empty() {
+            return;
         }
         let mut changes = self.subscribe_changes();
         let stop = self.inner.shutting_down.clone();
@@ -257,47 +270,41 @@ impl Master {
     /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
     async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
-        let mut builderids = Vec::new();
-        for name in builders {
-            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.clone()))?);
-        }
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
-        let submitted = self
-            .submit(NewBuildset {
-                reason,
-                external_idstring: None,
-                scheduler: Some(scheduler.to_string()),
-                parent_buildid: None,
-                properties: vec![Property {
-                    name: "scheduler".into(),
-                    value: serde_json::Value::String(scheduler.to_string()),
-                    source: "Scheduler".into(),
-                }],
-                builderids,
-                priority: 0,
-                waited_for: false,
-                sourcestamps: vec![last.sourcestamp()],
-            })
-            .await?;
+        let buildset = NewBuildset { reason, sourcestamps: vec![last.sourcestamp()], ..NewBuildset::default() };
+        let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
         Ok(())
     }
 
-    /// Runs a timed scheduler until the master stops: each firing submits a buildset for its builders.
-    fn start_timed_scheduler(&self, def: TimedSchedulerDef) {
+    /// Runs a timed scheduler until the master stops: each firing that builds submits a buildset for its
+    /// builders (with the source stamp of the last change it saw, if it takes changes). Returns where to send it
+    /// the changes if it takes them (`only_if_changed`).
+    fn start_timed_scheduler(&self, def: TimedSchedulerDef) -> Option<mpsc::Sender<Change>> {
         let master = self.clone();
         let (name, builders) = (def.name.clone(), def.builders.clone());
         let stop = self.inner.shutting_down.clone();
-        tokio::spawn(timed::run(def, Clock::System, stop, move |at| {
+        let (tx, rx) = match def.only_if_changed {
+            true => Some(mpsc::channel(CHANGES_CAPACITY)).unzip(),
+            false => (None, None),
+        };
+        let store = self.inner.store.clone();
+        tokio::spawn(timed::run(def, Clock::System, store, rx, stop, move |at, changes| {
             let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
             async move {
-                let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                match master.submit_for(&name, &builders, &reason, Vec::new()).await {
-                    Ok(submitted) => tracing::info!(scheduler = %name, buildset = submitted.buildsetid, "scheduled"),
-                    Err(e) => tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit"),
+                let submitted = if changes.is_empty() {
+                    let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
+                    let buildset = NewBuildset { reason, ..NewBuildset::default() };
+                    master.submit_for(&name, &builders, buildset).await.map(|_| ())
+                } else {
+                    master.submit_changes(&name, &builders, &changes).await
+                };
+                if let Err(e) = submitted {
+                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                 }
             }
         }));
+        tx
     }
 
     pub fn config(&self) -> &MasterConfig {
@@ -321,14 +328,14 @@ impl Master {
         self.inner.builders.get(name).map(|(id, _)| *id)
     }
 
-    /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them).
+    /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them), with
+    /// the values of its form (see [`force::collect`]: `reason`, `owner`, `priority`, the source stamp fields and
+    /// the typed parameters).
     pub async fn force(
         &self,
         scheduler: &str,
         builder: Option<&str>,
-        reason: &str,
-        owner: Option<&str>,
-        properties: Vec<(String, String)>,
+        values: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Submitted, ActionError> {
         let def = self
             .inner
@@ -344,54 +351,39 @@ impl Master {
         if names.is_empty() {
             return Err(ActionError::UnknownBuilder(builder.unwrap_or_default().to_string()));
         }
-        let mut properties: Vec<Property> = properties
-            .into_iter()
-            .map(|(name, value)| Property {
-                name,
-                value: serde_json::Value::String(value),
-                source: "Force Build Form".into(),
-            })
-            .collect();
-        if let Some(owner) = owner {
-            properties.push(Property {
-                name: "owner".into(),
-                value: serde_json::Value::String(owner.to_string()),
-                source: "Force Build Form".into(),
-            });
-        }
-        self.submit_for(scheduler, &names, reason, properties).await
+        let request = force::collect(def, values)?;
+        let buildset = NewBuildset {
+            reason: request.reason,
+            properties: request.properties,
+            priority: request.priority,
+            sourcestamps: request.sourcestamp.into_iter().collect(),
+            ..NewBuildset::default()
+        };
+        self.submit_for(scheduler, &names, buildset).await
     }
 
-    /// Submits a buildset from scheduler `scheduler` for the builders `names`.
+    /// Submits `buildset` (reason, properties, source stamps…) from scheduler `scheduler` for the builders `names`.
     async fn submit_for<S: AsRef<str>>(
         &self,
         scheduler: &str,
         names: &[S],
-        reason: &str,
-        mut properties: Vec<Property>,
+        mut buildset: NewBuildset,
     ) -> Result<Submitted, ActionError> {
-        let mut builderids = Vec::new();
         for name in names {
             let name = name.as_ref();
-            builderids.push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
+            buildset
+                .builderids
+                .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
-        properties.push(Property {
+        // The scheduler's own property wins over one of the same name (from a trigger step or a force form).
+        buildset.properties.retain(|p| p.name != "scheduler");
+        buildset.properties.push(Property {
             name: "scheduler".into(),
             value: serde_json::Value::String(scheduler.to_string()),
             source: "Scheduler".into(),
         });
-        self.submit(NewBuildset {
-            reason: reason.to_string(),
-            external_idstring: None,
-            scheduler: Some(scheduler.to_string()),
-            parent_buildid: None,
-            properties,
-            builderids,
-            priority: 0,
-            waited_for: false,
-            sourcestamps: Vec::new(),
-        })
-        .await
+        buildset.scheduler = Some(scheduler.to_string());
+        self.submit(buildset).await
     }
 
     async fn submit(&self, new: NewBuildset) -> Result<Submitted, ActionError> {
@@ -425,6 +417,44 @@ impl Master {
         // No subscriber is not an error; a lagging one misses old changes but does not hold this up.
         let _ = self.inner.changes.send(change.clone());
         Ok(change)
+    }
+
+    /// Submits a buildset through the triggerable scheduler `scheduler` (for its builders), as a trigger step does.
+    pub async fn trigger(&self, scheduler: &str, buildset: NewBuildset) -> Result<Submitted, ActionError> {
+        let def = self
+            .inner
+            .config
+            .triggerable_schedulers
+            .iter()
+            .find(|s| s.name == scheduler)
+            .ok_or_else(|| ActionError::UnknownScheduler(scheduler.to_string()))?;
+        self.submit_for(scheduler, &def.builders, buildset).await
+    }
+
+    /// The buildsets completed from now on.
+    pub fn subscribe_buildsets(&self) -> broadcast::Receiver<CompletedBuildset> {
+        self.inner.buildsets.subscribe()
+    }
+
+    /// Runs a dependent scheduler until the master stops (see [`dependent::run`]).
+    fn start_dependent_scheduler(&self, def: DependentSchedulerDef) {
+        let master = self.clone();
+        let completed = self.subscribe_buildsets();
+        let stop = self.inner.shutting_down.clone();
+        let (name, builders) = (def.name.clone(), def.builders.clone());
+        tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
+            let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
+            async move {
+                if let Err(e) = master.submit_for(&name, &builders, buildset).await {
+                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                }
+            }
+        }));
+    }
+
+    /// Cancelled when the master begins to stop (cleanly or not).
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.shutting_down
     }
 
     /// The changes stored from now on, in order.
@@ -474,7 +504,7 @@ impl Master {
             return Ok(());
         }
         if store.claim_requests(&[brid], self.inner.masterid).await? {
-            store.complete_requests(&[brid], CANCELLED).await?;
+            complete_requests(&self.inner, brid, CANCELLED).await?;
             return Ok(());
         }
         let buildid = lock(&self.inner.running).iter().find(|(_, r)| r.brid == brid).map(|(id, _)| *id);
@@ -604,7 +634,8 @@ async fn start_build(
     tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop };
+        let master = Master { inner: inner.clone() };
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop, master };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {
@@ -631,6 +662,20 @@ async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Re
     if result == RETRY {
         inner.store.unclaim_requests(&[brid], inner.masterid).await
     } else {
-        inner.store.complete_requests(&[brid], result).await.map(|_| ())
+        complete_requests(inner, brid, result).await
     }
+}
+
+/// Completes request `brid` and tells the subscribers about the buildset it completes, if it does.
+async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> Result<(), StoreError> {
+    for completed in inner.store.complete_requests_reporting(&[brid], result).await?.unwrap_or_default() {
+        tracing::info!(
+            buildset = completed.bsid,
+            result = result_name(completed.results).unwrap_or("?"),
+            "buildset complete"
+        );
+        // No subscriber is not an error.
+        let _ = inner.buildsets.send(completed);
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 mod logs;
 mod remote;
 pub mod result;
+mod trigger;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct BuildJob {
     pub buildid: i64,
     /// Cancelled to stop the build: the running command is interrupted, the build ends CANCELLED.
     pub stop: CancellationToken,
+    /// The master, for the steps that act through it (`trigger`).
+    pub master: crate::master::Master,
 }
 
 /// Runs the build's steps and returns its result (the caller stores it).
@@ -127,6 +130,7 @@ async fn run_step(
             };
             (Command::DownloadFile(args), CommandIo::Download { source: Box::new(source) })
         }
+        StepDef::Trigger(step) => return trigger::run(job, step, logs, stop).await,
     };
     remote::run(conn, command, io, &builder.name, logs, stop, zero_is_success).await
 }

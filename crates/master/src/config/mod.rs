@@ -25,10 +25,14 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
 mod changes;
+mod force;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
-pub use schedulers::{ChangeFilterDef, ChangeSchedulerDef, TimedSchedulerDef, Timing};
-pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
+pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
+pub use schedulers::{
+    ChangeFilterDef, ChangeSchedulerDef, DependentSchedulerDef, TimedSchedulerDef, Timing, TriggerableSchedulerDef,
+};
+pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -59,6 +63,10 @@ pub struct MasterConfig {
     pub timed_schedulers: Vec<TimedSchedulerDef>,
     /// Schedulers that build changes (`[[scheduler]]` with `type = "on_change"`).
     pub change_schedulers: Vec<ChangeSchedulerDef>,
+    /// Schedulers that `trigger` steps submit to (`type = "triggerable"`).
+    pub triggerable_schedulers: Vec<TriggerableSchedulerDef>,
+    /// Schedulers that follow another's successful buildsets (`type = "dependent"`).
+    pub dependent_schedulers: Vec<DependentSchedulerDef>,
     /// Pollers the master runs (`[[change_source]]`).
     pub change_sources: Vec<ChangeSourceDef>,
     /// Webhook endpoints the web listener serves (`[change_hooks.*]`).
@@ -164,6 +172,10 @@ pub struct ForceSchedulerDef {
     pub builders: Vec<String>,
     /// The text of its button in the web UI.
     pub label: String,
+    /// The reason the form starts with.
+    pub reason: String,
+    /// The typed fields of its form (besides the built-in reason, owner, priority and source stamp fields).
+    pub parameters: Vec<ForceParameter>,
 }
 
 impl MasterConfig {
@@ -195,7 +207,7 @@ impl MasterConfig {
             match step {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
-                StepDef::Shell(_) => {}
+                StepDef::Shell(_) | StepDef::Trigger(_) => {}
             }
         }
     }

@@ -25,6 +25,8 @@ const DEFAULT_WEB_ADDRESS: &str = "127.0.0.1:8010";
 const DEFAULT_PING_INTERVAL_SECONDS: u64 = 10;
 const DEFAULT_PING_TIMEOUT_SECONDS: u64 = 30;
 const DEFAULT_WORKDIR: &str = "build";
+/// The reason a force scheduler's form starts with (Buildbot's).
+const DEFAULT_FORCE_REASON: &str = "force build";
 
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
@@ -115,6 +117,9 @@ struct RawForceScheduler {
     name: Spanned<String>,
     builders: Spanned<Vec<Spanned<String>>>,
     label: Option<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    parameter: Vec<super::force::RawParameter>,
 }
 
 /// The top-level keys and sections, checked.
@@ -154,8 +159,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
-    let (timed_schedulers, change_schedulers) =
+    let schedulers =
         super::schedulers::read_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
+    check_trigger_steps(&builders, &schedulers.triggerable, &mut problems);
     let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
 
     match settings {
@@ -168,12 +174,31 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             workers,
             builders,
             force_schedulers,
-            timed_schedulers,
-            change_schedulers,
+            timed_schedulers: schedulers.timed,
+            change_schedulers: schedulers.on_change,
+            triggerable_schedulers: schedulers.triggerable,
+            dependent_schedulers: schedulers.dependent,
             change_sources,
             change_hooks: settings.change_hooks,
         }),
         _ => Err(problems.into_error()),
+    }
+}
+
+/// Checks that the trigger steps name triggerable schedulers.
+fn check_trigger_steps(
+    builders: &[BuilderDef],
+    triggerable: &[super::TriggerableSchedulerDef],
+    problems: &mut Problems<'_>,
+) {
+    let names: BTreeSet<String> = triggerable.iter().map(|s| s.name.clone()).collect();
+    for builder in builders {
+        for step in &builder.steps {
+            if let super::StepDef::Trigger(trigger) = step {
+                let context = format!("builder '{}', step '{}'", builder.name, step.name());
+                super::step::check_trigger_targets(trigger, &context, &names, problems);
+            }
+        }
     }
 }
 
@@ -482,11 +507,14 @@ fn read_force_schedulers(
             name_valid = false;
         }
         let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
-        if name_valid && builders_valid {
+        let parameters = super::force::check_parameters(raw.parameter, &context, problems);
+        if let (true, true, Some(parameters)) = (name_valid, builders_valid, parameters) {
             let name = raw.name.into_inner();
             schedulers.push(ForceSchedulerDef {
                 builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 label: raw.label.unwrap_or_else(|| name.clone()),
+                reason: raw.reason.unwrap_or_else(|| DEFAULT_FORCE_REASON.to_owned()),
+                parameters,
                 name,
             });
         }
@@ -494,6 +522,8 @@ fn read_force_schedulers(
     schedulers.extend(implicit.into_iter().map(|(name, builder)| ForceSchedulerDef {
         builders: vec![builder.to_owned()],
         label: name.clone(),
+        reason: DEFAULT_FORCE_REASON.to_owned(),
+        parameters: Vec::new(),
         name,
     }));
     schedulers

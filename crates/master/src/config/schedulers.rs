@@ -19,6 +19,13 @@ pub struct TimedSchedulerDef {
     pub name: String,
     pub builders: Vec<String>,
     pub timing: Timing,
+    /// Build at a firing only if an important change that passes `filter` came since the previous firing
+    /// (Buildbot's `onlyIfChanged`; the very first firing always builds).
+    pub only_if_changed: bool,
+    /// The changes an `only_if_changed` scheduler counts.
+    pub filter: ChangeFilterDef,
+    /// Glob patterns of the files that make a change important; empty: every change is.
+    pub files: Vec<String>,
 }
 
 /// When a timed scheduler fires.
@@ -56,6 +63,32 @@ pub struct ChangeFilterDef {
     pub project: Option<String>,
     pub category: Option<String>,
     pub codebase: Option<String>,
+}
+
+/// `type = "triggerable"`: builds only when a `trigger` step asks (Buildbot's `Triggerable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerableSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+}
+
+/// `type = "dependent"`: builds the source stamps of each buildset of `upstream` that ends SUCCESS or WARNINGS
+/// (Buildbot's `Dependent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependentSchedulerDef {
+    pub name: String,
+    pub builders: Vec<String>,
+    /// The scheduler whose buildsets it follows.
+    pub upstream: String,
+}
+
+/// Every `[[scheduler]]`, by kind.
+#[derive(Debug, Default)]
+pub(super) struct Schedulers {
+    pub(super) timed: Vec<TimedSchedulerDef>,
+    pub(super) on_change: Vec<ChangeSchedulerDef>,
+    pub(super) triggerable: Vec<TriggerableSchedulerDef>,
+    pub(super) dependent: Vec<DependentSchedulerDef>,
 }
 
 /// A calendar field as written: a number (`hour = 3`) or a spec (`day_of_week = "mon,wed,fri"`).
@@ -101,11 +134,14 @@ struct RawScheduler {
     #[serde(default)]
     only_important: bool,
     tree_stable_timer: Option<u64>,
+    #[serde(default)]
+    only_if_changed: bool,
+    upstream: Option<Spanned<String>>,
 }
 
 impl RawScheduler {
-    /// Whether any key of the on-change kind is set.
-    fn has_change_keys(&self) -> bool {
+    /// Whether any key of a change filter (or `files`) is set.
+    fn has_filter_keys(&self) -> bool {
         self.repository.is_some()
             || self.branch.is_some()
             || self.branches.is_some()
@@ -114,8 +150,33 @@ impl RawScheduler {
             || self.category.is_some()
             || self.codebase.is_some()
             || self.files.is_some()
-            || self.only_important
-            || self.tree_stable_timer.is_some()
+    }
+
+    /// Checks the change filter keys and `files`, and takes them out: (filter, files).
+    fn take_filter(&mut self, context: &str, problems: &mut Problems<'_>) -> Option<(ChangeFilterDef, Vec<String>)> {
+        let mut valid = true;
+        if self.branch.is_some() && (self.branches.is_some() || self.branch_pattern.is_some()) {
+            let span = self.name.span();
+            problems.add(span, Some(context), "branch", "give one of branch, branches, branch_pattern");
+            valid = false;
+        }
+        for pattern in self.branch_pattern.iter().chain(self.files.iter().flatten()) {
+            if let Err(e) = glob::Pattern::new(pattern.get_ref()) {
+                let message = format!("'{}' is not a glob pattern: {e}", pattern.get_ref());
+                problems.add(pattern.span(), Some(context), "files", message);
+                valid = false;
+            }
+        }
+        let filter = ChangeFilterDef {
+            repository: self.repository.take(),
+            branches: self.branches.take().or(self.branch.take().map(|b| vec![b])),
+            branch_pattern: self.branch_pattern.take().map(Spanned::into_inner),
+            project: self.project.take(),
+            category: self.category.take(),
+            codebase: self.codebase.take(),
+        };
+        let files = self.files.take().into_iter().flatten().map(Spanned::into_inner).collect();
+        valid.then_some((filter, files))
     }
 }
 
@@ -125,23 +186,80 @@ pub(super) fn read_schedulers(
     builder_names: &BTreeSet<String>,
     names: &mut BTreeSet<String>,
     problems: &mut Problems<'_>,
-) -> (Vec<TimedSchedulerDef>, Vec<ChangeSchedulerDef>) {
+) -> Schedulers {
     let mut schedulers = Vec::new();
     let mut on_change = Vec::new();
+    let mut triggerable = Vec::new();
+    // Dependent schedulers, with where their upstream is written: checked once every name is known.
+    let mut dependent = Vec::new();
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("scheduler", declared.as_deref(), index);
         let span = table.span();
-        let Some(raw) = read::<RawScheduler>(table, problems, Some(&context), "scheduler") else { continue };
+        let Some(mut raw) = read::<RawScheduler>(table, problems, Some(&context), "scheduler") else { continue };
         let name_valid = check_name(&raw.name, names, &context, "scheduler", problems);
         let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
         let calendar_keys = [&raw.minute, &raw.hour, &raw.day_of_month, &raw.month, &raw.day_of_week];
         let has_fields = calendar_keys.iter().any(|key| key.is_some());
-        if raw.kind.get_ref() != "on_change" && raw.has_change_keys() {
-            let message = "change filter keys are for on_change schedulers";
+        let kind = raw.kind.get_ref().as_str();
+        if kind == "triggerable" || kind == "dependent" {
+            let other_keys = has_fields
+                || raw.cron.is_some()
+                || raw.time_zone.is_some()
+                || raw.interval.is_some()
+                || raw.has_filter_keys()
+                || raw.only_important
+                || raw.tree_stable_timer.is_some()
+                || raw.only_if_changed;
+            if other_keys {
+                let message = format!("a {kind} scheduler takes only name, type, builders (and upstream if dependent)");
+                problems.add(span.clone(), Some(&context), "type", message);
+                continue;
+            }
+            let upstream = raw.upstream.clone();
+            let builders = raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect();
+            let name = raw.name.into_inner();
+            match (kind, upstream) {
+                ("triggerable", None) if name_valid && builders_valid => {
+                    triggerable.push(TriggerableSchedulerDef { name, builders })
+                }
+                ("triggerable", Some(upstream)) => {
+                    problems.add(upstream.span(), Some(&context), "upstream", "only a dependent scheduler has one");
+                }
+                ("dependent", None) => {
+                    problems.add(span.clone(), Some(&context), "upstream", "a dependent scheduler needs an upstream");
+                }
+                ("dependent", Some(upstream)) if name_valid && builders_valid => {
+                    dependent.push((
+                        DependentSchedulerDef { name, builders, upstream: upstream.get_ref().clone() },
+                        upstream,
+                    ));
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(upstream) = &raw.upstream {
+            problems.add(upstream.span(), Some(&context), "upstream", "only a dependent scheduler has one");
+            continue;
+        }
+        let on_change_only = raw.only_important || raw.tree_stable_timer.is_some();
+        if raw.kind.get_ref() != "on_change" && on_change_only {
+            let message = "only_important and tree_stable_timer are for on_change schedulers";
             problems.add(span.clone(), Some(&context), "type", message);
             continue;
         }
+        if raw.kind.get_ref() != "on_change" && raw.has_filter_keys() && !raw.only_if_changed {
+            let message = "change filter keys are for on_change schedulers and timed ones with only_if_changed = true";
+            problems.add(span.clone(), Some(&context), "type", message);
+            continue;
+        }
+        if raw.kind.get_ref() == "on_change" && raw.only_if_changed {
+            let message = "only_if_changed is for nightly and periodic schedulers";
+            problems.add(span.clone(), Some(&context), "only_if_changed", message);
+            continue;
+        }
+        let Some((filter, files)) = raw.take_filter(&context, problems) else { continue };
         let timing = match raw.kind.get_ref().as_str() {
             "on_change" => {
                 if has_fields || raw.cron.is_some() || raw.time_zone.is_some() || raw.interval.is_some() {
@@ -149,36 +267,13 @@ pub(super) fn read_schedulers(
                     problems.add(span.clone(), Some(&context), "type", message);
                     continue;
                 }
-                let mut valid = name_valid && builders_valid;
-                if raw.branch.is_some() && (raw.branches.is_some() || raw.branch_pattern.is_some()) {
-                    problems.add(
-                        span.clone(),
-                        Some(&context),
-                        "branch",
-                        "give one of branch, branches, branch_pattern",
-                    );
-                    valid = false;
-                }
-                for pattern in raw.branch_pattern.iter().chain(raw.files.iter().flatten()) {
-                    if let Err(e) = glob::Pattern::new(pattern.get_ref()) {
-                        let message = format!("'{}' is not a glob pattern: {e}", pattern.get_ref());
-                        problems.add(pattern.span(), Some(&context), "files", message);
-                        valid = false;
-                    }
-                }
+                let valid = name_valid && builders_valid;
                 if valid {
                     on_change.push(ChangeSchedulerDef {
                         name: raw.name.into_inner(),
                         builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
-                        filter: ChangeFilterDef {
-                            repository: raw.repository,
-                            branches: raw.branches.or(raw.branch.map(|b| vec![b])),
-                            branch_pattern: raw.branch_pattern.map(Spanned::into_inner),
-                            project: raw.project,
-                            category: raw.category,
-                            codebase: raw.codebase,
-                        },
-                        files: raw.files.into_iter().flatten().map(Spanned::into_inner).collect(),
+                        filter,
+                        files,
                         only_important: raw.only_important,
                         tree_stable_timer: raw.tree_stable_timer.filter(|s| *s > 0).map(Duration::from_secs),
                     });
@@ -241,7 +336,9 @@ pub(super) fn read_schedulers(
                 }
             },
             other => {
-                let message = format!("unknown scheduler type '{other}' (known: on_change, nightly, periodic)");
+                let message = format!(
+                    "unknown scheduler type '{other}' (known: on_change, nightly, periodic, triggerable, dependent)"
+                );
                 problems.add(raw.kind.span(), Some(&context), "type", message);
                 None
             }
@@ -251,8 +348,22 @@ pub(super) fn read_schedulers(
                 name: raw.name.into_inner(),
                 builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 timing,
+                only_if_changed: raw.only_if_changed,
+                filter,
+                files,
             });
         }
     }
-    (schedulers, on_change)
+    let mut dependents = Vec::new();
+    for (def, upstream) in dependent {
+        let context = context_of("scheduler", Some(&def.name), 0);
+        if def.upstream == def.name {
+            problems.add(upstream.span(), Some(&context), "upstream", "a scheduler cannot follow itself");
+        } else if !names.contains(&def.upstream) {
+            problems.add(upstream.span(), Some(&context), "upstream", format!("unknown scheduler '{}'", def.upstream));
+        } else {
+            dependents.push(def);
+        }
+    }
+    Schedulers { timed: schedulers, on_change, triggerable, dependent: dependents }
 }

@@ -96,7 +96,13 @@ fn every_default() {
     assert!(builder.force_scheduler);
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "force-test".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "force-test".into(),
+            reason: "force build".into(),
+            parameters: vec![]
+        }]
     );
 
     let step = shell(&builder.steps[0]);
@@ -277,7 +283,13 @@ fn builders_without_force_scheduler_free_the_name() {
         load(&format!("{text}\n[[force_scheduler]]\nname = \"force-test\"\nbuilders = [\"test\"]\nlabel = \"Go\"\n"));
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "Go".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "Go".into(),
+            reason: "force build".into(),
+            parameters: vec![]
+        }]
     );
 }
 
@@ -403,7 +415,9 @@ const KEYS: &[(&str, &[&str])] = &[
             "mode",
         ],
     ),
-    ("`[[force_scheduler]]`", &["name", "builders", "label"]),
+    ("Trigger steps", &["schedulers", "wait_for_finish", "set_properties", "copy_properties", "always_use_latest"]),
+    ("`[[force_scheduler]]`", &["name", "builders", "label", "reason"]),
+    ("`[[force_scheduler.parameter]]`", &["name", "type", "label", "default", "required", "choices", "regex"]),
     (
         "`[[scheduler]]`",
         &[
@@ -428,6 +442,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "files",
             "only_important",
             "tree_stable_timer",
+            "only_if_changed",
+            "upstream",
         ],
     ),
     (
@@ -476,6 +492,86 @@ fn timed_schedulers() {
     let calendar = problems.iter().find(|p| p.key.as_deref() == Some("calendar")).expect("calendar problem");
     assert!(calendar.message.contains("xyz"), "{calendar:?}");
     assert!(calendar.line > 0);
+}
+
+#[test]
+fn only_if_changed_takes_the_change_filter_keys() {
+    let text = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"n\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nhour = 3\n\
+         only_if_changed = true\nbranch = \"main\"\nfiles = [\"src/**\"]\n"
+    );
+    let config = load(&text);
+    let timed = &config.timed_schedulers[0];
+    assert!(timed.only_if_changed);
+    assert_eq!(timed.filter.branches, Some(vec!["main".to_string()]));
+    assert_eq!(timed.files, ["src/**"]);
+
+    let bad = format!(
+        "{MINIMAL}\n[[scheduler]]\nname = \"a\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nbranch = \"main\"\n\
+         \n[[scheduler]]\nname = \"b\"\ntype = \"on_change\"\nbuilders = [\"test\"]\nonly_if_changed = true\n\
+         \n[[scheduler]]\nname = \"c\"\ntype = \"periodic\"\nbuilders = [\"test\"]\ninterval = 5\n\
+         only_if_changed = true\ntree_stable_timer = 5\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["type", "only_if_changed", "type"], "{problems:?}");
+}
+
+#[test]
+fn force_parameters_are_checked() {
+    let text = format!(
+        "{MINIMAL}\n[[force_scheduler]]\nname = \"f\"\nbuilders = [\"test\"]\nreason = \"why\"\n\
+         [[force_scheduler.parameter]]\nname = \"jobs\"\ntype = \"int\"\ndefault = 4\n\
+         [[force_scheduler.parameter]]\nname = \"mode\"\ntype = \"choice\"\nchoices = [\"a\", \"b\"]\n"
+    );
+    let config = load(&text);
+    let def = &config.force_schedulers[0];
+    assert_eq!(def.reason, "why");
+    assert_eq!(def.parameters[0].kind, ParameterType::Int);
+    assert_eq!(def.parameters[0].default, serde_json::json!(4));
+    assert_eq!(def.parameters[1].default, serde_json::json!("a"));
+
+    let bad = format!(
+        "{MINIMAL}\n[[force_scheduler]]\nname = \"f\"\nbuilders = [\"test\"]\n\
+         [[force_scheduler.parameter]]\nname = \"branch\"\ntype = \"string\"\n\
+         [[force_scheduler.parameter]]\nname = \"n\"\ntype = \"int\"\ndefault = \"x\"\n\
+         [[force_scheduler.parameter]]\nname = \"c\"\ntype = \"choice\"\n\
+         [[force_scheduler.parameter]]\nname = \"r\"\ntype = \"string\"\nregex = \"(\"\n\
+         [[force_scheduler.parameter]]\nname = \"t\"\ntype = \"date\"\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["name", "default", "choices", "regex", "type"], "{problems:?}");
+    assert!(problems[1].message.contains("int"), "{:?}", problems[1]);
+}
+
+#[test]
+fn trigger_steps_and_triggerable_and_dependent_schedulers() {
+    let text = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"trigger\"\n  schedulers = [\"t\"]\n  wait_for_finish = true\n\
+         \x20 set_properties = {{ a = 1, b = \"x\" }}\n  copy_properties = [\"owner\"]\n\
+         \n[[scheduler]]\nname = \"t\"\ntype = \"triggerable\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"d\"\ntype = \"dependent\"\nupstream = \"t\"\nbuilders = [\"test\"]\n"
+    );
+    let config = load(&text);
+    let StepDef::Trigger(trigger) = config.builders[0].steps.last().expect("a step") else { panic!("trigger") };
+    assert_eq!(trigger.schedulers, ["t"]);
+    assert!(trigger.wait_for_finish);
+    assert_eq!(trigger.set_properties["a"], serde_json::json!(1));
+    assert_eq!(trigger.options.name, "trigger t");
+    assert_eq!(config.triggerable_schedulers[0].name, "t");
+    assert_eq!(config.dependent_schedulers[0].upstream, "t");
+
+    let bad = format!(
+        "{MINIMAL}  [[builder.step]]\n  type = \"trigger\"\n  schedulers = [\"force-test\"]\n\
+         \n[[scheduler]]\nname = \"d\"\ntype = \"dependent\"\nupstream = \"nope\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"e\"\ntype = \"dependent\"\nbuilders = [\"test\"]\n\
+         \n[[scheduler]]\nname = \"t\"\ntype = \"triggerable\"\nbuilders = [\"test\"]\nhour = 3\n"
+    );
+    let problems = problems(&bad);
+    let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
+    assert_eq!(keys, ["schedulers", "upstream", "upstream", "type"], "{problems:?}");
+    assert!(problems[0].message.contains("'force-test' is not a triggerable scheduler"), "{:?}", problems[0]);
 }
 
 #[test]

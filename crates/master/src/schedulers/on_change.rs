@@ -15,16 +15,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::state_name;
 use crate::config::{ChangeFilterDef, ChangeSchedulerDef};
 use crate::store::{Change, Store};
 
 /// The object-state key of the changes waiting for a tree-stable timer.
 pub const WAITING_KEY: &str = "waiting";
-
-/// The object-state name of the scheduler `name`.
-pub fn state_name(name: &str) -> String {
-    format!("scheduler:{name}")
-}
 
 /// A change filter with its patterns compiled.
 #[derive(Debug, Clone)]
@@ -48,6 +44,30 @@ impl ChangeFilter {
             && same(&self.def.category, change.category.as_deref().unwrap_or(""))
             && self.def.branches.as_ref().is_none_or(|names| names.iter().any(|n| n == branch))
             && self.branch_pattern.as_ref().is_none_or(|p| p.matches(branch))
+    }
+}
+
+/// What a scheduler makes of a change: whether it passes the filter, and whether it is important (touches one of
+/// the important files; every change is when there are none — Buildbot's `fileIsImportant`).
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    filter: ChangeFilter,
+    files: Vec<glob::Pattern>,
+}
+
+impl Classifier {
+    pub fn new(filter: &ChangeFilterDef, files: &[String]) -> Classifier {
+        let files = files.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        Classifier { filter: ChangeFilter::new(filter), files }
+    }
+
+    /// `None` if the change does not pass the filter, else whether it is important.
+    pub fn classify(&self, change: &Change) -> Option<bool> {
+        if !self.filter.matches(change) {
+            return None;
+        }
+        let files = &self.files;
+        Some(files.is_empty() || change.files.iter().any(|f| files.iter().any(|p| p.matches(f))))
     }
 }
 
@@ -147,10 +167,7 @@ pub async fn run<F, Fut>(
     F: FnMut(Vec<Change>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let filter = ChangeFilter::new(&def.filter);
-    let files: Vec<glob::Pattern> = def.files.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
-    let important =
-        |change: &Change| files.is_empty() || change.files.iter().any(|f| files.iter().any(|p| p.matches(f)));
+    let classifier = Classifier::new(&def.filter, &def.files);
     let state = state_name(&def.name);
     // Without a timer any more (the config changed), what was waiting is built at once.
     let mut waiting = load_waiting(&store, &state, def.tree_stable_timer.unwrap_or_default()).await;
@@ -176,10 +193,7 @@ pub async fn run<F, Fut>(
             }
             received = changes.recv() => {
                 let Some(scheduled) = received else { return };
-                if !filter.matches(&scheduled) {
-                    continue;
-                }
-                let is_important = important(&scheduled);
+                let Some(is_important) = classifier.classify(&scheduled) else { continue };
                 if !is_important && def.only_important {
                     continue;
                 }
@@ -210,41 +224,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::changes::NewChange;
+    use crate::schedulers::testing::{barrier, change, hold_clock, stored};
     use crate::store::testing::temp_store;
-
-    fn change(id: i64, branch: &str, files: &[&str]) -> Change {
-        Change {
-            id,
-            author: "a <a@example.org>".into(),
-            committer: None,
-            comments: format!("change {id}"),
-            files: files.iter().map(|f| f.to_string()).collect(),
-            revision: Some(format!("rev{id}")),
-            branch: Some(branch.into()),
-            repository: "repo".into(),
-            project: String::new(),
-            codebase: String::new(),
-            category: None,
-            when_timestamp: 0,
-            properties: Default::default(),
-            sourcestampid: id,
-        }
-    }
-
-    /// A change stored in `store`, as the scheduler receives it.
-    async fn stored(store: &Store, revision: &str, branch: &str, files: &[&str]) -> Change {
-        let new = NewChange {
-            author: "a <a@example.org>".into(),
-            files: files.iter().map(|f| f.to_string()).collect(),
-            revision: Some(revision.into()),
-            branch: Some(branch.into()),
-            repository: "repo".into(),
-            ..NewChange::default()
-        };
-        let id = store.add_change(&new).await.expect("add change");
-        store.change(id).await.expect("get change").expect("stored")
-    }
 
     /// Every test change is of `repo`: the scheduler ignores others (see [`barrier`]).
     fn scheduler(timer: Option<u64>, files: &[&str], branches: Option<&[&str]>) -> ChangeSchedulerDef {
@@ -259,35 +240,6 @@ mod tests {
             files: files.iter().map(|f| f.to_string()).collect(),
             only_important: false,
             tree_stable_timer: timer.map(Duration::from_secs),
-        }
-    }
-
-    /// Keeps the paused clock from advancing by itself while the runtime waits for SQLite (whose work happens
-    /// on threads tokio does not see): time then moves only by `tokio::time::advance`. Stops when dropped.
-    struct HeldClock(tokio::task::JoinHandle<()>);
-
-    impl Drop for HeldClock {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-
-    fn hold_clock() -> HeldClock {
-        HeldClock(tokio::spawn(async {
-            loop {
-                tokio::task::yield_now().await;
-            }
-        }))
-    }
-
-    /// Returns once the scheduler has done all it had to (loading, a change, a due timer, with their writes):
-    /// on a channel of one slot, the second of two ignored changes goes in only when the scheduler came back
-    /// for the first, after everything sent or due before.
-    async fn barrier(tx: &mpsc::Sender<Change>) {
-        for _ in 0..2 {
-            let mut ignored = change(0, "main", &[]);
-            ignored.repository = "elsewhere".into();
-            tx.send(ignored).await.expect("scheduler running");
         }
     }
 

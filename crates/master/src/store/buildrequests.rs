@@ -129,6 +129,15 @@ impl Store {
     /// is already complete or does not exist. RETRY is refused: a request that must run again is unclaimed,
     /// not completed. Buildsets whose requests are then all complete are completed too.
     pub async fn complete_requests(&self, brids: &[i64], results: i32) -> Result<bool, StoreError> {
+        Ok(self.complete_requests_reporting(brids, results).await?.is_some())
+    }
+
+    /// [`Store::complete_requests`], returning the buildsets it completed (`None` when it changed nothing).
+    pub async fn complete_requests_reporting(
+        &self,
+        brids: &[i64],
+        results: i32,
+    ) -> Result<Option<Vec<CompletedBuildset>>, StoreError> {
         const OP: &str = "complete build requests";
         if results == results::RETRY || results::name(results).is_none() {
             return Err(StoreError::InvalidResult { op: OP, results });
@@ -152,44 +161,55 @@ impl Store {
                 Some(bsid) => buildsets.push(bsid),
                 None => {
                     tx.rollback().await.context(op)?;
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
         buildsets.sort_unstable();
         buildsets.dedup();
+        let mut completed = Vec::new();
         for bsid in buildsets {
-            maybe_complete_buildset(&mut tx, bsid, complete_at)
+            let results = maybe_complete_buildset(&mut tx, bsid, complete_at)
                 .await
                 .context(|| format!("{}: buildset {bsid}", op()))?;
+            completed.extend(results.map(|results| CompletedBuildset { bsid, results }));
         }
         tx.commit().await.context(op)?;
-        Ok(true)
+        Ok(Some(completed))
     }
 }
 
-/// Completes buildset `bsid` with the worst result of its requests if they are all complete.
+/// A buildset whose last request just completed, with the worst result of its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedBuildset {
+    pub bsid: i64,
+    pub results: i32,
+}
+
+/// Completes buildset `bsid` with the worst result of its requests if they are all complete; returns that result
+/// if this call completed it.
 async fn maybe_complete_buildset(
     tx: &mut Transaction<'static, Sqlite>,
     bsid: i64,
     complete_at: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<i32>, sqlx::Error> {
     let rows: Vec<(i16, Option<i32>)> =
         sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = ?")
             .bind(bsid)
             .fetch_all(&mut **tx)
             .await?;
     if rows.iter().any(|&(complete, _)| complete == 0) {
-        return Ok(());
+        return Ok(None);
     }
     let worst = rows.iter().filter_map(|&(_, r)| r).fold(results::SUCCESS, worst_status);
-    sqlx::query("UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ? AND complete = 0")
-        .bind(complete_at)
-        .bind(worst)
-        .bind(bsid)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let done =
+        sqlx::query("UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ? AND complete = 0")
+            .bind(complete_at)
+            .bind(worst)
+            .bind(bsid)
+            .execute(&mut **tx)
+            .await?;
+    Ok((done.rows_affected() > 0).then_some(worst))
 }
 
 #[cfg(test)]
@@ -223,6 +243,20 @@ mod tests {
         assert!(store.complete_requests(&[done], SUCCESS).await.expect("complete"));
         let ids: Vec<i64> = store.unclaimed_requests(b).await.expect("unclaimed").iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![high2, low, low2], "claimed and complete requests are not offered");
+    }
+
+    #[tokio::test]
+    async fn the_last_request_completes_its_buildset_once_with_the_worst_result() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let r = requests(&store, vec![b, b], 0).await;
+        let bsid = store.build_request(r[0]).await.expect("get").expect("exists").buildsetid;
+        assert_eq!(store.complete_requests_reporting(&[r[0]], FAILURE).await.expect("complete"), Some(vec![]));
+        let done = store.complete_requests_reporting(&[r[1]], SUCCESS).await.expect("complete");
+        assert_eq!(done, Some(vec![CompletedBuildset { bsid, results: FAILURE }]));
+        assert_eq!(store.complete_requests_reporting(&[r[1]], SUCCESS).await.expect("complete"), None);
+        let buildset = store.buildset(bsid).await.expect("get").expect("exists");
+        assert_eq!((buildset.complete, buildset.results), (true, Some(FAILURE)));
     }
 
     #[tokio::test]

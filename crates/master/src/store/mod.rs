@@ -26,7 +26,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
-pub use buildrequests::BuildRequest;
+pub use buildrequests::{BuildRequest, CompletedBuildset};
 pub use builds::{Build, RestartCleanup};
 pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
 pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};

@@ -253,11 +253,22 @@ pub(super) async fn buildrequest_builds(State(m): State<Master>, Path(r): Path<S
 }
 
 pub(super) async fn buildsets(State(m): State<Master>, params: Params) -> ApiResult {
-    list::<Buildset>(&m, &params, Vec::new()).await
+    with_sourcestamps(&m, list::<Buildset>(&m, &params, Vec::new()).await?).await
 }
 
 pub(super) async fn buildset(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
-    one::<Buildset>(&m, &params, vec![("bsid", FilterValue::Int(id(&b, "buildset")?))]).await
+    with_sourcestamps(&m, one::<Buildset>(&m, &params, vec![("bsid", FilterValue::Int(id(&b, "buildset")?))]).await?)
+        .await
+}
+
+/// Adds Buildbot's `sourcestamps` to each listed buildset that shows its `bsid`.
+async fn with_sourcestamps(m: &Master, mut body: Json<Value>) -> ApiResult {
+    let Some(items) = body.0.get_mut("buildsets").and_then(Value::as_array_mut) else { return Ok(body) };
+    for item in items {
+        let Some(bsid) = item.get("bsid").and_then(Value::as_i64) else { continue };
+        item["sourcestamps"] = render::sourcestamps(&m.store().buildset_sourcestamps(bsid).await?);
+    }
+    Ok(body)
 }
 
 pub(super) async fn buildset_properties(State(m): State<Master>, Path(b): Path<String>) -> ApiResult {

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{BuilderDef, ForceSchedulerDef};
 use crate::master::Master;
-use crate::store::{Build, BuildRequest, Buildset, Change, Log, Property, Resource, Step, Worker};
+use crate::store::{Build, BuildRequest, Buildset, Change, Log, Property, Resource, SourceStamp, Step, Worker};
 
 /// A store resource the API lists: its collection's name, its singular for messages and its JSON.
 pub(super) trait ApiResource: Resource {
@@ -217,12 +217,28 @@ pub(super) fn forcescheduler(def: &ForceSchedulerDef) -> Value {
         "label": def.label,
         "button_name": def.label,
         "enabled": true,
-        "all_fields": [],
+        "all_fields": crate::schedulers::force::spec(def),
     })
 }
 
 /// The fields of force schedulers that can be filtered and ordered by.
 pub(super) const FORCESCHEDULER_FIELDS: &[&str] = &["name", "label"];
+
+/// A buildset's source stamps as Buildbot shows them (without their ids, which the store does not return).
+pub(super) fn sourcestamps(sourcestamps: &[SourceStamp]) -> Value {
+    sourcestamps
+        .iter()
+        .map(|ss| {
+            json!({
+                "branch": ss.branch,
+                "revision": ss.revision,
+                "repository": ss.repository,
+                "project": ss.project,
+                "codebase": ss.codebase,
+            })
+        })
+        .collect()
+}
 
 /// Properties as Buildbot shows them: one object, name → `[value, source]`.
 pub(super) fn properties(props: &[Property]) -> Value {

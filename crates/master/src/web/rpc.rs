@@ -67,6 +67,7 @@ impl From<ActionError> for RpcError {
             | ActionError::UnknownBuild(_)
             | ActionError::UnknownRequest(_) => RpcError::not_found(message),
             ActionError::NotRunning(_) => RpcError::new(StatusCode::BAD_REQUEST, INVALID_REQUEST, message),
+            ActionError::InvalidParameter(_) => RpcError::params(message),
             ActionError::Store(_) => {
                 tracing::error!(error = %message, "web API: action failed");
                 RpcError::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR, message)
@@ -177,32 +178,20 @@ pub(super) async fn buildrequest(State(m): State<Master>, Path(r): Path<String>,
 }
 
 /// `POST /forceschedulers/{name}`: `force` with `builderid` (one of the scheduler's builders, by id or name;
-/// all of them without), `reason`, `owner` (or `username`); any other scalar parameter is a property.
+/// all of them without) and the values of the scheduler's form (see `schedulers::force`); a value the form
+/// refuses is an "invalid params" error (400) naming the parameter.
 pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<String>, body: Bytes) -> Reply {
-    answer(&body, |method, params| async move {
+    answer(&body, |method, mut params| async move {
         if method != "force" {
             return Err(no_method("forceschedulers", &method, "force"));
         }
-        let mut builder = None;
-        let mut reason = "force build".to_string();
-        let mut owner = None;
-        let mut properties = Vec::new();
-        for (key, value) in params {
-            let text = match value {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => continue,
-                _ => return Err(RpcError::params(format!("parameter '{key}' must be a string, number or boolean"))),
-            };
-            match key.as_str() {
-                "builderid" => builder = Some(builder_name(&m, &text)?),
-                "reason" => reason = text,
-                "owner" | "username" => owner = Some(text),
-                _ => properties.push((key, text)),
-            }
-        }
-        let s = m.force(&name, builder.as_deref(), &reason, owner.as_deref(), properties).await?;
+        let builder = match params.remove("builderid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(builder_name(&m, &text)?),
+            Some(Value::Number(n)) => Some(builder_name(&m, &n.to_string())?),
+            Some(_) => return Err(RpcError::params("parameter 'builderid': must be a builder id or name")),
+        };
+        let s = m.force(&name, builder.as_deref(), &params).await?;
         Ok(submitted(s))
     })
     .await

@@ -61,6 +61,28 @@ name = "force-all"
 builders = ["linux", "mac"]
 label = "Build everything"
 
+[[force_scheduler]]
+name = "release"
+builders = ["linux"]
+reason = "a release"
+  [[force_scheduler.parameter]]
+  name = "version"
+  type = "string"
+  regex = '\d+\.\d+'
+  required = true
+  [[force_scheduler.parameter]]
+  name = "jobs"
+  type = "int"
+  default = 2
+  [[force_scheduler.parameter]]
+  name = "clean"
+  type = "bool"
+  [[force_scheduler.parameter]]
+  name = "mode"
+  type = "choice"
+  choices = ["debug", "release"]
+  default = "release"
+
 [change_hooks.github]
 secret = "{HOOK_SECRET}"
 
@@ -154,8 +176,9 @@ async fn a_forced_request_waits_and_a_cancel_completes_it() {
     );
     let props = &f.list(&format!("/api/v2/buildsets/{bsid}/properties"), "properties").await[0];
     assert_eq!(props["owner"], json!(["alice", "Force Build Form"]));
-    assert_eq!(props["branch"], json!(["main", "Force Build Form"]));
+    assert_eq!(props.get("branch"), None, "the branch is the source stamp's: {props}");
     assert_eq!(props["scheduler"], json!(["force-all", "Scheduler"]));
+    assert_eq!(bs["sourcestamps"][0]["branch"], "main", "{bs}");
 
     let (status, body) = f.rpc(&format!("/api/v2/buildrequests/{brid}"), "cancel", json!({})).await;
     assert_eq!((status, &body["result"], &body["id"]), (StatusCode::OK, &Value::Null, &json!(7)), "{body}");
@@ -248,6 +271,49 @@ async fn errors_are_json_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn a_force_with_typed_parameters_stores_typed_properties_and_a_wrong_one_is_refused() {
+    let f = fixture().await;
+    let params = json!({ "version": "2.0", "jobs": "8", "clean": true, "priority": 3, "revision": "abc" });
+    let (status, body) = f.rpc("/api/v2/forceschedulers/release", "force", params).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bsid = body["result"][0].as_i64().expect("bsid");
+    let props = &f.list(&format!("/api/v2/buildsets/{bsid}/properties"), "properties").await[0];
+    assert_eq!(props["version"], json!(["2.0", "Force Build Form"]));
+    assert_eq!(props["jobs"], json!([8, "Force Build Form"]));
+    assert_eq!(props["clean"], json!([true, "Force Build Form"]));
+    assert_eq!(props["mode"], json!(["release", "Force Build Form"]));
+    let bs = &f.list(&format!("/api/v2/buildsets/{bsid}"), "buildsets").await[0];
+    assert_eq!(bs["reason"], "a release");
+    let brid = body["result"][1][f.builder_id("linux").to_string()].as_i64().expect("request");
+    let request = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+    assert_eq!(request["priority"], 3);
+    let sourcestamps = f.master.store().buildset_sourcestamps(bsid).await.expect("source stamps");
+    assert_eq!(sourcestamps.iter().map(|ss| ss.revision.as_deref()).collect::<Vec<_>>(), [Some("abc")]);
+
+    for (params, name) in [
+        (json!({ "jobs": 1 }), "version"),
+        (json!({ "version": "2.0", "jobs": "many" }), "jobs"),
+        (json!({ "version": "2.0", "clean": "maybe" }), "clean"),
+        (json!({ "version": "2.0", "mode": "fast" }), "mode"),
+        (json!({ "version": "two" }), "version"),
+    ] {
+        let (status, body) = f.rpc("/api/v2/forceschedulers/release", "force", params.clone()).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::BAD_REQUEST, &json!(-32602)), "{params}: {body}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.starts_with(&format!("parameter '{name}'")), "{params}: {message}");
+    }
+
+    let spec = &f.list("/api/v2/forceschedulers/release", "forceschedulers").await[0];
+    let fields = spec["all_fields"].as_array().expect("all_fields");
+    let names: Vec<&str> = fields[2..].iter().filter_map(|f| f["fullName"].as_str()).collect();
+    assert_eq!(names, ["version", "jobs", "clean", "mode"]);
+    assert_eq!(fields[3]["type"], "int");
+    assert_eq!(fields[3]["default"], 2);
+    assert_eq!(fields[5]["choices"], json!(["debug", "release"]));
+    assert_eq!(fields[2]["required"], true);
+}
+
+#[tokio::test]
 async fn builders_force_schedulers_and_workers_come_from_the_config() {
     let f = fixture().await;
     let linux = f.builder_id("linux");
@@ -268,13 +334,18 @@ async fn builders_force_schedulers_and_workers_come_from_the_config() {
 
     let schedulers = f.list("/api/v2/forceschedulers", "forceschedulers").await;
     let names: Vec<&str> = schedulers.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, vec!["force-all", "force-linux", "force-mac"]);
+    assert_eq!(names, vec!["force-all", "release", "force-linux", "force-mac"]);
     let all = &f.list("/api/v2/forceschedulers/force-all", "forceschedulers").await[0];
     assert_eq!(all["builder_names"], json!(["linux", "mac"]));
-    assert_eq!(
-        (&all["label"], &all["button_name"], &all["all_fields"]),
-        (&json!("Build everything"), &json!("Build everything"), &json!([]))
-    );
+    assert_eq!((&all["label"], &all["button_name"]), (&json!("Build everything"), &json!("Build everything")));
+    let builtin: Vec<&str> = all["all_fields"]
+        .as_array()
+        .expect("all_fields")
+        .iter()
+        .flat_map(|group| group["fields"].as_array().into_iter().flatten())
+        .filter_map(|field| field["fullName"].as_str())
+        .collect();
+    assert_eq!(builtin, ["username", "reason", "priority", "branch", "revision", "repository", "project"]);
     let for_mac = f.list("/api/v2/builders/mac/forceschedulers", "forceschedulers").await;
     assert_eq!(for_mac.iter().filter_map(|s| s["name"].as_str()).collect::<Vec<_>>(), vec!["force-all", "force-mac"]);
 

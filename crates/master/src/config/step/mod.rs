@@ -4,6 +4,7 @@
 
 mod shell;
 mod transfer;
+mod trigger;
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,8 @@ use super::parse::{read, Defaults};
 
 pub use shell::{ShellCommand, ShellStep};
 pub use transfer::{DownloadStep, UploadStep};
+pub(super) use trigger::check_trigger_targets;
+pub use trigger::TriggerStep;
 
 /// One step of a builder, by type.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,8 @@ pub enum StepDef {
     Upload(UploadStep),
     /// `type = "download"`: sends a file from the master to the worker.
     Download(DownloadStep),
+    /// `type = "trigger"`: starts builds through triggerable schedulers.
+    Trigger(TriggerStep),
 }
 
 impl StepDef {
@@ -35,6 +40,7 @@ impl StepDef {
             StepDef::Shell(step) => &step.options,
             StepDef::Upload(step) => &step.options,
             StepDef::Download(step) => &step.options,
+            StepDef::Trigger(step) => &step.options,
         }
     }
 
@@ -48,6 +54,7 @@ impl StepDef {
             StepDef::Shell(step) => &mut step.options,
             StepDef::Upload(step) => &mut step.options,
             StepDef::Download(step) => &mut step.options,
+            StepDef::Trigger(step) => &mut step.options,
         }
     }
 
@@ -57,6 +64,7 @@ impl StepDef {
             StepDef::Shell(step) => step.command.program_name(),
             StepDef::Upload(step) => format!("upload {}", step.workersrc),
             StepDef::Download(step) => format!("download {}", step.workerdest),
+            StepDef::Trigger(step) => format!("trigger {}", step.schedulers.join(", ")),
         }
     }
 }
@@ -80,7 +88,7 @@ pub struct StepOptions {
 const COMMON_KEYS: [&str; 6] = ["name", "type", "halt_on_failure", "flunk_on_failure", "warn_on_failure", "always_run"];
 
 /// The step types, for error messages.
-const STEP_TYPES: &str = "shell, upload, upload_directory, download";
+const STEP_TYPES: &str = "shell, upload, upload_directory, download, trigger";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +197,7 @@ fn read_step(
             StepDef::Upload(transfer::read_upload(own, options, true, context, defaults, problems)?)
         }
         Some("download") => StepDef::Download(transfer::read_download(own, options, context, defaults, problems)?),
+        Some("trigger") => StepDef::Trigger(trigger::read_trigger(own, options, context, problems)?),
         Some(other) => {
             let span = common.step_type.as_ref().map_or(0..0, Spanned::span);
             problems.add(span, Some(context), "type", format!("unknown step type '{other}' (known: {STEP_TYPES})"));
