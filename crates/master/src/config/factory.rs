@@ -318,6 +318,56 @@ matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
     }
 
     #[test]
+    fn schedulers_name_matrix_builders_by_pattern() {
+        let config = load(
+            r#"
+[[factory]]
+name = "unit"
+  [[factory.step]]
+  command = "make check"
+
+[[builder]]
+name = "{plugin}-{mode}"
+workers = ["linux"]
+factory = "unit"
+matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
+
+[[scheduler]]
+name = "devel"
+type = "nightly"
+hour = 2
+builders = ["xmipp-devel", "*-devel"]
+
+[[force_scheduler]]
+name = "all"
+builders = ["*"]
+"#,
+        )
+        .unwrap_or_else(|problems| panic!("{problems:#?}"));
+        assert_eq!(config.timed_schedulers[0].builders, ["xmipp-devel", "relion-devel"]);
+        let all = config.force_schedulers.iter().find(|s| s.name == "all").expect("declared");
+        assert_eq!(all.builders.len(), 4);
+
+        let problems = load(
+            r#"
+[[builder]]
+name = "a"
+workers = ["linux"]
+  [[builder.step]]
+  command = "true"
+
+[[force_scheduler]]
+name = "none"
+builders = ["b*", "[x"]
+"#,
+        )
+        .expect_err("the patterns are wrong");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].starts_with("master.toml:14: force_scheduler 'none', key 'builders': the pattern 'b*'"));
+        assert!(problems[1].contains("'[x' is not a glob pattern"), "{}", problems[1]);
+    }
+
+    #[test]
     fn mistakes_name_the_line_and_key() {
         let problems = load(
             r#"

@@ -421,6 +421,50 @@ pub(super) fn check_references(
     valid
 }
 
+/// Checks a scheduler's `builders`, where a name with `*`, `?` or `[` is a glob pattern standing for every builder
+/// it matches (in name order; a builder listed already is not added again): matrix builders need not be listed
+/// one by one (`builders = ["*-devel"]`). A pattern that matches no builder is an error.
+pub(super) fn check_builder_list(
+    list: &mut Spanned<Vec<Spanned<String>>>,
+    builders: &BTreeSet<String>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> bool {
+    let mut valid = true;
+    let mut names: Vec<Spanned<String>> = Vec::new();
+    for entry in std::mem::take(list.get_mut()) {
+        if !entry.get_ref().contains(['*', '?', '[']) {
+            names.push(entry);
+            continue;
+        }
+        let pattern = match glob::Pattern::new(entry.get_ref()) {
+            Ok(pattern) => pattern,
+            Err(e) => {
+                let message = format!("'{}' is not a glob pattern: {e}", entry.get_ref());
+                problems.add(entry.span(), Some(context), "builders", message);
+                valid = false;
+                continue;
+            }
+        };
+        let matching: Vec<&String> = builders.iter().filter(|name| pattern.matches(name)).collect();
+        if matching.is_empty() {
+            let message = format!("the pattern '{}' matches no builder", entry.get_ref());
+            problems.add(entry.span(), Some(context), "builders", message);
+            valid = false;
+        }
+        for name in matching {
+            if !names.iter().any(|listed| listed.get_ref() == name) {
+                names.push(Spanned::new(entry.span(), name.clone()));
+            }
+        }
+    }
+    *list.get_mut() = names;
+    if !valid && list.get_ref().is_empty() {
+        return false; // "needs at least one builder" would only repeat what the patterns' errors say
+    }
+    check_references(list, builders, context, "builders", "builder", problems) && valid
+}
+
 /// Reads the `[[builder]]` tables and their steps; also returns every declared name, including those of invalid
 /// tables.
 fn read_builders(
@@ -495,7 +539,7 @@ fn read_force_schedulers(
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("force_scheduler", declared.as_deref(), index);
-        let Some(raw) = read::<RawForceScheduler>(table, problems, Some(&context), "force_scheduler") else {
+        let Some(mut raw) = read::<RawForceScheduler>(table, problems, Some(&context), "force_scheduler") else {
             continue;
         };
         let mut name_valid = check_name(&raw.name, &mut names, &context, "scheduler", problems);
@@ -506,7 +550,7 @@ fn read_force_schedulers(
             problems.add(raw.name.span(), Some(&context), "name", message);
             name_valid = false;
         }
-        let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
+        let builders_valid = check_builder_list(&mut raw.builders, builder_names, &context, problems);
         let parameters = super::force::check_parameters(raw.parameter, &context, problems);
         if let (true, true, Some(parameters)) = (name_valid, builders_valid, parameters) {
             let name = raw.name.into_inner();

@@ -10,7 +10,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::error::Problems;
-use super::parse::{check_name, check_references, context_of, declared_name, read};
+use super::parse::{check_builder_list, check_name, context_of, declared_name, read};
 use crate::schedulers::calendar::{Calendar, CalendarFields};
 
 /// A scheduler that fires by the clock.
@@ -198,7 +198,7 @@ pub(super) fn read_schedulers(
         let span = table.span();
         let Some(mut raw) = read::<RawScheduler>(table, problems, Some(&context), "scheduler") else { continue };
         let name_valid = check_name(&raw.name, names, &context, "scheduler", problems);
-        let builders_valid = check_references(&raw.builders, builder_names, &context, "builders", "builder", problems);
+        let builders_valid = check_builder_list(&mut raw.builders, builder_names, &context, problems);
         let calendar_keys = [&raw.minute, &raw.hour, &raw.day_of_month, &raw.month, &raw.day_of_week];
         let has_fields = calendar_keys.iter().any(|key| key.is_some());
         let kind = raw.kind.get_ref().as_str();
