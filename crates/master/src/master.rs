@@ -589,7 +589,7 @@ async fn start_build(
     tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop };
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {

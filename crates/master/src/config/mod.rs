@@ -150,6 +150,8 @@ pub struct BuilderDef {
     pub builddir: String,
     /// Whether a force scheduler `force-<name>` is made for it.
     pub force_scheduler: bool,
+    /// Static properties every build of the builder gets (source `Builder`), by name.
+    pub properties: BTreeMap<String, serde_json::Value>,
     /// The steps of each build, in order; their names are unique within the builder.
     pub steps: Vec<StepDef>,
 }

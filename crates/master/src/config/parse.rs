@@ -107,6 +107,8 @@ struct RawBuilder {
     workdir: Option<String>,
     builddir: Option<String>,
     force_scheduler: Option<bool>,
+    #[serde(default)]
+    properties: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +434,7 @@ fn read_builders(
         let steps = read_steps(steps, &context, &Defaults { env: &raw.env, workdir: &workdir }, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
+        let properties = builder_properties(raw.properties, &context, problems);
         if name_valid && workers_valid {
             let name = raw.name.into_inner();
             builders.push(BuilderDef {
@@ -442,12 +445,40 @@ fn read_builders(
                 workdir,
                 builddir: raw.builddir.unwrap_or_else(|| name.clone()),
                 force_scheduler: raw.force_scheduler.unwrap_or(true),
+                properties: properties.unwrap_or_default(),
                 steps,
                 name,
             });
         }
     }
     (builders, names)
+}
+
+/// A builder's static properties: each a string, an integer, a float or a boolean, kept as a JSON value.
+fn builder_properties(
+    raw: BTreeMap<String, Spanned<toml::Value>>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<BTreeMap<String, serde_json::Value>> {
+    let mut properties = BTreeMap::new();
+    let mut valid = true;
+    for (name, value) in raw {
+        let span = value.span();
+        let json = match value.into_inner() {
+            toml::Value::String(s) => serde_json::Value::from(s),
+            toml::Value::Integer(i) => serde_json::Value::from(i),
+            toml::Value::Float(f) => serde_json::Value::from(f),
+            toml::Value::Boolean(b) => serde_json::Value::from(b),
+            other => {
+                let message = format!("property '{name}' has the type {}; a property is a string, a number or a boolean", other.type_str());
+                problems.add(span, Some(context), "properties", message);
+                valid = false;
+                continue;
+            }
+        };
+        properties.insert(name, json);
+    }
+    valid.then_some(properties)
 }
 
 /// Reads the `[[force_scheduler]]` tables and adds the implicit `force-<builder>` schedulers after them.

@@ -353,7 +353,10 @@ const KEYS: &[(&str, &[&str])] = &[
     ("`[worker_listener]`", &["address", "tls_cert", "tls_key", "ping_interval", "ping_timeout"]),
     ("`[web]`", &["address"]),
     ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
-    ("`[[builder]]`", &["name", "workers", "description", "tags", "env", "workdir", "builddir", "force_scheduler"]),
+    (
+        "`[[builder]]`",
+        &["name", "workers", "description", "tags", "env", "workdir", "builddir", "force_scheduler", "properties"],
+    ),
     (
         "`[[builder.step]]`",
         &[
@@ -514,4 +517,26 @@ fn the_sample_uses_every_key() {
     for key in KEYS.iter().flat_map(|(_, keys)| keys.iter()) {
         assert!(SAMPLE.contains(&format!("{key} =")), "the sample lacks {key}");
     }
+}
+
+#[test]
+fn builder_properties_are_json_values() {
+    let config = load(&MINIMAL.replace(
+        "workers = [\"linux-1\"]\n",
+        "workers = [\"linux-1\"]\nproperties = { flavour = \"debug\", jobs = 4, ratio = 0.5, fast = true }\n",
+    ));
+    let expected = BTreeMap::from([
+        ("fast".to_owned(), serde_json::json!(true)),
+        ("flavour".to_owned(), serde_json::json!("debug")),
+        ("jobs".to_owned(), serde_json::json!(4)),
+        ("ratio".to_owned(), serde_json::json!(0.5)),
+    ]);
+    assert_eq!(config.builders[0].properties, expected);
+    assert!(load(MINIMAL).builders[0].properties.is_empty());
+}
+
+#[test]
+fn a_list_as_a_builder_property_is_reported() {
+    let text = MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nproperties = { xs = [1, 2] }\n");
+    one_problem(&text, 9, "properties", "property 'xs' has the type array");
 }

@@ -13,6 +13,7 @@ mod changes;
 mod error;
 mod logs;
 mod masters;
+mod properties;
 mod queries;
 mod state;
 mod steps;
