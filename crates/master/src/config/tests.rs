@@ -540,3 +540,42 @@ fn a_list_as_a_builder_property_is_reported() {
     let text = MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nproperties = { xs = [1, 2] }\n");
     one_problem(&text, 9, "properties", "property 'xs' has the type array");
 }
+
+#[test]
+fn malformed_interpolations_are_reported_where_they_are() {
+    let text = r#"
+[[worker]]
+name = "linux-1"
+password = "pw"
+
+[[builder]]
+name = "test"
+workers = ["linux-1"]
+env = { GOOD = "%(prop:x:-y)s", BAD = "%(prop:x" }
+
+  [[builder.step]]
+  command = ["echo", "%(kw:x)s"]
+  workdir = "%(src::bogus)s"
+  env = { A = "%(prop:a:?|only)s" }
+
+  [[builder.step]]
+  type = "upload"
+  workersrc = "%(prop:x)d"
+  masterdest = "out/%(prop:buildnumber)s"
+"#;
+    let found = problems(text);
+    let seen: Vec<(usize, Option<&str>)> = found.iter().map(|p| (p.line, p.key.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [(9, Some("env")), (12, Some("command")), (13, Some("workdir")), (14, Some("env")), (18, Some("workersrc"))],
+        "{found:#?}"
+    );
+    assert!(found[1].to_string().contains("unknown selector 'kw'"), "{}", found[1]);
+    assert!(found[2].to_string().contains("unknown source stamp attribute 'bogus'"), "{}", found[2]);
+
+    let good = MINIMAL.replace("make -j4", "echo %(prop:buildername)s 100%% date +%Y");
+    assert_eq!(
+        shell(&load(&good).builders[0].steps[0]).command,
+        ShellCommand::Shell("echo %(prop:buildername)s 100%% date +%Y".into())
+    );
+}
