@@ -239,7 +239,10 @@ fn parse_substitution(key: &str) -> Result<Substitution, String> {
                 return Err(format!("'{key}' must name a codebase and an attribute (src:CODEBASE:ATTR)"));
             };
             if !SOURCE_ATTRIBUTES.contains(&attr) {
-                return Err(format!("'{key}': unknown source stamp attribute '{attr}' (one of: {})", SOURCE_ATTRIBUTES.join(", ")));
+                return Err(format!(
+                    "'{key}': unknown source stamp attribute '{attr}' (one of: {})",
+                    SOURCE_ATTRIBUTES.join(", ")
+                ));
             }
             (Selector::Source { codebase: codebase.to_owned(), attr: attr.to_owned() }, fields.next())
         }

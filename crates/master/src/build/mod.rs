@@ -1,6 +1,7 @@
 //! A build: the steps of a builder run in order on one worker, each step's result merged into the build's
 //! with Buildbot's rules, every line of output stored as it arrives.
 
+mod git;
 mod logs;
 pub mod properties;
 mod remote;
@@ -118,6 +119,7 @@ async fn run_step(
                 |rc: i64| i32::try_from(rc).ok().and_then(|rc| shell.decode_rc.get(&rc).copied()).unwrap_or(FAILURE);
             return remote::run(conn, command, CommandIo::None, &builder.name, logs, stop, decode).await;
         }
+        StepDef::Git(git) => return git::run(job, git, props, logs, stop).await,
         StepDef::Upload(upload) => {
             let path = on_worker(&upload.workdir, &upload.workersrc);
             let dest = std::path::PathBuf::from(render(&upload.masterdest.to_string_lossy(), &*props));
@@ -148,7 +150,7 @@ async fn run_step(
                 Ok(file) => file,
                 Err(e) => {
                     logs.header(&format!("cannot read {}: {e}\n", src.display())).await?;
-                    return Ok(remote::RemoteOutcome { rc: None, result: FAILURE });
+                    return Ok(remote::RemoteOutcome { result: FAILURE, ..Default::default() });
                 }
             };
             let args = DownloadFileArgs {
@@ -167,7 +169,9 @@ async fn run_step(
 fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep, props: &BuildProperties) -> ShellArgs {
     let command = match &step.command {
         ShellCommand::Shell(script) => CommandLine::Shell(render(script, props)),
-        ShellCommand::Argv(words) => CommandLine::Argv(words.iter().map(|w| ArgvWord::plain(render(w, props))).collect()),
+        ShellCommand::Argv(words) => {
+            CommandLine::Argv(words.iter().map(|w| ArgvWord::plain(render(w, props))).collect())
+        }
     };
     let workdir = render(&step.workdir, props);
     let mut args = ShellArgs::new(conn.path(&[builder.builddir.as_str(), workdir.as_str()]), command);

@@ -83,7 +83,11 @@ impl BuildProperties {
     pub fn to_vec(&self) -> Vec<Property> {
         self.properties
             .iter()
-            .map(|(name, (value, source))| Property { name: name.clone(), value: value.clone(), source: source.clone() })
+            .map(|(name, (value, source))| Property {
+                name: name.clone(),
+                value: value.clone(),
+                source: source.clone(),
+            })
             .collect()
     }
 

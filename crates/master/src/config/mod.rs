@@ -27,7 +27,7 @@ mod changes;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
 pub use schedulers::{ChangeFilterDef, ChangeSchedulerDef, TimedSchedulerDef, Timing};
-pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
+pub use step::{DownloadStep, GitMethod, GitMode, GitStep, ShellCommand, ShellStep, StepDef, StepOptions, UploadStep};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -196,7 +196,7 @@ impl MasterConfig {
             match step {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
-                StepDef::Shell(_) => {}
+                StepDef::Shell(_) | StepDef::Git(_) => {}
             }
         }
     }

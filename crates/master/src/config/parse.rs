@@ -503,7 +503,10 @@ fn builder_properties(
             toml::Value::Float(f) => serde_json::Value::from(f),
             toml::Value::Boolean(b) => serde_json::Value::from(b),
             other => {
-                let message = format!("property '{name}' has the type {}; a property is a string, a number or a boolean", other.type_str());
+                let message = format!(
+                    "property '{name}' has the type {}; a property is a string, a number or a boolean",
+                    other.type_str()
+                );
                 problems.add(span, Some(context), "properties", message);
                 valid = false;
                 continue;

@@ -2,6 +2,7 @@
 //!
 //! Adding a step type is one module here, one [`StepDef`] variant and one arm in [`read_step`].
 
+mod git;
 mod shell;
 mod transfer;
 
@@ -14,6 +15,7 @@ use toml::Spanned;
 use super::error::Problems;
 use super::parse::{read, Defaults};
 
+pub use git::{GitMethod, GitMode, GitStep};
 pub use shell::{ShellCommand, ShellStep};
 pub use transfer::{DownloadStep, UploadStep};
 
@@ -26,6 +28,8 @@ pub enum StepDef {
     Upload(UploadStep),
     /// `type = "download"`: sends a file from the master to the worker.
     Download(DownloadStep),
+    /// `type = "git"`: checks out the build's source stamp on the worker.
+    Git(GitStep),
 }
 
 impl StepDef {
@@ -35,6 +39,7 @@ impl StepDef {
             StepDef::Shell(step) => &step.options,
             StepDef::Upload(step) => &step.options,
             StepDef::Download(step) => &step.options,
+            StepDef::Git(step) => &step.options,
         }
     }
 
@@ -48,6 +53,7 @@ impl StepDef {
             StepDef::Shell(step) => &mut step.options,
             StepDef::Upload(step) => &mut step.options,
             StepDef::Download(step) => &mut step.options,
+            StepDef::Git(step) => &mut step.options,
         }
     }
 
@@ -57,6 +63,7 @@ impl StepDef {
             StepDef::Shell(step) => step.command.program_name(),
             StepDef::Upload(step) => format!("upload {}", step.workersrc),
             StepDef::Download(step) => format!("download {}", step.workerdest),
+            StepDef::Git(_) => "git".to_owned(),
         }
     }
 }
@@ -80,7 +87,7 @@ pub struct StepOptions {
 const COMMON_KEYS: [&str; 6] = ["name", "type", "halt_on_failure", "flunk_on_failure", "warn_on_failure", "always_run"];
 
 /// The step types, for error messages.
-const STEP_TYPES: &str = "shell, upload, upload_directory, download";
+const STEP_TYPES: &str = "shell, upload, upload_directory, download, git";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +196,7 @@ fn read_step(
             StepDef::Upload(transfer::read_upload(own, options, true, context, defaults, problems)?)
         }
         Some("download") => StepDef::Download(transfer::read_download(own, options, context, defaults, problems)?),
+        Some("git") => StepDef::Git(git::read_git(own, options, context, defaults, problems)?),
         Some(other) => {
             let span = common.step_type.as_ref().map_or(0..0, Spanned::span);
             problems.add(span, Some(context), "type", format!("unknown step type '{other}' (known: {STEP_TYPES})"));
