@@ -55,8 +55,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::testing::temp_store;
-    use crate::store::NewBuildset;
+    use crate::store::testing::{running_build, temp_store};
 
     fn prop(name: &str, value: serde_json::Value, source: &str) -> Property {
         Property { name: name.into(), value, source: source.into() }
@@ -65,12 +64,7 @@ mod tests {
     #[tokio::test]
     async fn properties_are_set_replaced_and_read_by_name() {
         let (store, _dir) = temp_store().await;
-        let builder = store.find_or_add_builder("b").await.expect("builder");
-        let worker = store.find_or_add_worker("w").await.expect("worker");
-        let master = store.register_master("m").await.expect("master");
-        let new = NewBuildset { reason: "test".into(), builderids: vec![builder], ..NewBuildset::default() };
-        let brid = store.add_buildset(&new).await.expect("buildset").1[0];
-        let (buildid, _) = store.add_build(builder, brid, worker, master).await.expect("build");
+        let buildid = running_build(&store).await;
         assert!(store.build_properties(buildid).await.expect("none").is_empty());
 
         let first = [prop("workername", json!("w"), "Worker"), prop("buildnumber", json!(1), "Build")];

@@ -120,6 +120,17 @@ impl Fixture {
         (body["result"][0].as_i64().expect("bsid"), body["result"][1].clone())
     }
 
+    /// A build of `linux` on `w1`, started in the store for a forced request: (request, build id, number).
+    async fn linux_build(&self) -> (i64, i64, i64) {
+        let store = self.master.store();
+        let linux = self.builder_id("linux");
+        let (_, requests) = self.force(Some("linux")).await;
+        let brid = requests[linux.to_string()].as_i64().expect("request");
+        let worker = store.find_or_add_worker("w1").await.expect("worker");
+        let (buildid, number) = store.add_build(linux, brid, worker, self.master.masterid()).await.expect("build");
+        (brid, buildid, number)
+    }
+
     fn builder_id(&self, name: &str) -> i64 {
         self.master.builder_id(name).expect("builder")
     }
@@ -301,10 +312,8 @@ async fn builds_steps_and_logs_read_back_with_ranges_and_raw_downloads() {
     let f = fixture().await;
     let store = f.master.store();
     let linux = f.builder_id("linux");
-    let (_, requests) = f.force(Some("linux")).await;
-    let brid = requests[linux.to_string()].as_i64().expect("request");
     let worker = store.find_or_add_worker("w1").await.expect("worker");
-    let (buildid, number) = store.add_build(linux, brid, worker, f.master.masterid()).await.expect("build");
+    let (brid, buildid, number) = f.linux_build().await;
     let (stepid, _) = store.add_step(buildid, "compile").await.expect("step");
     let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
     store.append_log(logid, "hmake all\nohello\neoops\n").await.expect("append");
@@ -403,11 +412,7 @@ async fn serve_answers_on_a_socket_and_stops_when_cancelled() {
 async fn build_properties_are_served_alone_and_with_builds() {
     let f = fixture().await;
     let store = f.master.store();
-    let linux = f.builder_id("linux");
-    let (_, requests) = f.force(Some("linux")).await;
-    let brid = requests[linux.to_string()].as_i64().expect("request");
-    let worker = store.find_or_add_worker("w1").await.expect("worker");
-    let (buildid, number) = store.add_build(linux, brid, worker, f.master.masterid()).await.expect("build");
+    let (brid, buildid, number) = f.linux_build().await;
     let props = [
         crate::store::Property { name: "buildername".into(), value: json!("linux"), source: "Builder".into() },
         crate::store::Property { name: "buildnumber".into(), value: json!(number), source: "Build".into() },
