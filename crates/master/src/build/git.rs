@@ -63,13 +63,28 @@ pub(super) async fn run(
     };
     let result = match git.checkout().await {
         Ok(revision) => {
-            props.set_stored(&job.store, job.buildid, "got_revision", Value::from(revision), PROPERTY_SOURCE).await?;
+            let value = got_revision(props, &step.codebase, revision);
+            props.set_stored(&job.store, job.buildid, "got_revision", value, PROPERTY_SOURCE).await?;
             SUCCESS
         }
         Err(Ended::Result(result)) => result,
         Err(Ended::Store(e)) => return Err(e),
     };
     Ok(RemoteOutcome { result, ..RemoteOutcome::default() })
+}
+
+/// The new value of `got_revision`: the revision, or with a codebase (as Buildbot's `updateSourceProperty`) an
+/// object of revisions by codebase, to which this step's is added.
+fn got_revision(props: &BuildProperties, codebase: &str, revision: String) -> Value {
+    if codebase.is_empty() {
+        return Value::from(revision);
+    }
+    let mut by_codebase = match props.property("got_revision") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    by_codebase.insert(codebase.to_owned(), Value::from(revision));
+    Value::Object(by_codebase)
 }
 
 /// The branch and revision to check out: the source stamp's, else the build's `branch` and `revision`
@@ -405,4 +420,46 @@ enum Sourcedir {
     Clone,
     Update,
     Clobber,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn got_revision_is_a_text_or_revisions_by_codebase() {
+        let mut props = BuildProperties::default();
+        assert_eq!(got_revision(&props, "", "abc".into()), json!("abc"));
+        props.set("got_revision", got_revision(&props, "lib", "abc".into()), PROPERTY_SOURCE);
+        assert_eq!(got_revision(&props, "app", "def".into()), json!({ "lib": "abc", "app": "def" }));
+    }
+
+    #[test]
+    fn the_source_stamp_wins_then_the_properties_then_the_steps_branch() {
+        let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[builder]]\nname = \"b\"\nworkers = [\"w\"]\n\
+                    [[builder.step]]\ntype = \"git\"\nrepourl = \"r\"\nbranch = \"%(prop:default_branch:-main)s\"\n";
+        let config = crate::config::MasterConfig::from_str(text, "master.toml").expect("config");
+        let crate::config::StepDef::Git(step) = &config.builders[0].steps[0] else { panic!("a git step") };
+        let ss = |branch: Option<&str>, revision: Option<&str>| crate::store::SourceStamp {
+            branch: branch.map(str::to_owned),
+            revision: revision.map(str::to_owned),
+            ..Default::default()
+        };
+        let with = |sourcestamps, properties: &[(&str, &str)]| {
+            let mut props = BuildProperties::default();
+            props.set_sourcestamps(sourcestamps);
+            for (name, value) in properties {
+                props.set(name, json!(value), "Force Build Form");
+            }
+            wanted(step, &props)
+        };
+        let forced = [("branch", "dev"), ("revision", "abc")];
+        assert_eq!(with(vec![ss(Some("rel"), Some("123"))], &forced), ("rel".into(), Some("123".into())));
+        assert_eq!(with(vec![ss(None, None)], &forced), ("main".into(), None));
+        assert_eq!(with(vec![], &forced), ("dev".into(), Some("abc".into())));
+        assert_eq!(with(vec![], &[("default_branch", "trunk")]), ("trunk".into(), None));
+        assert_eq!(with(vec![], &[("default_branch", "")]), ("HEAD".into(), None));
+    }
 }

@@ -79,6 +79,11 @@ impl BuildProperties {
         Ok(())
     }
 
+    /// Replaces the build's source stamps.
+    pub fn set_sourcestamps(&mut self, sourcestamps: Vec<SourceStamp>) {
+        self.sourcestamps = sourcestamps;
+    }
+
     /// Every property, by name.
     pub fn to_vec(&self) -> Vec<Property> {
         self.properties
