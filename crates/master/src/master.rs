@@ -635,7 +635,7 @@ async fn start_build(
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
         let master = Master { inner: inner.clone() };
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop, master };
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {

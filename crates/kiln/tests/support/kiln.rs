@@ -264,14 +264,18 @@ impl KilnMaster {
 
     /// Forces a build of `builder` through `force-<builder>` (JSON-RPC); returns the build request id.
     pub async fn force(&self, builder: &str) -> i64 {
+        self.force_with(builder, json!({})).await
+    }
+
+    /// Forces a build of `builder` with more force parameters (`params`: properties, `owner`…); returns the
+    /// build request id.
+    pub async fn force_with(&self, builder: &str, params: Value) -> i64 {
         let builderid = self.builder_id(builder).await;
-        let result = self
-            .rpc(
-                &format!("forceschedulers/force-{builder}"),
-                "force",
-                json!({ "builderid": builderid, "reason": "kiln end-to-end test" }),
-            )
-            .await;
+        let mut all = json!({ "builderid": builderid, "reason": "kiln end-to-end test" });
+        for (key, value) in params.as_object().into_iter().flatten() {
+            all[key] = value.clone();
+        }
+        let result = self.rpc(&format!("forceschedulers/force-{builder}"), "force", all).await;
         result[1][builderid.to_string()]
             .as_i64()
             .unwrap_or_else(|| self.fail(&format!("unexpected answer to force: {result}")))

@@ -1,7 +1,9 @@
 //! A build: the steps of a builder run in order on one worker, each step's result merged into the build's
 //! with Buildbot's rules, every line of output stored as it arrives.
 
+mod git;
 mod logs;
+pub mod properties;
 mod remote;
 pub mod result;
 mod trigger;
@@ -16,10 +18,12 @@ use kiln_protocol::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BuilderDef, ShellCommand, ShellStep, StepDef};
+use crate::interpolate::render;
 use crate::results::{worst_status, CANCELLED, FAILURE, RETRY, SUCCESS};
 use crate::store::{Store, StoreError};
 use crate::workers::{CommandIo, WorkerConnection};
 use logs::StepLogs;
+use properties::{BuildProperties, BuildStart};
 use result::{merge, StepFlags};
 
 /// How long a worker has to answer the ping that starts every build (else the build is RETRY).
@@ -31,6 +35,10 @@ pub struct BuildJob {
     pub conn: Arc<WorkerConnection>,
     pub builder: Arc<BuilderDef>,
     pub buildid: i64,
+    /// The build's number within its builder.
+    pub number: i64,
+    /// The build request it builds.
+    pub brid: i64,
     /// Cancelled to stop the build: the running command is interrupted, the build ends CANCELLED.
     pub stop: CancellationToken,
     /// The master, for the steps that act through it (`trigger`).
@@ -43,6 +51,8 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
         tracing::warn!(buildid = job.buildid, error = %e, "worker not answering the build's ping");
         return Ok(RETRY);
     }
+    let mut props = starting_properties(job).await?;
+    job.store.set_build_properties(job.buildid, &props.to_vec()).await?;
     let mut result = SUCCESS;
     let mut terminated = false;
     for step in &job.builder.steps {
@@ -57,7 +67,7 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
         let (stepid, _) = job.store.add_step(job.buildid, step.name()).await?;
         let mut logs = StepLogs::open(&job.store, stepid).await?;
         let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
-        let step_result = run_step(job, step, &mut logs, &stop).await?;
+        let step_result = run_step(job, step, &mut props, &mut logs, &stop).await?;
         logs.finish().await?;
         job.store.finish_step(stepid, step_result.result, false).await?;
         let flags = StepFlags {
@@ -73,27 +83,50 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
     Ok(result)
 }
 
+/// The properties the build starts with, from its buildset, builder and worker.
+async fn starting_properties(job: &BuildJob) -> Result<BuildProperties, StoreError> {
+    let bsid = job.store.build_request(job.brid).await?.map(|r| r.buildsetid);
+    let (buildset_properties, sourcestamps) = match bsid {
+        Some(bsid) => (job.store.buildset_properties(bsid).await?, job.store.buildset_sourcestamps(bsid).await?),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(BuildProperties::starting(BuildStart {
+        builder: &job.builder,
+        number: job.number,
+        worker: &job.conn.name,
+        builddir: job.conn.path(&[job.builder.builddir.as_str()]),
+        worker_info: job.conn.info_json().into_iter().collect(),
+        buildset_properties,
+        sourcestamps,
+    }))
+}
+
 /// Runs one step's command on the worker.
 async fn run_step(
     job: &BuildJob,
     step: &StepDef,
+    props: &mut BuildProperties,
     logs: &mut StepLogs<'_>,
     stop: &CancellationToken,
 ) -> Result<remote::RemoteOutcome, StoreError> {
     let conn = &job.conn;
     let builder = &job.builder;
-    let on_worker = |workdir: &str, file: &str| conn.path(&[builder.builddir.as_str(), workdir, file]);
+    let on_worker = |workdir: &str, file: &str| {
+        conn.path(&[builder.builddir.as_str(), &render(workdir, &*props), &render(file, &*props)])
+    };
     let zero_is_success = |rc: i64| if rc == 0 { SUCCESS } else { FAILURE };
     let (command, io) = match step {
         StepDef::Shell(shell) => {
-            let command = Command::Shell(shell_args(conn, builder, shell));
+            let command = Command::Shell(shell_args(conn, builder, shell, props));
             let decode =
                 |rc: i64| i32::try_from(rc).ok().and_then(|rc| shell.decode_rc.get(&rc).copied()).unwrap_or(FAILURE);
             return remote::run(conn, command, CommandIo::None, &builder.name, logs, stop, decode).await;
         }
+        StepDef::Git(git) => return git::run(job, git, props, logs, stop).await,
         StepDef::Upload(upload) => {
             let path = on_worker(&upload.workdir, &upload.workersrc);
-            logs.header(&format!("uploading {path} to {}\n", upload.masterdest.display())).await?;
+            let dest = std::path::PathBuf::from(render(&upload.masterdest.to_string_lossy(), &*props));
+            logs.header(&format!("uploading {path} to {}\n", dest.display())).await?;
             if upload.directory {
                 let compress = match upload.compress.as_deref() {
                     Some("gz") => Some(Compression::Gzip),
@@ -101,7 +134,7 @@ async fn run_step(
                     _ => None,
                 };
                 let args = UploadDirectoryArgs { path, maxsize: upload.maxsize, blocksize: upload.blocksize, compress };
-                (Command::UploadDirectory(args), CommandIo::UploadDirectory { dest: upload.masterdest.clone() })
+                (Command::UploadDirectory(args), CommandIo::UploadDirectory { dest })
             } else {
                 let args = UploadFileArgs {
                     path,
@@ -109,17 +142,18 @@ async fn run_step(
                     blocksize: upload.blocksize,
                     keepstamp: upload.keepstamp,
                 };
-                (Command::UploadFile(args), CommandIo::UploadFile { dest: upload.masterdest.clone() })
+                (Command::UploadFile(args), CommandIo::UploadFile { dest })
             }
         }
         StepDef::Download(download) => {
             let path = on_worker(&download.workdir, &download.workerdest);
-            logs.header(&format!("downloading {} to {path}\n", download.mastersrc.display())).await?;
-            let source = match tokio::fs::File::open(&download.mastersrc).await {
+            let src = std::path::PathBuf::from(render(&download.mastersrc.to_string_lossy(), &*props));
+            logs.header(&format!("downloading {} to {path}\n", src.display())).await?;
+            let source = match tokio::fs::File::open(&src).await {
                 Ok(file) => file,
                 Err(e) => {
-                    logs.header(&format!("cannot read {}: {e}\n", download.mastersrc.display())).await?;
-                    return Ok(remote::RemoteOutcome { rc: None, result: FAILURE });
+                    logs.header(&format!("cannot read {}: {e}\n", src.display())).await?;
+                    return Ok(remote::RemoteOutcome { result: FAILURE, ..Default::default() });
                 }
             };
             let args = DownloadFileArgs {
@@ -135,14 +169,17 @@ async fn run_step(
     remote::run(conn, command, io, &builder.name, logs, stop, zero_is_success).await
 }
 
-/// The `shell` command of a step: paths made absolute on the worker, Buildbot's options.
-fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep) -> ShellArgs {
+/// The `shell` command of a step: templates rendered, paths made absolute on the worker, Buildbot's options.
+fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep, props: &BuildProperties) -> ShellArgs {
     let command = match &step.command {
-        ShellCommand::Shell(script) => CommandLine::Shell(script.clone()),
-        ShellCommand::Argv(words) => CommandLine::Argv(words.iter().map(ArgvWord::plain).collect()),
+        ShellCommand::Shell(script) => CommandLine::Shell(render(script, props)),
+        ShellCommand::Argv(words) => {
+            CommandLine::Argv(words.iter().map(|w| ArgvWord::plain(render(w, props))).collect())
+        }
     };
-    let mut args = ShellArgs::new(conn.path(&[builder.builddir.as_str(), step.workdir.as_str()]), command);
-    args.env = step.env.iter().map(|(k, v)| (k.clone(), EnvValue::Value(v.clone()))).collect();
+    let workdir = render(&step.workdir, props);
+    let mut args = ShellArgs::new(conn.path(&[builder.builddir.as_str(), workdir.as_str()]), command);
+    args.env = step.env.iter().map(|(k, v)| (k.clone(), EnvValue::Value(render(v, props)))).collect();
     args.timeout = step.timeout.map(|t| t.as_secs_f64());
     args.max_time = step.max_time.map(|t| t.as_secs_f64());
     args.sigterm_time = step.sigterm_time.map(|t| t.as_secs_f64());

@@ -10,10 +10,23 @@ use crate::store::StoreError;
 use crate::workers::{CommandEvent, CommandIo, ConnectionError, WorkerConnection};
 
 /// How a remote command ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct RemoteOutcome {
     pub rc: Option<i64>,
     pub result: i32,
+    /// The command's standard output, when it was asked for ([`Target::collect_stdout`]).
+    pub stdout: String,
+    /// The `files` a `listdir` or `glob` sent.
+    pub files: Option<Vec<String>>,
+}
+
+/// Where a remote command runs and what stops it.
+pub(crate) struct Target<'a> {
+    pub conn: &'a WorkerConnection,
+    pub builder: &'a str,
+    pub stop: &'a CancellationToken,
+    /// Keep the command's standard output in [`RemoteOutcome::stdout`] (it goes to the logs too).
+    pub collect_stdout: bool,
 }
 
 /// Runs `command` to its end. `decode_rc` maps an exit code to a result.
@@ -26,17 +39,32 @@ pub(crate) async fn run(
     stop: &CancellationToken,
     decode_rc: impl Fn(i64) -> i32,
 ) -> Result<RemoteOutcome, StoreError> {
+    let target = Target { conn, builder, stop, collect_stdout: false };
+    run_on(&target, command, io, logs, decode_rc).await
+}
+
+/// [`run`], with what the target asks to collect.
+pub(crate) async fn run_on(
+    target: &Target<'_>,
+    command: Command,
+    io: CommandIo,
+    logs: &mut StepLogs<'_>,
+    decode_rc: impl Fn(i64) -> i32,
+) -> Result<RemoteOutcome, StoreError> {
+    let Target { conn, builder, stop, collect_stdout } = *target;
     let mut remote = match conn.start_command(command, io, Some(builder)).await {
         Ok(remote) => remote,
         Err(ConnectionError::Remote { message, .. }) => {
             logs.header(&format!("the worker refused the command: {message}\n")).await?;
-            return Ok(RemoteOutcome { rc: None, result: EXCEPTION });
+            return Ok(RemoteOutcome { result: EXCEPTION, ..RemoteOutcome::default() });
         }
         Err(e) => {
             logs.header(&format!("{e}\n")).await?;
-            return Ok(RemoteOutcome { rc: None, result: RETRY });
+            return Ok(RemoteOutcome { result: RETRY, ..RemoteOutcome::default() });
         }
     };
+    let mut stdout = String::new();
+    let mut files = None;
     let mut rc = None;
     let mut interrupted = false;
     loop {
@@ -59,6 +87,13 @@ pub(crate) async fn run(
                 }) {
                     rc = Some(code);
                 }
+                for entry in &entries {
+                    match entry {
+                        UpdateEntry::Stdout(lines) if collect_stdout => stdout.push_str(&lines.text),
+                        UpdateEntry::Files(list) => files = Some(list.clone()),
+                        _ => {}
+                    }
+                }
                 logs.append(&entries).await?;
             }
             CommandEvent::Complete { failure } => {
@@ -73,11 +108,11 @@ pub(crate) async fn run(
                     (false, Some(_), _) | (false, None, None) => EXCEPTION,
                     (false, None, Some(code)) => decode_rc(code),
                 };
-                return Ok(RemoteOutcome { rc, result });
+                return Ok(RemoteOutcome { rc, result, stdout, files });
             }
             CommandEvent::Lost => {
                 logs.header(&format!("the connection to worker '{}' was lost\n", conn.name)).await?;
-                return Ok(RemoteOutcome { rc, result: RETRY });
+                return Ok(RemoteOutcome { rc, result: RETRY, stdout, files });
             }
         }
     }

@@ -32,7 +32,9 @@ pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, DependentSchedulerDef, TimedSchedulerDef, Timing, TriggerableSchedulerDef,
 };
-pub use step::{DownloadStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep};
+pub use step::{
+    DownloadStep, GitMethod, GitMode, GitStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep,
+};
 
 /// The name of the config file in a master's directory.
 pub const FILE_NAME: &str = "master.toml";
@@ -159,6 +161,8 @@ pub struct BuilderDef {
     pub builddir: String,
     /// Whether a force scheduler `force-<name>` is made for it.
     pub force_scheduler: bool,
+    /// Static properties every build of the builder gets (source `Builder`), by name.
+    pub properties: BTreeMap<String, serde_json::Value>,
     /// The steps of each build, in order; their names are unique within the builder.
     pub steps: Vec<StepDef>,
 }
@@ -207,7 +211,7 @@ impl MasterConfig {
             match step {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
-                StepDef::Shell(_) | StepDef::Trigger(_) => {}
+                StepDef::Shell(_) | StepDef::Trigger(_) | StepDef::Git(_) => {}
             }
         }
     }

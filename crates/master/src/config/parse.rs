@@ -49,6 +49,37 @@ pub(super) fn read<T: DeserializeOwned>(
         .ok()
 }
 
+/// Checks that `text` is a valid Interpolate template (see [`crate::interpolate`]).
+pub(super) fn check_template(
+    text: &Spanned<String>,
+    context: Option<&str>,
+    key: &str,
+    problems: &mut Problems<'_>,
+) -> bool {
+    match crate::interpolate::check(text.get_ref()) {
+        Ok(()) => true,
+        Err(e) => {
+            problems.add(text.span(), context, key, e.to_string());
+            false
+        }
+    }
+}
+
+/// Checks every value of an environment as a template, and returns the plain values.
+pub(super) fn env_templates(
+    env: BTreeMap<String, Spanned<String>>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> (BTreeMap<String, String>, bool) {
+    let mut valid = true;
+    let mut plain = BTreeMap::new();
+    for (name, value) in env {
+        valid &= check_template(&value, Some(context), "env", problems);
+        plain.insert(name, value.into_inner());
+    }
+    (plain, valid)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMaster {
@@ -105,10 +136,12 @@ struct RawBuilder {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    workdir: Option<String>,
+    env: BTreeMap<String, Spanned<String>>,
+    workdir: Option<Spanned<String>>,
     builddir: Option<String>,
     force_scheduler: Option<bool>,
+    #[serde(default)]
+    properties: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -500,26 +533,60 @@ fn read_builders(
             names.extend(declared);
             continue;
         };
-        let workdir = raw.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
-        let steps = read_steps(steps, &context, &Defaults { env: &raw.env, workdir: &workdir }, problems);
+        let (env, env_valid) = env_templates(raw.env, &context, problems);
+        let workdir_valid = raw.workdir.as_ref().is_none_or(|w| check_template(w, Some(&context), "workdir", problems));
+        let workdir = raw.workdir.map_or_else(|| DEFAULT_WORKDIR.to_owned(), Spanned::into_inner);
+        let steps = read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir }, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
-        if name_valid && workers_valid {
+        let properties = builder_properties(raw.properties, &context, problems);
+        if name_valid && workers_valid && env_valid && workdir_valid {
             let name = raw.name.into_inner();
             builders.push(BuilderDef {
                 workers: raw.workers.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 description: raw.description,
                 tags: raw.tags,
-                env: raw.env,
+                env,
                 workdir,
                 builddir: raw.builddir.unwrap_or_else(|| name.clone()),
                 force_scheduler: raw.force_scheduler.unwrap_or(true),
+                properties: properties.unwrap_or_default(),
                 steps,
                 name,
             });
         }
     }
     (builders, names)
+}
+
+/// A builder's static properties: each a string, an integer, a float or a boolean, kept as a JSON value.
+fn builder_properties(
+    raw: BTreeMap<String, Spanned<toml::Value>>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<BTreeMap<String, serde_json::Value>> {
+    let mut properties = BTreeMap::new();
+    let mut valid = true;
+    for (name, value) in raw {
+        let span = value.span();
+        let json = match value.into_inner() {
+            toml::Value::String(s) => serde_json::Value::from(s),
+            toml::Value::Integer(i) => serde_json::Value::from(i),
+            toml::Value::Float(f) => serde_json::Value::from(f),
+            toml::Value::Boolean(b) => serde_json::Value::from(b),
+            other => {
+                let message = format!(
+                    "property '{name}' has the type {}; a property is a string, a number or a boolean",
+                    other.type_str()
+                );
+                problems.add(span, Some(context), "properties", message);
+                valid = false;
+                continue;
+            }
+        };
+        properties.insert(name, json);
+    }
+    valid.then_some(properties)
 }
 
 /// Reads the `[[force_scheduler]]` tables and adds the implicit `force-<builder>` schedulers after them.

@@ -303,8 +303,8 @@ fn a_bad_decode_rc_is_reported() {
 
 #[test]
 fn an_unknown_step_type_is_reported() {
-    let text = format!("{MINIMAL}  type = \"git\"\n");
-    one_problem(&text, 12, "type", "unknown step type 'git'");
+    let text = format!("{MINIMAL}  type = \"svn\"\n");
+    one_problem(&text, 12, "type", "unknown step type 'svn'");
 }
 
 #[test]
@@ -352,7 +352,7 @@ workers = ["x"]
 
   [[builder.step]]
   command = "make"
-  type = "git"
+  type = "svn"
 "#;
     let lines: Vec<_> = problems(text).iter().map(|problem| problem.line).collect();
     assert_eq!(lines, [2, 7, 11, 15]);
@@ -378,6 +378,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "force_scheduler",
             "factory",
             "matrix",
+            "properties",
         ],
     ),
     ("`[[factory]]`", &["name", "description"]),
@@ -398,6 +399,20 @@ const KEYS: &[(&str, &[&str])] = &[
             "decode_rc",
             "sigterm_time",
             "interrupt_signal",
+        ],
+    ),
+    (
+        "Git step",
+        &[
+            "repourl",
+            "branch",
+            "codebase",
+            "mode",
+            "method",
+            "shallow",
+            "submodules",
+            "retry_fetch",
+            "clobber_on_failure",
         ],
     ),
     (
@@ -625,4 +640,112 @@ fn the_sample_uses_every_key() {
     for key in KEYS.iter().flat_map(|(_, keys)| keys.iter()) {
         assert!(SAMPLE.contains(&format!("{key} =")), "the sample lacks {key}");
     }
+}
+
+#[test]
+fn builder_properties_are_json_values() {
+    let config = load(&MINIMAL.replace(
+        "workers = [\"linux-1\"]\n",
+        "workers = [\"linux-1\"]\nproperties = { flavour = \"debug\", jobs = 4, ratio = 0.5, fast = true }\n",
+    ));
+    let expected = BTreeMap::from([
+        ("fast".to_owned(), serde_json::json!(true)),
+        ("flavour".to_owned(), serde_json::json!("debug")),
+        ("jobs".to_owned(), serde_json::json!(4)),
+        ("ratio".to_owned(), serde_json::json!(0.5)),
+    ]);
+    assert_eq!(config.builders[0].properties, expected);
+    assert!(load(MINIMAL).builders[0].properties.is_empty());
+}
+
+#[test]
+fn a_list_as_a_builder_property_is_reported() {
+    let text = MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nproperties = { xs = [1, 2] }\n");
+    one_problem(&text, 9, "properties", "property 'xs' has the type array");
+}
+
+#[test]
+fn malformed_interpolations_are_reported_where_they_are() {
+    let text = r#"
+[[worker]]
+name = "linux-1"
+password = "pw"
+
+[[builder]]
+name = "test"
+workers = ["linux-1"]
+env = { GOOD = "%(prop:x:-y)s", BAD = "%(prop:x" }
+
+  [[builder.step]]
+  command = ["echo", "%(kw:x)s"]
+  workdir = "%(src::bogus)s"
+  env = { A = "%(prop:a:?|only)s" }
+
+  [[builder.step]]
+  type = "upload"
+  workersrc = "%(prop:x)d"
+  masterdest = "out/%(prop:buildnumber)s"
+"#;
+    let found = problems(text);
+    let seen: Vec<(usize, Option<&str>)> = found.iter().map(|p| (p.line, p.key.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [(9, Some("env")), (12, Some("command")), (13, Some("workdir")), (14, Some("env")), (18, Some("workersrc"))],
+        "{found:#?}"
+    );
+    assert!(found[1].to_string().contains("unknown selector 'kw'"), "{}", found[1]);
+    assert!(found[2].to_string().contains("unknown source stamp attribute 'bogus'"), "{}", found[2]);
+
+    let good = MINIMAL.replace("make -j4", "echo %(prop:buildername)s 100%% date +%Y");
+    assert_eq!(
+        shell(&load(&good).builders[0].steps[0]).command,
+        ShellCommand::Shell("echo %(prop:buildername)s 100%% date +%Y".into())
+    );
+}
+
+#[test]
+fn a_git_step_gets_buildbots_defaults() {
+    let text = MINIMAL.replace(
+        "command = \"make -j4\"",
+        "type = \"git\"\n  repourl = \"https://x/%(prop:repo)s.git\"\n  env = { GIT_TRACE = \"0\" }",
+    );
+    let config = load(&text);
+    let StepDef::Git(git) = &config.builders[0].steps[0] else { panic!("a git step expected") };
+    assert_eq!(git.options.name, "git");
+    assert_eq!(
+        (git.repourl.as_str(), git.branch.as_str(), git.codebase.as_str()),
+        ("https://x/%(prop:repo)s.git", "HEAD", "")
+    );
+    assert_eq!((git.mode, git.shallow, git.submodules), (GitMode::Incremental, None, false));
+    assert_eq!((git.workdir.as_str(), git.timeout), ("build", Some(Duration::from_secs(1200))));
+    assert_eq!((git.retry_fetch, git.clobber_on_failure), (false, false));
+    assert_eq!(git.env, BTreeMap::from([("GIT_TRACE".to_owned(), "0".to_owned())]));
+
+    let full = load(&text.replace("env = { GIT_TRACE = \"0\" }", "mode = \"full\"\n  submodules = true"));
+    let StepDef::Git(git) = &full.builders[0].steps[0] else { panic!("a git step expected") };
+    assert_eq!((git.mode, git.submodules), (GitMode::Full(GitMethod::Fresh), true));
+    let shallow =
+        load(&text.replace("env = { GIT_TRACE = \"0\" }", "mode = \"full\"\n  method = \"clobber\"\n  shallow = 3"));
+    let StepDef::Git(git) = &shallow.builders[0].steps[0] else { panic!("a git step expected") };
+    assert_eq!((git.mode, git.shallow), (GitMode::Full(GitMethod::Clobber), Some(3)));
+}
+
+#[test]
+fn git_step_mistakes_are_reported() {
+    let step = |keys: &str| MINIMAL.replace("command = \"make -j4\"", &format!("type = \"git\"\n  {keys}"));
+    one_problem(&step("mode = \"full\""), 10, "repourl", "missing field");
+    let with_url = |keys: &str| step(&format!("repourl = \"https://x/r.git\"\n  {keys}"));
+    one_problem(&with_url("mode = \"full\"\n  method = \"scrub\""), 14, "method", "unknown method 'scrub'");
+    one_problem(&with_url("method = \"clobber\""), 13, "method", "mode \"incremental\" takes no method");
+    one_problem(&with_url("mode = \"partial\""), 13, "mode", "unknown mode 'partial'");
+    one_problem(
+        &with_url("mode = \"full\"\n  shallow = true"),
+        14,
+        "shallow",
+        "needs mode = \"full\" and method = \"clobber\"",
+    );
+    one_problem(&with_url("mode = \"full\"\n  method = \"clobber\"\n  shallow = 0"), 15, "shallow", "at least 1");
+    one_problem(&with_url("shallow = \"yes\""), 13, "shallow", "a boolean or a depth");
+    one_problem(&step("repourl = \"%(prop:r\""), 12, "repourl", "no closing parenthesis");
+    one_problem(&with_url("tags = true"), 13, "tags", "unknown field");
 }

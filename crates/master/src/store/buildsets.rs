@@ -165,17 +165,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await
                 .context(op)?;
-        rows.iter()
-            .map(|r| {
-                let value: String = r.try_get("value").context(op)?;
-                Ok(Property {
-                    name: r.try_get("name").context(op)?,
-                    value: serde_json::from_str(&value)
-                        .map_err(|e| StoreError::Db { op: op(), source: sqlx::Error::Decode(Box::new(e)) })?,
-                    source: r.try_get("source").context(op)?,
-                })
-            })
-            .collect()
+        rows.iter().map(super::properties::property).collect::<Result<_, _>>().context(op)
     }
 
     /// The source stamps of buildset `bsid`, by codebase.

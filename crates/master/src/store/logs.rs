@@ -402,16 +402,10 @@ mod tests {
 
     use super::*;
     use crate::store::testing::temp_store;
-    use crate::store::NewBuildset;
 
     /// A step to hang logs on.
     async fn step(store: &Store) -> i64 {
-        let builder = store.find_or_add_builder("b").await.expect("builder");
-        let worker = store.find_or_add_worker("w").await.expect("worker");
-        let master = store.register_master("m").await.expect("master");
-        let new = NewBuildset { reason: "test".into(), builderids: vec![builder], ..NewBuildset::default() };
-        let brid = store.add_buildset(&new).await.expect("buildset").1[0];
-        let (buildid, _) = store.add_build(builder, brid, worker, master).await.expect("build");
+        let buildid = crate::store::testing::running_build(store).await;
         store.add_step(buildid, "s").await.expect("step").0
     }
 

@@ -13,6 +13,7 @@ mod changes;
 mod error;
 mod logs;
 mod masters;
+mod properties;
 mod queries;
 mod state;
 mod steps;
@@ -153,6 +154,16 @@ pub(crate) mod testing {
     /// The URL of the database file in `dir`.
     pub(crate) fn url(dir: &tempfile::TempDir) -> String {
         format!("sqlite:{}", dir.path().join("state.sqlite").display())
+    }
+
+    /// A running build (of builder `b` on worker `w` by master `m`, for a new buildset); returns its id.
+    pub(crate) async fn running_build(store: &Store) -> i64 {
+        let builder = store.find_or_add_builder("b").await.expect("builder");
+        let worker = store.find_or_add_worker("w").await.expect("worker");
+        let master = store.register_master("m").await.expect("master");
+        let new = super::NewBuildset { reason: "test".into(), builderids: vec![builder], ..Default::default() };
+        let brid = store.add_buildset(&new).await.expect("buildset").1[0];
+        store.add_build(builder, brid, worker, master).await.expect("build").0
     }
 }
 

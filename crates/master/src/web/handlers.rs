@@ -76,6 +76,29 @@ fn id(text: &str, what: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| ApiError::not_found(format!("no {what} '{text}'")))
 }
 
+/// Adds `properties` (`{name: [value, source]}`) to each build of `reply` when the query asks for some with
+/// `property=NAME` (repeatable; `*` for all), as Buildbot does.
+async fn with_properties(master: &Master, params: &Params, reply: ApiResult) -> ApiResult {
+    let Json(mut reply) = reply?;
+    let spec = Spec::parse(params)?;
+    let wanted = spec.properties();
+    if wanted.is_empty() {
+        return Ok(Json(reply));
+    }
+    let all = wanted.iter().any(|name| name == "*");
+    if let Some(builds) = reply.get_mut("builds").and_then(Value::as_array_mut) {
+        for build in builds {
+            let Some(buildid) = build.get("buildid").and_then(Value::as_i64) else { continue };
+            let mut props = master.store().build_properties(buildid).await?;
+            props.retain(|p| all || wanted.contains(&p.name));
+            if let Some(object) = build.as_object_mut() {
+                object.insert("properties".into(), render::properties(&props));
+            }
+        }
+    }
+    Ok(Json(reply))
+}
+
 /// A number, or else a name, as a filter on `number_field` or `name_field`.
 fn id_or_name<'a>(text: &str, number_field: &'a str, name_field: &'a str) -> (&'a str, FilterValue) {
     match text.parse() {
@@ -137,7 +160,8 @@ pub(super) async fn builder(State(m): State<Master>, Path(b): Path<String>, para
 
 pub(super) async fn builder_builds(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
     let (builderid, _) = find_builder(&m, &b)?;
-    list::<Build>(&m, &params, vec![("builderid", FilterValue::Int(builderid))]).await
+    let reply = list::<Build>(&m, &params, vec![("builderid", FilterValue::Int(builderid))]).await;
+    with_properties(&m, &params, reply).await
 }
 
 pub(super) async fn builder_build(
@@ -146,7 +170,17 @@ pub(super) async fn builder_build(
     params: Params,
 ) -> ApiResult {
     let buildid = builder_build_id(&m, &b, &n).await?;
-    one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(buildid))]).await
+    let reply = one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(buildid))]).await;
+    with_properties(&m, &params, reply).await
+}
+
+pub(super) async fn builder_build_properties(
+    State(m): State<Master>,
+    Path((b, n)): Path<(String, String)>,
+) -> ApiResult {
+    let buildid = builder_build_id(&m, &b, &n).await?;
+    let props = m.store().build_properties(buildid).await?;
+    Ok(page("properties", vec![render::properties(&props)], 1))
 }
 
 pub(super) async fn builder_build_steps(
@@ -182,11 +216,22 @@ pub(super) async fn builder_forceschedulers(
 }
 
 pub(super) async fn builds(State(m): State<Master>, params: Params) -> ApiResult {
-    list::<Build>(&m, &params, Vec::new()).await
+    let reply = list::<Build>(&m, &params, Vec::new()).await;
+    with_properties(&m, &params, reply).await
 }
 
 pub(super) async fn build(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
-    one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(id(&b, "build")?))]).await
+    let reply = one::<Build>(&m, &params, vec![("buildid", FilterValue::Int(id(&b, "build")?))]).await;
+    with_properties(&m, &params, reply).await
+}
+
+pub(super) async fn build_properties(State(m): State<Master>, Path(b): Path<String>) -> ApiResult {
+    let buildid = id(&b, "build")?;
+    if m.store().build(buildid).await?.is_none() {
+        return Err(ApiError::not_found(format!("no build {buildid}")));
+    }
+    let props = m.store().build_properties(buildid).await?;
+    Ok(page("properties", vec![render::properties(&props)], 1))
 }
 
 pub(super) async fn build_steps(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
@@ -249,7 +294,9 @@ pub(super) async fn buildrequest(State(m): State<Master>, Path(r): Path<String>,
 }
 
 pub(super) async fn buildrequest_builds(State(m): State<Master>, Path(r): Path<String>, params: Params) -> ApiResult {
-    list::<Build>(&m, &params, vec![("buildrequestid", FilterValue::Int(id(&r, "build request")?))]).await
+    let brid = FilterValue::Int(id(&r, "build request")?);
+    let reply = list::<Build>(&m, &params, vec![("buildrequestid", brid)]).await;
+    with_properties(&m, &params, reply).await
 }
 
 pub(super) async fn buildsets(State(m): State<Master>, params: Params) -> ApiResult {

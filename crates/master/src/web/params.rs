@@ -1,7 +1,7 @@
 //! Buildbot's query parameters of collections (`data/resultspec.py`): `limit`, `offset`, `order` (`-field` for
 //! descending; repeatable), `field` (which fields to return; repeatable) and filters `field=value` or
 //! `field__op=value` with `op` one of `eq ne lt le gt ge`. Several values of one `eq` filter mean "any of them".
-//! `property` (build properties) is accepted and ignored for now.
+//! `property` (repeatable; `*` for all) adds the named build properties to each build.
 
 use std::cmp::Ordering;
 
@@ -44,6 +44,8 @@ pub(super) struct Spec {
     /// Field and whether descending.
     order: Vec<(String, bool)>,
     filters: Vec<RawFilter>,
+    /// The build properties to add to each build (`*` for all).
+    properties: Vec<String>,
 }
 
 fn count(param: &str, value: &str) -> Result<i64, ApiError> {
@@ -83,7 +85,7 @@ impl Spec {
                 "limit" => spec.limit = Some(count(name, value)?),
                 "offset" => spec.offset = count(name, value)?,
                 "field" => spec.fields.push(value.clone()),
-                "property" => {}
+                "property" => spec.properties.push(value.clone()),
                 "order" => match value.strip_prefix('-') {
                     Some(field) => spec.order.push((field.to_string(), true)),
                     None => spec.order.push((value.clone(), false)),
@@ -111,6 +113,11 @@ impl Spec {
             }
         }
         Ok(spec)
+    }
+
+    /// The build properties asked for with `property` (`*` for all).
+    pub(super) fn properties(&self) -> &[String] {
+        &self.properties
     }
 
     /// The store query for resource `R`: every field name must be one of `R`'s.

@@ -159,19 +159,7 @@ impl ApiResource for Worker {
     fn to_json(&self, master: &Master) -> Value {
         let connection = master.workers().connected(&self.name).filter(|c| !c.is_closed());
         let workerinfo = match &connection {
-            Some(conn) => {
-                let info = &conn.info;
-                let mut map = Map::new();
-                for (k, v) in info.info_files.iter().chain(&info.os) {
-                    map.insert(k.clone(), Value::String(v.trim_end().to_string()));
-                }
-                map.insert("version".into(), json!(info.version));
-                map.insert("system".into(), json!(info.system));
-                map.insert("basedir".into(), json!(info.basedir));
-                map.insert("numcpus".into(), json!(info.numcpus));
-                map.insert("worker_commands".into(), json!(info.worker_commands));
-                Value::Object(map)
-            }
+            Some(conn) => Value::Object(conn.info_json()),
             None => serde_json::from_str(&self.info).unwrap_or_else(|_| json!({})),
         };
         let connected_to: Vec<Value> = connection.iter().map(|_| json!({ "masterid": master.masterid() })).collect();

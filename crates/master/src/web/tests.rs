@@ -142,6 +142,17 @@ impl Fixture {
         (body["result"][0].as_i64().expect("bsid"), body["result"][1].clone())
     }
 
+    /// A build of `linux` on `w1`, started in the store for a forced request: (request, build id, number).
+    async fn linux_build(&self) -> (i64, i64, i64) {
+        let store = self.master.store();
+        let linux = self.builder_id("linux");
+        let (_, requests) = self.force(Some("linux")).await;
+        let brid = requests[linux.to_string()].as_i64().expect("request");
+        let worker = store.find_or_add_worker("w1").await.expect("worker");
+        let (buildid, number) = store.add_build(linux, brid, worker, self.master.masterid()).await.expect("build");
+        (brid, buildid, number)
+    }
+
     fn builder_id(&self, name: &str) -> i64 {
         self.master.builder_id(name).expect("builder")
     }
@@ -372,10 +383,8 @@ async fn builds_steps_and_logs_read_back_with_ranges_and_raw_downloads() {
     let f = fixture().await;
     let store = f.master.store();
     let linux = f.builder_id("linux");
-    let (_, requests) = f.force(Some("linux")).await;
-    let brid = requests[linux.to_string()].as_i64().expect("request");
     let worker = store.find_or_add_worker("w1").await.expect("worker");
-    let (buildid, number) = store.add_build(linux, brid, worker, f.master.masterid()).await.expect("build");
+    let (brid, buildid, number) = f.linux_build().await;
     let (stepid, _) = store.add_step(buildid, "compile").await.expect("step");
     let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
     store.append_log(logid, "hmake all\nohello\neoops\n").await.expect("append");
@@ -468,4 +477,33 @@ async fn serve_answers_on_a_socket_and_stops_when_cancelled() {
     assert!(response.contains("\"builders\""), "{response}");
     stop.cancel();
     server.await.expect("join").expect("serve");
+}
+
+#[tokio::test]
+async fn build_properties_are_served_alone_and_with_builds() {
+    let f = fixture().await;
+    let store = f.master.store();
+    let (brid, buildid, number) = f.linux_build().await;
+    let props = [
+        crate::store::Property { name: "buildername".into(), value: json!("linux"), source: "Builder".into() },
+        crate::store::Property { name: "buildnumber".into(), value: json!(number), source: "Build".into() },
+    ];
+    store.set_build_properties(buildid, &props).await.expect("set");
+
+    let (status, body) = f.get(&format!("/api/v2/builds/{buildid}/properties")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected = json!({ "buildername": ["linux", "Builder"], "buildnumber": [number, "Build"] });
+    assert_eq!(body, json!({ "properties": [expected], "meta": { "total": 1 } }));
+    let by_number = f.list(&format!("/api/v2/builders/linux/builds/{number}/properties"), "properties").await;
+    assert_eq!(by_number, vec![expected.clone()]);
+
+    let builds = f.list("/api/v2/builds?property=*", "builds").await;
+    assert_eq!(builds[0]["properties"], expected);
+    let build = &f.list(&format!("/api/v2/builds/{buildid}?property=buildnumber"), "builds").await[0];
+    assert_eq!(build["properties"], json!({ "buildnumber": [number, "Build"] }));
+    let build = &f.list(&format!("/api/v2/buildrequests/{brid}/builds"), "builds").await[0];
+    assert!(build.get("properties").is_none(), "properties only when asked: {build}");
+
+    let (status, body) = f.get("/api/v2/builds/9999/properties").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

@@ -171,6 +171,22 @@ impl WorkerConnection {
         }
     }
 
+    /// What the worker told about itself, as Buildbot's `workerinfo` shows it (without its environment).
+    pub fn info_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{json, Value};
+        let info = &self.info;
+        let mut map = serde_json::Map::new();
+        for (k, v) in info.info_files.iter().chain(&info.os) {
+            map.insert(k.clone(), Value::String(v.trim_end().to_string()));
+        }
+        map.insert("version".into(), json!(info.version));
+        map.insert("system".into(), json!(info.system));
+        map.insert("basedir".into(), json!(info.basedir));
+        map.insert("numcpus".into(), json!(info.numcpus));
+        map.insert("worker_commands".into(), json!(info.worker_commands));
+        map
+    }
+
     /// An absolute path on the worker: its base directory joined with `parts`, with the worker's path rules.
     pub fn path<S: AsRef<str>>(&self, parts: &[S]) -> String {
         self.flavour.join(&self.info.basedir, parts)

@@ -2,6 +2,7 @@
 //!
 //! Adding a step type is one module here, one [`StepDef`] variant and one arm in [`read_step`].
 
+mod git;
 mod shell;
 mod transfer;
 mod trigger;
@@ -15,6 +16,7 @@ use toml::Spanned;
 use super::error::Problems;
 use super::parse::{read, Defaults};
 
+pub use git::{GitMethod, GitMode, GitStep};
 pub use shell::{ShellCommand, ShellStep};
 pub use transfer::{DownloadStep, UploadStep};
 pub(super) use trigger::check_trigger_targets;
@@ -31,6 +33,8 @@ pub enum StepDef {
     Download(DownloadStep),
     /// `type = "trigger"`: starts builds through triggerable schedulers.
     Trigger(TriggerStep),
+    /// `type = "git"`: checks out the build's source stamp on the worker.
+    Git(GitStep),
 }
 
 impl StepDef {
@@ -41,6 +45,7 @@ impl StepDef {
             StepDef::Upload(step) => &step.options,
             StepDef::Download(step) => &step.options,
             StepDef::Trigger(step) => &step.options,
+            StepDef::Git(step) => &step.options,
         }
     }
 
@@ -55,6 +60,7 @@ impl StepDef {
             StepDef::Upload(step) => &mut step.options,
             StepDef::Download(step) => &mut step.options,
             StepDef::Trigger(step) => &mut step.options,
+            StepDef::Git(step) => &mut step.options,
         }
     }
 
@@ -65,6 +71,7 @@ impl StepDef {
             StepDef::Upload(step) => format!("upload {}", step.workersrc),
             StepDef::Download(step) => format!("download {}", step.workerdest),
             StepDef::Trigger(step) => format!("trigger {}", step.schedulers.join(", ")),
+            StepDef::Git(_) => "git".to_owned(),
         }
     }
 }
@@ -88,7 +95,7 @@ pub struct StepOptions {
 const COMMON_KEYS: [&str; 6] = ["name", "type", "halt_on_failure", "flunk_on_failure", "warn_on_failure", "always_run"];
 
 /// The step types, for error messages.
-const STEP_TYPES: &str = "shell, upload, upload_directory, download, trigger";
+const STEP_TYPES: &str = "shell, upload, upload_directory, download, git, trigger";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +205,7 @@ fn read_step(
         }
         Some("download") => StepDef::Download(transfer::read_download(own, options, context, defaults, problems)?),
         Some("trigger") => StepDef::Trigger(trigger::read_trigger(own, options, context, problems)?),
+        Some("git") => StepDef::Git(git::read_git(own, options, context, defaults, problems)?),
         Some(other) => {
             let span = common.step_type.as_ref().map_or(0..0, Spanned::span);
             problems.add(span, Some(context), "type", format!("unknown step type '{other}' (known: {STEP_TYPES})"));

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::StepOptions;
 use crate::config::error::Problems;
-use crate::config::parse::{read, Defaults};
+use crate::config::parse::{check_template, env_templates, read, Defaults};
 use crate::results;
 
 /// Seconds without output after which a command is killed, when the step sets no `timeout`.
@@ -119,8 +119,8 @@ impl<'de> Deserialize<'de> for ShellCommand {
 struct RawShellStep {
     command: Spanned<ShellCommand>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    workdir: Option<String>,
+    env: BTreeMap<String, Spanned<String>>,
+    workdir: Option<Spanned<String>>,
     timeout: Option<u64>,
     max_time: Option<u64>,
     decode_rc: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
@@ -142,6 +142,18 @@ pub(super) fn read_shell(
         problems.add(raw.command.span(), Some(context), "command", "the command is empty");
         valid = false;
     }
+    let words = match raw.command.get_ref() {
+        ShellCommand::Shell(line) => std::slice::from_ref(line),
+        ShellCommand::Argv(argv) => argv.as_slice(),
+    };
+    for word in words {
+        valid &= check_template(&Spanned::new(raw.command.span(), word.clone()), Some(context), "command", problems);
+    }
+    if let Some(workdir) = &raw.workdir {
+        valid &= check_template(workdir, Some(context), "workdir", problems);
+    }
+    let (own_env, env_valid) = env_templates(raw.env, context, problems);
+    valid &= env_valid;
     let decode_rc = match raw.decode_rc {
         None => BTreeMap::from([(0, results::SUCCESS)]),
         Some(table) => {
@@ -178,12 +190,12 @@ pub(super) fn read_shell(
         }
     };
     let mut env = defaults.env.clone();
-    env.extend(raw.env);
+    env.extend(own_env);
     valid.then(|| ShellStep {
         options,
         command: raw.command.into_inner(),
         env,
-        workdir: raw.workdir.unwrap_or_else(|| defaults.workdir.to_owned()),
+        workdir: raw.workdir.map_or_else(|| defaults.workdir.to_owned(), Spanned::into_inner),
         timeout: seconds_or_unlimited(raw.timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS)),
         max_time: raw.max_time.and_then(seconds_or_unlimited),
         decode_rc,

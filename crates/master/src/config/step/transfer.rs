@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::StepOptions;
 use crate::config::error::Problems;
-use crate::config::parse::{read, Defaults};
+use crate::config::parse::{check_template, read, Defaults};
 
 /// Buildbot's default transfer block size.
 const DEFAULT_BLOCKSIZE: u64 = 16 * 1024;
@@ -55,7 +55,7 @@ pub struct DownloadStep {
 struct RawUpload {
     workersrc: Spanned<String>,
     masterdest: Spanned<String>,
-    workdir: Option<String>,
+    workdir: Option<Spanned<String>>,
     maxsize: Option<u64>,
     blocksize: Option<u64>,
     #[serde(default)]
@@ -68,7 +68,7 @@ struct RawUpload {
 struct RawDownload {
     mastersrc: Spanned<String>,
     workerdest: Spanned<String>,
-    workdir: Option<String>,
+    workdir: Option<Spanned<String>>,
     maxsize: Option<u64>,
     blocksize: Option<u64>,
     mode: Option<u32>,
@@ -85,6 +85,7 @@ pub(super) fn read_upload(
     let raw: RawUpload = read(table, problems, Some(context), "step")?;
     let mut valid = non_empty(&raw.workersrc, "workersrc", context, problems);
     valid &= non_empty(&raw.masterdest, "masterdest", context, problems);
+    valid &= workdir_valid(&raw.workdir, context, problems);
     if let Some(compress) = &raw.compress {
         if !directory {
             problems.add(compress.span(), Some(context), "compress", "only an upload_directory step is compressed");
@@ -99,7 +100,7 @@ pub(super) fn read_upload(
         options,
         workersrc: raw.workersrc.into_inner(),
         masterdest: PathBuf::from(raw.masterdest.into_inner()),
-        workdir: raw.workdir.unwrap_or_else(|| defaults.workdir.to_owned()),
+        workdir: raw.workdir.map_or_else(|| defaults.workdir.to_owned(), Spanned::into_inner),
         maxsize: raw.maxsize,
         blocksize: raw.blocksize.unwrap_or(DEFAULT_BLOCKSIZE).max(1),
         keepstamp: raw.keepstamp,
@@ -117,22 +118,29 @@ pub(super) fn read_download(
 ) -> Option<DownloadStep> {
     let raw: RawDownload = read(table, problems, Some(context), "step")?;
     let valid = non_empty(&raw.mastersrc, "mastersrc", context, problems)
-        & non_empty(&raw.workerdest, "workerdest", context, problems);
+        & non_empty(&raw.workerdest, "workerdest", context, problems)
+        & workdir_valid(&raw.workdir, context, problems);
     valid.then(|| DownloadStep {
         options,
         mastersrc: PathBuf::from(raw.mastersrc.into_inner()),
         workerdest: raw.workerdest.into_inner(),
-        workdir: raw.workdir.unwrap_or_else(|| defaults.workdir.to_owned()),
+        workdir: raw.workdir.map_or_else(|| defaults.workdir.to_owned(), Spanned::into_inner),
         maxsize: raw.maxsize,
         blocksize: raw.blocksize.unwrap_or(DEFAULT_BLOCKSIZE).max(1),
         mode: raw.mode.map(|m| m & 0o7777),
     })
 }
 
+/// Checks that a path is not empty and is a valid template.
 fn non_empty(value: &Spanned<String>, key: &str, context: &str, problems: &mut Problems<'_>) -> bool {
     if value.get_ref().is_empty() {
         problems.add(value.span(), Some(context), key, "cannot be empty");
         return false;
     }
-    true
+    check_template(value, Some(context), key, problems)
+}
+
+/// Checks a step's own `workdir` as a template.
+fn workdir_valid(workdir: &Option<Spanned<String>>, context: &str, problems: &mut Problems<'_>) -> bool {
+    workdir.as_ref().is_none_or(|w| check_template(w, Some(context), "workdir", problems))
 }
