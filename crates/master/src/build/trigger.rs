@@ -28,7 +28,7 @@ pub(super) async fn run(
     stop: &CancellationToken,
 ) -> Result<RemoteOutcome, StoreError> {
     let store = &job.store;
-    let outcome = |result| Ok(RemoteOutcome { rc: None, result });
+    let outcome = |result| Ok(RemoteOutcome { result, ..RemoteOutcome::default() });
     let build = store.build(job.buildid).await?.ok_or(StoreError::NotFound { what: "build", id: job.buildid })?;
     let brid = build.buildrequestid;
     let request = store.build_request(brid).await?.ok_or(StoreError::NotFound { what: "build request", id: brid })?;

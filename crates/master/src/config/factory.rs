@@ -76,6 +76,7 @@ pub(super) fn expand_builders<'i>(
             DeValue::Table(keys) => keys.remove("matrix"),
             _ => None,
         };
+        let matrix_span = matrix.as_ref().map_or(0..0, Spanned::span);
         let combinations = match matrix {
             None => vec![Vec::new()],
             Some(matrix) => match combinations(matrix, &context, problems) {
@@ -86,6 +87,7 @@ pub(super) fn expand_builders<'i>(
         for values in combinations {
             let mut builder = table.clone();
             substitute(&mut builder, &values);
+            add_properties(&mut builder, &values, &matrix_span);
             if let Some(builder) = with_factory(builder, &values, factories, &context, problems) {
                 expanded.push(builder);
             }
@@ -181,6 +183,23 @@ fn replace_keys(text: &str, values: &[(String, String)]) -> Option<String> {
     match replaced {
         Cow::Borrowed(_) => None,
         Cow::Owned(text) => Some(text),
+    }
+}
+
+/// Makes each matrix key a property of the builder (source `Builder`), unless its `properties` set it already, so
+/// steps can use `%(prop:KEY)s` too.
+fn add_properties(builder: &mut Spanned<DeValue<'_>>, values: &[(String, String)], span: &std::ops::Range<usize>) {
+    let DeValue::Table(keys) = builder.get_mut() else { return };
+    if !keys.contains_key("properties") {
+        let empty = DeValue::Table(toml::de::DeTable::new());
+        keys.insert(Spanned::new(span.clone(), Cow::Borrowed("properties")), Spanned::new(span.clone(), empty));
+    }
+    let Some(DeValue::Table(properties)) = keys.get_mut("properties").map(Spanned::get_mut) else { return };
+    for (key, value) in values {
+        if !properties.contains_key(key.as_str()) {
+            let value = DeValue::String(Cow::Owned(value.clone()));
+            properties.insert(Spanned::new(span.clone(), Cow::Owned(key.clone())), Spanned::new(span.clone(), value));
+        }
     }
 }
 
@@ -314,6 +333,8 @@ matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
         assert_eq!(commands(&config, "relion-production"), [r#"Shell("pip install scipion-relion")"#]);
         let relion = config.builders.iter().find(|b| b.name == "relion-devel").expect("built");
         assert_eq!(relion.tags, ["devel"]);
+        assert_eq!(relion.properties.get("plugin"), Some(&serde_json::json!("relion")));
+        assert_eq!(relion.properties.get("mode"), Some(&serde_json::json!("devel")));
         assert!(config.force_schedulers.iter().any(|s| s.name == "force-xmipp-production"));
     }
 
