@@ -221,3 +221,32 @@ async fn the_stock_buildbot_worker_runs_the_git_step() {
     let checkout = master.worker_dir("w1").join("bb").join("build");
     assert_eq!(std::fs::read_to_string(checkout.join("a.txt")).expect("a.txt"), "one");
 }
+
+#[tokio::test]
+async fn a_trigger_step_passes_on_the_revision_its_build_checked_out() {
+    let repos = tempfile::tempdir().expect("create a temporary directory");
+    let (origin, head) = new_repo(repos.path(), "origin");
+    let parent = git_builder(&origin.display().to_string(), "branch = \"main\"")
+        + "\n[[builder.step]]\nname = \"trigger\"\ntype = \"trigger\"\nschedulers = [\"after\"]\n\
+           wait_for_finish = true\nset_properties = { from = \"%(prop:buildername)s #%(prop:buildnumber)s\" }\n";
+    let mut master = KilnMaster::builder()
+        .worker("w1", "pw-1")
+        .builder("parent", &parent)
+        .builder("child", "[[builder.step]]\ncommand = \"echo child\"")
+        .extra_toml("[[scheduler]]\nname = \"after\"\ntype = \"triggerable\"\nbuilders = [\"child\"]\n")
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w1").await;
+    master.wait_worker_connected("w1").await;
+
+    // Forced on the branch alone: the build checks out its head, and the triggered build gets that revision.
+    let repository = origin.display().to_string();
+    let buildid = build(&master, "parent", json!({ "branch": "main", "repository": repository })).await;
+    assert_eq!(got_revision(&master, buildid).await, head);
+    let children = master.get(&format!("buildsets?parent_buildid={buildid}")).await;
+    let child = &children["buildsets"][0];
+    assert_eq!(child["sourcestamps"][0]["revision"], head.as_str(), "{children:#}");
+    assert_eq!(child["sourcestamps"][0]["branch"], "main", "{children:#}");
+    let props = master.get_one(&format!("buildsets/{}/properties", master.id(child, "bsid"))).await;
+    assert_eq!(props["from"], json!(["parent #1", "Trigger"]), "{props:#}");
+}

@@ -164,7 +164,7 @@ async fn run_step(
             };
             (Command::DownloadFile(args), CommandIo::Download { source: Box::new(source) })
         }
-        StepDef::Trigger(step) => return trigger::run(job, step, logs, stop).await,
+        StepDef::Trigger(step) => return trigger::run(job, step, props, logs, stop).await,
     };
     remote::run(conn, command, io, &builder.name, logs, stop, zero_is_success).await
 }

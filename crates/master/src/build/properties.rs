@@ -96,6 +96,11 @@ impl BuildProperties {
             .collect()
     }
 
+    /// The build's source stamps.
+    pub fn sourcestamps(&self) -> &[SourceStamp] {
+        &self.sourcestamps
+    }
+
     /// The source stamp of `codebase`.
     pub fn sourcestamp(&self, codebase: &str) -> Option<&SourceStamp> {
         self.sourcestamps.iter().find(|ss| ss.codebase == codebase)

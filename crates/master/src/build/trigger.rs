@@ -1,5 +1,6 @@
 //! The `trigger` step: a buildset per named triggerable scheduler, child of this build, with this build's source
-//! stamps (its buildset's) and the chosen properties; then, if asked, waiting for them (Buildbot's `Trigger`).
+//! stamps (with the revisions it checked out, `got_revision`) and the chosen properties; then, if asked, waiting
+//! for them (Buildbot's `Trigger`).
 //!
 //! Without waiting the step ends SUCCESS once everything is submitted. With waiting it ends with the worst result
 //! of the triggered buildsets (each the worst of its builds), and stopping the build while it waits cancels the
@@ -10,13 +11,17 @@
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use serde_json::Value;
+
 use super::logs::StepLogs;
+use super::properties::BuildProperties;
 use super::remote::RemoteOutcome;
 use super::BuildJob;
 use crate::config::TriggerStep;
+use crate::interpolate::{self, Lookup};
 use crate::master::Submitted;
 use crate::results::{name as result_name, worst_status, CANCELLED, EXCEPTION, RETRY, SUCCESS};
-use crate::store::{NewBuildset, Property, StoreError};
+use crate::store::{NewBuildset, Property, SourceStamp, StoreError};
 
 /// The source of the properties a trigger step gives (Buildbot's).
 const SOURCE: &str = "Trigger";
@@ -24,27 +29,35 @@ const SOURCE: &str = "Trigger";
 pub(super) async fn run(
     job: &BuildJob,
     step: &TriggerStep,
+    props: &BuildProperties,
     logs: &mut StepLogs<'_>,
     stop: &CancellationToken,
 ) -> Result<RemoteOutcome, StoreError> {
     let store = &job.store;
     let outcome = |result| Ok(RemoteOutcome { result, ..RemoteOutcome::default() });
-    let build = store.build(job.buildid).await?.ok_or(StoreError::NotFound { what: "build", id: job.buildid })?;
-    let brid = build.buildrequestid;
-    let request = store.build_request(brid).await?.ok_or(StoreError::NotFound { what: "build request", id: brid })?;
-    let sourcestamps =
-        if step.always_use_latest { Vec::new() } else { store.buildset_sourcestamps(request.buildsetid).await? };
-    let own = store.buildset_properties(request.buildsetid).await?;
+    let sourcestamps = if step.always_use_latest {
+        Vec::new()
+    } else if step.update_sourcestamp {
+        checked_out(props)
+    } else {
+        props.sourcestamps().to_vec()
+    };
     let mut properties = Vec::new();
     for name in &step.copy_properties {
-        match own.iter().find(|p| &p.name == name) {
-            Some(p) => properties.push(Property { name: name.clone(), value: p.value.clone(), source: SOURCE.into() }),
+        match props.property(name) {
+            Some(value) => {
+                properties.push(Property { name: name.clone(), value: value.clone(), source: SOURCE.into() })
+            }
             None => logs.header(&format!("no property '{name}' to copy\n")).await?,
         }
     }
     for (name, value) in &step.set_properties {
+        let value = match value {
+            Value::String(template) => Value::String(interpolate::render(template, props)),
+            other => other.clone(),
+        };
         properties.retain(|p: &Property| &p.name != name);
-        properties.push(Property { name: name.clone(), value: value.clone(), source: SOURCE.into() });
+        properties.push(Property { name: name.clone(), value, source: SOURCE.into() });
     }
 
     // Subscribed before submitting, so that no completion goes by unseen.
@@ -145,4 +158,22 @@ async fn log_submitted(
         ));
     }
     logs.header(&text).await
+}
+
+/// The build's source stamps with the revisions its `git` steps checked out (`got_revision`: a string for one
+/// codebase, an object by codebase for several), as Buildbot's `updateSourceStamp` gives them.
+fn checked_out(props: &BuildProperties) -> Vec<SourceStamp> {
+    let got = props.property("got_revision");
+    props
+        .sourcestamps()
+        .iter()
+        .map(|ss| {
+            let revision = match got {
+                Some(Value::String(revision)) => Some(revision.as_str()),
+                Some(Value::Object(by_codebase)) => by_codebase.get(&ss.codebase).and_then(Value::as_str),
+                _ => None,
+            };
+            SourceStamp { revision: revision.map(str::to_owned).or_else(|| ss.revision.clone()), ..ss.clone() }
+        })
+        .collect()
 }

@@ -430,7 +430,17 @@ const KEYS: &[(&str, &[&str])] = &[
             "mode",
         ],
     ),
-    ("Trigger steps", &["schedulers", "wait_for_finish", "set_properties", "copy_properties", "always_use_latest"]),
+    (
+        "Trigger steps",
+        &[
+            "schedulers",
+            "wait_for_finish",
+            "set_properties",
+            "copy_properties",
+            "always_use_latest",
+            "update_sourcestamp",
+        ],
+    ),
     ("`[[force_scheduler]]`", &["name", "builders", "label", "reason"]),
     ("`[[force_scheduler.parameter]]`", &["name", "type", "label", "default", "required", "choices", "regex"]),
     (

@@ -28,6 +28,9 @@ pub struct TriggerStep {
     pub copy_properties: Vec<String>,
     /// Trigger without source stamps (the triggered builds build the latest sources).
     pub always_use_latest: bool,
+    /// Give the triggered builds the revision this build checked out (`got_revision`) rather than the one it was
+    /// asked for (Buildbot's `updateSourceStamp`).
+    pub update_sourcestamp: bool,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +45,7 @@ struct RawTrigger {
     copy_properties: Vec<String>,
     #[serde(default)]
     always_use_latest: bool,
+    update_sourcestamp: Option<bool>,
 }
 
 pub(super) fn read_trigger(
@@ -55,6 +59,19 @@ pub(super) fn read_trigger(
         problems.add(raw.schedulers.span(), Some(context), "schedulers", "needs at least one triggerable scheduler");
         return None;
     }
+    let mut valid = true;
+    for (name, value) in &raw.set_properties {
+        if let Err(e) = value.as_str().map_or(Ok(()), crate::interpolate::check) {
+            problems.add(raw.schedulers.span(), Some(context), "set_properties", format!("property '{name}': {e}"));
+            valid = false;
+        }
+    }
+    if let (true, Some(true)) = (raw.always_use_latest, raw.update_sourcestamp) {
+        let message = "always_use_latest sends no source stamp to update; leave update_sourcestamp out";
+        problems.add(raw.schedulers.span(), Some(context), "update_sourcestamp", message);
+        valid = false;
+    }
+    valid.then_some(())?;
     let set_properties = raw
         .set_properties
         .into_iter()
@@ -68,6 +85,7 @@ pub(super) fn read_trigger(
         set_properties,
         copy_properties: raw.copy_properties,
         always_use_latest: raw.always_use_latest,
+        update_sourcestamp: raw.update_sourcestamp.unwrap_or(true),
     })
 }
 
