@@ -3,8 +3,9 @@
 //! source stamp (its revision if it has one, else the head of its branch), all output going to the step's
 //! `stdio`, and sets `got_revision` from `git rev-parse HEAD`.
 //!
-//! Without a source stamp for the step's codebase, the build's `branch` and `revision` properties (a force
-//! form's fields) stand in for it.
+//! A build without any source stamp takes the build's `branch` and `revision` properties (set by a force form or
+//! a builder's `properties`) instead; a build whose source stamps are all of other codebases (say, a package
+//! release) checks out the head of the step's `branch`.
 
 use kiln_protocol::{ArgvWord, Command, CommandLine, EnvValue, ShellArgs};
 use serde_json::Value;
@@ -87,13 +88,17 @@ fn got_revision(props: &BuildProperties, codebase: &str, revision: String) -> Va
     Value::Object(by_codebase)
 }
 
-/// The branch and revision to check out: the source stamp's, else the build's `branch` and `revision`
-/// properties; the branch falls back to the step's `branch`, the revision to the branch's head.
+/// The branch and revision to check out: the source stamp's of the step's codebase, else (without any source
+/// stamp) the build's `branch` and `revision` properties; the branch falls back to the step's `branch`, the
+/// revision to the branch's head.
 fn wanted(step: &GitStep, props: &BuildProperties) -> (String, Option<String>) {
     let text = |v: Option<Value>| v.map(|v| python_str(&v)).filter(|s| !s.is_empty());
     let (branch, revision) = match props.sourcestamp(&step.codebase) {
         Some(ss) => (ss.branch.clone().filter(|b| !b.is_empty()), ss.revision.clone().filter(|r| !r.is_empty())),
-        None => (text(props.property("branch").cloned()), text(props.property("revision").cloned())),
+        None if props.sourcestamps().is_empty() => {
+            (text(props.property("branch").cloned()), text(props.property("revision").cloned()))
+        }
+        None => (None, None),
     };
     let branch = branch.unwrap_or_else(|| render(&step.branch, props));
     (if branch.is_empty() { "HEAD".to_owned() } else { branch }, revision)
@@ -459,6 +464,9 @@ mod tests {
         assert_eq!(with(vec![ss(Some("rel"), Some("123"))], &forced), ("rel".into(), Some("123".into())));
         assert_eq!(with(vec![ss(None, None)], &forced), ("main".into(), None));
         assert_eq!(with(vec![], &forced), ("dev".into(), Some("abc".into())));
+        // A release of another codebase: its version is no revision of this repository.
+        let release = crate::store::SourceStamp { codebase: "plugin".into(), ..ss(None, Some("3.24.0")) };
+        assert_eq!(with(vec![release], &[("revision", "3.24.0")]), ("main".into(), None));
         assert_eq!(with(vec![], &[("default_branch", "trunk")]), ("trunk".into(), None));
         assert_eq!(with(vec![], &[("default_branch", "")]), ("HEAD".into(), None));
     }
