@@ -190,12 +190,12 @@ impl Master {
             let (tx, rx) = tokio::sync::mpsc::channel(CHANGES_CAPACITY);
             senders.push(tx);
             let master = self.clone();
-            let (name, builders) = (def.name.clone(), def.builders.clone());
+            let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
             let stop = self.inner.shutting_down.clone();
             tokio::spawn(on_change::run(def.clone(), self.inner.store.clone(), rx, stop, move |group| {
                 let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
                 async move {
-                    if let Err(e) = master.submit_changes(&name, &builders, &group).await {
+                    if let Err(e) = master.submit_changes(&name, &builders, priority, &group).await {
                         tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                     }
                 }
@@ -255,7 +255,13 @@ impl Master {
     }
 
     /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
-    async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
+    async fn submit_changes(
+        &self,
+        scheduler: &str,
+        builders: &[String],
+        priority: Option<i32>,
+        group: &[Change],
+    ) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
         let mut builderids = Vec::new();
         for name in builders {
@@ -274,9 +280,10 @@ impl Master {
                     source: "Scheduler".into(),
                 }],
                 builderids,
-                priority: 0,
+                priority,
                 waited_for: false,
                 sourcestamps: vec![last.sourcestamp()],
+                ..NewBuildset::default()
             })
             .await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
@@ -286,13 +293,13 @@ impl Master {
     /// Runs a timed scheduler until the master stops: each firing submits a buildset for its builders.
     fn start_timed_scheduler(&self, def: TimedSchedulerDef) {
         let master = self.clone();
-        let (name, builders) = (def.name.clone(), def.builders.clone());
+        let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
         let stop = self.inner.shutting_down.clone();
         tokio::spawn(timed::run(def, Clock::System, stop, move |at| {
             let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
             async move {
                 let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                match master.submit_for(&name, &builders, &reason, Vec::new()).await {
+                match master.submit_for(&name, &builders, &reason, Vec::new(), priority).await {
                     Ok(submitted) => tracing::info!(scheduler = %name, buildset = submitted.buildsetid, "scheduled"),
                     Err(e) => tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit"),
                 }
@@ -330,6 +337,19 @@ impl Master {
         owner: Option<&str>,
         properties: Vec<(String, String)>,
     ) -> Result<Submitted, ActionError> {
+        self.force_with_priority(scheduler, builder, reason, owner, properties, None).await
+    }
+
+    /// [`Master::force`] with the priority the force form gave (`None`: the scheduler's, else each builder's).
+    pub async fn force_with_priority(
+        &self,
+        scheduler: &str,
+        builder: Option<&str>,
+        reason: &str,
+        owner: Option<&str>,
+        properties: Vec<(String, String)>,
+        priority: Option<i32>,
+    ) -> Result<Submitted, ActionError> {
         let def = self
             .inner
             .config
@@ -359,7 +379,7 @@ impl Master {
                 source: "Force Build Form".into(),
             });
         }
-        self.submit_for(scheduler, &names, reason, properties).await
+        self.submit_for(scheduler, &names, reason, properties, priority.or(def.priority)).await
     }
 
     /// Submits a buildset from scheduler `scheduler` for the builders `names`.
@@ -369,6 +389,7 @@ impl Master {
         names: &[S],
         reason: &str,
         mut properties: Vec<Property>,
+        priority: Option<i32>,
     ) -> Result<Submitted, ActionError> {
         let mut builderids = Vec::new();
         for name in names {
@@ -387,14 +408,16 @@ impl Master {
             parent_buildid: None,
             properties,
             builderids,
-            priority: 0,
+            priority,
             waited_for: false,
             sourcestamps: Vec::new(),
+            ..NewBuildset::default()
         })
         .await
     }
 
-    async fn submit(&self, new: NewBuildset) -> Result<Submitted, ActionError> {
+    async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
+        new.builder_priorities = self.inner.builders.values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
         self.inner.wake.notify_one();
@@ -444,9 +467,10 @@ impl Master {
             parent_buildid: None,
             properties,
             builderids: vec![build.builderid],
-            priority: request.priority,
+            priority: Some(request.priority),
             waited_for: false,
             sourcestamps,
+            ..NewBuildset::default()
         })
         .await
     }

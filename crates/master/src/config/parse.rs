@@ -12,9 +12,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::error::{ConfigError, Problems};
+use super::locks::{check_lock_uses, read_locks, RawLockUse};
 use super::step::read_steps;
 use super::{
-    BuilderDef, ForceSchedulerDef, MasterConfig, StoreConfig, StoreUrl, TlsFiles, WebConfig, WorkerDef,
+    BuilderDef, ForceSchedulerDef, LockDef, MasterConfig, StoreConfig, StoreUrl, TlsFiles, WebConfig, WorkerDef,
     WorkerListenerConfig,
 };
 
@@ -32,6 +33,8 @@ pub(super) struct Defaults<'a> {
     pub(super) env: &'a BTreeMap<String, String>,
     /// The builder's default workdir.
     pub(super) workdir: &'a str,
+    /// The `[[lock]]` tables, by name.
+    pub(super) locks: &'a BTreeMap<String, LockDef>,
 }
 
 /// Deserializes one value, recording the toml crate's error (with `context`, and `fallback_key` when the error
@@ -107,6 +110,9 @@ struct RawBuilder {
     workdir: Option<String>,
     builddir: Option<String>,
     force_scheduler: Option<bool>,
+    priority: Option<i32>,
+    collapse_requests: Option<bool>,
+    locks: Option<Vec<Spanned<RawLockUse>>>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +121,7 @@ struct RawForceScheduler {
     name: Spanned<String>,
     builders: Spanned<Vec<Spanned<String>>>,
     label: Option<String>,
+    priority: Option<i32>,
 }
 
 /// The top-level keys and sections, checked.
@@ -144,11 +151,13 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
     let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
     let change_sources = take_tables(&mut document, "change_source", &mut problems);
+    let locks = take_tables(&mut document, "lock", &mut problems);
 
     let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
-    let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
+    let locks = read_locks(locks, &worker_names, &mut problems);
+    let (builders, builder_names) = read_builders(builders, &worker_names, &locks, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
     let (timed_schedulers, change_schedulers) =
@@ -169,6 +178,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_schedulers,
             change_sources,
             change_hooks: settings.change_hooks,
+            locks,
         }),
         _ => Err(problems.into_error()),
     }
@@ -398,6 +408,7 @@ pub(super) fn check_references(
 fn read_builders(
     tables: Vec<Spanned<DeValue<'_>>>,
     worker_names: &BTreeSet<String>,
+    locks: &BTreeMap<String, LockDef>,
     problems: &mut Problems<'_>,
 ) -> (Vec<BuilderDef>, BTreeSet<String>) {
     let mut names = BTreeSet::new();
@@ -424,12 +435,13 @@ fn read_builders(
         };
         let Some(raw) = read::<RawBuilder>(table, problems, Some(&context), "builder") else {
             let no_env = BTreeMap::new();
-            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR }, problems);
+            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks }, problems);
             names.extend(declared);
             continue;
         };
         let workdir = raw.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
-        let steps = read_steps(steps, &context, &Defaults { env: &raw.env, workdir: &workdir }, problems);
+        let steps = read_steps(steps, &context, &Defaults { env: &raw.env, workdir: &workdir, locks }, problems);
+        let lock_uses = check_lock_uses(raw.locks, locks, &context, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
         if name_valid && workers_valid {
@@ -443,6 +455,9 @@ fn read_builders(
                 builddir: raw.builddir.unwrap_or_else(|| name.clone()),
                 force_scheduler: raw.force_scheduler.unwrap_or(true),
                 steps,
+                priority: raw.priority.unwrap_or(0),
+                collapse_requests: raw.collapse_requests.unwrap_or(true),
+                locks: lock_uses,
                 name,
             });
         }
@@ -484,6 +499,7 @@ fn read_force_schedulers(
             schedulers.push(ForceSchedulerDef {
                 builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 label: raw.label.unwrap_or_else(|| name.clone()),
+                priority: raw.priority,
                 name,
             });
         }
@@ -491,6 +507,7 @@ fn read_force_schedulers(
     schedulers.extend(implicit.into_iter().map(|(name, builder)| ForceSchedulerDef {
         builders: vec![builder.to_owned()],
         label: name.clone(),
+        priority: None,
         name,
     }));
     schedulers

@@ -19,6 +19,8 @@ pub struct TimedSchedulerDef {
     pub name: String,
     pub builders: Vec<String>,
     pub timing: Timing,
+    /// The priority of the requests it makes; `None`: each builder's own.
+    pub priority: Option<i32>,
 }
 
 /// When a timed scheduler fires.
@@ -43,6 +45,8 @@ pub struct ChangeSchedulerDef {
     /// Wait this long after the last change of a branch before building all of them at once; `None`: a build
     /// per important change, at once.
     pub tree_stable_timer: Option<Duration>,
+    /// The priority of the requests it makes; `None`: each builder's own.
+    pub priority: Option<i32>,
 }
 
 /// Which changes a scheduler sees; an absent key lets every change through.
@@ -101,6 +105,7 @@ struct RawScheduler {
     #[serde(default)]
     only_important: bool,
     tree_stable_timer: Option<u64>,
+    priority: Option<i32>,
 }
 
 impl RawScheduler {
@@ -181,6 +186,7 @@ pub(super) fn read_schedulers(
                         files: raw.files.into_iter().flatten().map(Spanned::into_inner).collect(),
                         only_important: raw.only_important,
                         tree_stable_timer: raw.tree_stable_timer.filter(|s| *s > 0).map(Duration::from_secs),
+                        priority: raw.priority,
                     });
                 }
                 continue;
@@ -251,6 +257,7 @@ pub(super) fn read_schedulers(
                 name: raw.name.into_inner(),
                 builders: raw.builders.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 timing,
+                priority: raw.priority,
             });
         }
     }

@@ -96,7 +96,12 @@ fn every_default() {
     assert!(builder.force_scheduler);
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "force-test".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "force-test".into(),
+            priority: None
+        }]
     );
 
     let step = shell(&builder.steps[0]);
@@ -107,7 +112,8 @@ fn every_default() {
             halt_on_failure: false,
             flunk_on_failure: true,
             warn_on_failure: false,
-            always_run: false
+            always_run: false,
+            locks: Vec::new(),
         }
     );
     assert_eq!(step.command, ShellCommand::Shell("make -j4".into()));
@@ -164,6 +170,98 @@ workdir = "src"
     assert_eq!(second.workdir, "src/tests");
     assert_eq!(second.timeout, None, "timeout = 0 disables the timeout");
     assert_eq!(second.max_time, None);
+}
+
+/// Two workers, a master lock `db` (2 units) and a worker lock `disk` (1, 3 on `big`), then `rest`.
+fn with_locks(rest: &str) -> String {
+    format!(
+        r#"[[worker]]
+name = "small"
+password = "pw"
+[[worker]]
+name = "big"
+password = "pw"
+[[lock]]
+name = "db"
+type = "master"
+max_count = 2
+[[lock]]
+name = "disk"
+type = "worker"
+max_count_for_worker = {{ big = 3 }}
+{rest}"#
+    )
+}
+
+#[test]
+fn priorities_collapsing_and_locks_of_builders_and_steps() {
+    let config = load(&with_locks(
+        r#"[[builder]]
+name = "b"
+workers = ["small", "big"]
+priority = 7
+collapse_requests = false
+locks = ["db", { name = "disk", access = "exclusive" }]
+  [[builder.step]]
+  command = "make"
+  locks = [{ name = "db", access = "counting", count = 2 }]
+[[builder]]
+name = "plain"
+workers = ["small"]
+  [[builder.step]]
+  command = "make"
+[[force_scheduler]]
+name = "urgent"
+builders = ["b"]
+priority = 100
+[[scheduler]]
+name = "hourly"
+type = "periodic"
+interval = 3600
+builders = ["b"]
+priority = -1
+"#,
+    ));
+    let b = &config.builders[0];
+    assert_eq!((b.priority, b.collapse_requests), (7, false));
+    assert_eq!(
+        b.locks,
+        [
+            LockUse { name: "db".into(), access: LockAccess::Counting, count: 1 },
+            LockUse { name: "disk".into(), access: LockAccess::Exclusive, count: 1 },
+        ]
+    );
+    assert_eq!(b.steps[0].options().locks, [LockUse { name: "db".into(), access: LockAccess::Counting, count: 2 }]);
+    let plain = &config.builders[1];
+    assert_eq!((plain.priority, plain.collapse_requests, plain.locks.len()), (0, true, 0));
+    assert_eq!(config.force_schedulers[0].priority, Some(100));
+    assert_eq!(config.force_schedulers[1].priority, None, "the implicit force-b");
+    assert_eq!(config.timed_schedulers[0].priority, Some(-1));
+    let disk = &config.locks["disk"];
+    assert_eq!((disk.kind, disk.max_count_on("big"), disk.max_count_on("small")), (LockKind::Worker, 3, 1));
+    let db = &config.locks["db"];
+    assert_eq!((db.kind, db.max_count_on("big")), (LockKind::Master, 2));
+}
+
+#[test]
+fn bad_locks_are_reported() {
+    let builder =
+        |locks: &str| with_locks(&format!("[[builder]]\nname = \"b\"\nworkers = [\"big\"]\nlocks = {locks}\n"));
+    one_problem(&builder(r#"["nope"]"#), 18, "locks", "unknown lock 'nope'");
+    one_problem(&builder(r#"[{ name = "db", access = "shared" }]"#), 18, "locks", "unknown access 'shared'");
+    one_problem(&builder(r#"[{ name = "db", count = 3 }]"#), 18, "locks", "more than its max_count (2)");
+    one_problem(&builder(r#"[{ name = "disk", count = 4 }]"#), 18, "locks", "more than its max_count (3)");
+    one_problem(&builder(r#"[{ name = "db", access = "exclusive", count = 2 }]"#), 18, "locks", "count of 1");
+    let step = with_locks(
+        "[[builder]]\nname = \"b\"\nworkers = [\"big\"]\n  [[builder.step]]\n  command = \"x\"\n  locks = [\"nope\"]\n",
+    );
+    one_problem(&step, 20, "locks", "unknown lock 'nope'");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"global\"\n";
+    one_problem(text, 6, "type", "unknown lock type 'global'");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"master\"\nmax_count_for_worker = { w = 2 }\n";
+    one_problem(text, 7, "max_count_for_worker", "only a worker lock");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"worker\"\nmax_count = 0\n";
+    one_problem(text, 7, "max_count", "at least 1");
 }
 
 #[test]
@@ -277,7 +375,12 @@ fn builders_without_force_scheduler_free_the_name() {
         load(&format!("{text}\n[[force_scheduler]]\nname = \"force-test\"\nbuilders = [\"test\"]\nlabel = \"Go\"\n"));
     assert_eq!(
         config.force_schedulers,
-        [ForceSchedulerDef { name: "force-test".into(), builders: vec!["test".into()], label: "Go".into() }]
+        [ForceSchedulerDef {
+            name: "force-test".into(),
+            builders: vec!["test".into()],
+            label: "Go".into(),
+            priority: None
+        }]
     );
 }
 
@@ -353,7 +456,22 @@ const KEYS: &[(&str, &[&str])] = &[
     ("`[worker_listener]`", &["address", "tls_cert", "tls_key", "ping_interval", "ping_timeout"]),
     ("`[web]`", &["address"]),
     ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
-    ("`[[builder]]`", &["name", "workers", "description", "tags", "env", "workdir", "builddir", "force_scheduler"]),
+    (
+        "`[[builder]]`",
+        &[
+            "name",
+            "workers",
+            "description",
+            "tags",
+            "env",
+            "workdir",
+            "builddir",
+            "force_scheduler",
+            "priority",
+            "collapse_requests",
+            "locks",
+        ],
+    ),
     (
         "`[[builder.step]]`",
         &[
@@ -368,6 +486,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "flunk_on_failure",
             "warn_on_failure",
             "always_run",
+            "locks",
             "decode_rc",
             "sigterm_time",
             "interrupt_signal",
@@ -388,7 +507,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "mode",
         ],
     ),
-    ("`[[force_scheduler]]`", &["name", "builders", "label"]),
+    ("`[[force_scheduler]]`", &["name", "builders", "label", "priority"]),
+    ("`[[lock]]`", &["name", "type", "max_count", "max_count_for_worker"]),
     (
         "`[[scheduler]]`",
         &[
@@ -413,6 +533,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "files",
             "only_important",
             "tree_stable_timer",
+            "priority",
         ],
     ),
     (

@@ -96,7 +96,12 @@ mod tests {
     fn nightly(name: &str, day_of_week: &str) -> TimedSchedulerDef {
         let fields = CalendarFields { hour: "3".into(), day_of_week: day_of_week.into(), ..CalendarFields::default() };
         let calendar = Calendar::from_fields(&fields, "Europe/Madrid").expect("valid calendar");
-        TimedSchedulerDef { name: name.into(), builders: vec![name.into()], timing: Timing::Nightly(calendar) }
+        TimedSchedulerDef {
+            name: name.into(),
+            builders: vec![name.into()],
+            timing: Timing::Nightly(calendar),
+            priority: None,
+        }
     }
 
     /// Runs the schedulers on a paused clock from `start` for `days` (less a minute), returning (time in Madrid,
@@ -163,6 +168,7 @@ mod tests {
             name: "hourly".into(),
             builders: vec!["b".into()],
             timing: Timing::Periodic(Duration::from_secs(3600)),
+            priority: None,
         };
         let fired = firings(vec![def], start, 1).await;
         assert_eq!(fired.len(), 24, "{fired:?}");

@@ -201,7 +201,7 @@ mod tests {
 
     /// A buildset with one request per builder; returns the request ids.
     async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {
-        let new = NewBuildset { reason: "test".into(), builderids, priority, ..NewBuildset::default() };
+        let new = NewBuildset { reason: "test".into(), builderids, priority: Some(priority), ..NewBuildset::default() };
         store.add_buildset(&new).await.expect("buildset").1
     }
 

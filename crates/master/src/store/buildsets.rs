@@ -61,10 +61,21 @@ pub struct NewBuildset {
     pub parent_buildid: Option<i64>,
     pub properties: Vec<Property>,
     pub builderids: Vec<i64>,
-    pub priority: i32,
+    /// The priority the scheduler or the force form gave its requests; `None`: each builder's, from
+    /// `builder_priorities`.
+    pub priority: Option<i32>,
+    /// Builder id → the builder's own priority, for requests of a buildset without `priority` (absent: 0).
+    pub builder_priorities: std::collections::HashMap<i64, i32>,
     /// Whether a parent build waits for these requests.
     pub waited_for: bool,
     pub sourcestamps: Vec<SourceStamp>,
+}
+
+impl NewBuildset {
+    /// The priority of its request for `builderid`.
+    pub fn request_priority(&self, builderid: i64) -> i32 {
+        self.priority.or_else(|| self.builder_priorities.get(&builderid).copied()).unwrap_or(0)
+    }
 }
 
 /// A stored buildset.
@@ -130,7 +141,7 @@ impl Store {
             )
             .bind(bsid)
             .bind(builderid)
-            .bind(new.priority)
+            .bind(new.request_priority(builderid))
             .bind(submitted_at)
             .bind(i16::from(new.waited_for))
             .fetch_one(&mut *tx)
@@ -270,7 +281,7 @@ mod tests {
                 source: "Force Build Form".into(),
             }],
             builderids: builderids.clone(),
-            priority: 5,
+            priority: Some(5),
             sourcestamps: vec![ss.clone()],
             ..NewBuildset::default()
         };
@@ -292,6 +303,25 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sourcestamps").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn requests_take_the_buildset_priority_else_their_builder_priority() {
+        let (store, _dir) = temp_store().await;
+        let (a, b) =
+            (store.find_or_add_builder("a").await.expect("a"), store.find_or_add_builder("b").await.expect("b"));
+        let builder_priorities = [(a, 3)].into_iter().collect();
+        let mut new =
+            NewBuildset { reason: "t".into(), builderids: vec![a, b], builder_priorities, ..NewBuildset::default() };
+        let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+        let priority = |brid| {
+            let store = store.clone();
+            async move { store.build_request(brid).await.expect("get").expect("exists").priority }
+        };
+        assert_eq!((priority(brids[0]).await, priority(brids[1]).await), (3, 0));
+        new.priority = Some(-2);
+        let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+        assert_eq!((priority(brids[0]).await, priority(brids[1]).await), (-2, -2));
     }
 
     #[tokio::test]

@@ -177,7 +177,8 @@ pub(super) async fn buildrequest(State(m): State<Master>, Path(r): Path<String>,
 }
 
 /// `POST /forceschedulers/{name}`: `force` with `builderid` (one of the scheduler's builders, by id or name;
-/// all of them without), `reason`, `owner` (or `username`); any other scalar parameter is a property.
+/// all of them without), `reason`, `owner` (or `username`), `priority` (an integer); any other scalar parameter is
+/// a property.
 pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<String>, body: Bytes) -> Reply {
     answer(&body, |method, params| async move {
         if method != "force" {
@@ -186,6 +187,7 @@ pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<Str
         let mut builder = None;
         let mut reason = "force build".to_string();
         let mut owner = None;
+        let mut priority = None;
         let mut properties = Vec::new();
         for (key, value) in params {
             let text = match value {
@@ -199,10 +201,17 @@ pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<Str
                 "builderid" => builder = Some(builder_name(&m, &text)?),
                 "reason" => reason = text,
                 "owner" | "username" => owner = Some(text),
+                "priority" if text.is_empty() => {}
+                "priority" => {
+                    let value =
+                        text.parse().map_err(|_| RpcError::params(format!("priority '{text}' is not an integer")))?;
+                    priority = Some(value);
+                }
                 _ => properties.push((key, text)),
             }
         }
-        let s = m.force(&name, builder.as_deref(), &reason, owner.as_deref(), properties).await?;
+        let s =
+            m.force_with_priority(&name, builder.as_deref(), &reason, owner.as_deref(), properties, priority).await?;
         Ok(submitted(s))
     })
     .await
