@@ -20,6 +20,7 @@ use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
+use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
 use crate::schedulers::on_change;
@@ -420,8 +421,43 @@ impl Master {
         new.builder_priorities = self.inner.builders.values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
+        let requests: Vec<(i64, i64)> = builderids.into_iter().zip(brids).collect();
+        for &(builderid, brid) in &requests {
+            if let Err(e) = self.collapse_into(builderid, buildsetid, brid).await {
+                // The new request stands; only the older ones it could have saved will run.
+                tracing::error!(brid, error = %e, "collapsing older requests failed");
+            }
+        }
         self.inner.wake.notify_one();
-        Ok(Submitted { buildsetid, requests: builderids.into_iter().zip(brids).collect() })
+        Ok(Submitted { buildsetid, requests })
+    }
+
+    /// Collapses the older queued requests of builder `builderid` that the new request `brid` covers.
+    async fn collapse_into(&self, builderid: i64, buildsetid: i64, brid: i64) -> Result<(), StoreError> {
+        let collapses = self.inner.builders.values().any(|(id, def)| *id == builderid && def.collapse_requests);
+        if !collapses {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let describe = |brid: i64, bsid: i64| async move {
+            let stamps = store.buildset_stamps_with_changes(bsid).await?;
+            let stamps = stamps.into_iter().map(|(sourcestamp, has_changes)| Stamp { sourcestamp, has_changes });
+            let properties = store.buildset_properties(bsid).await?;
+            Ok::<_, StoreError>(QueuedRequest::new(brid, bsid, stamps.collect(), &properties))
+        };
+        let new = describe(brid, buildsetid).await?;
+        let mut queued = Vec::new();
+        for request in store.unclaimed_requests(builderid).await? {
+            if request.id != brid {
+                queued.push(describe(request.id, request.buildsetid).await?);
+            }
+        }
+        let skip = collapsed_by(&new, &queued);
+        if !skip.is_empty() {
+            let collapsed = store.collapse_requests(&skip, brid, self.inner.masterid).await?;
+            tracing::info!(brid, ?collapsed, "older requests collapsed into a new one");
+        }
+        Ok(())
     }
 
     /// Stores a change, then tells the subscribers about it.

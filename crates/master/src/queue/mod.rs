@@ -4,6 +4,8 @@
 //! requests go in the same order. A request goes to a connected worker of its builder that has room
 //! (`max_builds`), the least busy first. A request never waits while such a worker is idle.
 
+pub mod collapse;
+
 use std::collections::HashMap;
 
 use crate::store::BuildRequest;

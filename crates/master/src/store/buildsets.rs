@@ -189,6 +189,25 @@ impl Store {
             .collect()
     }
 
+    /// The source stamps of buildset `bsid`, by codebase, each with whether changes belong to it.
+    pub async fn buildset_stamps_with_changes(&self, bsid: i64) -> Result<Vec<(SourceStamp, bool)>, StoreError> {
+        let op = || format!("get source stamps and changes of buildset {bsid}");
+        let rows = sqlx::query(
+            "SELECT ss.branch, ss.revision, ss.repository, ss.project, ss.codebase, \
+             EXISTS (SELECT 1 FROM changes c WHERE c.sourcestampid = ss.id) AS has_changes \
+             FROM buildset_sourcestamps bs JOIN sourcestamps ss ON ss.id = bs.sourcestampid \
+             WHERE bs.buildsetid = ? ORDER BY ss.codebase, ss.id",
+        )
+        .bind(bsid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        rows.iter()
+            .map(|r| Ok((sourcestamp(r)?, r.try_get::<i64, _>("has_changes")? != 0)))
+            .collect::<Result<_, sqlx::Error>>()
+            .context(op)
+    }
+
     /// The source stamps of buildset `bsid`, by codebase.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> Result<Vec<SourceStamp>, StoreError> {
         let op = || format!("get source stamps of buildset {bsid}");
@@ -201,18 +220,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context(op)?;
-        rows.iter()
-            .map(|r| {
-                Ok(SourceStamp {
-                    branch: r.try_get("branch")?,
-                    revision: r.try_get("revision")?,
-                    repository: r.try_get("repository")?,
-                    project: r.try_get("project")?,
-                    codebase: r.try_get("codebase")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .context(op)
+        rows.iter().map(sourcestamp).collect::<Result<_, sqlx::Error>>().context(op)
     }
 }
 
@@ -237,6 +245,16 @@ pub(super) async fn find_or_add_sourcestamp(
     .execute(&mut *conn)
     .await?;
     sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
+}
+
+fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
+    Ok(SourceStamp {
+        branch: r.try_get("branch")?,
+        revision: r.try_get("revision")?,
+        repository: r.try_get("repository")?,
+        project: r.try_get("project")?,
+        codebase: r.try_get("codebase")?,
+    })
 }
 
 pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {

@@ -47,12 +47,14 @@ name = "linux"
 workers = ["w1"]
 description = "the linux build"
 tags = ["os", "linux"]
+collapse_requests = false
   [[builder.step]]
   command = "true"
 
 [[builder]]
 name = "mac"
 workers = ["w1"]
+collapse_requests = false
   [[builder.step]]
   command = "true"
 
