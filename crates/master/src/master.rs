@@ -46,6 +46,8 @@ pub enum ActionError {
     UnknownBuild(i64),
     #[error("no build request {0}")]
     UnknownRequest(i64),
+    #[error("no worker named '{0}'")]
+    UnknownWorker(String),
     #[error("build {0} is not running on this master")]
     NotRunning(i64),
     #[error(transparent)]
@@ -529,6 +531,29 @@ impl Master {
         }
     }
 
+    /// Pauses the worker `name`: no new build starts on it (running ones go on) until it is unpaused. Stored, so it
+    /// stays paused across restarts of the master and of the worker.
+    pub async fn pause_worker(&self, name: &str, reason: Option<&str>) -> Result<(), ActionError> {
+        self.set_paused(name, true, reason).await
+    }
+
+    /// Lets builds start on the worker `name` again.
+    pub async fn unpause_worker(&self, name: &str) -> Result<(), ActionError> {
+        self.set_paused(name, false, None).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<(), ActionError> {
+        if !self.inner.config.workers.iter().any(|w| w.name == name) {
+            return Err(ActionError::UnknownWorker(name.to_string()));
+        }
+        if !self.inner.store.set_worker_paused(name, paused, reason).await? {
+            return Err(ActionError::UnknownWorker(name.to_string()));
+        }
+        tracing::info!(worker = name, paused, reason, "worker paused state changed");
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
     /// Ids of the builds running on this master.
     pub fn running_builds(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = lock(&self.inner.running).keys().copied().collect();
@@ -598,6 +623,7 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
             pending.insert(name.clone(), requests);
         }
     }
+    let paused = inner.store.paused_workers().await?;
     for builder_name in builder_order(&pending) {
         let Some((builderid, def)) = inner.builders.get(builder_name) else { continue };
         let mut requests = pending[builder_name].clone();
@@ -607,6 +633,7 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 let running = lock(&inner.running);
                 def.workers
                     .iter()
+                    .filter(|w| !paused.contains(*w))
                     .filter(|w| inner.workers.connected(w).is_some_and(|c| !c.is_closed()))
                     .map(|w| WorkerLoad {
                         name: w.clone(),

@@ -173,6 +173,39 @@ async fn a_forced_request_waits_and_a_cancel_completes_it() {
 }
 
 #[tokio::test]
+async fn workers_pause_and_unpause_by_name_or_id() {
+    let f = fixture().await;
+    let (status, body) = f.rpc("/api/v2/workers/w1", "pause", json!({ "reason": "disk full" })).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &Value::Null), "{body}");
+    let w = &f.list("/api/v2/workers/w1", "workers").await[0];
+    assert_eq!((&w["paused"], &w["pause_reason"]), (&json!(true), &json!("disk full")));
+    assert_eq!(f.list("/api/v2/workers?paused=true", "workers").await.len(), 1);
+    let id = w["workerid"].as_i64().expect("id");
+    let (status, body) = f.rpc(&format!("/api/v2/workers/{id}"), "unpause", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let w = &f.list("/api/v2/workers/w1", "workers").await[0];
+    assert_eq!((&w["paused"], &w["pause_reason"]), (&json!(false), &Value::Null));
+    let (status, body) = f.rpc("/api/v2/workers/nobody", "pause", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = f.rpc("/api/v2/workers/w1", "explode", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn the_force_form_priority_goes_to_the_requests() {
+    let f = fixture().await;
+    let params = json!({ "builderid": "linux", "priority": 42 });
+    let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let brid = body["result"][1][f.builder_id("linux").to_string()].as_i64().expect("brid");
+    let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+    assert_eq!(br["priority"], 42);
+    let params = json!({ "builderid": "linux", "priority": "high" });
+    let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
 async fn build_requests_filter_order_and_page_in_the_store() {
     let f = fixture().await;
     let (linux, mac) = (f.builder_id("linux"), f.builder_id("mac"));
