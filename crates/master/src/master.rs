@@ -21,11 +21,12 @@ use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, MasterConfig, StoreUrl, TimedSchedulerDef};
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
-use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
+use crate::queue::locks::{LockGuard, Locks};
+use crate::queue::plan::{plan, PendingBuilder, WorkerState};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
 use crate::schedulers::on_change;
 use crate::schedulers::timed::{self, Clock};
-use crate::store::{BuildRequest, Change, NewBuildset, Property, Store, StoreError};
+use crate::store::{Change, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -79,6 +80,8 @@ struct Inner {
     running: Mutex<HashMap<i64, Running>>,
     builds: TaskTracker,
     wake: Notify,
+    /// The master's locks (`[[lock]]`), held by builds and steps.
+    locks: Locks,
     /// Set when the master stops: builds stopped from then on end RETRY, and no new build starts.
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
@@ -156,6 +159,7 @@ impl Master {
             Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
             None => None,
         };
+        let locks = config.locks.clone();
         let inner = Arc::new(Inner {
             config,
             store,
@@ -165,6 +169,7 @@ impl Master {
             running: Mutex::default(),
             builds: TaskTracker::new(),
             wake: Notify::new(),
+            locks: Locks::new(locks),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
         });
@@ -598,6 +603,7 @@ fn master_name(dir: &Path) -> String {
 /// Starts builds whenever something may have changed: a request arrived, a worker connected, a build ended.
 async fn dispatch_loop(inner: Arc<Inner>) {
     let mut events = inner.workers.subscribe();
+    let mut released = inner.locks.subscribe();
     loop {
         if inner.shutting_down.is_cancelled() {
             return;
@@ -608,49 +614,56 @@ async fn dispatch_loop(inner: Arc<Inner>) {
         tokio::select! {
             () = inner.wake.notified() => {}
             _ = events.recv() => {}
+            _ = released.changed() => {}
             () = tokio::time::sleep(IDLE_RESCAN) => {}
             () = inner.shutting_down.cancelled() => return,
         }
     }
 }
 
-/// One pass over the queue: every request that has a free worker starts.
+/// One pass over the queue: gathers the pending requests, the workers and the locks, lets the queue plan which
+/// requests start where, then claims and starts them.
 async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
-    let mut pending: HashMap<String, Vec<BuildRequest>> = HashMap::new();
-    for (name, (id, _)) in &inner.builders {
+    let mut pending = Vec::new();
+    for (name, (id, def)) in &inner.builders {
         let requests = inner.store.unclaimed_requests(*id).await?;
         if !requests.is_empty() {
-            pending.insert(name.clone(), requests);
+            let (workers, locks) = (def.workers.clone(), def.locks.clone());
+            pending.push(PendingBuilder { name: name.clone(), requests, workers, locks });
         }
     }
+    if pending.is_empty() {
+        return Ok(());
+    }
     let paused = inner.store.paused_workers().await?;
-    for builder_name in builder_order(&pending) {
-        let Some((builderid, def)) = inner.builders.get(builder_name) else { continue };
-        let mut requests = pending[builder_name].clone();
-        requests.sort_by_key(urgency);
-        for request in requests {
-            let loads: Vec<WorkerLoad> = {
-                let running = lock(&inner.running);
-                def.workers
-                    .iter()
-                    .filter(|w| !paused.contains(*w))
-                    .filter(|w| inner.workers.connected(w).is_some_and(|c| !c.is_closed()))
-                    .map(|w| WorkerLoad {
-                        name: w.clone(),
-                        running: running.values().filter(|r| &r.worker == w).count(),
-                        max_builds: inner.workers.account(w).and_then(|a| a.max_builds),
-                    })
-                    .collect()
-            };
-            let Some(worker) = pick_worker(&loads).map(|w| w.name.clone()) else { break };
-            if inner.shutting_down.is_cancelled() {
-                return Ok(());
-            }
-            if !inner.store.claim_requests(&[request.id], inner.masterid).await? {
-                continue;
-            }
-            start_build(inner, *builderid, def.clone(), request.id, &worker).await?;
+    let workers = {
+        let running = lock(&inner.running);
+        inner
+            .config
+            .workers
+            .iter()
+            .filter(|w| inner.workers.connected(&w.name).is_some_and(|c| !c.is_closed()))
+            .map(|w| {
+                let state = WorkerState {
+                    running: running.values().filter(|r| r.worker == w.name).count(),
+                    max_builds: inner.workers.account(&w.name).and_then(|a| a.max_builds),
+                    paused: paused.contains(&w.name),
+                };
+                (w.name.clone(), state)
+            })
+            .collect()
+    };
+    for assignment in plan(&pending, &workers, &inner.locks.snapshot()) {
+        if inner.shutting_down.is_cancelled() {
+            return Ok(());
         }
+        let Some((builderid, def)) = inner.builders.get(&assignment.builder) else { continue };
+        // The locks first: a step may have taken one since the plan was made.
+        let Some(locks) = inner.locks.try_acquire(&def.locks, &assignment.worker) else { continue };
+        if !inner.store.claim_requests(&[assignment.brid], inner.masterid).await? {
+            continue;
+        }
+        start_build(inner, *builderid, def.clone(), assignment.brid, &assignment.worker, locks).await?;
     }
     Ok(())
 }
@@ -661,6 +674,7 @@ async fn start_build(
     builder: Arc<BuilderDef>,
     brid: i64,
     worker: &str,
+    builder_locks: LockGuard,
 ) -> Result<(), StoreError> {
     let Some(conn) = inner.workers.connected(worker) else {
         inner.store.unclaim_requests(&[brid], inner.masterid).await?;
@@ -676,7 +690,8 @@ async fn start_build(
     tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop };
+        let locks = inner.locks.clone();
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, stop, locks };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {
@@ -693,6 +708,7 @@ async fn start_build(
         }
         tracing::info!(builder = %job.builder.name, number, buildid, result = result_name(result).unwrap_or("?"), "build finished");
         lock(&inner.running).remove(&buildid);
+        drop(builder_locks);
         inner.wake.notify_one();
     });
     Ok(())

@@ -4,6 +4,7 @@
 mod logs;
 mod remote;
 pub mod result;
+mod step_locks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use kiln_protocol::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BuilderDef, ShellCommand, ShellStep, StepDef};
+use crate::queue::locks::Locks;
 use crate::results::{worst_status, CANCELLED, FAILURE, RETRY, SUCCESS};
 use crate::store::{Store, StoreError};
 use crate::workers::{CommandIo, WorkerConnection};
@@ -32,6 +34,8 @@ pub struct BuildJob {
     pub buildid: i64,
     /// Cancelled to stop the build: the running command is interrupted, the build ends CANCELLED.
     pub stop: CancellationToken,
+    /// The master's locks, for the steps' `locks`.
+    pub locks: Locks,
 }
 
 /// Runs the build's steps and returns its result (the caller stores it).
@@ -54,7 +58,10 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
         let (stepid, _) = job.store.add_step(job.buildid, step.name()).await?;
         let mut logs = StepLogs::open(&job.store, stepid).await?;
         let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
-        let step_result = run_step(job, step, &mut logs, &stop).await?;
+        let step_result = match step_locks::acquire(job, stepid, &options.locks, &mut logs, &stop).await? {
+            Some(_locks) => run_step(job, step, &mut logs, &stop).await?,
+            None => remote::RemoteOutcome { rc: None, result: CANCELLED },
+        };
         logs.finish().await?;
         job.store.finish_step(stepid, step_result.result, false).await?;
         let flags = StepFlags {
