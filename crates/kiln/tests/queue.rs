@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use support::buildbot::{results, WorkerKind};
-use support::kiln::{toml_str, KilnMaster};
+use support::kiln::{toml_str, KilnMaster, BUILD_TIMEOUT};
 
 /// A gate: builds whose step waits on it run until the test opens it.
 struct Gate {
@@ -214,4 +214,55 @@ async fn higher_priority_requests_run_first() {
     started.sort();
     let order: Vec<i64> = started.into_iter().map(|(_, brid)| brid).collect();
     assert_eq!(order, vec![urgent, high, low], "builds start by priority, then age");
+}
+
+#[tokio::test]
+async fn a_step_waits_for_its_worker_lock_and_says_so() {
+    let gate = Gate::new();
+    // The locked command fails if another is inside it: a broken lock fails a build, not only a timing.
+    let busy = gate.path.with_file_name("busy");
+    let inside = format!(
+        "if [ -e '{busy}' ]; then echo overlap; exit 1; fi; touch '{busy}'; sleep 0.5; rm '{busy}'",
+        busy = busy.display()
+    );
+    let work = format!(
+        "[[builder.step]]\nname = \"prep\"\ncommand = \"true\"\n{}locks = [{{ name = \"cpu\", access = \"exclusive\" }}]\n",
+        gate.step(&inside)
+    );
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("a", &work)
+        .builder("b", &work)
+        .extra_toml("[[lock]]\nname = \"cpu\"\ntype = \"worker\"\n")
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    let requests = [master.force("a").await, master.force("b").await];
+    let mut builds = Vec::new();
+    for brid in requests {
+        builds.push(master.id(&master.wait_builds_of_request(brid, 1).await[0], "buildid"));
+    }
+    // Both builds run on the one worker; one's `work` step holds the lock, the other's waits and says so.
+    let waiting = master
+        .wait_for("a step waiting for its lock", BUILD_TIMEOUT, async || {
+            for &buildid in &builds {
+                let steps = master.try_get(&format!("builds/{buildid}/steps")).await?;
+                let waiting = steps["steps"].as_array()?.iter().find(|s| s["state_string"] == "waiting for locks");
+                if let Some(step) = waiting {
+                    return Some(step.clone());
+                }
+            }
+            None
+        })
+        .await;
+    let log = master.log(master.id(&waiting, "stepid"), "stdio").await;
+    assert!(log.has_line('h', "waiting for locks: cpu (exclusive)"), "{}", log.dump());
+    gate.open();
+    for brid in requests {
+        let request = master.wait_request_complete(brid).await;
+        assert_eq!(master.results(&request), results::SUCCESS, "request {brid}: {request:#}");
+    }
+    let waited = master.log(master.id(&waiting, "stepid"), "stdio").await;
+    assert!(waited.has_line('h', "locks acquired"), "{}", waited.dump());
 }
