@@ -33,7 +33,8 @@ pub fn urgency(request: &BuildRequest) -> (i32, i64, i64) {
 mod tests {
     use super::*;
 
-    fn request(id: i64, priority: i32, submitted_at: i64) -> BuildRequest {
+    /// A pending request of builder 1, alone in its buildset.
+    pub(super) fn request(id: i64, priority: i32, submitted_at: i64) -> BuildRequest {
         BuildRequest {
             id,
             buildsetid: id,

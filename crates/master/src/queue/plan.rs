@@ -96,23 +96,8 @@ mod tests {
     use super::*;
     use crate::config::{LockAccess, LockDef, LockKind};
     use crate::queue::locks::Instance;
+    use crate::queue::tests::request;
     use proptest::prelude::*;
-
-    fn request(id: i64, priority: i32, submitted_at: i64) -> BuildRequest {
-        BuildRequest {
-            id,
-            buildsetid: id,
-            builderid: 1,
-            priority,
-            submitted_at,
-            complete: false,
-            results: None,
-            complete_at: None,
-            waited_for: false,
-            superseded_by: None,
-            claimed_by_masterid: None,
-        }
-    }
 
     fn worker(running: usize, max_builds: Option<usize>, paused: bool) -> WorkerState {
         WorkerState { running, max_builds, paused }

@@ -210,17 +210,8 @@ impl Store {
 
     /// The source stamps of buildset `bsid`, by codebase.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> Result<Vec<SourceStamp>, StoreError> {
-        let op = || format!("get source stamps of buildset {bsid}");
-        let rows = sqlx::query(
-            "SELECT ss.branch, ss.revision, ss.repository, ss.project, ss.codebase \
-             FROM buildset_sourcestamps bs JOIN sourcestamps ss ON ss.id = bs.sourcestampid \
-             WHERE bs.buildsetid = ? ORDER BY ss.codebase, ss.id",
-        )
-        .bind(bsid)
-        .fetch_all(&self.pool)
-        .await
-        .context(op)?;
-        rows.iter().map(sourcestamp).collect::<Result<_, sqlx::Error>>().context(op)
+        let stamps = self.buildset_stamps_with_changes(bsid).await?;
+        Ok(stamps.into_iter().map(|(stamp, _)| stamp).collect())
     }
 }
 
