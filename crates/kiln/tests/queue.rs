@@ -10,6 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use support::buildbot::{results, WorkerKind};
 use support::kiln::{toml_str, KilnMaster, BUILD_TIMEOUT};
@@ -107,6 +108,9 @@ async fn a_paused_worker_gets_no_build_until_it_is_unpaused() {
         .start()
         .await;
     master.rpc("workers/paused", "pause", json!({ "reason": "maintenance" })).await;
+    // Paused is stored: a restarted master keeps the worker paused.
+    master.kill_master(Signal::SIGTERM).await;
+    master.restart().await;
     let worker = master.get_one("workers/paused").await;
     assert_eq!((&worker["paused"], &worker["pause_reason"]), (&json!(true), &json!("maintenance")));
     let first = master.force("b").await;

@@ -48,6 +48,7 @@ workers = ["w1"]
 description = "the linux build"
 tags = ["os", "linux"]
 collapse_requests = false
+priority = 7
   [[builder.step]]
   command = "true"
 
@@ -62,6 +63,7 @@ collapse_requests = false
 name = "force-all"
 builders = ["linux", "mac"]
 label = "Build everything"
+priority = 3
 
 [change_hooks.github]
 secret = "{HOOK_SECRET}"
@@ -200,6 +202,21 @@ async fn the_force_form_priority_goes_to_the_requests() {
     let brid = body["result"][1][f.builder_id("linux").to_string()].as_i64().expect("brid");
     let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
     assert_eq!(br["priority"], 42);
+    // Without one from the form: the scheduler's, else (the implicit force-<builder>) the builder's.
+    let (linux, mac) = (f.builder_id("linux"), f.builder_id("mac"));
+    let (_, requests) = f.force(None).await;
+    for builderid in [linux, mac] {
+        let brid = requests[builderid.to_string()].as_i64().expect("brid");
+        let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+        assert_eq!(br["priority"], 3, "force-all's priority");
+    }
+    for (scheduler, builderid, expected) in [("force-linux", linux, 7), ("force-mac", mac, 0)] {
+        let (status, body) = f.rpc(&format!("/api/v2/forceschedulers/{scheduler}"), "force", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let brid = body["result"][1][builderid.to_string()].as_i64().expect("brid");
+        let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+        assert_eq!(br["priority"], expected, "{scheduler}: the builder's priority");
+    }
     let params = json!({ "builderid": "linux", "priority": "high" });
     let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
