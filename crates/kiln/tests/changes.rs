@@ -57,7 +57,8 @@ async fn commits_become_builds_and_a_restart_loses_none() {
     commit(repo, "a.txt", "first");
     let mut master = KilnMaster::builder()
         .worker("w", "pw")
-        .builder("b", "[[builder.step]]\ncommand = \"echo building\"")
+        // Without collapsing, the two commits made while the master is down are two builds, not one.
+        .builder("b", "collapse_requests = false\n[[builder.step]]\ncommand = \"echo building\"")
         .extra_toml(&format!(
             "[[change_source]]\ntype = \"git\"\nrepository = {}\nbranches = [\"main\"]\npoll_interval = 1\n\n\
              [[scheduler]]\nname = \"on-main\"\ntype = \"on_change\"\nbuilders = [\"b\"]\nbranch = \"main\"\n",

@@ -104,7 +104,7 @@ async fn trigger_steps_wait_or_not_pass_properties_and_source_stamps_and_a_stop_
     assert!(log.contains(&format!("triggered 'failing': buildset {}", child["bsid"])), "{log}");
 
     // Not waiting: the step succeeds at once; the child runs with the parent's source stamps and properties.
-    let params = json!({ "owner": "ann <ann@example.invalid>", "branch": "main", "revision": "abc123" });
+    let params = json!({ "owner": "ann <ann@example.invalid>", "branch": "main", "revision": "abc123", "priority": 7 });
     let (bsid, brid) = force(&master, "force-parent-nowait", "parent-nowait", params).await;
     let parent = finished_build(&master, brid).await;
     assert_eq!(master.results(&parent), SUCCESS, "{parent:#}");
@@ -121,6 +121,7 @@ async fn trigger_steps_wait_or_not_pass_properties_and_source_stamps_and_a_stop_
     assert_eq!(props["scheduler"], json!(["passing", "Scheduler"]));
     let requests = requests_of(&master, childset).await;
     assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["priority"], 7, "the child inherits the parent's priority: {requests:#?}");
     let child_build = finished_build(&master, master.id(&requests[0], "buildrequestid")).await;
     assert_eq!(master.results(&child_build), SUCCESS, "{child_build:#}");
 

@@ -20,11 +20,13 @@ use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
-use crate::queue::{builder_order, pick_worker, urgency, WorkerLoad};
+use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
+use crate::queue::locks::{LockGuard, Locks};
+use crate::queue::plan::{plan, PendingBuilder, WorkerState};
 use crate::results::{name as result_name, CANCELLED, EXCEPTION, RETRY};
 use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
-use crate::store::{BuildRequest, Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
+use crate::store::{Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -45,6 +47,8 @@ pub enum ActionError {
     UnknownBuild(i64),
     #[error("no build request {0}")]
     UnknownRequest(i64),
+    #[error("no worker named '{0}'")]
+    UnknownWorker(String),
     #[error("build {0} is not running on this master")]
     NotRunning(i64),
     #[error(transparent)]
@@ -78,6 +82,8 @@ struct Inner {
     running: Mutex<HashMap<i64, Running>>,
     builds: TaskTracker,
     wake: Notify,
+    /// The master's locks (`[[lock]]`), held by builds and steps.
+    locks: Locks,
     /// Set when the master stops: builds stopped from then on end RETRY, and no new build starts.
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
@@ -157,6 +163,7 @@ impl Master {
             Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
             None => None,
         };
+        let locks = config.locks.clone();
         let inner = Arc::new(Inner {
             config,
             store,
@@ -166,6 +173,7 @@ impl Master {
             running: Mutex::default(),
             builds: TaskTracker::new(),
             wake: Notify::new(),
+            locks: Locks::new(locks),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             buildsets: broadcast::channel(CHANGES_CAPACITY).0,
@@ -195,12 +203,12 @@ impl Master {
             let (tx, rx) = mpsc::channel(CHANGES_CAPACITY);
             senders.push(tx);
             let master = self.clone();
-            let (name, builders) = (def.name.clone(), def.builders.clone());
+            let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
             let stop = self.inner.shutting_down.clone();
             tokio::spawn(on_change::run(def.clone(), self.inner.store.clone(), rx, stop, move |group| {
                 let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
                 async move {
-                    if let Err(e) = master.submit_changes(&name, &builders, &group).await {
+                    if let Err(e) = master.submit_changes(&name, &builders, priority, &group).await {
                         tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                     }
                 }
@@ -268,10 +276,17 @@ impl Master {
     }
 
     /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
-    async fn submit_changes(&self, scheduler: &str, builders: &[String], group: &[Change]) -> Result<(), ActionError> {
+    async fn submit_changes(
+        &self,
+        scheduler: &str,
+        builders: &[String],
+        priority: Option<i32>,
+        group: &[Change],
+    ) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
-        let buildset = NewBuildset { reason, sourcestamps: vec![last.sourcestamp()], ..NewBuildset::default() };
+        let buildset =
+            NewBuildset { reason, priority, sourcestamps: vec![last.sourcestamp()], ..NewBuildset::default() };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
         Ok(())
@@ -282,7 +297,7 @@ impl Master {
     /// the changes if it takes them (`only_if_changed`).
     fn start_timed_scheduler(&self, def: TimedSchedulerDef) -> Option<mpsc::Sender<Change>> {
         let master = self.clone();
-        let (name, builders) = (def.name.clone(), def.builders.clone());
+        let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
         let stop = self.inner.shutting_down.clone();
         let (tx, rx) = match def.only_if_changed {
             true => Some(mpsc::channel(CHANGES_CAPACITY)).unzip(),
@@ -294,10 +309,10 @@ impl Master {
             async move {
                 let submitted = if changes.is_empty() {
                     let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                    let buildset = NewBuildset { reason, ..NewBuildset::default() };
+                    let buildset = NewBuildset { reason, priority, ..NewBuildset::default() };
                     master.submit_for(&name, &builders, buildset).await.map(|_| ())
                 } else {
-                    master.submit_changes(&name, &builders, &changes).await
+                    master.submit_changes(&name, &builders, priority, &changes).await
                 };
                 if let Err(e) = submitted {
                     tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
@@ -330,7 +345,7 @@ impl Master {
 
     /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them), with
     /// the values of its form (see [`force::collect`]: `reason`, `owner`, `priority`, the source stamp fields and
-    /// the typed parameters).
+    /// the typed parameters). Without a `priority` the requests get the scheduler's, else each builder's.
     pub async fn force(
         &self,
         scheduler: &str,
@@ -355,7 +370,7 @@ impl Master {
         let buildset = NewBuildset {
             reason: request.reason,
             properties: request.properties,
-            priority: request.priority,
+            priority: request.priority.or(def.priority),
             sourcestamps: request.sourcestamp.into_iter().collect(),
             ..NewBuildset::default()
         };
@@ -386,11 +401,47 @@ impl Master {
         self.submit(buildset).await
     }
 
-    async fn submit(&self, new: NewBuildset) -> Result<Submitted, ActionError> {
+    async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
+        new.builder_priorities = self.inner.builders.values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
+        let requests: Vec<(i64, i64)> = builderids.into_iter().zip(brids).collect();
+        for &(builderid, brid) in &requests {
+            if let Err(e) = self.collapse_into(builderid, buildsetid, brid).await {
+                // The new request stands; only the older ones it could have saved will run.
+                tracing::error!(brid, error = %e, "collapsing older requests failed");
+            }
+        }
         self.inner.wake.notify_one();
-        Ok(Submitted { buildsetid, requests: builderids.into_iter().zip(brids).collect() })
+        Ok(Submitted { buildsetid, requests })
+    }
+
+    /// Collapses the older queued requests of builder `builderid` that the new request `brid` covers.
+    async fn collapse_into(&self, builderid: i64, buildsetid: i64, brid: i64) -> Result<(), StoreError> {
+        let collapses = self.inner.builders.values().any(|(id, def)| *id == builderid && def.collapse_requests);
+        if !collapses {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let describe = |brid: i64, bsid: i64| async move {
+            let stamps = store.buildset_stamps_with_changes(bsid).await?;
+            let stamps = stamps.into_iter().map(|(sourcestamp, has_changes)| Stamp { sourcestamp, has_changes });
+            let properties = store.buildset_properties(bsid).await?;
+            Ok::<_, StoreError>(QueuedRequest::new(brid, bsid, stamps.collect(), &properties))
+        };
+        let new = describe(brid, buildsetid).await?;
+        let mut queued = Vec::new();
+        for request in store.unclaimed_requests(builderid).await? {
+            if request.id != brid {
+                queued.push(describe(request.id, request.buildsetid).await?);
+            }
+        }
+        let skip = collapsed_by(&new, &queued);
+        if !skip.is_empty() {
+            let collapsed = store.collapse_requests(&skip, brid, self.inner.masterid).await?;
+            tracing::info!(brid, ?collapsed, "older requests collapsed into a new one");
+        }
+        Ok(())
     }
 
     /// Stores a change, then tells the subscribers about it.
@@ -489,9 +540,10 @@ impl Master {
             parent_buildid: None,
             properties,
             builderids: vec![build.builderid],
-            priority: request.priority,
+            priority: Some(request.priority),
             waited_for: false,
             sourcestamps,
+            ..NewBuildset::default()
         })
         .await
     }
@@ -512,6 +564,29 @@ impl Master {
             Some(buildid) => self.stop_build(buildid),
             None => Ok(()),
         }
+    }
+
+    /// Pauses the worker `name`: no new build starts on it (running ones go on) until it is unpaused. Stored, so it
+    /// stays paused across restarts of the master and of the worker.
+    pub async fn pause_worker(&self, name: &str, reason: Option<&str>) -> Result<(), ActionError> {
+        self.set_paused(name, true, reason).await
+    }
+
+    /// Lets builds start on the worker `name` again.
+    pub async fn unpause_worker(&self, name: &str) -> Result<(), ActionError> {
+        self.set_paused(name, false, None).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<(), ActionError> {
+        if !self.inner.config.workers.iter().any(|w| w.name == name) {
+            return Err(ActionError::UnknownWorker(name.to_string()));
+        }
+        if !self.inner.store.set_worker_paused(name, paused, reason).await? {
+            return Err(ActionError::UnknownWorker(name.to_string()));
+        }
+        tracing::info!(worker = name, paused, reason, "worker paused state changed");
+        self.inner.wake.notify_one();
+        Ok(())
     }
 
     /// Ids of the builds running on this master.
@@ -558,6 +633,7 @@ fn master_name(dir: &Path) -> String {
 /// Starts builds whenever something may have changed: a request arrived, a worker connected, a build ended.
 async fn dispatch_loop(inner: Arc<Inner>) {
     let mut events = inner.workers.subscribe();
+    let mut released = inner.locks.subscribe();
     loop {
         if inner.shutting_down.is_cancelled() {
             return;
@@ -568,47 +644,56 @@ async fn dispatch_loop(inner: Arc<Inner>) {
         tokio::select! {
             () = inner.wake.notified() => {}
             _ = events.recv() => {}
+            _ = released.changed() => {}
             () = tokio::time::sleep(IDLE_RESCAN) => {}
             () = inner.shutting_down.cancelled() => return,
         }
     }
 }
 
-/// One pass over the queue: every request that has a free worker starts.
+/// One pass over the queue: gathers the pending requests, the workers and the locks, lets the queue plan which
+/// requests start where, then claims and starts them.
 async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
-    let mut pending: HashMap<String, Vec<BuildRequest>> = HashMap::new();
-    for (name, (id, _)) in &inner.builders {
+    let mut pending = Vec::new();
+    for (name, (id, def)) in &inner.builders {
         let requests = inner.store.unclaimed_requests(*id).await?;
         if !requests.is_empty() {
-            pending.insert(name.clone(), requests);
+            let (workers, locks) = (def.workers.clone(), def.locks.clone());
+            pending.push(PendingBuilder { name: name.clone(), requests, workers, locks });
         }
     }
-    for builder_name in builder_order(&pending) {
-        let Some((builderid, def)) = inner.builders.get(builder_name) else { continue };
-        let mut requests = pending[builder_name].clone();
-        requests.sort_by_key(urgency);
-        for request in requests {
-            let loads: Vec<WorkerLoad> = {
-                let running = lock(&inner.running);
-                def.workers
-                    .iter()
-                    .filter(|w| inner.workers.connected(w).is_some_and(|c| !c.is_closed()))
-                    .map(|w| WorkerLoad {
-                        name: w.clone(),
-                        running: running.values().filter(|r| &r.worker == w).count(),
-                        max_builds: inner.workers.account(w).and_then(|a| a.max_builds),
-                    })
-                    .collect()
-            };
-            let Some(worker) = pick_worker(&loads).map(|w| w.name.clone()) else { break };
-            if inner.shutting_down.is_cancelled() {
-                return Ok(());
-            }
-            if !inner.store.claim_requests(&[request.id], inner.masterid).await? {
-                continue;
-            }
-            start_build(inner, *builderid, def.clone(), request.id, &worker).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let paused = inner.store.paused_workers().await?;
+    let workers = {
+        let running = lock(&inner.running);
+        inner
+            .config
+            .workers
+            .iter()
+            .filter(|w| inner.workers.connected(&w.name).is_some_and(|c| !c.is_closed()))
+            .map(|w| {
+                let state = WorkerState {
+                    running: running.values().filter(|r| r.worker == w.name).count(),
+                    max_builds: inner.workers.account(&w.name).and_then(|a| a.max_builds),
+                    paused: paused.contains(&w.name),
+                };
+                (w.name.clone(), state)
+            })
+            .collect()
+    };
+    for assignment in plan(&pending, &workers, &inner.locks.snapshot()) {
+        if inner.shutting_down.is_cancelled() {
+            return Ok(());
         }
+        let Some((builderid, def)) = inner.builders.get(&assignment.builder) else { continue };
+        // The locks first: a step may have taken one since the plan was made.
+        let Some(locks) = inner.locks.try_acquire(&def.locks, &assignment.worker) else { continue };
+        if !inner.store.claim_requests(&[assignment.brid], inner.masterid).await? {
+            continue;
+        }
+        start_build(inner, *builderid, def.clone(), assignment.brid, &assignment.worker, locks).await?;
     }
     Ok(())
 }
@@ -619,6 +704,7 @@ async fn start_build(
     builder: Arc<BuilderDef>,
     brid: i64,
     worker: &str,
+    builder_locks: LockGuard,
 ) -> Result<(), StoreError> {
     let Some(conn) = inner.workers.connected(worker) else {
         inner.store.unclaim_requests(&[brid], inner.masterid).await?;
@@ -635,7 +721,8 @@ async fn start_build(
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
         let master = Master { inner: inner.clone() };
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master };
+        let locks = inner.locks.clone();
+        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks };
         let mut result = match build::run(&job).await {
             Ok(result) => result,
             Err(e) => {
@@ -652,6 +739,7 @@ async fn start_build(
         }
         tracing::info!(builder = %job.builder.name, number, buildid, result = result_name(result).unwrap_or("?"), "build finished");
         lock(&inner.running).remove(&buildid);
+        drop(builder_locks);
         inner.wake.notify_one();
     });
     Ok(())

@@ -7,6 +7,7 @@ pub mod properties;
 mod remote;
 pub mod result;
 mod trigger;
+mod step_locks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BuilderDef, ShellCommand, ShellStep, StepDef};
 use crate::interpolate::render;
+use crate::queue::locks::Locks;
 use crate::results::{worst_status, CANCELLED, FAILURE, RETRY, SUCCESS};
 use crate::store::{Store, StoreError};
 use crate::workers::{CommandIo, WorkerConnection};
@@ -43,6 +45,8 @@ pub struct BuildJob {
     pub stop: CancellationToken,
     /// The master, for the steps that act through it (`trigger`).
     pub master: crate::master::Master,
+    /// The master's locks, for the steps' `locks`.
+    pub locks: Locks,
 }
 
 /// Runs the build's steps and returns its result (the caller stores it).
@@ -67,7 +71,10 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
         let (stepid, _) = job.store.add_step(job.buildid, step.name()).await?;
         let mut logs = StepLogs::open(&job.store, stepid).await?;
         let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
-        let step_result = run_step(job, step, &mut props, &mut logs, &stop).await?;
+        let step_result = match step_locks::acquire(job, stepid, &options.locks, &mut logs, &stop).await? {
+            Some(_locks) => run_step(job, step, &mut props, &mut logs, &stop).await?,
+            None => remote::RemoteOutcome { result: CANCELLED, ..Default::default() },
+        };
         logs.finish().await?;
         job.store.finish_step(stepid, step_result.result, false).await?;
         let flags = StepFlags {

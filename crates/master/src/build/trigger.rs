@@ -2,11 +2,12 @@
 //! stamps (with the revisions it checked out, `got_revision`) and the chosen properties; then, if asked, waiting
 //! for them (Buildbot's `Trigger`).
 //!
-//! Without waiting the step ends SUCCESS once everything is submitted. With waiting it ends with the worst result
-//! of the triggered buildsets (each the worst of its builds), and stopping the build while it waits cancels the
-//! triggered requests (a running one has its build stopped), as Buildbot does. When the master stops while the
-//! step waits, the requests not started yet are cancelled and the step ends RETRY: the build runs again, and
-//! triggers again, after the restart (a clean stop would otherwise wait forever for builds that cannot start).
+//! The triggered requests inherit the priority of the build's request. Without waiting the step ends SUCCESS once
+//! everything is submitted. With waiting it ends with the worst result of the triggered buildsets (each the worst of
+//! its builds), and stopping the build while it waits cancels the triggered requests (a running one has its build
+//! stopped), as Buildbot does. When the master stops while the step waits, the requests not started yet are
+//! cancelled and the step ends RETRY: the build runs again, and triggers again, after the restart (a clean stop
+//! would otherwise wait forever for builds that cannot start).
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,9 @@ pub(super) async fn run(
         properties.push(Property { name: name.clone(), value, source: SOURCE.into() });
     }
 
+    // As in Buildbot, the triggered requests inherit the priority of this build's request.
+    let priority = store.build_request(job.brid).await?.map(|request| request.priority);
+
     // Subscribed before submitting, so that no completion goes by unseen.
     let mut completed = job.master.subscribe_buildsets();
     let mut result = SUCCESS;
@@ -71,6 +75,7 @@ pub(super) async fn run(
             waited_for: step.wait_for_finish,
             properties: properties.clone(),
             sourcestamps: sourcestamps.clone(),
+            priority,
             ..NewBuildset::default()
         };
         match job.master.trigger(scheduler, buildset).await {

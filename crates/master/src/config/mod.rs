@@ -26,9 +26,11 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigProblem};
 mod changes;
 mod force;
+mod locks;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
+pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, DependentSchedulerDef, TimedSchedulerDef, Timing, TriggerableSchedulerDef,
 };
@@ -73,6 +75,8 @@ pub struct MasterConfig {
     pub change_sources: Vec<ChangeSourceDef>,
     /// Webhook endpoints the web listener serves (`[change_hooks.*]`).
     pub change_hooks: ChangeHooksConfig,
+    /// The locks builders and steps take (`[[lock]]`), by name.
+    pub locks: BTreeMap<String, LockDef>,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -165,6 +169,12 @@ pub struct BuilderDef {
     pub properties: BTreeMap<String, serde_json::Value>,
     /// The steps of each build, in order; their names are unique within the builder.
     pub steps: Vec<StepDef>,
+    /// The priority of its requests when their scheduler gives none.
+    pub priority: i32,
+    /// Whether a new request makes the older queued ones it covers SKIPPED (Buildbot's `collapseRequests`).
+    pub collapse_requests: bool,
+    /// The locks each build holds from its start to its end.
+    pub locks: Vec<LockUse>,
 }
 
 /// A force scheduler: lets a user start builds from the web UI (`[[force_scheduler]]`).
@@ -180,6 +190,8 @@ pub struct ForceSchedulerDef {
     pub reason: String,
     /// The typed fields of its form (besides the built-in reason, owner, priority and source stamp fields).
     pub parameters: Vec<ForceParameter>,
+    /// The priority of the requests it makes; `None`: each builder's own.
+    pub priority: Option<i32>,
 }
 
 impl MasterConfig {

@@ -12,9 +12,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::error::{ConfigError, Problems};
+use super::locks::{check_lock_uses, read_locks, RawLockUse};
 use super::step::read_steps;
 use super::{
-    BuilderDef, ForceSchedulerDef, MasterConfig, StoreConfig, StoreUrl, TlsFiles, WebConfig, WorkerDef,
+    BuilderDef, ForceSchedulerDef, LockDef, MasterConfig, StoreConfig, StoreUrl, TlsFiles, WebConfig, WorkerDef,
     WorkerListenerConfig,
 };
 
@@ -34,6 +35,8 @@ pub(super) struct Defaults<'a> {
     pub(super) env: &'a BTreeMap<String, String>,
     /// The builder's default workdir.
     pub(super) workdir: &'a str,
+    /// The `[[lock]]` tables, by name.
+    pub(super) locks: &'a BTreeMap<String, LockDef>,
 }
 
 /// Deserializes one value, recording the toml crate's error (with `context`, and `fallback_key` when the error
@@ -142,6 +145,9 @@ struct RawBuilder {
     force_scheduler: Option<bool>,
     #[serde(default)]
     properties: BTreeMap<String, Spanned<toml::Value>>,
+    priority: Option<i32>,
+    collapse_requests: Option<bool>,
+    locks: Option<Vec<Spanned<RawLockUse>>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +159,7 @@ struct RawForceScheduler {
     reason: Option<String>,
     #[serde(default)]
     parameter: Vec<super::force::RawParameter>,
+    priority: Option<i32>,
 }
 
 /// The top-level keys and sections, checked.
@@ -183,13 +190,15 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
     let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
     let change_sources = take_tables(&mut document, "change_source", &mut problems);
+    let locks = take_tables(&mut document, "lock", &mut problems);
 
     let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let factories = super::factory::read_factories(factories, &mut problems);
     let builders = super::factory::expand_builders(builders, &factories, &mut problems);
-    let (builders, builder_names) = read_builders(builders, &worker_names, &mut problems);
+    let locks = read_locks(locks, &worker_names, &mut problems);
+    let (builders, builder_names) = read_builders(builders, &worker_names, &locks, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
     let schedulers =
@@ -213,6 +222,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             dependent_schedulers: schedulers.dependent,
             change_sources,
             change_hooks: settings.change_hooks,
+            locks,
         }),
         _ => Err(problems.into_error()),
     }
@@ -503,6 +513,7 @@ pub(super) fn check_builder_list(
 fn read_builders(
     tables: Vec<Spanned<DeValue<'_>>>,
     worker_names: &BTreeSet<String>,
+    locks: &BTreeMap<String, LockDef>,
     problems: &mut Problems<'_>,
 ) -> (Vec<BuilderDef>, BTreeSet<String>) {
     let mut names = BTreeSet::new();
@@ -529,14 +540,15 @@ fn read_builders(
         };
         let Some(raw) = read::<RawBuilder>(table, problems, Some(&context), "builder") else {
             let no_env = BTreeMap::new();
-            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR }, problems);
+            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks }, problems);
             names.extend(declared);
             continue;
         };
         let (env, env_valid) = env_templates(raw.env, &context, problems);
         let workdir_valid = raw.workdir.as_ref().is_none_or(|w| check_template(w, Some(&context), "workdir", problems));
         let workdir = raw.workdir.map_or_else(|| DEFAULT_WORKDIR.to_owned(), Spanned::into_inner);
-        let steps = read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir }, problems);
+        let steps = read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir, locks }, problems);
+        let lock_uses = check_lock_uses(raw.locks, locks, &context, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
         let properties = builder_properties(raw.properties, &context, problems);
@@ -552,6 +564,9 @@ fn read_builders(
                 force_scheduler: raw.force_scheduler.unwrap_or(true),
                 properties: properties.unwrap_or_default(),
                 steps,
+                priority: raw.priority.unwrap_or(0),
+                collapse_requests: raw.collapse_requests.unwrap_or(true),
+                locks: lock_uses,
                 name,
             });
         }
@@ -626,6 +641,7 @@ fn read_force_schedulers(
                 label: raw.label.unwrap_or_else(|| name.clone()),
                 reason: raw.reason.unwrap_or_else(|| DEFAULT_FORCE_REASON.to_owned()),
                 parameters,
+                priority: raw.priority,
                 name,
             });
         }
@@ -635,6 +651,7 @@ fn read_force_schedulers(
         label: name.clone(),
         reason: DEFAULT_FORCE_REASON.to_owned(),
         parameters: Vec::new(),
+        priority: None,
         name,
     }));
     schedulers

@@ -26,6 +26,8 @@ pub struct TimedSchedulerDef {
     pub filter: ChangeFilterDef,
     /// Glob patterns of the files that make a change important; empty: every change is.
     pub files: Vec<String>,
+    /// The priority of the requests it makes; `None`: each builder's own.
+    pub priority: Option<i32>,
 }
 
 /// When a timed scheduler fires.
@@ -50,6 +52,8 @@ pub struct ChangeSchedulerDef {
     /// Wait this long after the last change of a branch before building all of them at once; `None`: a build
     /// per important change, at once.
     pub tree_stable_timer: Option<Duration>,
+    /// The priority of the requests it makes; `None`: each builder's own.
+    pub priority: Option<i32>,
 }
 
 /// Which changes a scheduler sees; an absent key lets every change through.
@@ -137,6 +141,7 @@ struct RawScheduler {
     #[serde(default)]
     only_if_changed: bool,
     upstream: Option<Spanned<String>>,
+    priority: Option<i32>,
 }
 
 impl RawScheduler {
@@ -276,6 +281,7 @@ pub(super) fn read_schedulers(
                         files,
                         only_important: raw.only_important,
                         tree_stable_timer: raw.tree_stable_timer.filter(|s| *s > 0).map(Duration::from_secs),
+                        priority: raw.priority,
                     });
                 }
                 continue;
@@ -351,6 +357,7 @@ pub(super) fn read_schedulers(
                 only_if_changed: raw.only_if_changed,
                 filter,
                 files,
+                priority: raw.priority,
             });
         }
     }

@@ -101,7 +101,8 @@ fn every_default() {
             builders: vec!["test".into()],
             label: "force-test".into(),
             reason: "force build".into(),
-            parameters: vec![]
+            parameters: vec![],
+            priority: None
         }]
     );
 
@@ -113,7 +114,8 @@ fn every_default() {
             halt_on_failure: false,
             flunk_on_failure: true,
             warn_on_failure: false,
-            always_run: false
+            always_run: false,
+            locks: Vec::new(),
         }
     );
     assert_eq!(step.command, ShellCommand::Shell("make -j4".into()));
@@ -170,6 +172,98 @@ workdir = "src"
     assert_eq!(second.workdir, "src/tests");
     assert_eq!(second.timeout, None, "timeout = 0 disables the timeout");
     assert_eq!(second.max_time, None);
+}
+
+/// Two workers, a master lock `db` (2 units) and a worker lock `disk` (1, 3 on `big`), then `rest`.
+fn with_locks(rest: &str) -> String {
+    format!(
+        r#"[[worker]]
+name = "small"
+password = "pw"
+[[worker]]
+name = "big"
+password = "pw"
+[[lock]]
+name = "db"
+type = "master"
+max_count = 2
+[[lock]]
+name = "disk"
+type = "worker"
+max_count_for_worker = {{ big = 3 }}
+{rest}"#
+    )
+}
+
+#[test]
+fn priorities_collapsing_and_locks_of_builders_and_steps() {
+    let config = load(&with_locks(
+        r#"[[builder]]
+name = "b"
+workers = ["small", "big"]
+priority = 7
+collapse_requests = false
+locks = ["db", { name = "disk", access = "exclusive" }]
+  [[builder.step]]
+  command = "make"
+  locks = [{ name = "db", access = "counting", count = 2 }]
+[[builder]]
+name = "plain"
+workers = ["small"]
+  [[builder.step]]
+  command = "make"
+[[force_scheduler]]
+name = "urgent"
+builders = ["b"]
+priority = 100
+[[scheduler]]
+name = "hourly"
+type = "periodic"
+interval = 3600
+builders = ["b"]
+priority = -1
+"#,
+    ));
+    let b = &config.builders[0];
+    assert_eq!((b.priority, b.collapse_requests), (7, false));
+    assert_eq!(
+        b.locks,
+        [
+            LockUse { name: "db".into(), access: LockAccess::Counting, count: 1 },
+            LockUse { name: "disk".into(), access: LockAccess::Exclusive, count: 1 },
+        ]
+    );
+    assert_eq!(b.steps[0].options().locks, [LockUse { name: "db".into(), access: LockAccess::Counting, count: 2 }]);
+    let plain = &config.builders[1];
+    assert_eq!((plain.priority, plain.collapse_requests, plain.locks.len()), (0, true, 0));
+    assert_eq!(config.force_schedulers[0].priority, Some(100));
+    assert_eq!(config.force_schedulers[1].priority, None, "the implicit force-b");
+    assert_eq!(config.timed_schedulers[0].priority, Some(-1));
+    let disk = &config.locks["disk"];
+    assert_eq!((disk.kind, disk.max_count_on("big"), disk.max_count_on("small")), (LockKind::Worker, 3, 1));
+    let db = &config.locks["db"];
+    assert_eq!((db.kind, db.max_count_on("big")), (LockKind::Master, 2));
+}
+
+#[test]
+fn bad_locks_are_reported() {
+    let builder =
+        |locks: &str| with_locks(&format!("[[builder]]\nname = \"b\"\nworkers = [\"big\"]\nlocks = {locks}\n"));
+    one_problem(&builder(r#"["nope"]"#), 18, "locks", "unknown lock 'nope'");
+    one_problem(&builder(r#"[{ name = "db", access = "shared" }]"#), 18, "locks", "unknown access 'shared'");
+    one_problem(&builder(r#"[{ name = "db", count = 3 }]"#), 18, "locks", "more than its max_count (2)");
+    one_problem(&builder(r#"[{ name = "disk", count = 4 }]"#), 18, "locks", "more than its max_count (3)");
+    one_problem(&builder(r#"[{ name = "db", access = "exclusive", count = 2 }]"#), 18, "locks", "count of 1");
+    let step = with_locks(
+        "[[builder]]\nname = \"b\"\nworkers = [\"big\"]\n  [[builder.step]]\n  command = \"x\"\n  locks = [\"nope\"]\n",
+    );
+    one_problem(&step, 20, "locks", "unknown lock 'nope'");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"global\"\n";
+    one_problem(text, 6, "type", "unknown lock type 'global'");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"master\"\nmax_count_for_worker = { w = 2 }\n";
+    one_problem(text, 7, "max_count_for_worker", "only a worker lock");
+    let text = "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[lock]]\nname = \"l\"\ntype = \"worker\"\nmax_count = 0\n";
+    one_problem(text, 7, "max_count", "at least 1");
 }
 
 #[test]
@@ -288,7 +382,8 @@ fn builders_without_force_scheduler_free_the_name() {
             builders: vec!["test".into()],
             label: "Go".into(),
             reason: "force build".into(),
-            parameters: vec![]
+            parameters: vec![],
+            priority: None
         }]
     );
 }
@@ -379,6 +474,9 @@ const KEYS: &[(&str, &[&str])] = &[
             "factory",
             "matrix",
             "properties",
+            "priority",
+            "collapse_requests",
+            "locks",
         ],
     ),
     ("`[[factory]]`", &["name", "description"]),
@@ -396,6 +494,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "flunk_on_failure",
             "warn_on_failure",
             "always_run",
+            "locks",
             "decode_rc",
             "sigterm_time",
             "interrupt_signal",
@@ -441,7 +540,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "update_sourcestamp",
         ],
     ),
-    ("`[[force_scheduler]]`", &["name", "builders", "label", "reason"]),
+    ("`[[force_scheduler]]`", &["name", "builders", "label", "reason", "priority"]),
+    ("`[[lock]]`", &["name", "type", "max_count", "max_count_for_worker"]),
     ("`[[force_scheduler.parameter]]`", &["name", "type", "label", "default", "required", "choices", "regex"]),
     (
         "`[[scheduler]]`",
@@ -469,6 +569,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "tree_stable_timer",
             "only_if_changed",
             "upstream",
+            "priority",
         ],
     ),
     (

@@ -30,7 +30,7 @@ fn refuse(name: &str, message: impl Into<String>) -> ParameterError {
 pub struct ForceRequest {
     pub reason: String,
     pub owner: Option<String>,
-    pub priority: i32,
+    pub priority: Option<i32>,
     /// The source stamp given by the codebase fields, if any is set.
     pub sourcestamp: Option<SourceStamp>,
     /// The parameters' typed values (and the owner), each from [`SOURCE`].
@@ -54,7 +54,7 @@ pub fn collect(def: &ForceSchedulerDef, values: &Map<String, Value>) -> Result<F
     };
     if let Some(priority) = values.get("priority").filter(|v| !is_empty(v)) {
         let priority = integer("priority", priority)?;
-        request.priority = i32::try_from(priority).map_err(|_| refuse("priority", "out of range"))?;
+        request.priority = Some(i32::try_from(priority).map_err(|_| refuse("priority", "out of range"))?);
     }
     let (branch, revision) = (text("branch")?, text("revision")?);
     let (repository, project) = (text("repository")?, text("project")?);
@@ -257,6 +257,7 @@ mod tests {
                 parameter("mode", ParameterType::Choice),
                 parameter("notes", ParameterType::Text),
             ],
+            priority: None,
         }
     }
 
@@ -276,7 +277,7 @@ mod tests {
         }));
         let request = collect(&scheduler(), &given).expect("valid");
         assert_eq!(request.reason, "a release");
-        assert_eq!(request.priority, 5);
+        assert_eq!(request.priority, Some(5));
         let ss = request.sourcestamp.clone().expect("a source stamp");
         assert_eq!((ss.branch.as_deref(), ss.revision.as_deref()), (Some("main"), Some("abc")));
         let want = [

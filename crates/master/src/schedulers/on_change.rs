@@ -240,6 +240,7 @@ mod tests {
             files: files.iter().map(|f| f.to_string()).collect(),
             only_important: false,
             tree_stable_timer: timer.map(Duration::from_secs),
+            priority: None,
         }
     }
 

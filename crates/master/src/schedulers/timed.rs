@@ -236,6 +236,7 @@ mod tests {
             only_if_changed: false,
             filter: ChangeFilterDef::default(),
             files: Vec::new(),
+            priority: None,
         }
     }
 

@@ -106,6 +106,46 @@ impl Store {
         Ok(true)
     }
 
+    /// Collapses `old` into `new` (see `queue::collapse`): each of `old` that no master has claimed is claimed by
+    /// `masterid` and completed SKIPPED with `superseded_by = new`, in one transaction; one already claimed (being
+    /// built) or complete is left alone. Returns the ids collapsed.
+    pub async fn collapse_requests(&self, old: &[i64], new: i64, masterid: i64) -> Result<Vec<i64>, StoreError> {
+        let op = || format!("collapse build requests {old:?} into {new}");
+        let complete_at = now();
+        let mut tx = self.write(op).await?;
+        let mut collapsed = Vec::new();
+        for &brid in old {
+            let claimed = sqlx::query(
+                "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) \
+                 SELECT id, ?, ? FROM buildrequests WHERE id = ? AND complete = 0 ON CONFLICT DO NOTHING",
+            )
+            .bind(masterid)
+            .bind(complete_at)
+            .bind(brid)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+            if claimed.rows_affected() == 0 {
+                continue;
+            }
+            let bsid: i64 = sqlx::query_scalar(
+                "UPDATE buildrequests SET complete = 1, results = ?, complete_at = ?, superseded_by = ? \
+                 WHERE id = ? RETURNING buildsetid",
+            )
+            .bind(results::SKIPPED)
+            .bind(complete_at)
+            .bind(new)
+            .bind(brid)
+            .fetch_one(&mut *tx)
+            .await
+            .context(op)?;
+            maybe_complete_buildset(&mut tx, bsid, complete_at).await.context(op)?;
+            collapsed.push(brid);
+        }
+        tx.commit().await.context(op)?;
+        Ok(collapsed)
+    }
+
     /// Releases the claims of master `masterid` on those of `brids` that are not complete, so they can be
     /// built again. Claims held by other masters are left alone.
     pub async fn unclaim_requests(&self, brids: &[i64], masterid: i64) -> Result<(), StoreError> {
@@ -215,13 +255,13 @@ async fn maybe_complete_buildset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{FAILURE, RETRY, SUCCESS};
+    use crate::results::{FAILURE, RETRY, SKIPPED, SUCCESS};
     use crate::store::testing::{temp_store, url};
     use crate::store::NewBuildset;
 
     /// A buildset with one request per builder; returns the request ids.
     async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {
-        let new = NewBuildset { reason: "test".into(), builderids, priority, ..NewBuildset::default() };
+        let new = NewBuildset { reason: "test".into(), builderids, priority: Some(priority), ..NewBuildset::default() };
         store.add_buildset(&new).await.expect("buildset").1
     }
 
@@ -315,6 +355,31 @@ mod tests {
             }
         }
         assert_eq!(wins[0] + wins[1], 300);
+    }
+
+    #[tokio::test]
+    async fn collapsing_skips_only_unclaimed_incomplete_requests() {
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let m = store.register_master("m").await.expect("master");
+        let other = store.register_master("other").await.expect("master");
+        let queued = requests(&store, vec![b], 0).await[0];
+        let building = requests(&store, vec![b], 0).await[0];
+        let done = requests(&store, vec![b], 0).await[0];
+        let new = requests(&store, vec![b], 0).await[0];
+        assert!(store.claim_requests(&[building], other).await.expect("claim"));
+        assert!(store.complete_requests(&[done], SUCCESS).await.expect("complete"));
+        let collapsed = store.collapse_requests(&[queued, building, done], new, m).await.expect("collapse");
+        assert_eq!(collapsed, vec![queued]);
+        let br = store.build_request(queued).await.expect("get").expect("exists");
+        assert_eq!((br.complete, br.results, br.superseded_by), (true, Some(SKIPPED), Some(new)));
+        let bs = store.buildset(br.buildsetid).await.expect("get").expect("exists");
+        assert_eq!((bs.complete, bs.results), (true, Some(SUCCESS)), "as in Buildbot, SKIPPED is better than SUCCESS");
+        for brid in [building, done, new] {
+            assert_eq!(store.build_request(brid).await.expect("get").expect("exists").superseded_by, None);
+        }
+        let building = store.build_request(building).await.expect("get").expect("exists");
+        assert_eq!((building.complete, building.claimed_by_masterid), (false, Some(other)));
     }
 
     #[tokio::test]

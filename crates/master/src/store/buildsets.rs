@@ -61,10 +61,21 @@ pub struct NewBuildset {
     pub parent_buildid: Option<i64>,
     pub properties: Vec<Property>,
     pub builderids: Vec<i64>,
-    pub priority: i32,
+    /// The priority the scheduler or the force form gave its requests; `None`: each builder's, from
+    /// `builder_priorities`.
+    pub priority: Option<i32>,
+    /// Builder id → the builder's own priority, for requests of a buildset without `priority` (absent: 0).
+    pub builder_priorities: std::collections::HashMap<i64, i32>,
     /// Whether a parent build waits for these requests.
     pub waited_for: bool,
     pub sourcestamps: Vec<SourceStamp>,
+}
+
+impl NewBuildset {
+    /// The priority of its request for `builderid`.
+    pub fn request_priority(&self, builderid: i64) -> i32 {
+        self.priority.or_else(|| self.builder_priorities.get(&builderid).copied()).unwrap_or(0)
+    }
 }
 
 /// A stored buildset.
@@ -130,7 +141,7 @@ impl Store {
             )
             .bind(bsid)
             .bind(builderid)
-            .bind(new.priority)
+            .bind(new.request_priority(builderid))
             .bind(submitted_at)
             .bind(i16::from(new.waited_for))
             .fetch_one(&mut *tx)
@@ -168,11 +179,12 @@ impl Store {
         rows.iter().map(super::properties::property).collect::<Result<_, _>>().context(op)
     }
 
-    /// The source stamps of buildset `bsid`, by codebase.
-    pub async fn buildset_sourcestamps(&self, bsid: i64) -> Result<Vec<SourceStamp>, StoreError> {
-        let op = || format!("get source stamps of buildset {bsid}");
+    /// The source stamps of buildset `bsid`, by codebase, each with whether changes belong to it.
+    pub async fn buildset_stamps_with_changes(&self, bsid: i64) -> Result<Vec<(SourceStamp, bool)>, StoreError> {
+        let op = || format!("get source stamps and changes of buildset {bsid}");
         let rows = sqlx::query(
-            "SELECT ss.branch, ss.revision, ss.repository, ss.project, ss.codebase \
+            "SELECT ss.branch, ss.revision, ss.repository, ss.project, ss.codebase, \
+             EXISTS (SELECT 1 FROM changes c WHERE c.sourcestampid = ss.id) AS has_changes \
              FROM buildset_sourcestamps bs JOIN sourcestamps ss ON ss.id = bs.sourcestampid \
              WHERE bs.buildsetid = ? ORDER BY ss.codebase, ss.id",
         )
@@ -181,17 +193,15 @@ impl Store {
         .await
         .context(op)?;
         rows.iter()
-            .map(|r| {
-                Ok(SourceStamp {
-                    branch: r.try_get("branch")?,
-                    revision: r.try_get("revision")?,
-                    repository: r.try_get("repository")?,
-                    project: r.try_get("project")?,
-                    codebase: r.try_get("codebase")?,
-                })
-            })
+            .map(|r| Ok((sourcestamp(r)?, r.try_get::<i64, _>("has_changes")? != 0)))
             .collect::<Result<_, sqlx::Error>>()
             .context(op)
+    }
+
+    /// The source stamps of buildset `bsid`, by codebase.
+    pub async fn buildset_sourcestamps(&self, bsid: i64) -> Result<Vec<SourceStamp>, StoreError> {
+        let stamps = self.buildset_stamps_with_changes(bsid).await?;
+        Ok(stamps.into_iter().map(|(stamp, _)| stamp).collect())
     }
 }
 
@@ -216,6 +226,16 @@ pub(super) async fn find_or_add_sourcestamp(
     .execute(&mut *conn)
     .await?;
     sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
+}
+
+fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
+    Ok(SourceStamp {
+        branch: r.try_get("branch")?,
+        revision: r.try_get("revision")?,
+        repository: r.try_get("repository")?,
+        project: r.try_get("project")?,
+        codebase: r.try_get("codebase")?,
+    })
 }
 
 pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {
@@ -260,7 +280,7 @@ mod tests {
                 source: "Force Build Form".into(),
             }],
             builderids: builderids.clone(),
-            priority: 5,
+            priority: Some(5),
             sourcestamps: vec![ss.clone()],
             ..NewBuildset::default()
         };
@@ -282,6 +302,25 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sourcestamps").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn requests_take_the_buildset_priority_else_their_builder_priority() {
+        let (store, _dir) = temp_store().await;
+        let (a, b) =
+            (store.find_or_add_builder("a").await.expect("a"), store.find_or_add_builder("b").await.expect("b"));
+        let builder_priorities = [(a, 3)].into_iter().collect();
+        let mut new =
+            NewBuildset { reason: "t".into(), builderids: vec![a, b], builder_priorities, ..NewBuildset::default() };
+        let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+        let priority = |brid| {
+            let store = store.clone();
+            async move { store.build_request(brid).await.expect("get").expect("exists").priority }
+        };
+        assert_eq!((priority(brids[0]).await, priority(brids[1]).await), (3, 0));
+        new.priority = Some(-2);
+        let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+        assert_eq!((priority(brids[0]).await, priority(brids[1]).await), (-2, -2));
     }
 
     #[tokio::test]

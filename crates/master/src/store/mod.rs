@@ -62,6 +62,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0002_object_state.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("worker pause reason"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_worker_pause_reason.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

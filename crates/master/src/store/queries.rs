@@ -235,6 +235,8 @@ pub struct Worker {
     /// The info it last reported, a JSON object.
     pub info: String,
     pub paused: bool,
+    /// Why it is paused.
+    pub pause_reason: Option<String>,
 }
 
 /// Where a log belongs, to name it for a download.
@@ -373,7 +375,7 @@ impl Resource for Log {
 impl Resource for Worker {
     const FIELDS: &'static [Field] =
         &[field("workerid", "id", Int), field("name", "name", Text), field("paused", "paused", Bool)];
-    const SELECT: &'static str = "SELECT id, name, info, paused FROM workers";
+    const SELECT: &'static str = "SELECT id, name, info, paused, pause_reason FROM workers";
     const FROM: &'static str = "FROM workers";
     const ID: &'static str = "id";
 
@@ -383,6 +385,7 @@ impl Resource for Worker {
             name: r.try_get("name")?,
             info: r.try_get("info")?,
             paused: r.try_get::<i16, _>("paused")? != 0,
+            pause_reason: r.try_get("pause_reason")?,
         })
     }
 }

@@ -41,6 +41,17 @@ impl Store {
         Ok(row)
     }
 
+    /// Sets what step `stepid` is doing, as shown with it (`waiting for locks`).
+    pub async fn set_step_state(&self, stepid: i64, state: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE steps SET state_string = ? WHERE id = ?")
+            .bind(state)
+            .bind(stepid)
+            .execute(&self.pool)
+            .await
+            .context(|| format!("set the state of step {stepid}"))?;
+        Ok(())
+    }
+
     /// Finishes step `stepid` with `results`; `hidden` hides it from the web view (Buildbot's `hideStepIf`).
     pub async fn finish_step(&self, stepid: i64, results: i32, hidden: bool) -> Result<(), StoreError> {
         let updated = sqlx::query(

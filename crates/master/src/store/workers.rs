@@ -1,4 +1,6 @@
-//! Workers: one row per worker name ever configured, with the info it last reported.
+//! Workers: one row per worker name ever configured, with the info it last reported and whether it is paused.
+
+use std::collections::BTreeSet;
 
 use super::error::Context;
 use super::{find_or_add_by_name, Store, StoreError};
@@ -24,6 +26,30 @@ impl Store {
         )
         .await
     }
+
+    /// Pauses (with `reason`) or unpauses the worker named `name`; returns `false` if there is no such worker.
+    pub async fn set_worker_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<bool, StoreError> {
+        let op = || format!("set worker {name:?} paused = {paused}");
+        let mut tx = self.write(op).await?;
+        let done = sqlx::query("UPDATE workers SET paused = ?, pause_reason = ? WHERE name = ?")
+            .bind(i16::from(paused))
+            .bind(reason.filter(|_| paused))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The names of the paused workers.
+    pub async fn paused_workers(&self) -> Result<BTreeSet<String>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM workers WHERE paused = 1")
+            .fetch_all(&self.pool)
+            .await
+            .context(|| "get paused workers".to_string())?;
+        Ok(names.into_iter().collect())
+    }
 }
 
 #[cfg(test)]
@@ -38,5 +64,23 @@ mod tests {
         assert_eq!(store.find_or_add_worker("a").await.expect("find"), a);
         let b = store.find_or_add_worker("b").await.expect("add b");
         assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn pausing_is_stored_with_its_reason() {
+        let (store, _dir) = temp_store().await;
+        store.add_worker("a").await.expect("add");
+        store.add_worker("b").await.expect("add");
+        assert!(store.paused_workers().await.expect("paused").is_empty());
+        assert!(store.set_worker_paused("a", true, Some("disk full")).await.expect("pause"));
+        assert!(!store.set_worker_paused("nobody", true, None).await.expect("pause"), "no such worker");
+        assert_eq!(store.paused_workers().await.expect("paused"), ["a".to_string()].into());
+        let reason: Option<String> = sqlx::query_scalar("SELECT pause_reason FROM workers WHERE name = 'a'")
+            .fetch_one(&store.pool)
+            .await
+            .expect("reason");
+        assert_eq!(reason.as_deref(), Some("disk full"));
+        assert!(store.set_worker_paused("a", false, Some("ignored")).await.expect("unpause"));
+        assert!(store.paused_workers().await.expect("paused").is_empty());
     }
 }

@@ -58,7 +58,7 @@ pub fn router(master: Master) -> Router {
         .route("/logs/{id}/contents", get(logs::contents))
         .route("/logs/{id}/raw", get(logs::raw))
         .route("/workers", get(h::workers))
-        .route("/workers/{worker}", get(h::worker))
+        .route("/workers/{worker}", get(h::worker).post(rpc::worker))
         .route("/buildrequests", get(h::buildrequests))
         .route("/buildrequests/{id}", get(h::buildrequest).post(rpc::buildrequest))
         .route("/buildrequests/{id}/builds", get(h::buildrequest_builds))

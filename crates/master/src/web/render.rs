@@ -176,6 +176,7 @@ impl ApiResource for Worker {
             "name": self.name,
             "workerinfo": workerinfo,
             "paused": self.paused,
+            "pause_reason": self.pause_reason,
             "graceful": false,
             "connected_to": connected_to,
             "configured_on": configured_on,

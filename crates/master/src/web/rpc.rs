@@ -1,7 +1,7 @@
 //! Control actions: `POST` JSON-RPC 2.0 on a resource (`{"jsonrpc":"2.0","method":..,"params":{..},"id":N}`),
 //! answered `{"jsonrpc":"2.0","result":..,"id":N}` or `{"jsonrpc":"2.0","error":{"code":..,"message":..},"id":N}`.
 //!
-//! builds: `stop`, `rebuild`; buildrequests: `cancel`; forceschedulers: `force`.
+//! builds: `stop`, `rebuild`; buildrequests: `cancel`; forceschedulers: `force`; workers: `pause`, `unpause`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -65,7 +65,8 @@ impl From<ActionError> for RpcError {
             ActionError::UnknownBuilder(_)
             | ActionError::UnknownScheduler(_)
             | ActionError::UnknownBuild(_)
-            | ActionError::UnknownRequest(_) => RpcError::not_found(message),
+            | ActionError::UnknownRequest(_)
+            | ActionError::UnknownWorker(_) => RpcError::not_found(message),
             ActionError::NotRunning(_) => RpcError::new(StatusCode::BAD_REQUEST, INVALID_REQUEST, message),
             ActionError::InvalidParameter(_) => RpcError::params(message),
             ActionError::Store(_) => {
@@ -195,6 +196,41 @@ pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<Str
         Ok(submitted(s))
     })
     .await
+}
+
+/// `POST /workers/{id or name}`: `pause` (params `reason`) and `unpause`, as Buildbot's worker control actions.
+pub(super) async fn worker(State(m): State<Master>, Path(w): Path<String>, body: Bytes) -> Reply {
+    answer(&body, |method, params| async move {
+        let name = worker_name(&m, &w).await?;
+        match method.as_str() {
+            "pause" => {
+                let reason = params.get("reason").and_then(Value::as_str);
+                m.pause_worker(&name, reason).await?;
+                Ok(Value::Null)
+            }
+            "unpause" => {
+                m.unpause_worker(&name).await?;
+                Ok(Value::Null)
+            }
+            other => Err(no_method("workers", other, "pause, unpause")),
+        }
+    })
+    .await
+}
+
+/// The name of the configured worker with id or name `text`.
+async fn worker_name(m: &Master, text: &str) -> Result<String, RpcError> {
+    let id: Option<i64> = text.parse().ok();
+    for worker in &m.config().workers {
+        let matches = match id {
+            Some(id) => m.store().find_or_add_worker(&worker.name).await? == id,
+            None => worker.name == text,
+        };
+        if matches {
+            return Ok(worker.name.clone());
+        }
+    }
+    Err(RpcError::not_found(format!("no worker '{text}'")))
 }
 
 /// The name of the builder with id or name `text`.

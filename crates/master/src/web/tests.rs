@@ -47,12 +47,15 @@ name = "linux"
 workers = ["w1"]
 description = "the linux build"
 tags = ["os", "linux"]
+collapse_requests = false
+priority = 7
   [[builder.step]]
   command = "true"
 
 [[builder]]
 name = "mac"
 workers = ["w1"]
+collapse_requests = false
   [[builder.step]]
   command = "true"
 
@@ -60,6 +63,7 @@ workers = ["w1"]
 name = "force-all"
 builders = ["linux", "mac"]
 label = "Build everything"
+priority = 3
 
 [[force_scheduler]]
 name = "release"
@@ -202,6 +206,54 @@ async fn a_forced_request_waits_and_a_cancel_completes_it() {
     let (status, body) = f.rpc("/api/v2/buildrequests/9999", "cancel", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("9999")), "{body}");
+}
+
+#[tokio::test]
+async fn workers_pause_and_unpause_by_name_or_id() {
+    let f = fixture().await;
+    let (status, body) = f.rpc("/api/v2/workers/w1", "pause", json!({ "reason": "disk full" })).await;
+    assert_eq!((status, &body["result"]), (StatusCode::OK, &Value::Null), "{body}");
+    let w = &f.list("/api/v2/workers/w1", "workers").await[0];
+    assert_eq!((&w["paused"], &w["pause_reason"]), (&json!(true), &json!("disk full")));
+    assert_eq!(f.list("/api/v2/workers?paused=true", "workers").await.len(), 1);
+    let id = w["workerid"].as_i64().expect("id");
+    let (status, body) = f.rpc(&format!("/api/v2/workers/{id}"), "unpause", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let w = &f.list("/api/v2/workers/w1", "workers").await[0];
+    assert_eq!((&w["paused"], &w["pause_reason"]), (&json!(false), &Value::Null));
+    let (status, body) = f.rpc("/api/v2/workers/nobody", "pause", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = f.rpc("/api/v2/workers/w1", "explode", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn the_force_form_priority_goes_to_the_requests() {
+    let f = fixture().await;
+    let params = json!({ "builderid": "linux", "priority": 42 });
+    let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let brid = body["result"][1][f.builder_id("linux").to_string()].as_i64().expect("brid");
+    let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+    assert_eq!(br["priority"], 42);
+    // Without one from the form: the scheduler's, else (the implicit force-<builder>) the builder's.
+    let (linux, mac) = (f.builder_id("linux"), f.builder_id("mac"));
+    let (_, requests) = f.force(None).await;
+    for builderid in [linux, mac] {
+        let brid = requests[builderid.to_string()].as_i64().expect("brid");
+        let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+        assert_eq!(br["priority"], 3, "force-all's priority");
+    }
+    for (scheduler, builderid, expected) in [("force-linux", linux, 7), ("force-mac", mac, 0)] {
+        let (status, body) = f.rpc(&format!("/api/v2/forceschedulers/{scheduler}"), "force", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let brid = body["result"][1][builderid.to_string()].as_i64().expect("brid");
+        let br = &f.list(&format!("/api/v2/buildrequests/{brid}"), "buildrequests").await[0];
+        assert_eq!(br["priority"], expected, "{scheduler}: the builder's priority");
+    }
+    let params = json!({ "builderid": "linux", "priority": "high" });
+    let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", params).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::Problems;
+use super::locks::{check_lock_uses, RawLockUse};
 use super::parse::{read, Defaults};
+use super::LockUse;
 
 pub use git::{GitMethod, GitMode, GitStep};
 pub use shell::{ShellCommand, ShellStep};
@@ -89,10 +91,13 @@ pub struct StepOptions {
     pub warn_on_failure: bool,
     /// The step runs even after an earlier step ended the build.
     pub always_run: bool,
+    /// The locks the step holds while it runs.
+    pub locks: Vec<LockUse>,
 }
 
 /// The keys every step type accepts, read before the table goes to its type.
-const COMMON_KEYS: [&str; 6] = ["name", "type", "halt_on_failure", "flunk_on_failure", "warn_on_failure", "always_run"];
+const COMMON_KEYS: [&str; 7] =
+    ["name", "type", "halt_on_failure", "flunk_on_failure", "warn_on_failure", "always_run", "locks"];
 
 /// The step types, for error messages.
 const STEP_TYPES: &str = "shell, upload, upload_directory, download, git, trigger";
@@ -111,6 +116,7 @@ struct RawStepOptions {
     warn_on_failure: bool,
     #[serde(default)]
     always_run: bool,
+    locks: Option<Vec<Spanned<RawLockUse>>>,
 }
 
 fn yes() -> bool {
@@ -195,6 +201,7 @@ fn read_step(
         flunk_on_failure: common.flunk_on_failure,
         warn_on_failure: common.warn_on_failure,
         always_run: common.always_run,
+        locks: check_lock_uses(common.locks, defaults.locks, context, problems),
     };
     let own = Spanned::new(span, DeValue::Table(own));
     let step = match common.step_type.as_ref().map(|step_type| step_type.get_ref().as_str()) {
