@@ -3,9 +3,11 @@
 //! and makes the Buildbot venv.
 
 mod idle;
+mod latency;
 mod logs;
 mod measure;
 mod report;
+mod repo;
 mod systems;
 mod throughput;
 
@@ -46,6 +48,8 @@ enum Workload {
     Logs,
     /// 3. Idle memory and start-up.
     Idle,
+    /// 4. Change latency: commit or webhook to build started.
+    Latency,
 }
 
 /// What every workload needs.
@@ -90,7 +94,7 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle] {
+    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -99,6 +103,7 @@ async fn main() -> Result<()> {
             Workload::Throughput => throughput::run(&env).await,
             Workload::Logs => logs::run(&env).await,
             Workload::Idle => idle::run(&env).await,
+            Workload::Latency => latency::run(&env).await,
         };
         rows.extend(new);
     }
