@@ -2,6 +2,7 @@
 //! figures and the ratio. Run it through `bench/run` (see bench/README.md), which builds `kiln` in release mode
 //! and makes the Buildbot venv.
 
+mod api;
 mod idle;
 mod latency;
 mod logs;
@@ -50,6 +51,8 @@ enum Workload {
     Idle,
     /// 4. Change latency: commit or webhook to build started.
     Latency,
+    /// 5. API latencies with many builds in the store.
+    Api,
 }
 
 /// What every workload needs.
@@ -94,7 +97,7 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency] {
+    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -104,6 +107,7 @@ async fn main() -> Result<()> {
             Workload::Logs => logs::run(&env).await,
             Workload::Idle => idle::run(&env).await,
             Workload::Latency => latency::run(&env).await,
+            Workload::Api => api::run(&env).await,
         };
         rows.extend(new);
     }
