@@ -11,6 +11,7 @@ mod report;
 mod repo;
 mod systems;
 mod throughput;
+mod workers;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -53,6 +54,8 @@ enum Workload {
     Latency,
     /// 5. API latencies with many builds in the store.
     Api,
+    /// 6. Many workers on one master: memory and CPU.
+    Workers,
 }
 
 /// What every workload needs.
@@ -97,7 +100,7 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api] {
+    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -108,6 +111,7 @@ async fn main() -> Result<()> {
             Workload::Idle => idle::run(&env).await,
             Workload::Latency => latency::run(&env).await,
             Workload::Api => api::run(&env).await,
+            Workload::Workers => workers::run(&env).await,
         };
         rows.extend(new);
     }

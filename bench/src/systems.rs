@@ -200,7 +200,7 @@ impl System {
             Kind::Kiln => {
                 std::fs::create_dir_all(&system.master_dir)?;
                 std::fs::write(system.master_dir.join("master.toml"), kiln_toml(builders, extras, web_port, worker_port))?;
-                run(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
+                run_setup(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
                     "--master",
                     &master_addr,
                     "--name",
@@ -210,9 +210,9 @@ impl System {
                 ]))?;
             }
             Kind::Buildbot => {
-                run(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
+                run_setup(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
                 std::fs::write(system.master_dir.join("master.cfg"), buildbot_cfg(builders, extras, web_port, worker_port))?;
-                run(Command::new(env.venv.join("bin/buildbot-worker"))
+                run_setup(Command::new(env.venv.join("bin/buildbot-worker"))
                     .args(["create-worker", "--protocol=msgpack_experimental_v7"])
                     .arg(&system.worker_dir)
                     .args([&master_addr, WORKER, PASSWORD]))?;
@@ -441,7 +441,7 @@ impl Drop for System {
 }
 
 /// Runs a setup command to completion (bounded: these take seconds), failing with its output.
-fn run(command: &mut Command) -> Result<()> {
+pub fn run_setup(command: &mut Command) -> Result<()> {
     let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait()?.is_none() {
