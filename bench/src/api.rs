@@ -93,8 +93,7 @@ async fn measure(
             let latencies = requests_at(&system, size, requests).await;
             system.stop();
             let latencies = latencies?;
-            let show: Vec<String> =
-                latencies.iter().map(|(p50, p99)| format!("p50 {p50:.1} p99 {p99:.1}")).collect();
+            let show: Vec<String> = latencies.iter().map(|(p50, p99)| format!("p50 {p50:.1} p99 {p99:.1}")).collect();
             println!(
                 "  {kind:?} at {size} builds: generated in {:.1} s, master ready in {:.1} s; ms: {}",
                 generated.as_secs_f64(),
@@ -121,7 +120,9 @@ async fn measure(
 /// The text of every generated log: what bench/history.py writes (stdio lines, each starting with its
 /// channel `o`).
 fn log_text() -> String {
-    (0..LOG_LINES).map(|k| format!("oline {k} of a build log from bench/history.py, long enough to look like output\n")).collect()
+    (0..LOG_LINES)
+        .map(|k| format!("oline {k} of a build log from bench/history.py, long enough to look like output\n"))
+        .collect()
 }
 
 /// Adds `builds` builds to the stopped master's store with bench/history.py.

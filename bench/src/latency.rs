@@ -60,8 +60,18 @@ pub async fn run(env: &Env) -> Vec<Row> {
     };
     let poll_limit = POLL_INTERVAL as f64 * 1000.0 + 20.0;
     vec![
-        row(format!("{changes} commits → build started, {POLL_INTERVAL} s git poll: mean"), Target::None, |f| &f.poll, false),
-        row(format!("{changes} commits → build started, {POLL_INTERVAL} s git poll: max"), Target::AtMost(poll_limit), |f| &f.poll, true),
+        row(
+            format!("{changes} commits → build started, {POLL_INTERVAL} s git poll: mean"),
+            Target::None,
+            |f| &f.poll,
+            false,
+        ),
+        row(
+            format!("{changes} commits → build started, {POLL_INTERVAL} s git poll: max"),
+            Target::AtMost(poll_limit),
+            |f| &f.poll,
+            true,
+        ),
         row(format!("{changes} webhook pushes → build started: mean"), Target::None, |f| &f.hook, false),
         row(format!("{changes} webhook pushes → build started: max"), Target::AtMost(20.0), |f| &f.hook, true),
     ]

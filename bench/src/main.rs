@@ -7,8 +7,8 @@ mod idle;
 mod latency;
 mod logs;
 mod measure;
-mod report;
 mod repo;
+mod report;
 mod systems;
 mod throughput;
 mod workers;
@@ -100,7 +100,9 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers] {
+    for workload in
+        [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers]
+    {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }

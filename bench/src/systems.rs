@@ -199,7 +199,10 @@ impl System {
         match kind {
             Kind::Kiln => {
                 std::fs::create_dir_all(&system.master_dir)?;
-                std::fs::write(system.master_dir.join("master.toml"), kiln_toml(builders, extras, web_port, worker_port))?;
+                std::fs::write(
+                    system.master_dir.join("master.toml"),
+                    kiln_toml(builders, extras, web_port, worker_port),
+                )?;
                 run_setup(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
                     "--master",
                     &master_addr,
@@ -211,11 +214,16 @@ impl System {
             }
             Kind::Buildbot => {
                 run_setup(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
-                std::fs::write(system.master_dir.join("master.cfg"), buildbot_cfg(builders, extras, web_port, worker_port))?;
-                run_setup(Command::new(env.venv.join("bin/buildbot-worker"))
-                    .args(["create-worker", "--protocol=msgpack_experimental_v7"])
-                    .arg(&system.worker_dir)
-                    .args([&master_addr, WORKER, PASSWORD]))?;
+                std::fs::write(
+                    system.master_dir.join("master.cfg"),
+                    buildbot_cfg(builders, extras, web_port, worker_port),
+                )?;
+                run_setup(
+                    Command::new(env.venv.join("bin/buildbot-worker"))
+                        .args(["create-worker", "--protocol=msgpack_experimental_v7"])
+                        .arg(&system.worker_dir)
+                        .args([&master_addr, WORKER, PASSWORD]),
+                )?;
             }
         }
         Ok(system)

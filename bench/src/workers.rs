@@ -108,7 +108,8 @@ async fn measure(env: &Env, kind: Kind, workers: usize) -> Result<Figures> {
     let cpu_before = measure::cpu_seconds(master).context("no master CPU time")?;
     let started = Instant::now();
     tokio::time::sleep(idle).await;
-    let idle_cpu = (measure::cpu_seconds(master).context("no master CPU time")? - cpu_before) / started.elapsed().as_secs_f64();
+    let idle_cpu =
+        (measure::cpu_seconds(master).context("no master CPU time")? - cpu_before) / started.elapsed().as_secs_f64();
     let idle_mib = measure::rss_mib(master).context("no master RSS")?;
 
     let builds = workers.min(100);
