@@ -3,6 +3,9 @@
 //! `/change_hook/github`). An on-change scheduler without tree-stable timer (Kiln: `type = "on_change"`;
 //! Buildbot: `AnyBranchScheduler(treeStableTimer=None)`) starts a build of a one-`echo` builder per change.
 //!
+//! The instant of each poll is seen with inotify on the repository (`polls.rs`), so the poll latency is also
+//! given from the start of the poll that saw the commit: what the system adds to the wait for its poll.
+//!
 //! Both stores keep seconds only, so "build started" is the instant the bench first sees the new build in
 //! `GET /api/v2/builds`, polled every 2 ms (or every probe's own duration, if longer: at most half the master's
 //! time) from the commit or the POST on. Commits are made at spread-out points of the poll interval (after the
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
+use crate::polls::Polls;
 use crate::repo::{git, make_repo};
 use crate::report::{Better, Row, Target};
 use crate::systems::{Builder, Extras, Kind, System};
@@ -27,9 +31,10 @@ const POLL_INTERVAL: u64 = 1;
 /// How long a change gets to start its build before the workload fails.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Latencies in ms: by poll, by webhook.
+/// Latencies in ms: by poll (from the commit, and from the poll that saw it), by webhook.
 struct Figures {
     poll: Vec<f64>,
+    after_poll: Vec<f64>,
     hook: Vec<f64>,
 }
 
@@ -70,6 +75,13 @@ pub async fn run(env: &Env) -> Vec<Row> {
             format!("{changes} commits → build started, {POLL_INTERVAL} s git poll: max"),
             Target::AtMost(poll_limit),
             |f| &f.poll,
+            true,
+        ),
+        row(format!("{changes} commits: poll start → build started: mean"), Target::None, |f| &f.after_poll, false),
+        row(
+            format!("{changes} commits: poll start → build started: max"),
+            Target::AtMost(20.0),
+            |f| &f.after_poll,
             true,
         ),
         row(format!("{changes} webhook pushes → build started: mean"), Target::None, |f| &f.hook, false),
@@ -138,14 +150,19 @@ async fn measure(env: &Env, kind: Kind, changes: usize) -> Result<Figures> {
         bail!("no commit started a build\n{}", system.diagnostics());
     }
 
+    let polls = Polls::watch(repo.path())?;
     let mut poll = Vec::new();
+    let mut after_poll = Vec::new();
     for i in 0..changes {
         let wait = (i as f64 * 0.618).fract() * POLL_INTERVAL as f64;
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         git(repo.path(), &["commit", "-q", "--allow-empty", "-m", &format!("change {i}")])?;
         let committed = Instant::now();
         let build = wait_new_build(&mut system, last, BUILD_TIMEOUT).await?;
-        poll.push(committed.elapsed().as_secs_f64() * 1e3);
+        let seen = Instant::now();
+        poll.push((seen - committed).as_secs_f64() * 1e3);
+        let polled = polls.first_after(committed).context("the build started, but no poll was seen")?;
+        after_poll.push(seen.saturating_duration_since(polled).as_secs_f64() * 1e3);
         wait_complete(&mut system, build).await?;
         last = Some(build);
     }
@@ -174,8 +191,13 @@ async fn measure(env: &Env, kind: Kind, changes: usize) -> Result<Figures> {
         last = Some(build);
     }
     let show = |v: &[f64]| v.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(" ");
-    println!("  {kind:?}: by poll {} ms; by webhook {} ms", show(&poll), show(&hooks));
-    Ok(Figures { poll, hook: hooks })
+    println!(
+        "  {kind:?}: by poll {} ms, of which after the poll started {} ms; by webhook {} ms",
+        show(&poll),
+        show(&after_poll),
+        show(&hooks)
+    );
+    Ok(Figures { poll, after_poll, hook: hooks })
 }
 
 /// The id of the newest build, if any.

@@ -7,6 +7,7 @@ mod idle;
 mod latency;
 mod logs;
 mod measure;
+mod polls;
 mod repo;
 mod report;
 mod systems;
