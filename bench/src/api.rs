@@ -9,14 +9,14 @@
 //! size (generation, start, requests) and its figures are `null` where it runs out.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use serde_json::Value;
 
 use crate::report::{Better, Row, Target};
-use crate::systems::{Builder, Kind, System, START_TIMEOUT};
+use crate::systems::{run_setup_within, Builder, Kind, System, START_TIMEOUT};
 use crate::{figures, Env};
 
 const WORKLOAD: &str = "5 API under history";
@@ -84,7 +84,7 @@ async fn measure(
     for &size in sizes {
         let step = async {
             let generated = Instant::now();
-            generate(env, kind, &system.store_path(), size - stored, &chunk)?;
+            generate(env, kind, &system.store_path(), size - stored, &chunk, budget)?;
             let generated = generated.elapsed();
             let started = Instant::now();
             system.spawn_master()?;
@@ -125,26 +125,17 @@ fn log_text() -> String {
         .collect()
 }
 
-/// Adds `builds` builds to the stopped master's store with bench/history.py.
-fn generate(env: &Env, kind: Kind, db: &Path, builds: usize, chunk: &Path) -> Result<()> {
+/// Adds `builds` builds to the stopped master's store with bench/history.py, within `timeout`.
+fn generate(env: &Env, kind: Kind, db: &Path, builds: usize, chunk: &Path, timeout: Duration) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("history.py");
     let system = if kind == Kind::Kiln { "kiln" } else { "buildbot" };
-    let output = Command::new(env.venv.join("bin/python"))
+    let mut command = Command::new(env.venv.join("bin/python"));
+    command
         .arg(&script)
         .args([system, &db.display().to_string(), &builds.to_string(), "--builder", BUILDER])
         .arg("--zstd-chunk")
-        .arg(chunk)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    ensure!(
-        output.status.success(),
-        "history.py failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+        .arg(chunk);
+    run_setup_within(&mut command, timeout)
 }
 
 /// p50 and p99 of `requests` requests of each endpoint, with `size` builds in the store.

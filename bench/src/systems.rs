@@ -450,12 +450,18 @@ impl Drop for System {
 
 /// Runs a setup command to completion (bounded: these take seconds), failing with its output.
 pub fn run_setup(command: &mut Command) -> Result<()> {
+    run_setup_within(command, Duration::from_secs(120))
+}
+
+/// [`run_setup`], killing the command after `timeout`. (It blocks the thread: setup runs between
+/// measurements.)
+pub fn run_setup_within(command: &mut Command, timeout: Duration) -> Result<()> {
     let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + timeout;
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
             child.kill()?;
-            bail!("{command:?} did not finish within 120 s");
+            bail!("{command:?} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
