@@ -2,12 +2,17 @@
 //! figures and the ratio. Run it through `bench/run` (see bench/README.md), which builds `kiln` in release mode
 //! and makes the Buildbot venv.
 
+mod api;
 mod idle;
+mod latency;
 mod logs;
 mod measure;
+mod polls;
+mod repo;
 mod report;
 mod systems;
 mod throughput;
+mod workers;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,6 +51,12 @@ enum Workload {
     Logs,
     /// 3. Idle memory and start-up.
     Idle,
+    /// 4. Change latency: commit or webhook to build started.
+    Latency,
+    /// 5. API latencies with many builds in the store.
+    Api,
+    /// 6. Many workers on one master: memory and CPU.
+    Workers,
 }
 
 /// What every workload needs.
@@ -90,7 +101,9 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in [Workload::Throughput, Workload::Logs, Workload::Idle] {
+    for workload in
+        [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers]
+    {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -99,6 +112,9 @@ async fn main() -> Result<()> {
             Workload::Throughput => throughput::run(&env).await,
             Workload::Logs => logs::run(&env).await,
             Workload::Idle => idle::run(&env).await,
+            Workload::Latency => latency::run(&env).await,
+            Workload::Api => api::run(&env).await,
+            Workload::Workers => workers::run(&env).await,
         };
         rows.extend(new);
     }

@@ -39,6 +39,30 @@ pub struct Builder {
     pub steps: Vec<(String, String)>,
 }
 
+/// What a workload adds to the plain setup (one worker `w` for every builder): more workers, and config text
+/// of each system's own (change sources, schedulers, webhooks), appended to the generated config.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Workers declared besides `w` (same password, `max_builds = 1` on Kiln).
+    pub workers: Vec<String>,
+    /// The workers the builders use instead of `w`.
+    pub builder_workers: Option<Vec<String>>,
+    /// Appended to Kiln's `master.toml`.
+    pub kiln_toml: String,
+    /// Appended to Buildbot's `master.cfg`.
+    pub buildbot_cfg: String,
+}
+
+impl Extras {
+    fn all_workers(&self) -> Vec<String> {
+        std::iter::once(WORKER.to_owned()).chain(self.workers.iter().cloned()).collect()
+    }
+
+    fn builder_workers(&self) -> Vec<String> {
+        self.builder_workers.clone().unwrap_or_else(|| vec![WORKER.to_owned()])
+    }
+}
+
 impl Builder {
     pub fn new(name: &str, steps: &[(&str, &str)]) -> Builder {
         let steps = steps.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect();
@@ -51,7 +75,10 @@ fn lit(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
-fn free_port() -> Result<u16> {
+/// The password of every worker.
+pub const WORKER_PASSWORD: &str = PASSWORD;
+
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -64,7 +91,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(label: &str, command: &mut Command, output: &Path, logs: Vec<PathBuf>) -> Result<Proc> {
+    pub fn spawn(label: &str, command: &mut Command, output: &Path, logs: Vec<PathBuf>) -> Result<Proc> {
         let out = std::fs::File::create(output)?;
         command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // SAFETY: set_pdeathsig is one prctl(2) call, async-signal-safe. It makes the child get SIGTERM if the
@@ -83,7 +110,7 @@ impl Proc {
         self.child.id()
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
+    pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
@@ -106,7 +133,7 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    fn tails(&self) -> String {
+    pub fn tails(&self) -> String {
         let mut out = String::new();
         for path in &self.logs {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -142,6 +169,11 @@ pub struct System {
 impl System {
     /// Writes the master's config and creates the worker, without starting anything.
     pub fn create(env: &Env, kind: Kind, builders: &[Builder]) -> Result<System> {
+        System::create_with(env, kind, builders, &Extras::default())
+    }
+
+    /// [`System::create`] with a workload's [`Extras`].
+    pub fn create_with(env: &Env, kind: Kind, builders: &[Builder], extras: &Extras) -> Result<System> {
         let dir = tempfile::Builder::new().prefix(&format!("{kind:?}-").to_lowercase()).tempdir_in(&env.scratch)?;
         if env.keep {
             eprintln!("  keeping {}", dir.path().display());
@@ -167,8 +199,11 @@ impl System {
         match kind {
             Kind::Kiln => {
                 std::fs::create_dir_all(&system.master_dir)?;
-                std::fs::write(system.master_dir.join("master.toml"), kiln_toml(builders, web_port, worker_port))?;
-                run(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
+                std::fs::write(
+                    system.master_dir.join("master.toml"),
+                    kiln_toml(builders, extras, web_port, worker_port),
+                )?;
+                run_setup(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
                     "--master",
                     &master_addr,
                     "--name",
@@ -178,12 +213,17 @@ impl System {
                 ]))?;
             }
             Kind::Buildbot => {
-                run(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
-                std::fs::write(system.master_dir.join("master.cfg"), buildbot_cfg(builders, web_port, worker_port))?;
-                run(Command::new(env.venv.join("bin/buildbot-worker"))
-                    .args(["create-worker", "--protocol=msgpack_experimental_v7"])
-                    .arg(&system.worker_dir)
-                    .args([&master_addr, WORKER, PASSWORD]))?;
+                run_setup(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
+                std::fs::write(
+                    system.master_dir.join("master.cfg"),
+                    buildbot_cfg(builders, extras, web_port, worker_port),
+                )?;
+                run_setup(
+                    Command::new(env.venv.join("bin/buildbot-worker"))
+                        .args(["create-worker", "--protocol=msgpack_experimental_v7"])
+                        .arg(&system.worker_dir)
+                        .args([&master_addr, WORKER, PASSWORD]),
+                )?;
             }
         }
         Ok(system)
@@ -191,7 +231,12 @@ impl System {
 
     /// [`System::create`], then starts the master and the worker and waits until the worker is attached.
     pub async fn start(env: &Env, kind: Kind, builders: &[Builder]) -> Result<System> {
-        let mut system = System::create(env, kind, builders)?;
+        System::start_with(env, kind, builders, &Extras::default()).await
+    }
+
+    /// [`System::start`] with a workload's [`Extras`].
+    pub async fn start_with(env: &Env, kind: Kind, builders: &[Builder], extras: &Extras) -> Result<System> {
+        let mut system = System::create_with(env, kind, builders, extras)?;
         system.spawn_master()?;
         system.wait_master_ready(START_TIMEOUT).await?;
         system.spawn_worker()?;
@@ -260,6 +305,25 @@ impl System {
 
     pub fn worker_pid(&self) -> Option<u32> {
         self.worker.as_ref().map(Proc::pid)
+    }
+
+    /// The scratch directory of this system.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `host:port` of the master's worker port.
+    pub fn worker_address(&self) -> String {
+        format!("127.0.0.1:{}", self.worker_port)
+    }
+
+    /// The web server's root URL (`http://127.0.0.1:PORT/`).
+    pub fn web_url(&self) -> &str {
+        self.api.trim_end_matches("api/v2/")
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The master's SQLite database file.
@@ -385,13 +449,19 @@ impl Drop for System {
 }
 
 /// Runs a setup command to completion (bounded: these take seconds), failing with its output.
-fn run(command: &mut Command) -> Result<()> {
+pub fn run_setup(command: &mut Command) -> Result<()> {
+    run_setup_within(command, Duration::from_secs(120))
+}
+
+/// [`run_setup`], killing the command after `timeout`. (It blocks the thread: setup runs between
+/// measurements.)
+pub fn run_setup_within(command: &mut Command, timeout: Duration) -> Result<()> {
     let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + timeout;
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
             child.kill()?;
-            bail!("{command:?} did not finish within 120 s");
+            bail!("{command:?} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -406,7 +476,7 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn kiln_toml(builders: &[Builder], web_port: u16, worker_port: u16) -> String {
+fn kiln_toml(builders: &[Builder], extras: &Extras, web_port: u16, worker_port: u16) -> String {
     let mut toml = format!(
         "# Generated by kiln-bench (bench/src/systems.rs).
 title = \"kiln bench\"
@@ -419,25 +489,23 @@ address = \"127.0.0.1:{worker_port}\"
 
 [web]
 address = \"127.0.0.1:{web_port}\"
-
-[[worker]]
-name = {worker}
-password = {password}
-max_builds = 1
 ",
-        worker = lit(WORKER),
-        password = lit(PASSWORD),
     );
+    for worker in extras.all_workers() {
+        let _ = write!(toml, "\n[[worker]]\nname = {}\npassword = {}\nmax_builds = 1\n", lit(&worker), lit(PASSWORD));
+    }
+    let workers: Vec<String> = extras.builder_workers().iter().map(|w| lit(w)).collect();
     for builder in builders {
-        let _ = write!(toml, "\n[[builder]]\nname = {}\nworkers = [{}]\n", lit(&builder.name), lit(WORKER));
+        let _ = write!(toml, "\n[[builder]]\nname = {}\nworkers = [{}]\n", lit(&builder.name), workers.join(", "));
         for (name, command) in &builder.steps {
             let _ = write!(toml, "\n  [[builder.step]]\n  name = {}\n  command = {}\n", lit(name), lit(command));
         }
     }
+    toml.push_str(&extras.kiln_toml);
     toml
 }
 
-fn buildbot_cfg(builders: &[Builder], web_port: u16, worker_port: u16) -> String {
+fn buildbot_cfg(builders: &[Builder], extras: &Extras, web_port: u16, worker_port: u16) -> String {
     let mut cfg = format!(
         "# Generated by kiln-bench (bench/src/systems.rs).
 from buildbot.plugins import schedulers, steps, util, worker
@@ -450,13 +518,14 @@ c['protocols'] = {{'msgpack_experimental_v7': {{'port': {worker_port}}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['buildbotNetUsageData'] = None
 c['collapseRequests'] = False
-c['workers'] = [worker.Worker({worker}, {password})]
+c['workers'] = [worker.Worker(name, {password}) for name in {workers}]
 c['builders'] = []
 c['schedulers'] = []
 ",
-        worker = lit(WORKER),
+        workers = serde_json::to_string(&extras.all_workers()).expect("strings serialise"),
         password = lit(PASSWORD),
     );
+    let workers = serde_json::to_string(&extras.builder_workers()).expect("strings serialise");
     for builder in builders {
         let steps: Vec<String> = builder
             .steps
@@ -466,15 +535,15 @@ c['schedulers'] = []
         let _ = write!(
             cfg,
             "
-c['builders'].append(util.BuilderConfig(name={name}, workernames=[{worker}],
+c['builders'].append(util.BuilderConfig(name={name}, workernames={workers},
     factory=util.BuildFactory([{steps}])))
 c['schedulers'].append(schedulers.ForceScheduler(name={force}, builderNames=[{name}]))
 ",
             name = lit(&builder.name),
-            worker = lit(WORKER),
             steps = steps.join(", "),
             force = lit(&format!("force-{}", builder.name)),
         );
     }
+    cfg.push_str(&extras.buildbot_cfg);
     cfg
 }

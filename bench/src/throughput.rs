@@ -2,13 +2,12 @@
 //! repository, then `echo`) submitted at once; builds per second from the first submission to the last request
 //! completing. N = 100 (10 in quick mode).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use futures_util::future::join_all;
 
+use crate::repo::make_repo;
 use crate::report::{Better, Row, Target};
 use crate::systems::{Builder, Kind, System};
 use crate::{figures, Env};
@@ -30,25 +29,6 @@ pub async fn run(env: &Env) -> Vec<Row> {
         buildbot: rate[1],
         target: Target::Ratio(50.0),
     }]
-}
-
-/// A git repository with one small commit, at `dir`.
-fn make_repo(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("README"), "a small repository for kiln-bench\n")?;
-    let git = |args: &[&str]| -> Result<()> {
-        let status = Command::new("git")
-            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c", "init.defaultBranch=main"])
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        ensure!(status.success(), "git {args:?} failed");
-        Ok(())
-    };
-    git(&["init", "-q"])?;
-    git(&["add", "README"])?;
-    git(&["commit", "-q", "-m", "first"])
 }
 
 async fn measure(env: &Env, kind: Kind, builds: usize) -> Result<f64> {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Liveness, WorkerConnection};
@@ -20,6 +21,11 @@ use super::connection::{Liveness, WorkerConnection};
 const DUPLICATE_PING: Duration = Duration::from_secs(10);
 /// How long a TCP connection may take to finish its TLS and WebSocket handshakes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The WebSocket read buffer of a connection. tungstenite's default (128 KiB) is zero-filled on the first read,
+/// so it is resident for every connected worker: 128 KiB each, 125 MiB for a thousand idle workers. Frames
+/// larger than this still arrive whole (the buffer grows for them); small reads only cost more syscalls when a
+/// worker streams a big log, and those are bounded by the frames' own size.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// A worker the config allows to connect.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +216,8 @@ where
         authenticated = Some(name);
         Ok(response)
     };
-    match tokio_tungstenite::accept_hdr_async(stream, check).await {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await {
         Ok(socket) => {
             if let Some(name) = authenticated {
                 workers.adopt(name, socket).await;
