@@ -99,6 +99,13 @@ async fn commits_become_builds_and_a_restart_loses_none() {
     assert_eq!(revisions, [second.as_str(), third.as_str(), fourth.as_str()], "no commit lost or repeated");
     assert_eq!(builds.len(), 3, "one build per change (no tree-stable timer): {builds:#?}");
     assert!(builds.iter().all(|b| master.results(b) == 0), "{builds:#?}");
+    // Each build knows the change it builds (what a report to the change's author needs).
+    for (build, revision) in builds.iter().zip([&second, &third, &fourth]) {
+        let built = master.get(&format!("builds/{}/changes", master.id(build, "buildid"))).await;
+        let built: Vec<&str> =
+            built["changes"].as_array().into_iter().flatten().filter_map(|c| c["revision"].as_str()).collect();
+        assert_eq!(built, [revision.as_str()], "{build:#}");
+    }
 }
 
 /// A PyPI-style JSON index on 127.0.0.1 serving one package; `publish` adds a version.

@@ -285,8 +285,13 @@ impl Master {
     ) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
-        let buildset =
-            NewBuildset { reason, priority, sourcestamps: vec![last.sourcestamp()], ..NewBuildset::default() };
+        let buildset = NewBuildset {
+            reason,
+            priority,
+            sourcestamps: vec![last.sourcestamp()],
+            changeids: group.iter().map(|change| change.id).collect(),
+            ..NewBuildset::default()
+        };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
         Ok(())
@@ -533,6 +538,7 @@ impl Master {
         let buildset = store.buildset(request.buildsetid).await?;
         let properties = store.buildset_properties(request.buildsetid).await?;
         let sourcestamps = store.buildset_sourcestamps(request.buildsetid).await?;
+        let changeids = store.buildset_change_ids(request.buildsetid).await?;
         self.submit(NewBuildset {
             reason: format!("rebuild of build {buildid}"),
             external_idstring: None,
@@ -543,6 +549,7 @@ impl Master {
             priority: Some(request.priority),
             waited_for: false,
             sourcestamps,
+            changeids,
             ..NewBuildset::default()
         })
         .await

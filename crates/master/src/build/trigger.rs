@@ -61,8 +61,13 @@ pub(super) async fn run(
         properties.push(Property { name: name.clone(), value, source: SOURCE.into() });
     }
 
-    // As in Buildbot, the triggered requests inherit the priority of this build's request.
-    let priority = store.build_request(job.brid).await?.map(|request| request.priority);
+    // As in Buildbot, the triggered requests inherit the priority of this build's request; they build its changes.
+    let request = store.build_request(job.brid).await?;
+    let priority = request.as_ref().map(|request| request.priority);
+    let changeids = match &request {
+        Some(request) => store.buildset_change_ids(request.buildsetid).await?,
+        None => Vec::new(),
+    };
 
     // Subscribed before submitting, so that no completion goes by unseen.
     let mut completed = job.master.subscribe_buildsets();
@@ -75,6 +80,7 @@ pub(super) async fn run(
             waited_for: step.wait_for_finish,
             properties: properties.clone(),
             sourcestamps: sourcestamps.clone(),
+            changeids: changeids.clone(),
             priority,
             ..NewBuildset::default()
         };

@@ -167,6 +167,7 @@ async fn downstream(
             def.name, upstream.id, def.upstream
         ),
         sourcestamps: store.buildset_sourcestamps(upstream.id).await?,
+        changeids: store.buildset_change_ids(upstream.id).await?,
         ..NewBuildset::default()
     }))
 }

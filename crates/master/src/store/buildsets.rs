@@ -69,6 +69,8 @@ pub struct NewBuildset {
     /// Whether a parent build waits for these requests.
     pub waited_for: bool,
     pub sourcestamps: Vec<SourceStamp>,
+    /// The changes it is built for (ids of stored changes), oldest first.
+    pub changeids: Vec<i64>,
 }
 
 impl NewBuildset {
@@ -122,6 +124,14 @@ impl Store {
             .execute(&mut *tx)
             .await
             .context(op)?;
+        }
+        for changeid in &new.changeids {
+            sqlx::query("INSERT INTO buildset_changes (buildsetid, changeid) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(bsid)
+                .bind(changeid)
+                .execute(&mut *tx)
+                .await
+                .context(|| format!("{}: change {changeid}", op()))?;
         }
         for p in &new.properties {
             sqlx::query("INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES (?, ?, ?, ?)")

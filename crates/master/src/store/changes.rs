@@ -129,6 +129,43 @@ impl Store {
             .context(op)?;
         row.as_ref().map(change).transpose().context(op)
     }
+    /// The changes buildset `bsid` was made for, oldest first.
+    pub async fn buildset_changes(&self, bsid: i64) -> Result<Vec<Change>, StoreError> {
+        let op = || format!("get the changes of buildset {bsid}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id"
+        )))
+        .bind(bsid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        rows.iter().map(change).collect::<Result<_, _>>().context(op)
+    }
+
+    /// The ids of the changes buildset `bsid` was made for, oldest first.
+    pub async fn buildset_change_ids(&self, bsid: i64) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar("SELECT changeid FROM buildset_changes WHERE buildsetid = ? ORDER BY changeid")
+            .bind(bsid)
+            .fetch_all(&self.pool)
+            .await
+            .context(|| format!("get the change ids of buildset {bsid}"))
+    }
+
+    /// The changes build `buildid` builds: its buildset's.
+    pub async fn build_changes(&self, buildid: i64) -> Result<Vec<Change>, StoreError> {
+        let op = || format!("get the changes of build {buildid}");
+        let bsid: Option<i64> = sqlx::query_scalar(
+            "SELECT br.buildsetid FROM builds b JOIN buildrequests br ON br.id = b.buildrequestid WHERE b.id = ?",
+        )
+        .bind(buildid)
+        .fetch_optional(&self.pool)
+        .await
+        .context(op)?;
+        match bsid {
+            Some(bsid) => self.buildset_changes(bsid).await,
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// The columns [`change`] reads.
@@ -230,6 +267,28 @@ mod tests {
         assert!(store.add_change_once(&no_revision).await.expect("add twice").is_some());
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes").fetch_one(&store.pool).await.expect("n");
         assert_eq!(count, 4);
+    }
+
+    #[tokio::test]
+    async fn a_build_builds_the_changes_of_its_buildset() {
+        let (store, _dir) = temp_store().await;
+        let first = store.add_change(&sample()).await.expect("add");
+        let second = store.add_change(&NewChange { revision: Some("def456".into()), ..sample() }).await.expect("add");
+        let builder = store.find_or_add_builder("b").await.expect("builder");
+        let worker = store.find_or_add_worker("w").await.expect("worker");
+        let master = store.register_master("m").await.expect("master");
+        let new = crate::store::NewBuildset {
+            reason: "two changes".into(),
+            builderids: vec![builder],
+            changeids: vec![second, first],
+            ..Default::default()
+        };
+        let (bsid, brids) = store.add_buildset(&new).await.expect("buildset");
+        assert_eq!(store.buildset_change_ids(bsid).await.expect("ids"), [first, second]);
+        let (buildid, _) = store.add_build(builder, brids[0], worker, master).await.expect("build");
+        let built: Vec<i64> = store.build_changes(buildid).await.expect("changes").iter().map(|c| c.id).collect();
+        assert_eq!(built, [first, second]);
+        assert!(store.build_changes(buildid + 1).await.expect("no build").is_empty());
     }
 
     #[tokio::test]

@@ -63,10 +63,17 @@ fn migrator() -> Migrator {
             false,
         ),
         Migration::new(
-            4,
+            3,
             Cow::Borrowed("worker pause reason"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0004_worker_pause_reason.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0003_worker_pause_reason.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            Cow::Borrowed("buildset changes"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
             false,
         ),
     ])
@@ -199,6 +206,7 @@ mod tests {
             "buildrequest_claims",
             "buildrequests",
             "builds",
+            "buildset_changes",
             "buildset_properties",
             "buildset_sourcestamps",
             "buildsets",

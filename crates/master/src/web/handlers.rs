@@ -234,6 +234,26 @@ pub(super) async fn build_properties(State(m): State<Master>, Path(b): Path<Stri
     Ok(page("properties", vec![render::properties(&props)], 1))
 }
 
+/// The changes a build builds (its buildset's: an on-change scheduler's group, passed on to triggered, dependent and
+/// rebuilt buildsets), oldest first, as Buildbot's `/builds/{id}/changes`.
+pub(super) async fn build_changes(State(m): State<Master>, Path(b): Path<String>) -> ApiResult {
+    let buildid = id(&b, "build")?;
+    if m.store().build(buildid).await?.is_none() {
+        return Err(ApiError::not_found(format!("no build {buildid}")));
+    }
+    changes_page(&m, m.store().build_changes(buildid).await?)
+}
+
+pub(super) async fn builder_build_changes(State(m): State<Master>, Path((b, n)): Path<(String, String)>) -> ApiResult {
+    let buildid = builder_build_id(&m, &b, &n).await?;
+    changes_page(&m, m.store().build_changes(buildid).await?)
+}
+
+fn changes_page(m: &Master, changes: Vec<Change>) -> ApiResult {
+    let total = changes.len() as i64;
+    Ok(page("changes", changes.iter().map(|c| c.to_json(m)).collect(), total))
+}
+
 pub(super) async fn build_steps(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
     list::<Step>(&m, &params, vec![("buildid", FilterValue::Int(id(&b, "build")?))]).await
 }

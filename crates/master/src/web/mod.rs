@@ -43,12 +43,14 @@ pub fn router(master: Master) -> Router {
         .route("/builders/{builder}/builds/{number}", get(h::builder_build))
         .route("/builders/{builder}/builds/{number}/steps", get(h::builder_build_steps))
         .route("/builders/{builder}/builds/{number}/properties", get(h::builder_build_properties))
+        .route("/builders/{builder}/builds/{number}/changes", get(h::builder_build_changes))
         .route("/builders/{builder}/buildrequests", get(h::builder_buildrequests))
         .route("/builders/{builder}/forceschedulers", get(h::builder_forceschedulers))
         .route("/builds", get(h::builds))
         .route("/builds/{id}", get(h::build).post(rpc::build))
         .route("/builds/{id}/steps", get(h::build_steps))
         .route("/builds/{id}/properties", get(h::build_properties))
+        .route("/builds/{id}/changes", get(h::build_changes))
         .route("/builds/{id}/steps/{step}", get(h::build_step))
         .route("/builds/{id}/steps/{step}/logs", get(h::build_step_logs))
         .route("/steps/{id}", get(h::step))
@@ -86,12 +88,14 @@ const ENDPOINTS: &[&str] = &[
     "builders/{builderid_or_name}/builds/{number}",
     "builders/{builderid_or_name}/builds/{number}/steps",
     "builders/{builderid_or_name}/builds/{number}/properties",
+    "builders/{builderid_or_name}/builds/{number}/changes",
     "builders/{builderid_or_name}/buildrequests",
     "builders/{builderid_or_name}/forceschedulers",
     "builds",
     "builds/{buildid}",
     "builds/{buildid}/steps",
     "builds/{buildid}/properties",
+    "builds/{buildid}/changes",
     "builds/{buildid}/steps/{number_or_name}",
     "builds/{buildid}/steps/{number_or_name}/logs",
     "steps/{stepid}",
