@@ -233,7 +233,7 @@ fn with_factory<'i>(
         problems.add(factory.span(), Some(context), "factory", message);
         return None;
     }
-    let Some(mut steps) = found.steps.clone() else { return None };
+    let mut steps = found.steps.clone()?;
     substitute(&mut steps, values);
     keys.insert(Spanned::new(factory.span(), Cow::Borrowed("step")), steps);
     Some(builder)
