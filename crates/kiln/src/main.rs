@@ -84,7 +84,7 @@ enum Commands {
     Sendchange(sendchange_cmd::SendchangeArgs),
     /// Create and run workers.
     #[command(subcommand)]
-    Worker(kiln::worker_cmd::WorkerCommand),
+    Worker(kiln_worker::cli::WorkerCommand),
 }
 
 pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
@@ -96,7 +96,7 @@ pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiln::init_logging();
+    kiln_worker::cli::init_logging();
     let outcome = match cli.command {
         Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
         Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }
         Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),
-        Commands::Worker(command) => kiln::worker_cmd::run(command).map(|()| true),
+        Commands::Worker(command) => kiln_worker::cli::run(command).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod cli;
 mod buffer;
 mod commands;
 mod config;

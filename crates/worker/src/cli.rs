@@ -1,10 +1,11 @@
-//! `kiln worker …`: create a worker directory, run a worker.
+//! The worker's commands, for the `kiln-worker` binary and for `kiln worker …`: create a worker directory, run
+//! a worker; and the logging both binaries set up.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use kiln_worker::{CancellationToken, NewWorker, WorkerConfig};
+use crate::{CancellationToken, NewWorker, WorkerConfig};
 
 #[derive(Subcommand)]
 pub enum WorkerCommand {
@@ -44,7 +45,7 @@ pub enum WorkerCommand {
 pub fn run(command: WorkerCommand) -> anyhow::Result<()> {
     match command {
         WorkerCommand::Create { dir, master, name, password, tls, ca_file, admin, host } => {
-            let file = kiln_worker::create(&dir, &NewWorker { master, name, password, tls, ca_file, admin, host })?;
+            let file = crate::create(&dir, &NewWorker { master, name, password, tls, ca_file, admin, host })?;
             println!("worker created: {}", file.display());
             println!("start it with: kiln worker start {}", dir.display());
             Ok(())
@@ -55,10 +56,17 @@ pub fn run(command: WorkerCommand) -> anyhow::Result<()> {
             runtime.block_on(async {
                 let stop = CancellationToken::new();
                 tokio::spawn(stop_on_signal(stop.clone()));
-                kiln_worker::run(config, stop).await
+                crate::run(config, stop).await
             })
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` sets the level (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Cancels `stop` at the first SIGTERM or SIGINT; a second one exits at once.

@@ -2,7 +2,7 @@
 //! `kiln worker …` in a binary without the master, for worker machines.
 
 use clap::Parser;
-use kiln::worker_cmd::WorkerCommand;
+use kiln_worker::cli::{self, WorkerCommand};
 
 /// The Kiln worker: connects to a Kiln or Buildbot master and runs the commands it sends.
 #[derive(Parser)]
@@ -13,9 +13,9 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    kiln::init_logging();
-    match kiln::worker_cmd::run(cli.command) {
+    let args = Cli::parse();
+    cli::init_logging();
+    match cli::run(args.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiln-worker: {e:#}");
