@@ -6,8 +6,8 @@ mod logs;
 pub mod properties;
 mod remote;
 pub mod result;
-mod trigger;
 mod step_locks;
+mod trigger;
 
 use std::sync::Arc;
 use std::time::Duration;
