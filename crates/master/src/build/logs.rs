@@ -147,6 +147,11 @@ mod tests {
         vec![UpdateEntry::Stdout(LineInfo::from_text(&text, 0.0))]
     }
 
+    /// A step of a running build, to hang logs on.
+    async fn step(store: &Store) -> i64 {
+        store.add_step(running_build(store).await, "s").await.expect("step").0
+    }
+
     async fn stdio_lines(store: &Store, logs: &StepLogs<'_>) -> Vec<String> {
         let id = logs.logs[0].writer.logid();
         let n = store.log_num_lines(id).await.expect("count");
@@ -160,8 +165,7 @@ mod tests {
     #[tokio::test]
     async fn output_is_stored_once_enough_waits_or_the_oldest_line_is_due() {
         let (store, _dir) = temp_store().await;
-        let (stepid, _) = store.add_step(running_build(&store).await, "s").await.expect("step");
-        let mut logs = StepLogs::open(&store, stepid).await.expect("open");
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
         assert_eq!(logs.due(), None, "nothing waits");
 
         // The clock is paused only while no database work runs (the pool's timeouts run on it too).
@@ -204,8 +208,7 @@ mod tests {
     #[tokio::test]
     async fn a_master_gone_mid_step_loses_only_the_waiting_lines() {
         let (store, _dir) = temp_store().await;
-        let (stepid, _) = store.add_step(running_build(&store).await, "s").await.expect("step");
-        let mut logs = StepLogs::open(&store, stepid).await.expect("open");
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
         let logid = logs.logs[0].writer.logid();
         // Enough for a flush on size (several chunks), then a little that waits.
         let mut n = 0;
@@ -234,8 +237,7 @@ mod tests {
     #[tokio::test]
     async fn finishing_stores_what_waits_in_every_log() {
         let (store, _dir) = temp_store().await;
-        let (stepid, _) = store.add_step(running_build(&store).await, "s").await.expect("step");
-        let mut logs = StepLogs::open(&store, stepid).await.expect("open");
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
         let stdio = logs.logs[0].writer.logid();
         let mut entries = stdout(0, 3);
         entries.push(UpdateEntry::Log { name: "build.log".into(), lines: LineInfo::from_text("x\ny\n", 0.0) });
