@@ -116,6 +116,43 @@ always_run = true
     assert!(log.has_line('o', "cleanup-ran"), "stdio log:\n{}", log.dump());
 }
 
+/// A running command's output shows in its log before the command ends: the master stores output that waits at
+/// most 100 ms after it arrives (`build/logs.rs`), the worker sends it within its `buffer_timeout`.
+#[tokio::test]
+async fn output_shows_in_the_log_while_the_command_runs() {
+    let marks = tempfile::tempdir().expect("create a temporary directory");
+    let flag = marks.path().join("go-on");
+    let command = format!("echo early; while [ ! -e '{}' ]; do sleep 0.05; done; echo late", flag.display());
+    let builder = format!("[[builder.step]]\nname = \"live\"\ncommand = {}\ntimeout = 0\n", toml_str(command));
+    let mut master = KilnMaster::builder().worker("w1", "pw-1").builder("live", &builder).start().await;
+    master.start_worker(WorkerKind::Kiln, "w1").await;
+    master.wait_worker_connected("w1").await;
+
+    let brid = master.force("live").await;
+    let (buildid, stepid) = master
+        .wait_for("the step `live` to have its log", BUILD_TIMEOUT, async || {
+            let buildid = master.builds_of_request(brid).await.first()?["buildid"].as_i64()?;
+            let steps = master.steps(buildid).await;
+            let stepid = steps.iter().find(|s| s["name"] == "live")?["stepid"].as_i64()?;
+            master.log_names(stepid).await.iter().any(|n| n == "stdio").then_some((buildid, stepid))
+        })
+        .await;
+    master
+        .wait_for("`early` in the running step's log", BUILD_TIMEOUT, async || {
+            master.log(stepid, "stdio").await.has_line('o', "early").then_some(())
+        })
+        .await;
+    let step = master.step(buildid, "live").await;
+    assert_eq!(step["complete"], false, "the command waits for {}: {step:#}", flag.display());
+    assert!(!master.log(stepid, "stdio").await.has_line('o', "late"));
+
+    std::fs::write(&flag, "").expect("create the flag");
+    let request = master.wait_request_complete(brid).await;
+    assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
+    let log = master.log(stepid, "stdio").await;
+    assert!(log.has_line('o', "early") && log.has_line('o', "late"), "stdio log:\n{}", log.dump());
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 2. Commands and transfers, with both kinds of worker.
 

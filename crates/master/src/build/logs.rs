@@ -1,78 +1,118 @@
 //! A step's logs as they stream in: `stdio` with each line's channel (`h` header, `o` stdout, `e` stderr) as
 //! Buildbot stores it, and one log per watched log file.
+//!
+//! Output is batched: lines wait in memory until [`FLUSH_BYTES`] of them are waiting, or [`FLUSH_AFTER`] has
+//! passed since the oldest of them arrived, or the master adds a line of its own, or the step ends; then every
+//! log's waiting lines are stored, each log in one transaction. So the live log lags by at most
+//! [`FLUSH_AFTER`], the memory held is bounded, and a master killed mid-step loses at most the waiting lines
+//! (its build ends RETRY at restart): each log's stored lines stay numbered without a gap.
+
+use std::time::Duration;
 
 use kiln_protocol::{LineInfo, UpdateEntry};
+use tokio::time::Instant;
 
-use crate::store::{LogType, Store, StoreError};
+use crate::store::{LogType, LogWriter, Store, StoreError};
+
+/// Waiting output is stored once it is this many bytes…
+const FLUSH_BYTES: usize = 512 * 1024;
+/// …or once its oldest line has waited this long.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+/// One log of the step: where it ends in the store and the lines waiting to go there.
+struct OpenLog {
+    name: String,
+    writer: LogWriter,
+    waiting: String,
+}
 
 /// The logs of one running step.
 pub(crate) struct StepLogs<'a> {
     store: &'a Store,
     stepid: i64,
-    /// (name, log id), in order of creation; `stdio` first.
-    logs: Vec<(String, i64)>,
+    /// In order of creation; `stdio` first.
+    logs: Vec<OpenLog>,
+    /// Bytes waiting, over all logs.
+    waiting: usize,
+    /// When the waiting lines must be stored (set when the first of them arrives).
+    due: Option<Instant>,
 }
 
 impl<'a> StepLogs<'a> {
     pub(crate) async fn open(store: &'a Store, stepid: i64) -> Result<StepLogs<'a>, StoreError> {
-        let stdio = store.add_log(stepid, "stdio", LogType::Stdio).await?;
-        Ok(StepLogs { store, stepid, logs: vec![("stdio".into(), stdio)] })
+        let mut logs = StepLogs { store, stepid, logs: Vec::new(), waiting: 0, due: None };
+        logs.log_index("stdio").await?;
+        Ok(logs)
     }
 
-    async fn log_id(&mut self, name: &str) -> Result<i64, StoreError> {
-        if let Some((_, id)) = self.logs.iter().find(|(n, _)| n == name) {
-            return Ok(*id);
+    async fn log_index(&mut self, name: &str) -> Result<usize, StoreError> {
+        if let Some(index) = self.logs.iter().position(|log| log.name == name) {
+            return Ok(index);
         }
         let id = self.store.add_log(self.stepid, name, LogType::Stdio).await?;
-        self.logs.push((name.to_string(), id));
-        Ok(id)
+        let writer = self.store.log_writer(id).await?;
+        self.logs.push(OpenLog { name: name.to_string(), writer, waiting: String::new() });
+        Ok(self.logs.len() - 1)
     }
 
-    /// A line the master itself adds to `stdio`'s header channel.
+    /// A line the master itself adds to `stdio`'s header channel; it is stored at once, with what waits.
     pub(crate) async fn header(&mut self, text: &str) -> Result<(), StoreError> {
-        let mut lines = String::new();
-        prefixed(&mut lines, 'h', &LineInfo::from_text(text, 0.0));
-        let stdio = self.log_id("stdio").await?;
-        self.store.append_log(stdio, &lines).await.map(|_| ())
+        self.add(0, 'h', &LineInfo::from_text(text, 0.0));
+        self.flush().await
     }
 
-    /// Stores the output lines of one `update`: one append per log touched.
+    /// Takes the output lines of one `update`; stores what waits if it is enough.
     pub(crate) async fn append(&mut self, entries: &[UpdateEntry]) -> Result<(), StoreError> {
-        let mut stdio = String::new();
-        let mut others: Vec<(&str, String)> = Vec::new();
         for entry in entries {
             match entry {
-                UpdateEntry::Header(lines) => prefixed(&mut stdio, 'h', lines),
-                UpdateEntry::Stdout(lines) => prefixed(&mut stdio, 'o', lines),
-                UpdateEntry::Stderr(lines) => prefixed(&mut stdio, 'e', lines),
+                UpdateEntry::Header(lines) => self.add(0, 'h', lines),
+                UpdateEntry::Stdout(lines) => self.add(0, 'o', lines),
+                UpdateEntry::Stderr(lines) => self.add(0, 'e', lines),
                 UpdateEntry::Log { name, lines } => {
-                    let index = match others.iter().position(|(n, _)| n == name) {
-                        Some(index) => index,
-                        None => {
-                            others.push((name, String::new()));
-                            others.len() - 1
-                        }
-                    };
-                    prefixed(&mut others[index].1, 'o', lines);
+                    let index = self.log_index(name).await?;
+                    self.add(index, 'o', lines);
                 }
                 _ => {}
             }
         }
-        if !stdio.is_empty() {
-            let id = self.log_id("stdio").await?;
-            self.store.append_log(id, &stdio).await?;
-        }
-        for (name, text) in others {
-            let id = self.log_id(name).await?;
-            self.store.append_log(id, &text).await?;
+        if self.waiting >= FLUSH_BYTES {
+            self.flush().await?;
         }
         Ok(())
     }
 
-    /// Marks every log complete.
-    pub(crate) async fn finish(&self) -> Result<(), StoreError> {
-        for (_, id) in &self.logs {
-            self.store.finish_log(*id).await?;
+    fn add(&mut self, index: usize, channel: char, lines: &LineInfo) {
+        let waiting = &mut self.logs[index].waiting;
+        let before = waiting.len();
+        prefixed(waiting, channel, lines);
+        if waiting.len() > before && self.due.is_none() {
+            self.due = Some(Instant::now() + FLUSH_AFTER);
+        }
+        self.waiting += waiting.len() - before;
+    }
+
+    /// When the waiting lines must be stored ([`StepLogs::flush`]); None when nothing waits.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Stores every log's waiting lines.
+    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        for log in &mut self.logs {
+            if !log.waiting.is_empty() {
+                self.store.append_lines(&mut log.writer, &log.waiting).await?;
+                log.waiting.clear();
+            }
+        }
+        self.waiting = 0;
+        self.due = None;
+        Ok(())
+    }
+
+    /// Stores what waits and marks every log complete.
+    pub(crate) async fn finish(self) -> Result<(), StoreError> {
+        for log in self.logs {
+            self.store.finish_lines(log.writer, &log.waiting).await?;
         }
         Ok(())
     }
@@ -91,6 +131,7 @@ fn prefixed(out: &mut String, channel: char, lines: &LineInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::{running_build, temp_store};
 
     #[test]
     fn lines_get_their_channel() {
@@ -98,5 +139,114 @@ mod tests {
         prefixed(&mut out, 'o', &LineInfo::from_text("a\n\nb\n", 0.0));
         prefixed(&mut out, 'e', &LineInfo::from_text("c\n", 0.0));
         assert_eq!(out, "oa\no\nob\nec\n");
+    }
+
+    /// An update of `n` stdout lines `line {from}`, `line {from + 1}`…
+    fn stdout(from: usize, n: usize) -> Vec<UpdateEntry> {
+        let text: String = (from..from + n).map(|i| format!("line {i}\n")).collect();
+        vec![UpdateEntry::Stdout(LineInfo::from_text(&text, 0.0))]
+    }
+
+    /// A step of a running build, to hang logs on.
+    async fn step(store: &Store) -> i64 {
+        store.add_step(running_build(store).await, "s").await.expect("step").0
+    }
+
+    async fn stdio_lines(store: &Store, logs: &StepLogs<'_>) -> Vec<String> {
+        let id = logs.logs[0].writer.logid();
+        let n = store.log_num_lines(id).await.expect("count");
+        store.log_lines(id, 0, n).await.expect("lines")
+    }
+
+    fn expected(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("oline {i}")).collect()
+    }
+
+    #[tokio::test]
+    async fn output_is_stored_once_enough_waits_or_the_oldest_line_is_due() {
+        let (store, _dir) = temp_store().await;
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
+        assert_eq!(logs.due(), None, "nothing waits");
+
+        // The clock is paused only while no database work runs (the pool's timeouts run on it too).
+        tokio::time::pause();
+        let started = Instant::now();
+        logs.append(&stdout(0, 10)).await.expect("append");
+        assert_eq!(logs.due(), Some(started + FLUSH_AFTER));
+        tokio::time::advance(FLUSH_AFTER / 2).await;
+        logs.append(&stdout(10, 10)).await.expect("append");
+        assert_eq!(logs.due(), Some(started + FLUSH_AFTER), "the oldest line sets the deadline");
+        tokio::time::resume();
+        assert!(stdio_lines(&store, &logs).await.is_empty(), "small updates wait");
+
+        // Due: what the step's command loop does when the deadline passes.
+        logs.flush().await.expect("flush");
+        assert_eq!(logs.due(), None);
+        assert_eq!(stdio_lines(&store, &logs).await, expected(20));
+
+        // Enough waiting: stored at once, whatever the clock.
+        let mut n = 20;
+        loop {
+            logs.append(&stdout(n, 1000)).await.expect("append");
+            n += 1000;
+            if logs.due().is_none() {
+                break;
+            }
+        }
+        let bytes = |lines: usize| expected(lines).iter().map(|l| l.len() + 1).sum::<usize>();
+        assert!(bytes(n - 1000) < FLUSH_BYTES && bytes(n) >= FLUSH_BYTES, "stored on size, not before");
+        assert_eq!(stdio_lines(&store, &logs).await, expected(n));
+
+        // A header line goes out at once, after the output before it.
+        logs.append(&stdout(n, 1)).await.expect("append");
+        logs.header("done\n").await.expect("header");
+        let mut want = expected(n + 1);
+        want.push("hdone".into());
+        assert_eq!(stdio_lines(&store, &logs).await, want);
+    }
+
+    #[tokio::test]
+    async fn a_master_gone_mid_step_loses_only_the_waiting_lines() {
+        let (store, _dir) = temp_store().await;
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
+        let logid = logs.logs[0].writer.logid();
+        // Enough for a flush on size (several chunks), then a little that waits.
+        let mut n = 0;
+        while logs.due().is_some() || n == 0 {
+            logs.append(&stdout(n, 500)).await.expect("append");
+            n += 500;
+        }
+        let stored = n;
+        logs.append(&stdout(n, 7)).await.expect("append");
+        drop(logs);
+
+        assert_eq!(store.log_num_lines(logid).await.expect("count"), i64::try_from(stored).expect("n"));
+        let all = store.log_lines(logid, 0, i64::MAX).await.expect("lines");
+        assert_eq!(all, expected(stored));
+        // The stored log continues where it stopped, without a gap, and a stale writer cannot write.
+        let mut stale = store.log_writer(logid).await.expect("writer");
+        let next = i64::try_from(stored).expect("n");
+        assert_eq!(store.append_log(logid, "oafter\n").await.expect("append"), next..next + 1);
+        assert!(matches!(store.append_lines(&mut stale, "oclash\n").await, Err(StoreError::LogConflict { .. })));
+        assert_eq!(stale.num_lines(), next, "a failed append leaves its writer as it was");
+        store.finish_log(logid).await.expect("finish");
+        let all = store.log_lines(logid, next - 1, 5).await.expect("lines");
+        assert_eq!(all, vec![format!("oline {}", stored - 1), "oafter".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn finishing_stores_what_waits_in_every_log() {
+        let (store, _dir) = temp_store().await;
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open");
+        let stdio = logs.logs[0].writer.logid();
+        let mut entries = stdout(0, 3);
+        entries.push(UpdateEntry::Log { name: "build.log".into(), lines: LineInfo::from_text("x\ny\n", 0.0) });
+        logs.append(&entries).await.expect("append");
+        let other = logs.logs[1].writer.logid();
+        logs.finish().await.expect("finish");
+        assert_eq!(store.log_lines(stdio, 0, 10).await.expect("lines"), expected(3));
+        assert_eq!(store.log_lines(other, 0, 10).await.expect("lines"), vec!["ox", "oy"]);
+        assert!(matches!(store.append_log(stdio, "omore\n").await, Err(StoreError::LogComplete { .. })));
+        assert!(matches!(store.append_log(other, "omore\n").await, Err(StoreError::LogComplete { .. })));
     }
 }

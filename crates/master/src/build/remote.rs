@@ -68,8 +68,13 @@ pub(crate) async fn run_on(
     let mut rc = None;
     let mut interrupted = false;
     loop {
+        let due = logs.due();
         let event = tokio::select! {
             event = remote.next() => event,
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                logs.flush().await?;
+                continue;
+            }
             () = stop.cancelled(), if !interrupted => {
                 interrupted = true;
                 logs.header("stopping: interrupting the command\n").await?;
@@ -97,6 +102,7 @@ pub(crate) async fn run_on(
                 logs.append(&entries).await?;
             }
             CommandEvent::Complete { failure } => {
+                logs.flush().await?;
                 if let Some(failure) = &failure {
                     logs.header(&format!("the command failed on the worker: {failure}\n")).await?;
                 }

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// The log is finished and takes no more lines.
     #[error("store: log {logid} is complete")]
     LogComplete { logid: i64 },
+    /// The log's end is not where its writer left it: another writer appended to it.
+    #[error("store: log {logid} was changed by another writer")]
+    LogConflict { logid: i64 },
     /// A stored log chunk could not be compressed or decompressed, or is not UTF-8.
     #[error("store: log {logid} chunk at line {first_line}: {reason}")]
     LogChunk { logid: i64, first_line: i64, reason: String },

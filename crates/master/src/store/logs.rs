@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::error::Context;
 use super::{Store, StoreError};
@@ -137,8 +137,8 @@ struct Group {
 }
 
 /// Splits `text` (whole lines) into chunk groups, starting at line `num_lines` after a raw tail of `tail_bytes`
-/// bytes (if there is a tail).
-fn plan(text: &str, num_lines: i64, tail: Option<(i64, usize)>) -> Vec<Group> {
+/// bytes (if there is a tail). With `finish`, the last group (the old tail alone if `text` is empty) is closed too.
+fn plan(text: &str, num_lines: i64, tail: Option<(i64, usize)>, finish: bool) -> Vec<Group> {
     let mut groups = Vec::new();
     let (mut first_line, mut len, mut extends_tail) = match tail {
         Some((first, bytes)) => (first, bytes, true),
@@ -154,23 +154,37 @@ fn plan(text: &str, num_lines: i64, tail: Option<(i64, usize)>) -> Vec<Group> {
         pos += l.len();
         line += 1;
     }
-    if pos > start {
-        groups.push(Group { text: start..pos, first_line, last_line: line - 1, extends_tail, closed: false });
+    if pos > start || (finish && extends_tail && len > 0) {
+        groups.push(Group { text: start..pos, first_line, last_line: line - 1, extends_tail, closed: finish });
     }
     groups
 }
 
-/// Reads the raw tail chunk of `logid`: its first line and content.
-async fn raw_tail(tx: &mut Transaction<'static, Sqlite>, logid: i64) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as("SELECT first_line, content FROM log_chunks WHERE logid = ? AND compressed = ?")
-        .bind(logid)
-        .bind(RAW)
-        .fetch_optional(&mut **tx)
-        .await
-}
-
 fn chunk_error(logid: i64, first_line: i64) -> impl FnOnce(std::io::Error) -> StoreError {
     move |e| StoreError::LogChunk { logid, first_line, reason: e.to_string() }
+}
+
+/// Where a log ends, as its one writer knows it: its line count and its raw tail chunk. Appending through it
+/// reads nothing back from the database; a writer that is not the log's only one finds out
+/// ([`StoreError::LogConflict`]) and changes nothing.
+#[derive(Debug)]
+pub struct LogWriter {
+    logid: i64,
+    num_lines: i64,
+    /// The raw tail chunk as stored: its first line and its text.
+    tail: Option<(i64, Vec<u8>)>,
+}
+
+impl LogWriter {
+    /// The log's id.
+    pub fn logid(&self) -> i64 {
+        self.logid
+    }
+
+    /// The number of lines stored.
+    pub fn num_lines(&self) -> i64 {
+        self.num_lines
+    }
 }
 
 impl Store {
@@ -202,57 +216,98 @@ impl Store {
         Ok(logid)
     }
 
-    /// Appends `lines` (whole lines, each ending in `\n`) to log `logid`; returns the numbers of the new lines.
-    pub async fn append_log(&self, logid: i64, lines: &str) -> Result<Range<i64>, StoreError> {
-        if !lines.is_empty() && !lines.ends_with('\n') {
-            return Err(StoreError::InvalidLogText { logid, reason: "text must end with a newline" });
-        }
-        let op = || format!("append to log {logid}");
-        let mut tx = self.write(op).await?;
+    /// The writer of open log `logid`, from where the log ends in the store.
+    pub async fn log_writer(&self, logid: i64) -> Result<LogWriter, StoreError> {
+        let op = || format!("open log {logid} for writing");
+        let mut conn = self.pool.acquire().await.context(op)?;
         let (num_lines, complete): (i64, i16) = sqlx::query_as("SELECT num_lines, complete FROM logs WHERE id = ?")
             .bind(logid)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await
             .context(op)?
             .ok_or(StoreError::NotFound { what: "log", id: logid })?;
         if complete != 0 {
             return Err(StoreError::LogComplete { logid });
         }
-        let tail: Option<(i64, i64)> =
-            sqlx::query_as("SELECT first_line, length(content) FROM log_chunks WHERE logid = ? AND compressed = ?")
-                .bind(logid)
-                .bind(RAW)
-                .fetch_optional(&mut *tx)
-                .await
-                .context(op)?;
-        let tail = tail.map(|(first, len)| (first, usize::try_from(len).unwrap_or(usize::MAX)));
-        let groups = plan(lines, num_lines, tail);
+        let tail = sqlx::query_as("SELECT first_line, content FROM log_chunks WHERE logid = ? AND compressed = ?")
+            .bind(logid)
+            .bind(RAW)
+            .fetch_optional(&mut *conn)
+            .await
+            .context(op)?;
+        Ok(LogWriter { logid, num_lines, tail })
+    }
 
-        // Compress the closed groups (with the old tail's text in front of the group that extends it).
-        let mut to_compress = Vec::new();
-        for g in groups.iter().filter(|g| g.closed) {
-            let mut text = Vec::new();
-            if g.extends_tail {
-                if let Some((_, content)) = raw_tail(&mut tx, logid).await.context(op)? {
-                    text = content;
-                }
-            }
-            text.extend_from_slice(&lines.as_bytes()[g.text.clone()]);
-            to_compress.push(text);
+    /// Appends `lines` (whole lines, each ending in `\n`) to log `logid`; returns the numbers of the new lines.
+    pub async fn append_log(&self, logid: i64, lines: &str) -> Result<Range<i64>, StoreError> {
+        let mut writer = self.log_writer(logid).await?;
+        self.append_lines(&mut writer, lines).await
+    }
+
+    /// Appends `lines` (whole lines, each ending in `\n`) through `writer`, in one transaction; returns the
+    /// numbers of the new lines. On an error nothing is stored and `writer` is unchanged.
+    pub async fn append_lines(&self, writer: &mut LogWriter, lines: &str) -> Result<Range<i64>, StoreError> {
+        self.write_lines(writer, lines, false).await
+    }
+
+    /// Appends the last `lines` through `writer` and marks the log complete, compressing its tail, in one
+    /// transaction.
+    pub async fn finish_lines(&self, mut writer: LogWriter, lines: &str) -> Result<Range<i64>, StoreError> {
+        self.write_lines(&mut writer, lines, true).await
+    }
+
+    /// Marks log `logid` complete, compressing its raw tail. Finishing a finished log does nothing.
+    pub async fn finish_log(&self, logid: i64) -> Result<(), StoreError> {
+        match self.log_writer(logid).await {
+            Ok(writer) => self.finish_lines(writer, "").await.map(|_| ()),
+            Err(StoreError::LogComplete { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
+    }
+
+    async fn write_lines(&self, writer: &mut LogWriter, lines: &str, finish: bool) -> Result<Range<i64>, StoreError> {
+        let logid = writer.logid;
+        if !lines.is_empty() && !lines.ends_with('\n') {
+            return Err(StoreError::InvalidLogText { logid, reason: "text must end with a newline" });
+        }
+        let start = writer.num_lines;
+        if lines.is_empty() && !finish {
+            return Ok(start..start);
+        }
+        let op = || format!("append to log {logid}");
+        let groups = plan(lines, start, writer.tail.as_ref().map(|(first, text)| (*first, text.len())), finish);
+        let new_text = |g: &Group| &lines.as_bytes()[g.text.clone()];
+
+        // Compress the closed groups (with the tail's text in front of the group that extends it), before
+        // taking the write lock.
+        let to_compress = groups
+            .iter()
+            .filter(|g| g.closed)
+            .map(|g| {
+                let mut text = match (&writer.tail, g.extends_tail) {
+                    (Some((_, tail)), true) => Vec::with_capacity(tail.len() + g.text.len()),
+                    _ => Vec::with_capacity(g.text.len()),
+                };
+                if let (Some((_, tail)), true) = (&writer.tail, g.extends_tail) {
+                    text.extend_from_slice(tail);
+                }
+                text.extend_from_slice(new_text(g));
+                text
+            })
+            .collect();
         let mut compressed = run_codec(op, to_compress, compress).await?.into_iter();
 
+        let mut tx = self.write(op).await?;
         for g in &groups {
-            let new_text = &lines.as_bytes()[g.text.clone()];
-            let result = match (g.closed, g.extends_tail) {
+            let query = match (g.closed, g.extends_tail) {
                 (true, _) => {
-                    let data = compressed
-                        .next()
-                        .transpose()
-                        .map_err(chunk_error(logid, g.first_line))?
-                        .unwrap_or_default();
+                    let data =
+                        compressed.next().transpose().map_err(chunk_error(logid, g.first_line))?.unwrap_or_default();
                     sqlx::query(
-                        "INSERT INTO log_chunks (logid, first_line, last_line, compressed, content)                          VALUES (?, ?, ?, ?, ?) ON CONFLICT (logid, first_line) DO UPDATE SET                          last_line = excluded.last_line, compressed = excluded.compressed,                          content = excluded.content",
+                        "INSERT INTO log_chunks (logid, first_line, last_line, compressed, content) \
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (logid, first_line) DO UPDATE SET \
+                         last_line = excluded.last_line, compressed = excluded.compressed, \
+                         content = excluded.content",
                     )
                     .bind(logid)
                     .bind(g.first_line)
@@ -261,61 +316,51 @@ impl Store {
                     .bind(data)
                 }
                 (false, true) => sqlx::query(
-                    "UPDATE log_chunks SET content = content || ?, last_line = ?                      WHERE logid = ? AND first_line = ?",
+                    "UPDATE log_chunks SET content = content || ?, last_line = ? \
+                     WHERE logid = ? AND first_line = ?",
                 )
-                .bind(new_text)
+                .bind(new_text(g))
                 .bind(g.last_line)
                 .bind(logid)
                 .bind(g.first_line),
                 (false, false) => sqlx::query(
-                    "INSERT INTO log_chunks (logid, first_line, last_line, compressed, content)                      VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO log_chunks (logid, first_line, last_line, compressed, content) \
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(logid)
                 .bind(g.first_line)
                 .bind(g.last_line)
                 .bind(RAW)
-                .bind(new_text),
+                .bind(new_text(g)),
             };
-            result.execute(&mut *tx).await.context(op)?;
+            query.execute(&mut *tx).await.context(op)?;
         }
-        let end = groups.last().map_or(num_lines, |g| g.last_line + 1);
-        sqlx::query("UPDATE logs SET num_lines = ? WHERE id = ?")
-            .bind(end)
-            .bind(logid)
-            .execute(&mut *tx)
-            .await
-            .context(op)?;
-        tx.commit().await.context(op)?;
-        Ok(num_lines..end)
-    }
-
-    /// Marks log `logid` complete, compressing its raw tail. Finishing a finished log does nothing.
-    pub async fn finish_log(&self, logid: i64) -> Result<(), StoreError> {
-        let op = || format!("finish log {logid}");
-        let mut tx = self.write(op).await?;
+        let end = groups.last().map_or(start, |g| g.last_line + 1);
+        // The log must end where this writer left it: otherwise another writer moved it, and this changes nothing.
         let updated =
-            sqlx::query("UPDATE logs SET complete = 1 WHERE id = ?").bind(logid).execute(&mut *tx).await.context(op)?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "log", id: logid });
-        }
-        if let Some((first_line, content)) = raw_tail(&mut tx, logid).await.context(op)? {
-            let data = run_codec(op, vec![content], compress)
-                .await?
-                .into_iter()
-                .next()
-                .transpose()
-                .map_err(chunk_error(logid, first_line))?
-                .unwrap_or_default();
-            sqlx::query("UPDATE log_chunks SET compressed = ?, content = ? WHERE logid = ? AND first_line = ?")
-                .bind(ZSTD)
-                .bind(data)
+            sqlx::query("UPDATE logs SET num_lines = ?, complete = ? WHERE id = ? AND num_lines = ? AND complete = 0")
+                .bind(end)
+                .bind(i16::from(finish))
                 .bind(logid)
-                .bind(first_line)
+                .bind(start)
                 .execute(&mut *tx)
                 .await
                 .context(op)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::LogConflict { logid });
         }
-        tx.commit().await.context(op)
+        tx.commit().await.context(op)?;
+
+        writer.num_lines = end;
+        writer.tail = match groups.last().filter(|g| !g.closed) {
+            Some(g) if g.extends_tail => writer.tail.take().map(|(first, mut tail)| {
+                tail.extend_from_slice(new_text(g));
+                (first, tail)
+            }),
+            Some(g) => Some((g.first_line, new_text(g).to_vec())),
+            None => None,
+        };
+        Ok(start..end)
     }
 
     /// The number of lines of log `logid`.

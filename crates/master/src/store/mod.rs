@@ -32,7 +32,7 @@ pub use builds::{Build, RestartCleanup};
 pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
 pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};
 pub use error::StoreError;
-pub use logs::LogType;
+pub use logs::{LogType, LogWriter};
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
 pub use steps::Step;
 
