@@ -3,8 +3,8 @@
 //!
 //! Both masters use SQLite, one worker named `w`, and a force scheduler `force-<builder>` per builder. The
 //! Kiln worker is declared with `max_builds = 1`: Buildbot runs at most one build of a builder on a worker at
-//! a time (they share its directory), and every workload here has one builder. Buildbot's request
-//! collapsing is turned off (`collapseRequests = False`): Kiln has none, and every forced build must run.
+//! a time (they share its directory), and every workload here has one builder. Request collapsing is turned
+//! off on both (`collapseRequests = False`, `collapse_requests = false`): every forced build must run.
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -496,7 +496,12 @@ address = \"127.0.0.1:{web_port}\"
     }
     let workers: Vec<String> = extras.builder_workers().iter().map(|w| lit(w)).collect();
     for builder in builders {
-        let _ = write!(toml, "\n[[builder]]\nname = {}\nworkers = [{}]\n", lit(&builder.name), workers.join(", "));
+        let _ = write!(
+            toml,
+            "\n[[builder]]\nname = {}\nworkers = [{}]\ncollapse_requests = false\n",
+            lit(&builder.name),
+            workers.join(", ")
+        );
         for (name, command) in &builder.steps {
             let _ = write!(toml, "\n  [[builder.step]]\n  name = {}\n  command = {}\n", lit(name), lit(command));
         }
