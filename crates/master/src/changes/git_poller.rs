@@ -14,6 +14,12 @@
 //!   the tag's name); tags are kept in the state as `refs/tags/<name>` next to branch names.
 //! - Merge commits list no files (`git log --name-only` shows none for them).
 //!
+//! A poll runs as few `git` processes as it can, as the time from a push to its build is mostly theirs: one
+//! `git fetch` (no tags unless asked, no `FETCH_HEAD`, no forced-update check, no automatic maintenance), one
+//! `git for-each-ref`, and one `git log` per ref that moved. The mirror's maintenance (`git maintenance run
+//! --auto`, which `git fetch` would otherwise run after every fetch) runs at the start of the poll after one
+//! that changed the mirror, outside the time from a push to its build.
+//!
 //! Delivery is two-phase and at-least-once: [`GitPoller::poll`] computes the changes and keeps the new heads
 //! pending; the caller stores the changes and only then calls [`GitPoller::commit_state`], which saves the heads
 //! (`object_state`, key `last_rev`). A crash (or a store error) between the two leaves the old heads stored, so
@@ -86,13 +92,18 @@ pub struct GitPoller {
     store: Store,
     /// The heads the last successful poll saw, saved by [`GitPoller::commit_state`].
     pending: Option<Heads>,
+    /// All the mirror's refs as the last poll's `for-each-ref` listed them: when a fetch changes them, the
+    /// mirror's maintenance is due.
+    mirror_refs: Option<String>,
+    /// The last fetch changed the mirror: run its maintenance before the next fetch.
+    maintenance_due: bool,
 }
 
 impl GitPoller {
     /// A poller whose mirror is `<master_dir>/gitpoller/<sanitized name>` (created at the first poll).
     pub fn new(def: GitPollerDef, master_dir: &Path, store: Store) -> GitPoller {
         let workdir = master_dir.join("gitpoller").join(mirror_dir_name(&def.name));
-        GitPoller { def, workdir, store, pending: None }
+        GitPoller { def, workdir, store, pending: None, mirror_refs: None, maintenance_due: false }
     }
 
     /// The poller's definition.
@@ -117,6 +128,9 @@ impl GitPoller {
         };
         let last = self.stored_heads().await?;
         self.ensure_mirror().await?;
+        if self.maintenance_due {
+            self.maintain().await;
+        }
         self.fetch().await?;
         let heads = self.list_heads(pattern.as_ref()).await?;
         let changes = match &last {
@@ -167,8 +181,20 @@ impl GitPoller {
         }
     }
 
+    /// Fetches the watched refs into the mirror. `FETCH_HEAD`, the forced-update check and the automatic
+    /// maintenance would each cost time nobody uses (the poller compares heads itself; see [`GitPoller::maintain`]).
     async fn fetch(&self) -> Result<(), PollError> {
-        let mut args = vec!["fetch", "--prune", "--no-tags", "--quiet", "--", &self.def.repository];
+        let mut args = vec![
+            "fetch",
+            "--prune",
+            "--no-tags",
+            "--quiet",
+            "--no-write-fetch-head",
+            "--no-show-forced-updates",
+            "--no-auto-maintenance",
+            "--",
+            &self.def.repository,
+        ];
         args.push("+refs/heads/*:refs/heads/*");
         if self.def.with_tags {
             args.push("+refs/tags/*:refs/tags/*");
@@ -176,13 +202,26 @@ impl GitPoller {
         self.git(&args).await.map(drop)
     }
 
+    /// Runs the mirror's automatic maintenance (packing loose objects, `git gc --auto`), as `git fetch` would
+    /// after each fetch. A failure is only logged: the mirror works without it, and the next change retries.
+    async fn maintain(&mut self) {
+        self.maintenance_due = false;
+        let args = ["-c", "maintenance.autoDetach=true", "maintenance", "run", "--auto", "--quiet"];
+        if let Err(e) = self.git(&args).await {
+            tracing::warn!(source = %self.def.name, "mirror maintenance failed: {e}");
+        }
+    }
+
     /// The current heads of the watched branches (and tags), from the mirror.
-    async fn list_heads(&self, pattern: Option<&glob::Pattern>) -> Result<Heads, PollError> {
+    async fn list_heads(&mut self, pattern: Option<&glob::Pattern>) -> Result<Heads, PollError> {
         let mut args = vec!["for-each-ref", "--format=%(refname)%00%(objectname)%00%(*objectname)", "refs/heads"];
         if self.def.with_tags {
             args.push("refs/tags");
         }
         let out = self.git(&args).await?;
+        if self.mirror_refs.as_ref().is_some_and(|before| *before != out) {
+            self.maintenance_due = true;
+        }
         let mut heads = Heads::new();
         for line in out.lines().filter(|l| !l.is_empty()) {
             let mut fields = line.split('\0');
@@ -204,6 +243,7 @@ impl GitPoller {
                 heads.insert(refname.to_string(), commit.to_string());
             }
         }
+        self.mirror_refs = Some(out);
         Ok(heads)
     }
 
@@ -222,7 +262,7 @@ impl GitPoller {
                 continue;
             }
             if let Some(tag) = name.strip_prefix("refs/tags/") {
-                let mut tip = self.log(new, &[], true).await?;
+                let mut tip = self.log(new, &[], true, false).await?;
                 for change in &mut tip {
                     change.branch = Some(tag.to_string());
                     change.category = Some("tag".into());
@@ -231,13 +271,12 @@ impl GitPoller {
                 continue;
             }
             let commits = match old {
-                Some(old) if self.has_commit(old).await? => self.log(new, &[old.as_str()], false).await?,
-                Some(_) => self.log(new, &[], true).await?,
+                Some(old) => self.log_since(new, old).await?,
                 None => {
                     let excluded: Vec<&str> = known.iter().copied().collect();
-                    let commits = self.log(new, &excluded, false).await?;
+                    let commits = self.log(new, &excluded, false, true).await?;
                     if commits.is_empty() {
-                        self.log(new, &[], true).await?
+                        self.log(new, &[], true, false).await?
                     } else {
                         commits
                     }
@@ -251,6 +290,19 @@ impl GitPoller {
         Ok(changes)
     }
 
+    /// The commits of `new` that `old` did not have; only `new` if `old` is no longer in the mirror. (One `git log`
+    /// in the usual case: whether `old` exists is asked only when that log fails.)
+    async fn log_since(&self, new: &str, old: &str) -> Result<Vec<NewChange>, PollError> {
+        match self.log(new, &[old], false, false).await {
+            Ok(commits) => Ok(commits),
+            Err(e @ PollError::Git { .. }) => match self.has_commit(old).await? {
+                true => Err(e),
+                false => self.log(new, &[], true, false).await,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     async fn has_commit(&self, sha: &str) -> Result<bool, PollError> {
         let object = format!("{sha}^{{commit}}");
         let mut command = self.command(&["cat-file", "-e", &object]);
@@ -259,10 +311,19 @@ impl GitPoller {
     }
 
     /// The commits of `new` not reachable from `exclude`, oldest first (only `new` itself when `tip_only`), as
-    /// changes without a branch.
-    async fn log(&self, new: &str, exclude: &[&str], tip_only: bool) -> Result<Vec<NewChange>, PollError> {
-        let mut args: Vec<String> =
-            ["log", "--no-color", "--name-only", "-z", "--ignore-missing"].into_iter().map(String::from).collect();
+    /// changes without a branch. An excluded commit that is not in the mirror fails the log, or is left out with
+    /// `ignore_missing`.
+    async fn log(
+        &self,
+        new: &str,
+        exclude: &[&str],
+        tip_only: bool,
+        ignore_missing: bool,
+    ) -> Result<Vec<NewChange>, PollError> {
+        let mut args: Vec<String> = ["log", "--no-color", "--name-only", "-z"].into_iter().map(String::from).collect();
+        if ignore_missing {
+            args.push("--ignore-missing".into());
+        }
         args.push(format!("--format={LOG_FORMAT}"));
         if tip_only {
             args.push("-1".into());
@@ -577,6 +638,42 @@ mod tests {
         // Moved back to an ancestor: nothing.
         repo.git(&["reset", "--quiet", "--hard", "HEAD~1"]);
         assert!(poll(&mut poller).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_force_push_whose_old_head_left_the_mirror_gives_the_new_tip_and_the_mirror_is_maintained() {
+        let (store, dir) = temp_store().await;
+        let mut repo = Repo::new();
+        let base = repo.commit("f", "1\n", "Base");
+        let mut poller = GitPoller::new(def(&repo, Branches::All), dir.path(), store.clone());
+        assert!(poll(&mut poller).await.is_empty());
+        assert!(!poller.maintenance_due, "the first poll has nothing to compare with");
+        assert!(poll(&mut poller).await.is_empty());
+        assert!(!poller.maintenance_due, "nothing fetched");
+
+        let old = repo.commit("f", "2\n", "Two");
+        assert_eq!(revisions(&poll(&mut poller).await), vec![("main".into(), old.clone())]);
+        assert!(poller.maintenance_due, "the fetch changed the mirror");
+
+        // Force-push away from `old`, then drop it from the mirror as a `git gc` would once it is unreachable.
+        repo.git(&["reset", "--quiet", "--hard", &base]);
+        let x = repo.commit("x", "x\n", "Rewritten 1");
+        let y = repo.commit("y", "y\n", "Rewritten 2");
+        let mirror = poller.workdir().to_path_buf();
+        let git = |args: &[&str]| {
+            let out = StdCommand::new("git").arg("--git-dir").arg(&mirror).args(args).output().expect("run git");
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        git(&["fetch", "--quiet", "--prune", "--", &repo.path(), "+refs/heads/*:refs/heads/*"]);
+        git(&["reflog", "expire", "--expire=now", "--all"]);
+        git(&["gc", "--quiet", "--prune=now"]);
+        assert!(!poller.has_commit(&old).await.expect("cat-file"), "{old} still in the mirror");
+
+        assert_eq!(revisions(&poll(&mut poller).await), vec![("main".into(), y)]);
+        assert!(poller.has_commit(&x).await.expect("cat-file"));
+        assert!(poller.maintenance_due, "the mirror's refs changed since the last poll listed them");
+        assert!(poll(&mut poller).await.is_empty());
+        assert!(!poller.maintenance_due, "maintained at the start of that poll, which fetched nothing new");
     }
 
     #[tokio::test]
