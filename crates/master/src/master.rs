@@ -21,7 +21,6 @@ use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
-use dispatch::{complete_requests, dispatch_loop};
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
@@ -29,6 +28,7 @@ use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
 use crate::store::{Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
+use dispatch::{complete_requests, dispatch_loop};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);

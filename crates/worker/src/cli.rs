@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::{CancellationToken, NewWorker, WorkerConfig};
 use anyhow::Context;
 use clap::Subcommand;
-use crate::{CancellationToken, NewWorker, WorkerConfig};
 
 #[derive(Subcommand)]
 pub enum WorkerCommand {

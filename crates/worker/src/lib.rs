@@ -13,8 +13,8 @@
 //! # }
 //! ```
 
-pub mod cli;
 mod buffer;
+pub mod cli;
 mod commands;
 mod config;
 mod connection;
