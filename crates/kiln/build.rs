@@ -1,6 +1,7 @@
-//! Link options of the `kiln` and `kiln-worker` executables.
+//! Link options of the `kiln` executable (the master; `kiln-worker`, built by the worker crate, keeps the default
+//! so that it runs on older systems too).
 //!
-//! On glibc ≥ 2.36 (native builds) the executables are linked with `-z pack-relative-relocs`: their relative
+//! On glibc ≥ 2.36 (native builds) the executable is linked with `-z pack-relative-relocs`: its relative
 //! relocations go in a compact `DT_RELR` table (~25 KB) instead of `.rela.dyn` (~1.5 MB), which the dynamic
 //! loader reads whole at every start, so it stayed resident (about 1.5 MiB of each process's RSS). The
 //! executable then requires glibc's `GLIBC_ABI_DT_RELR` version, which an older loader refuses with a clear
