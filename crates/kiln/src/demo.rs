@@ -16,7 +16,7 @@ const PROJECT_FILES: [(&str, &str); 3] = [
     ("greet.sh", "#!/bin/sh\necho \"Hello, ${1:-world}!\"\n"),
     (
         "test.sh",
-        "#!/bin/sh\nset -e\nout=$(./greet.sh Kiln)\necho \"greet.sh says: $out\"\n[ \"$out\" = \"Hello, Kiln!\" ]\necho 'all tests passed'\n",
+        "#!/bin/sh\nset -e\necho \"testing revision ${REVISION:-?}\"\nout=$(./greet.sh Kiln)\necho \"greet.sh says: $out\"\n[ \"$out\" = \"Hello, Kiln!\" ]\necho 'all tests passed'\n",
     ),
 ];
 
@@ -122,7 +122,8 @@ fn make_repository(repo: &Path) -> anyhow::Result<()> {
 
 fn master_toml(repo: &Path, password: &str, web: &str) -> String {
     format!(
-        r#"# The demo's master: one worker, one builder that clones the sample repository and runs its tests.
+        r#"# The demo's master: one worker, one builder that checks out the sample repository (a git step) and runs its
+# tests, told the revision it checked out (the got_revision property, through Interpolate).
 title = "Kiln demo"
 
 [store]
@@ -145,14 +146,18 @@ description = "clones the sample repository and runs its tests"
 
   [[builder.step]]
   name = "checkout"
-  command = "rm -rf src && git clone --quiet '{repo}' src && git -C src log --oneline -1"
+  type = "git"
+  repourl = {repo}
+  mode = "full"
+  method = "clobber"
   halt_on_failure = true
 
   [[builder.step]]
   name = "test"
   command = "./test.sh"
-  workdir = "build/src"
+  env = {{ REVISION = "%(prop:got_revision)s" }}
 "#,
-        repo = repo.display()
+        // A JSON string is a valid TOML basic string.
+        repo = serde_json::Value::from(repo.display().to_string())
     )
 }

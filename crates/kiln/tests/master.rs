@@ -504,4 +504,8 @@ async fn demo_once_succeeds() {
     let web = format!("127.0.0.1:{web}");
     let out = run_kiln(&["demo", "--once", "--web", &web], Duration::from_secs(120)).await;
     assert!(out.status.success(), "kiln demo --once {}", show(&out));
+    // The git step checked the sample out and the test step was told the revision (got_revision, interpolated).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let revision = stdout.lines().find_map(|l| l.strip_prefix("testing revision ")).unwrap_or_default();
+    assert!(revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()), "{}", show(&out));
 }
