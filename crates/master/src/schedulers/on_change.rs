@@ -326,9 +326,9 @@ mod tests {
         def.filter.branch_pattern = Some("release/*".into());
         def.filter.category = Some("push".into());
         let mut tagged = change(3, "release/2.0", &[]);
-        tagged.category = Some("tag".into());
+        tagged.reported.category = Some("tag".into());
         let mut pushed = change(2, "release/1.0", &[]);
-        pushed.category = Some("push".into());
+        pushed.reported.category = Some("push".into());
         let feed = vec![(1, change(1, "main", &[])), (2, pushed), (3, tagged)];
         assert_eq!(drive(def, feed, 10).await, vec![(2, vec![2])]);
     }

@@ -28,19 +28,16 @@ pub fn hold_clock() -> HeldClock {
 pub fn change(id: i64, branch: &str, files: &[&str]) -> Change {
     Change {
         id,
-        author: "a <a@example.org>".into(),
-        committer: None,
-        comments: format!("change {id}"),
-        files: files.iter().map(|f| f.to_string()).collect(),
-        revision: Some(format!("rev{id}")),
-        branch: Some(branch.into()),
-        repository: "repo".into(),
-        project: String::new(),
-        codebase: String::new(),
-        category: None,
-        when_timestamp: 0,
-        properties: Default::default(),
         sourcestampid: id,
+        reported: NewChange {
+            author: "a <a@example.org>".into(),
+            comments: format!("change {id}"),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            revision: Some(format!("rev{id}")),
+            branch: Some(branch.into()),
+            repository: "repo".into(),
+            ..NewChange::default()
+        },
     }
 }
 
@@ -64,7 +61,7 @@ pub async fn stored(store: &Store, revision: &str, branch: &str, files: &[&str])
 pub async fn barrier(tx: &mpsc::Sender<Change>) {
     for _ in 0..2 {
         let mut ignored = change(0, "main", &[]);
-        ignored.repository = "elsewhere".into();
+        ignored.reported.repository = "elsewhere".into();
         tx.send(ignored).await.expect("scheduler running");
     }
 }

@@ -14,25 +14,23 @@ use crate::changes::NewChange;
 /// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
 pub const PROPERTY_SOURCE: &str = "Change";
 
-/// A stored change.
+/// A stored change: what its source reported ([`NewChange`], with `when_timestamp` filled in), its id and its
+/// source stamp. Its fields read as the `NewChange`'s (`change.branch`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub id: i64,
-    pub author: String,
-    pub committer: Option<String>,
-    pub comments: String,
-    pub files: Vec<String>,
-    pub revision: Option<String>,
-    pub branch: Option<String>,
-    pub repository: String,
-    pub project: String,
-    pub codebase: String,
-    pub category: Option<String>,
-    /// When it happened, in seconds since the epoch (when it was stored if the source did not say).
-    pub when_timestamp: i64,
-    /// Name → value (stored with the source [`PROPERTY_SOURCE`]).
-    pub properties: BTreeMap<String, Value>,
     pub sourcestampid: i64,
+    /// What the source reported; `when_timestamp` is when it was stored if the source did not say. Its
+    /// properties are stored with the source [`PROPERTY_SOURCE`].
+    pub reported: NewChange,
+}
+
+impl std::ops::Deref for Change {
+    type Target = NewChange;
+
+    fn deref(&self) -> &NewChange {
+        &self.reported
+    }
 }
 
 impl Change {
@@ -182,26 +180,28 @@ pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error>
     let properties: BTreeMap<String, Value> = serde_json::from_str(&properties).map_err(decode)?;
     Ok(Change {
         id: r.try_get("id")?,
-        author: r.try_get("author")?,
-        committer: r.try_get("committer")?,
-        comments: r.try_get("comments")?,
-        files: serde_json::from_str(&files).map_err(decode)?,
-        revision: r.try_get("revision")?,
-        branch: r.try_get("branch")?,
-        repository: r.try_get("repository")?,
-        project: r.try_get("project")?,
-        codebase: r.try_get("codebase")?,
-        category: r.try_get("category")?,
-        when_timestamp: r.try_get("when_timestamp")?,
-        // Stored as `[value, source]`; the value alone otherwise.
-        properties: properties
-            .into_iter()
-            .map(|(name, pair)| match pair {
-                Value::Array(mut pair) if pair.len() == 2 => (name, pair.swap_remove(0)),
-                other => (name, other),
-            })
-            .collect(),
         sourcestampid: r.try_get::<Option<i64>, _>("sourcestampid")?.unwrap_or_default(),
+        reported: NewChange {
+            author: r.try_get("author")?,
+            committer: r.try_get("committer")?,
+            comments: r.try_get("comments")?,
+            files: serde_json::from_str(&files).map_err(decode)?,
+            revision: r.try_get("revision")?,
+            branch: r.try_get("branch")?,
+            repository: r.try_get("repository")?,
+            project: r.try_get("project")?,
+            codebase: r.try_get("codebase")?,
+            category: r.try_get("category")?,
+            when_timestamp: r.try_get("when_timestamp")?,
+            // Stored as `[value, source]`; the value alone otherwise.
+            properties: properties
+                .into_iter()
+                .map(|(name, pair)| match pair {
+                    Value::Array(mut pair) if pair.len() == 2 => (name, pair.swap_remove(0)),
+                    other => (name, other),
+                })
+                .collect(),
+        },
     })
 }
 
