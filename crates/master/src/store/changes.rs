@@ -51,8 +51,9 @@ impl Store {
     /// A `when_timestamp` of 0 means now. An equal change stored before is stored again (a webhook or
     /// `sendchange` may mean to build it again).
     pub async fn add_change(&self, new: &NewChange) -> Result<i64, StoreError> {
+        // Without `once` nothing is skipped, so there is always an id; the error only guards the invariant.
         let id = self.insert_change(new, false).await?;
-        id.ok_or_else(|| StoreError::NotFound { what: "change", id: 0 })
+        id.ok_or_else(|| StoreError::NotFound { what: "inserted change", id: 0 })
     }
 
     /// Adds a change as [`Store::add_change`] does, unless it has a revision and a change of the same source
