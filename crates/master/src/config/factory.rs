@@ -257,6 +257,30 @@ password = "pw"
         })
     }
 
+    /// Loads a config that must be valid.
+    fn loads(rest: &str) -> MasterConfig {
+        load(rest).unwrap_or_else(|problems| panic!("{problems:#?}"))
+    }
+
+    /// Two factories and a matrix builder using them: four plugin builders.
+    const PLUGINS: &str = r#"
+[[factory]]
+name = "plugin-devel"
+  [[factory.step]]
+  command = "pip install -e {plugin}"
+[[factory]]
+name = "plugin-production"
+  [[factory.step]]
+  command = "pip install scipion-{plugin}"
+
+[[builder]]
+name = "{plugin}-{mode}"
+workers = ["linux"]
+factory = "plugin-{mode}"
+tags = ["{mode}"]
+matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
+"#;
+
     fn commands(config: &MasterConfig, builder: &str) -> Vec<String> {
         let builder = config.builders.iter().find(|b| b.name == builder).expect("builder exists");
         builder
@@ -279,7 +303,7 @@ password = "pw"
 
     #[test]
     fn builders_share_a_factory() {
-        let config = load(
+        let config = loads(
             r#"
 [[factory]]
 name = "unit"
@@ -298,34 +322,14 @@ name = "b"
 workers = ["linux"]
 factory = "unit"
 "#,
-        )
-        .unwrap_or_else(|problems| panic!("{problems:#?}"));
+        );
         assert_eq!(commands(&config, "a"), commands(&config, "b"));
         assert_eq!(commands(&config, "a").len(), 2);
     }
 
     #[test]
     fn a_matrix_stamps_one_builder_per_combination() {
-        let config = load(
-            r#"
-[[factory]]
-name = "plugin-devel"
-  [[factory.step]]
-  command = "pip install -e {plugin}"
-[[factory]]
-name = "plugin-production"
-  [[factory.step]]
-  command = "pip install scipion-{plugin}"
-
-[[builder]]
-name = "{plugin}-{mode}"
-workers = ["linux"]
-factory = "plugin-{mode}"
-tags = ["{mode}"]
-matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
-"#,
-        )
-        .unwrap_or_else(|problems| panic!("{problems:#?}"));
+        let config = loads(PLUGINS);
         let mut names: Vec<&str> = config.builders.iter().map(|b| b.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["relion-devel", "relion-production", "xmipp-devel", "xmipp-production"]);
@@ -340,19 +344,8 @@ matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
 
     #[test]
     fn schedulers_name_matrix_builders_by_pattern() {
-        let config = load(
-            r#"
-[[factory]]
-name = "unit"
-  [[factory.step]]
-  command = "make check"
-
-[[builder]]
-name = "{plugin}-{mode}"
-workers = ["linux"]
-factory = "unit"
-matrix = { plugin = ["xmipp", "relion"], mode = ["devel", "production"] }
-
+        let config = loads(&format!(
+            r#"{PLUGINS}
 [[scheduler]]
 name = "devel"
 type = "nightly"
@@ -362,9 +355,8 @@ builders = ["xmipp-devel", "*-devel"]
 [[force_scheduler]]
 name = "all"
 builders = ["*"]
-"#,
-        )
-        .unwrap_or_else(|problems| panic!("{problems:#?}"));
+"#
+        ));
         assert_eq!(config.timed_schedulers[0].builders, ["xmipp-devel", "relion-devel"]);
         let all = config.force_schedulers.iter().find(|s| s.name == "all").expect("declared");
         assert_eq!(all.builders.len(), 4);
