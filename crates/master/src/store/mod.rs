@@ -36,6 +36,7 @@ pub use logs::{LogType, LogWriter};
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
 pub use steps::Step;
 
+use crate::events::EventBus;
 use error::Context;
 
 /// How long a writer waits for another one to release SQLite's write lock before giving up.
@@ -83,6 +84,8 @@ fn migrator() -> Migrator {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Where every write publishes what it changed, after its transaction commits.
+    events: EventBus,
 }
 
 impl Store {
@@ -116,7 +119,12 @@ impl Store {
         };
         let pool = pool_options.connect_with(options).await.map_err(open_error)?;
         migrator().run(&pool).await.map_err(|source| StoreError::Migrate { url: url.into(), source })?;
-        Ok(Store { pool })
+        Ok(Store { pool, events: EventBus::new() })
+    }
+
+    /// The bus this store's writes publish on.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// Closes every connection, waiting for operations in progress.
