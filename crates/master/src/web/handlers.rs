@@ -45,7 +45,10 @@ async fn list<R: ApiResource>(master: &Master, params: &Params, filters: Vec<(&s
 }
 
 /// The first `R` that the path's `filters` select (as a one-element list), or 404 naming `what`.
-async fn find<R: ApiResource>(master: &Master, filters: Vec<(&str, FilterValue)>) -> Result<Option<R>, ApiError> {
+pub(super) async fn find<R: ApiResource>(
+    master: &Master,
+    filters: Vec<(&str, FilterValue)>,
+) -> Result<Option<R>, ApiError> {
     let mut query = ListQuery::<R>::new();
     for (field, value) in filters {
         fixed(&mut query, field, value)?;

@@ -17,11 +17,11 @@ pub(super) const CONTENTS_MAX_LINES: i64 = 100_000;
 /// Lines read from the store at a time while streaming a raw log.
 const RAW_BATCH_LINES: i64 = 5_000;
 
-fn log_id(text: &str) -> Result<i64, ApiError> {
+pub(super) fn log_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| ApiError::not_found(format!("no log '{text}'")))
 }
 
-fn line_param(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(super) fn line_param(name: &str, value: &str) -> Result<i64, ApiError> {
     value
         .parse::<i64>()
         .ok()

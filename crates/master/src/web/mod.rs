@@ -8,13 +8,18 @@
 mod change_hook;
 #[cfg(test)]
 mod change_hook_tests;
+mod events;
+mod follow;
 mod handlers;
+#[cfg(test)]
+mod live_tests;
 mod logs;
 mod params;
 mod render;
 mod rpc;
 #[cfg(test)]
 mod tests;
+mod ws;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +64,8 @@ pub fn router(master: Master) -> Router {
         .route("/logs/{id}", get(h::log))
         .route("/logs/{id}/contents", get(logs::contents))
         .route("/logs/{id}/raw", get(logs::raw))
+        .route("/logs/{id}/follow", get(follow::follow))
+        .route("/events", get(events::events))
         .route("/workers", get(h::workers))
         .route("/workers/{worker}", get(h::worker).post(rpc::worker))
         .route("/buildrequests", get(h::buildrequests))
@@ -75,6 +82,7 @@ pub fn router(master: Master) -> Router {
     Router::new()
         .route("/", get(front))
         .route("/change_hook/{dialect}", change_hook::route())
+        .route("/ws", get(ws::ws))
         .nest("/api/v2", api)
         .fallback(not_found)
         .with_state(master)
@@ -104,6 +112,8 @@ const ENDPOINTS: &[&str] = &[
     "logs/{logid}",
     "logs/{logid}/contents",
     "logs/{logid}/raw",
+    "logs/{logid}/follow",
+    "events",
     "workers",
     "workers/{workerid_or_name}",
     "buildrequests",
