@@ -63,12 +63,12 @@ impl PathFilter {
     }
 }
 
-/// An event's name (its `event:` field) and its JSON: its fields, `event` and `keys`.
-pub(crate) fn message(event: &Event) -> (String, Value) {
+/// An event's name (its `event:` field) and its JSON: its fields, `event` and its routing `keys`.
+fn message(event: &Event, keys: Vec<String>) -> (String, Value) {
     let mut data = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
     let name = data.get("event").and_then(Value::as_str).unwrap_or("event").to_string();
     if let Some(object) = data.as_object_mut() {
-        object.insert("keys".into(), json!(event.keys()));
+        object.insert("keys".into(), json!(keys));
     }
     (name, data)
 }
@@ -104,55 +104,65 @@ pub(super) async fn events(State(m): State<Master>, headers: HeaderMap, params: 
     Ok((live_headers(), Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE))).into_response())
 }
 
-/// Where a stream is: about to start (resuming after a number or not), or following a subscription.
-enum Phase {
-    Start(Option<u64>),
-    Live(Subscription),
+/// One message of an event stream, before it is written as SSE.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Outgoing {
+    pub(crate) id: u64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
+}
+
+impl Outgoing {
+    fn sse(self) -> SseEvent {
+        SseEvent::default().id(self.id.to_string()).event(self.event).data(self.data.to_string())
+    }
 }
 
 struct Live {
     bus: EventBus,
     filter: PathFilter,
-    phase: Phase,
+    sub: Subscription,
+    /// A `reset` to send before the next event.
+    reset: Option<Outgoing>,
     stop: CancellationToken,
 }
 
-/// The messages of the events on `bus` that pass `filter`, after `resume` if given, until `stop`.
-pub(crate) fn live_stream(
+/// The messages of the events on `bus` that pass `filter`, after `resume` if given (else from now on), until
+/// `stop`. Subscribed when called, so every event published after the call is in the stream.
+fn live_stream(
     bus: EventBus,
     filter: PathFilter,
     resume: Option<u64>,
     stop: CancellationToken,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> + Send {
-    let live = Live { bus, filter, phase: Phase::Start(resume), stop };
+    let live = Live::start(bus, filter, resume, stop);
     futures_util::stream::unfold(live, |mut live| async move {
-        let event = live.next().await?;
-        Some((Ok(event), live))
+        let message = live.next().await?;
+        Some((Ok(message.sse()), live))
     })
 }
 
 impl Live {
-    async fn next(&mut self) -> Option<SseEvent> {
+    fn start(bus: EventBus, filter: PathFilter, resume: Option<u64>, stop: CancellationToken) -> Live {
+        let sub = bus.subscribe();
+        let mut live = Live { bus, filter, sub, reset: None, stop };
+        if let Some(seq) = resume {
+            match live.bus.subscribe_after(seq) {
+                Ok(sub) => live.sub = sub,
+                Err(too_old) => live.reset = Some(live.reset(&too_old.to_string())),
+            }
+        }
+        live
+    }
+
+    /// The next message; `None` when the bus is gone or the master stops.
+    async fn next(&mut self) -> Option<Outgoing> {
+        if let Some(reset) = self.reset.take() {
+            return Some(reset);
+        }
         loop {
-            let sub = match &mut self.phase {
-                Phase::Start(None) => {
-                    self.phase = Phase::Live(self.bus.subscribe());
-                    continue;
-                }
-                Phase::Start(Some(seq)) => {
-                    let seq = *seq;
-                    match self.bus.subscribe_after(seq) {
-                        Ok(sub) => {
-                            self.phase = Phase::Live(sub);
-                            continue;
-                        }
-                        Err(too_old) => return Some(self.reset(&too_old.to_string())),
-                    }
-                }
-                Phase::Live(sub) => sub,
-            };
             let received = tokio::select! {
-                received = sub.recv() => received,
+                received = self.sub.recv() => received,
                 () = self.stop.cancelled() => return None,
             };
             match received {
@@ -167,17 +177,17 @@ impl Live {
         }
     }
 
-    fn render(&self, published: &Published) -> Option<SseEvent> {
-        let (name, data) = message(&published.event);
-        let keys: Vec<String> = data["keys"].as_array()?.iter().filter_map(|k| k.as_str().map(String::from)).collect();
+    fn render(&self, published: &Published) -> Option<Outgoing> {
+        let keys = published.event.keys();
         if !self.filter.passes(&keys) {
             return None;
         }
-        Some(SseEvent::default().id(published.seq.to_string()).event(name).data(data.to_string()))
+        let (event, data) = message(&published.event, keys);
+        Some(Outgoing { id: published.seq, event, data })
     }
 
     /// `event: reset` with the number of the latest event, after which the stream goes on.
-    fn reset(&mut self, reason: &str) -> SseEvent {
+    fn reset(&mut self, reason: &str) -> Outgoing {
         // Subscribing after the latest number cannot fail unless thousands of events are published between the
         // two calls; then try again.
         let (seq, sub) = loop {
@@ -186,9 +196,8 @@ impl Live {
                 break (seq, sub);
             }
         };
-        self.phase = Phase::Live(sub);
-        let data = json!({ "reason": reason, "last_event_id": seq });
-        SseEvent::default().id(seq.to_string()).event("reset").data(data.to_string())
+        self.sub = sub;
+        Outgoing { id: seq, event: "reset".into(), data: json!({ "reason": reason, "last_event_id": seq }) }
     }
 }
 
@@ -217,7 +226,8 @@ mod tests {
 
     #[test]
     fn a_message_is_named_after_its_event_and_carries_its_keys_and_fields() {
-        let (name, data) = message(&Event::LogAppended { logid: 17, stepid: 5, first_line: 10, count: 3 });
+        let appended = Event::LogAppended { logid: 17, stepid: 5, first_line: 10, count: 3 };
+        let (name, data) = message(&appended, appended.keys());
         assert_eq!(name, "log_appended");
         assert_eq!(
             data,
@@ -238,5 +248,59 @@ mod tests {
         assert_eq!(resume_point(&headers, Some("7")).expect("header"), Some(12));
         headers.insert("last-event-id", HeaderValue::from_static("x"));
         assert!(resume_point(&headers, None).is_err());
+    }
+
+    fn change(changeid: i64) -> Event {
+        Event::ChangeAdded { changeid }
+    }
+
+    async fn next(live: &mut Live) -> Outgoing {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), live.next()).await;
+        next.expect("a message in time").expect("the stream goes on")
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_gets_a_reset_then_the_live_events() {
+        let bus = EventBus::new();
+        let mut live = Live::start(bus.clone(), PathFilter::default(), None, CancellationToken::new());
+        for id in 0..(crate::events::SUBSCRIBER_CAPACITY as i64 * 2) {
+            bus.publish(change(id));
+        }
+        let reset = next(&mut live).await;
+        let last = bus.last_seq();
+        assert_eq!((reset.id, reset.event.as_str()), (last, "reset"));
+        assert_eq!(reset.data["last_event_id"], last);
+        assert!(reset.data["reason"].as_str().is_some_and(|r| r.contains("lost")), "{}", reset.data);
+        bus.publish(change(-1));
+        let after = next(&mut live).await;
+        assert_eq!((after.id, after.event.as_str(), &after.data["changeid"]), (last + 1, "change_added", &json!(-1)));
+    }
+
+    #[tokio::test]
+    async fn resuming_replays_what_passes_the_filter_and_a_gap_too_old_is_a_reset() {
+        let bus = EventBus::new();
+        let filter = PathFilter::new(vec!["changes/*/new".into()]).expect("valid");
+        bus.publish(change(1));
+        bus.publish(Event::BuildsetAdded { bsid: 1 });
+        bus.publish(change(2));
+        let mut resumed = Live::start(bus.clone(), filter.clone(), Some(1), CancellationToken::new());
+        let replayed = next(&mut resumed).await;
+        assert_eq!((replayed.id, &replayed.data["changeid"]), (3, &json!(2)), "the buildset is filtered out");
+        bus.publish(change(5));
+        assert_eq!(next(&mut resumed).await.id, 4, "then live");
+
+        let mut too_old = Live::start(bus.clone(), filter, Some(99), CancellationToken::new());
+        let reset = next(&mut too_old).await;
+        assert_eq!((reset.id, reset.event.as_str()), (4, "reset"), "the latest number, to resume from");
+        bus.publish(change(6));
+        assert_eq!(next(&mut too_old).await.id, 5);
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_when_the_master_stops() {
+        let stop = CancellationToken::new();
+        let mut live = Live::start(EventBus::new(), PathFilter::default(), None, stop.clone());
+        stop.cancel();
+        assert_eq!(live.next().await, None);
     }
 }

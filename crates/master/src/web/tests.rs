@@ -109,13 +109,13 @@ impl Fixture {
         (status, body, headers)
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         let (status, body, _) = self.send(Request::get(uri).body(Body::empty()).expect("request")).await;
         (status, serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{uri}: not JSON: {body:?}")))
     }
 
     /// GETs `uri` expecting 200 and returns the body's `plural` list.
-    async fn list(&self, uri: &str, plural: &str) -> Vec<Value> {
+    pub(super) async fn list(&self, uri: &str, plural: &str) -> Vec<Value> {
         let (status, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         body[plural].as_array().unwrap_or_else(|| panic!("{uri}: no {plural}: {body}")).clone()
@@ -147,7 +147,7 @@ impl Fixture {
     }
 
     /// A build of `linux` on `w1`, started in the store for a forced request: (request, build id, number).
-    async fn linux_build(&self) -> (i64, i64, i64) {
+    pub(super) async fn linux_build(&self) -> (i64, i64, i64) {
         let store = self.master.store();
         let linux = self.builder_id("linux");
         let (_, requests) = self.force(Some("linux")).await;
