@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_protocol::WorkerSettings;
 use serde::Deserialize;
 
 /// The settings file inside a worker's directory.
@@ -42,6 +43,10 @@ pub struct WorkerConfig {
     /// Seconds between WebSocket pings to the master; a master silent for three of them is taken as gone.
     #[serde(default = "default_keepalive")]
     pub keepalive: f64,
+    /// The longest a command's output waits in the worker before it is sent, in seconds: the worker uses the
+    /// smaller of this and the master's `buffer_timeout` (Buildbot's masters send 5 s).
+    #[serde(default = "default_buffer_timeout")]
+    pub buffer_timeout: f64,
     /// Let the master remove directories of builders it no longer has.
     #[serde(default)]
     pub delete_leftover_dirs: bool,
@@ -60,6 +65,14 @@ fn default_max_retry_delay() -> f64 {
 
 fn default_keepalive() -> f64 {
     30.0
+}
+
+/// Output reaches the master (and a client following the log) within a tenth of a second; a command printing
+/// fast fills the 64 KiB buffer long before, so throughput does not change.
+pub const DEFAULT_BUFFER_TIMEOUT: f64 = 0.1;
+
+fn default_buffer_timeout() -> f64 {
+    DEFAULT_BUFFER_TIMEOUT
 }
 
 impl WorkerConfig {
@@ -88,6 +101,9 @@ impl WorkerConfig {
         if self.keepalive.is_nan() || self.keepalive <= 0.0 {
             return Err("key 'keepalive': must be a positive number of seconds".into());
         }
+        if self.buffer_timeout.is_nan() || self.buffer_timeout < 0.0 {
+            return Err("key 'buffer_timeout': must be a number of seconds, 0 or more".into());
+        }
         Ok(())
     }
 
@@ -104,6 +120,11 @@ impl WorkerConfig {
 
     pub fn keepalive(&self) -> Duration {
         Duration::try_from_secs_f64(self.keepalive).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// The master's `settings` with this worker's cap on the buffer timeout.
+    pub fn capped(&self, settings: WorkerSettings) -> WorkerSettings {
+        WorkerSettings { buffer_timeout: settings.buffer_timeout.min(self.buffer_timeout), ..settings }
     }
 
     pub fn ca_file(&self) -> Option<PathBuf> {
@@ -147,7 +168,7 @@ pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, ConfigError> {
         Some(ca) => text.push_str(&format!("ca_file = {}\n", toml_string(&ca.to_string_lossy()))),
         None => text.push_str("# ca_file = \"master-ca.pem\"\n"),
     }
-    text.push_str("# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# delete_leftover_dirs = false\n");
+    text.push_str("# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# buffer_timeout = 0.1\n# delete_leftover_dirs = false\n");
     write_private(&file, &text).map_err(io(&file))?;
     for (name, contents) in [("admin", &new.admin), ("host", &new.host)] {
         let path = dir.join("info").join(name);
@@ -217,5 +238,25 @@ mod tests {
         assert!(err.contains("worker.toml"), "{err}");
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("tsl"), "{err}");
+    }
+
+    #[test]
+    fn the_buffer_timeout_caps_the_masters_and_defaults_to_a_tenth_of_a_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        create(dir.path(), &new_worker()).expect("create");
+        let config = WorkerConfig::load(dir.path()).expect("load");
+        assert_eq!(config.buffer_timeout, DEFAULT_BUFFER_TIMEOUT);
+        let buildbots = WorkerSettings::buildbot_defaults();
+        assert_eq!(buildbots.buffer_timeout, 5.0);
+        let capped = config.capped(buildbots.clone());
+        assert_eq!(capped, WorkerSettings { buffer_timeout: 0.1, ..buildbots.clone() });
+        let patient = WorkerConfig { buffer_timeout: 60.0, ..config.clone() };
+        assert_eq!(patient.capped(buildbots.clone()), buildbots, "a longer cap leaves the master's setting");
+
+        let file = dir.path().join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&file).expect("read");
+        std::fs::write(&file, format!("{text}buffer_timeout = -1\n")).expect("write");
+        let err = WorkerConfig::load(dir.path()).expect_err("negative").to_string();
+        assert!(err.contains("buffer_timeout"), "{err}");
     }
 }

@@ -77,7 +77,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
         let _ = sink.close().await;
         Ok(())
     });
-    let defaults = WorkerSettings::buildbot_defaults();
+    let defaults = config.capped(WorkerSettings::buildbot_defaults());
     let rule = match NewlineRule::new(&defaults) {
         Ok(rule) => rule,
         Err(e) => return SessionEnd::Lost(format!("built-in line settings are invalid: {e}")),
@@ -176,7 +176,7 @@ impl Session<'_> {
             MasterRequest::GetWorkerInfo => Ok(crate::info::collect(self.config).to_value()),
             MasterRequest::SetWorkerSettings(settings) => NewlineRule::new(&settings).map(|rule| {
                 self.rule = rule;
-                self.settings = settings;
+                self.settings = self.config.capped(settings);
                 Value::Nil
             }),
             MasterRequest::StartCommand { command_id, command_name, args, .. } => {
