@@ -266,7 +266,7 @@ async fn ws_next(socket: &mut Socket) -> Value {
 async fn ws_speaks_buildbots_protocol_with_resources_rendered_as_the_rest_api() {
     let f = fixture().await;
     let server = serve(&f).await;
-    let (_, buildid, _) = f.linux_build().await;
+    let (_, buildid, number) = f.linux_build().await;
     let builderid = f.master.builder_id("linux").expect("builder");
     let url = format!("{}/ws", server.base.replace("http://", "ws://"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
@@ -282,7 +282,8 @@ async fn ws_speaks_buildbots_protocol_with_resources_rendered_as_the_rest_api() 
     assert_eq!(ws_next(&mut socket).await, json!({ "k": format!("builds/{buildid}/update"), "m": rest }));
     assert_eq!(
         ws_next(&mut socket).await,
-        json!({ "k": format!("builders/{builderid}/builds/{buildid}/update"), "m": rest })
+        json!({ "k": format!("builders/{builderid}/builds/{number}/update"), "m": rest }),
+        "under the builder by number, as Buildbot"
     );
 
     // Once stopped, a path sends nothing: the next frame is the pong.

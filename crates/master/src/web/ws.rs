@@ -203,16 +203,90 @@ impl Consumer {
     }
 
     /// The messages of one event: one per consumed path and matching routing key, as Buildbot's queue delivers
-    /// an event to each consumer whose pattern matches each key it is published under.
+    /// an event to each consumer whose pattern matches each key it is published under. The resource is read
+    /// only when a consumed path may match.
     async fn deliver(&self, master: &Master, published: &Published) -> Vec<String> {
-        let keys = published.event.keys();
-        let matching: Vec<&String> =
-            self.paths.iter().flat_map(|p| keys.iter().filter(move |k| key_matches(p, k))).collect();
-        if matching.is_empty() {
+        let event = &published.event;
+        let roots = roots(event);
+        let may_match = self.paths.iter().any(|p| {
+            let first = p.split('/').next().unwrap_or("");
+            first == "*" || roots.contains(&first)
+        });
+        if !may_match {
             return Vec::new();
         }
-        let resource = resource(master, &published.event).await.to_string();
-        matching.into_iter().map(|key| format!(r#"{{"k":{},"m":{resource}}}"#, Value::from(key.as_str()))).collect()
+        let resource = resource(master, event).await;
+        let keys = buildbot_keys(event, &resource);
+        let text = resource.to_string();
+        self.paths
+            .iter()
+            .flat_map(|p| keys.iter().filter(move |k| key_matches(p, k)))
+            .map(|key| format!(r#"{{"k":{},"m":{text}}}"#, Value::from(key.as_str())))
+            .collect()
+    }
+}
+
+/// The first segments of the keys Buildbot publishes `event` under.
+fn roots(event: &Event) -> Vec<&'static str> {
+    use Event::*;
+    match event {
+        BuildStarted { .. } | BuildUpdated { .. } | BuildFinished { .. } => vec!["builders", "builds", "workers"],
+        LogAdded { .. } | LogAppended { .. } | LogFinished { .. } => vec!["logs", "steps"],
+        BuildRequestAdded { .. }
+        | BuildRequestClaimed { .. }
+        | BuildRequestUnclaimed { .. }
+        | BuildRequestCompleted { .. }
+        | BuildRequestCancelled { .. } => vec!["buildsets", "buildrequests", "builders"],
+        StepStarted { .. } | StepUpdated { .. } | StepFinished { .. } => vec!["builds", "steps"],
+        ChangeAdded { .. } => vec!["changes"],
+        BuildsetAdded { .. } | BuildsetCompleted { .. } => vec!["buildsets"],
+        WorkerAttached { .. } | WorkerDetached { .. } | WorkerPaused { .. } | WorkerUnpaused { .. } => {
+            vec!["workers"]
+        }
+        MasterStarted { .. } | MasterStopped { .. } => vec!["masters"],
+        SchedulerFired { .. } => vec!["schedulers"],
+    }
+}
+
+/// The routing keys Buildbot 4.3.0 publishes `event` under (its data types' `eventPathPatterns`), completed
+/// from the event's `resource`: a build is also under its builder by *number* and under its worker, a log under
+/// its step by *slug*, a request also under its builder. The others are the bus's own keys.
+fn buildbot_keys(event: &Event, resource: &Value) -> Vec<String> {
+    use Event::*;
+    let keys = event.keys();
+    let verb = keys.first().and_then(|k| k.rsplit('/').next()).unwrap_or("").to_string();
+    let field = |name: &str| resource.get(name).map(|v| v.to_string().trim_matches('"').to_string());
+    match event {
+        BuildStarted { buildid, builderid, .. }
+        | BuildUpdated { buildid, builderid, .. }
+        | BuildFinished { buildid, builderid, .. } => {
+            let mut keys = Vec::new();
+            if let Some(number) = field("number") {
+                keys.push(format!("builders/{builderid}/builds/{number}/{verb}"));
+            }
+            keys.push(format!("builds/{buildid}/{verb}"));
+            if let Some(workerid) = field("workerid").filter(|w| w != "null") {
+                keys.push(format!("workers/{workerid}/builds/{buildid}/{verb}"));
+            }
+            keys
+        }
+        LogAdded { logid, stepid } | LogAppended { logid, stepid, .. } | LogFinished { logid, stepid, .. } => {
+            let mut keys = vec![format!("logs/{logid}/{verb}")];
+            if let Some(slug) = field("slug") {
+                keys.push(format!("steps/{stepid}/logs/{slug}/{verb}"));
+            }
+            keys
+        }
+        BuildRequestAdded { brid, bsid, builderid }
+        | BuildRequestClaimed { brid, bsid, builderid, .. }
+        | BuildRequestUnclaimed { brid, bsid, builderid }
+        | BuildRequestCompleted { brid, bsid, builderid, .. }
+        | BuildRequestCancelled { brid, bsid, builderid } => vec![
+            format!("buildsets/{bsid}/builders/{builderid}/buildrequests/{brid}/{verb}"),
+            format!("buildrequests/{brid}/{verb}"),
+            format!("builders/{builderid}/buildrequests/{brid}/{verb}"),
+        ],
+        _ => keys,
     }
 }
 

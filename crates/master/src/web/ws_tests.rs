@@ -86,3 +86,29 @@ fn values_in_messages_are_shown_as_python_shows_them() {
     assert_eq!(py_str(&json!([1, "a", true])), "[1, 'a', True]");
     assert_eq!(py_str(&json!({ "a": 1.5 })), "{'a': 1.5}");
 }
+
+#[test]
+fn events_go_under_buildbots_keys_completed_from_their_resource() {
+    let updated = Event::BuildUpdated { buildid: 42, builderid: 3, state_string: "building".into() };
+    let build = json!({ "buildid": 42, "number": 7, "builderid": 3, "workerid": 2 });
+    assert_eq!(
+        buildbot_keys(&updated, &build),
+        ["builders/3/builds/7/update", "builds/42/update", "workers/2/builds/42/update"]
+    );
+    let appended = Event::LogAppended { logid: 17, stepid: 5, first_line: 0, count: 2 };
+    let log = json!({ "logid": 17, "slug": "stdio", "stepid": 5 });
+    assert_eq!(buildbot_keys(&appended, &log), ["logs/17/append", "steps/5/logs/stdio/append"]);
+    let claimed = Event::BuildRequestClaimed { brid: 9, bsid: 4, builderid: 3, masterid: 1 };
+    assert_eq!(
+        buildbot_keys(&claimed, &json!({})),
+        [
+            "buildsets/4/builders/3/buildrequests/9/claimed",
+            "buildrequests/9/claimed",
+            "builders/3/buildrequests/9/claimed"
+        ]
+    );
+    let step = Event::StepFinished { stepid: 5, buildid: 42, results: 0, state_string: "done".into() };
+    assert_eq!(buildbot_keys(&step, &json!({})), step.keys());
+    // Without a resource (gone from the store), only the keys the event itself gives.
+    assert_eq!(buildbot_keys(&appended, &json!({ "logid": 17 })), ["logs/17/append"]);
+}
