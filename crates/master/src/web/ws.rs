@@ -218,9 +218,9 @@ impl Consumer {
         let resource = resource(master, event).await;
         let keys = buildbot_keys(event, &resource);
         let text = resource.to_string();
-        self.paths
-            .iter()
-            .flat_map(|p| keys.iter().filter(move |k| key_matches(p, k)))
+        // Buildbot's queue sends an event key by key, each to every consumer whose pattern matches it.
+        keys.iter()
+            .flat_map(|k| self.paths.iter().filter(move |p| key_matches(p, k)).map(move |_| k))
             .map(|key| format!(r#"{{"k":{},"m":{text}}}"#, Value::from(key.as_str())))
             .collect()
     }
@@ -357,7 +357,11 @@ async fn resource(master: &Master, event: &Event) -> Value {
         | BuildRequestCompleted { brid, .. }
         | BuildRequestCancelled { brid, .. } => rendered::<BuildRequest>(master, "buildrequestid", *brid).await,
         BuildStarted { buildid, .. } | BuildUpdated { buildid, .. } | BuildFinished { buildid, .. } => {
-            rendered::<Build>(master, "buildid", *buildid).await
+            // Buildbot's build messages carry an empty `properties` (the REST API adds them on request).
+            rendered::<Build>(master, "buildid", *buildid).await.map(|mut build| {
+                build["properties"] = json!({});
+                build
+            })
         }
         StepStarted { stepid, .. } | StepUpdated { stepid, .. } | StepFinished { stepid, .. } => {
             rendered::<Step>(master, "stepid", *stepid).await
