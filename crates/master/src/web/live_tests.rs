@@ -280,12 +280,13 @@ async fn ws_speaks_buildbots_protocol_with_resources_rendered_as_the_rest_api() 
     bus.publish(Event::BuildUpdated { buildid, builderid, state_string: "building".into() });
     let mut rest = f.list(&format!("/api/v2/builds/{buildid}"), "builds").await.remove(0);
     rest["properties"] = json!({}); // as Buildbot's build messages
-    assert_eq!(ws_next(&mut socket).await, json!({ "k": format!("builds/{buildid}/update"), "m": rest }));
+                                    // Key by key in Buildbot's order: under the builder (by number) first.
     assert_eq!(
         ws_next(&mut socket).await,
         json!({ "k": format!("builders/{builderid}/builds/{number}/update"), "m": rest }),
         "under the builder by number, as Buildbot"
     );
+    assert_eq!(ws_next(&mut socket).await, json!({ "k": format!("builds/{buildid}/update"), "m": rest }));
 
     // Once stopped, a path sends nothing: the next frame is the pong.
     ws_send(&mut socket, json!({ "cmd": "stopConsuming", "path": format!("builds/{buildid}/*"), "_id": 3 })).await;
