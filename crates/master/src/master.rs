@@ -20,13 +20,13 @@ use crate::changes::git_poller::GitPoller;
 use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
-use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
+use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, SubmitDef, TimedSchedulerDef};
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
 use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
-use crate::store::{Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
+use crate::store::{Change, CompletedBuildset, NewBuildset, Property, SourceStamp, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 use dispatch::{complete_requests, dispatch_loop};
 
@@ -396,6 +396,9 @@ impl Master {
                 .builderids
                 .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
+        if let Some(submit) = self.inner.config.scheduler_submits.get(scheduler) {
+            with_scheduler_defaults(&mut buildset, submit);
+        }
         // The scheduler's own property wins over one of the same name (from a trigger step or a force form).
         buildset.properties.retain(|p| p.name != "scheduler");
         buildset.properties.push(Property {
@@ -624,6 +627,30 @@ impl Master {
             }
         }
         self.inner.store.close().await;
+    }
+}
+
+/// Gives a buildset what its scheduler's config adds: the configured reason, the properties the buildset does not
+/// set already, and a source stamp for each configured codebase it has none of.
+fn with_scheduler_defaults(buildset: &mut NewBuildset, submit: &SubmitDef) {
+    if let Some(reason) = &submit.reason {
+        buildset.reason.clone_from(reason);
+    }
+    for (name, value) in &submit.properties {
+        if !buildset.properties.iter().any(|p| &p.name == name) {
+            buildset.properties.push(Property { name: name.clone(), value: value.clone(), source: "Scheduler".into() });
+        }
+    }
+    for codebase in &submit.codebases {
+        if !buildset.sourcestamps.iter().any(|s| s.codebase == codebase.codebase) {
+            buildset.sourcestamps.push(SourceStamp {
+                branch: codebase.branch.clone(),
+                revision: codebase.revision.clone(),
+                repository: codebase.repository.clone(),
+                project: String::new(),
+                codebase: codebase.codebase.clone(),
+            });
+        }
     }
 }
 
