@@ -570,6 +570,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "only_if_changed",
             "upstream",
             "priority",
+            "tags",
+            "reason",
+            "properties",
+            "codebases",
         ],
     ),
     (
