@@ -280,6 +280,22 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// The next event for which `wanted` is true, skipping the others; `Err(Lagged)` once after events were
+    /// lost (some wanted ones may be among them), `Ok(None)` when the bus is gone.
+    pub async fn recv_where(
+        &mut self,
+        mut wanted: impl FnMut(&Event) -> bool,
+    ) -> Result<Option<Arc<Published>>, Lagged> {
+        loop {
+            match self.recv().await? {
+                Some(published) if !wanted(&published.event) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
