@@ -378,6 +378,19 @@ mod tests {
         assert!(bus.subscribe_after(10).is_ok(), "the event just before the oldest kept");
     }
 
+    #[tokio::test]
+    async fn a_subscriber_may_wait_for_one_kind_of_event_and_skip_the_others() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe();
+        bus.publish(change(1));
+        bus.publish(Event::BuildsetCompleted { bsid: 7, results: 0 });
+        bus.publish(change(2));
+        let wanted = sub.recv_where(|e| matches!(e, Event::BuildsetCompleted { .. })).await;
+        let wanted = wanted.expect("not lagged").expect("bus alive");
+        assert_eq!((wanted.seq, &wanted.event), (2, &Event::BuildsetCompleted { bsid: 7, results: 0 }));
+        assert_eq!(next(&mut sub).await, Published { seq: 3, event: change(2) }, "the rest is still there");
+    }
+
     #[test]
     fn keys_follow_buildbot_and_patterns_match_one_segment_per_star() {
         let started = Event::BuildStarted { buildid: 42, builderid: 3, number: 7, brid: 9, workerid: 1, masterid: 1 };
