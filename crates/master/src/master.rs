@@ -21,12 +21,13 @@ use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
 use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, SubmitDef, TimedSchedulerDef};
+use crate::events::Event;
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
 use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
-use crate::store::{Change, CompletedBuildset, NewBuildset, Property, SourceStamp, Store, StoreError};
+use crate::store::{Change, NewBuildset, Property, SourceStamp, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 use dispatch::{complete_requests, dispatch_loop};
 
@@ -89,8 +90,8 @@ struct Inner {
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
     changes: broadcast::Sender<Change>,
-    /// Every buildset as it completes, for trigger steps and dependent schedulers.
-    buildsets: broadcast::Sender<CompletedBuildset>,
+    /// The master's name in the store.
+    name: String,
 }
 
 /// A running master. Cheap to clone.
@@ -135,8 +136,9 @@ impl Master {
             let id = store.find_or_add_builder(&def.name).await?;
             builders.insert(def.name.clone(), (id, Arc::new(def.clone())));
         }
+        let mut workerids = HashMap::new();
         for worker in &config.workers {
-            store.find_or_add_worker(&worker.name).await?;
+            workerids.insert(worker.name.clone(), store.find_or_add_worker(&worker.name).await?);
         }
         let accounts = config
             .workers
@@ -155,7 +157,7 @@ impl Master {
             .collect();
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
-        let workers = Workers::new(accounts, liveness);
+        let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
         let listener = TcpListener::bind(config.worker_listener.address)
             .await
             .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
@@ -177,7 +179,7 @@ impl Master {
             locks: Locks::new(locks),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
-            buildsets: broadcast::channel(CHANGES_CAPACITY).0,
+            name: master_name.clone(),
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
@@ -193,6 +195,7 @@ impl Master {
         for def in &inner.config.change_sources {
             master.start_change_source(def.clone(), dir);
         }
+        inner.store.events().publish(Event::MasterStarted { masterid, name: master_name.clone() });
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))
     }
@@ -407,7 +410,10 @@ impl Master {
             source: "Scheduler".into(),
         });
         buildset.scheduler = Some(scheduler.to_string());
-        self.submit(buildset).await
+        let submitted = self.submit(buildset).await?;
+        let bsid = submitted.buildsetid;
+        self.inner.store.events().publish(Event::SchedulerFired { scheduler: scheduler.to_string(), bsid });
+        Ok(submitted)
     }
 
     async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
@@ -491,15 +497,10 @@ impl Master {
         self.submit_for(scheduler, &def.builders, buildset).await
     }
 
-    /// The buildsets completed from now on.
-    pub fn subscribe_buildsets(&self) -> broadcast::Receiver<CompletedBuildset> {
-        self.inner.buildsets.subscribe()
-    }
-
     /// Runs a dependent scheduler until the master stops (see [`dependent::run`]).
     fn start_dependent_scheduler(&self, def: DependentSchedulerDef) {
         let master = self.clone();
-        let completed = self.subscribe_buildsets();
+        let completed = self.inner.store.events().subscribe();
         let stop = self.inner.shutting_down.clone();
         let (name, builders) = (def.name.clone(), def.builders.clone());
         tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
@@ -568,6 +569,8 @@ impl Master {
         }
         if store.claim_requests(&[brid], self.inner.masterid).await? {
             complete_requests(&self.inner, brid, CANCELLED).await?;
+            let (bsid, builderid) = (request.buildsetid, request.builderid);
+            store.events().publish(Event::BuildRequestCancelled { brid, bsid, builderid });
             return Ok(());
         }
         let buildid = lock(&self.inner.running).iter().find(|(_, r)| r.brid == brid).map(|(id, _)| *id);
@@ -626,6 +629,8 @@ impl Master {
                 conn.close();
             }
         }
+        let (masterid, name) = (self.inner.masterid, self.inner.name.clone());
+        self.inner.store.events().publish(Event::MasterStopped { masterid, name });
         self.inner.store.close().await;
     }
 }

@@ -108,18 +108,20 @@ async fn start_build(
         let master = Master { inner: inner.clone() };
         let locks = inner.locks.clone();
         let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks };
-        let mut result = match build::run(&job).await {
-            Ok(result) => result,
+        let ended = match build::run(&job).await {
+            Ok(ended) => ended,
             Err(e) => {
                 tracing::error!(buildid, error = %e, "the build could not be recorded");
-                EXCEPTION
+                build::Ended::with(EXCEPTION)
             }
         };
+        let mut result = ended.result;
         if inner.shutting_down.is_cancelled() && job.stop.is_cancelled() {
             // Stopped by the master's own shutdown, not by a person: it runs again at the next start.
             result = RETRY;
         }
-        if let Err(e) = finish_build(&inner, buildid, brid, result).await {
+        let state_string = ended.state_string(result);
+        if let Err(e) = finish_build(&inner, buildid, brid, result, &state_string).await {
             tracing::error!(buildid, error = %e, "finishing the build in the store failed");
         }
         tracing::info!(builder = %job.builder.name, number, buildid, result = result_name(result).unwrap_or("?"), "build finished");
@@ -130,8 +132,14 @@ async fn start_build(
     Ok(())
 }
 
-async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Result<(), StoreError> {
-    inner.store.finish_build(buildid, result).await?;
+async fn finish_build(
+    inner: &Inner,
+    buildid: i64,
+    brid: i64,
+    result: i32,
+    state_string: &str,
+) -> Result<(), StoreError> {
+    inner.store.finish_build_as(buildid, result, Some(state_string)).await?;
     if result == RETRY {
         inner.store.unclaim_requests(&[brid], inner.masterid).await
     } else {
@@ -139,7 +147,7 @@ async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Re
     }
 }
 
-/// Completes request `brid` and tells the subscribers about the buildset it completes, if it does.
+/// Completes request `brid` (the store tells the subscribers, and about the buildset it completes, if it does).
 pub(super) async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> Result<(), StoreError> {
     for completed in inner.store.complete_requests_reporting(&[brid], result).await?.unwrap_or_default() {
         tracing::info!(
@@ -147,8 +155,6 @@ pub(super) async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> 
             result = result_name(completed.results).unwrap_or("?"),
             "buildset complete"
         );
-        // No subscriber is not an error.
-        let _ = inner.buildsets.send(completed);
     }
     Ok(())
 }

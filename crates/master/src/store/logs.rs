@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{Store, StoreError};
+use crate::events::Event;
 
 /// Most bytes of text per chunk (a single longer line makes a chunk of its own).
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -170,6 +171,8 @@ fn chunk_error(logid: i64, first_line: i64) -> impl FnOnce(std::io::Error) -> St
 #[derive(Debug)]
 pub struct LogWriter {
     logid: i64,
+    /// The step the log belongs to (for the events its writes publish).
+    stepid: i64,
     num_lines: i64,
     /// The raw tail chunk as stored: its first line and its text.
     tail: Option<(i64, Vec<u8>)>,
@@ -213,6 +216,7 @@ impl Store {
             .await
             .context(op)?;
         tx.commit().await.context(op)?;
+        self.publish(Event::LogAdded { logid, stepid });
         Ok(logid)
     }
 
@@ -220,12 +224,13 @@ impl Store {
     pub async fn log_writer(&self, logid: i64) -> Result<LogWriter, StoreError> {
         let op = || format!("open log {logid} for writing");
         let mut conn = self.pool.acquire().await.context(op)?;
-        let (num_lines, complete): (i64, i16) = sqlx::query_as("SELECT num_lines, complete FROM logs WHERE id = ?")
-            .bind(logid)
-            .fetch_optional(&mut *conn)
-            .await
-            .context(op)?
-            .ok_or(StoreError::NotFound { what: "log", id: logid })?;
+        let (num_lines, complete, stepid): (i64, i16, i64) =
+            sqlx::query_as("SELECT num_lines, complete, stepid FROM logs WHERE id = ?")
+                .bind(logid)
+                .fetch_optional(&mut *conn)
+                .await
+                .context(op)?
+                .ok_or(StoreError::NotFound { what: "log", id: logid })?;
         if complete != 0 {
             return Err(StoreError::LogComplete { logid });
         }
@@ -235,7 +240,7 @@ impl Store {
             .fetch_optional(&mut *conn)
             .await
             .context(op)?;
-        Ok(LogWriter { logid, num_lines, tail })
+        Ok(LogWriter { logid, stepid, num_lines, tail })
     }
 
     /// Appends `lines` (whole lines, each ending in `\n`) to log `logid`; returns the numbers of the new lines.
@@ -350,6 +355,13 @@ impl Store {
             return Err(StoreError::LogConflict { logid });
         }
         tx.commit().await.context(op)?;
+        let stepid = writer.stepid;
+        if end > start {
+            self.publish(Event::LogAppended { logid, stepid, first_line: start, count: end - start });
+        }
+        if finish {
+            self.publish(Event::LogFinished { logid, stepid, num_lines: end });
+        }
 
         writer.num_lines = end;
         writer.tail = match groups.last().filter(|g| !g.closed) {

@@ -14,6 +14,8 @@ mod error;
 mod logs;
 mod masters;
 mod properties;
+#[cfg(test)]
+mod published;
 mod queries;
 mod state;
 mod steps;
@@ -36,7 +38,7 @@ pub use logs::{LogType, LogWriter};
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
 pub use steps::Step;
 
-use crate::events::EventBus;
+use crate::events::{Event, EventBus};
 use error::Context;
 
 /// How long a writer waits for another one to release SQLite's write lock before giving up.
@@ -125,6 +127,11 @@ impl Store {
     /// The bus this store's writes publish on.
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// Tells the bus's subscribers about a write; called only after the write's transaction committed.
+    fn publish(&self, event: Event) {
+        self.events.publish(event);
     }
 
     /// Closes every connection, waiting for operations in progress.

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::error::Context;
 use super::{find_or_add_by_name, Store, StoreError};
+use crate::events::Event;
 
 impl Store {
     /// Adds a worker named `name`; fails (unique violation) if it exists.
@@ -31,15 +32,23 @@ impl Store {
     pub async fn set_worker_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<bool, StoreError> {
         let op = || format!("set worker {name:?} paused = {paused}");
         let mut tx = self.write(op).await?;
-        let done = sqlx::query("UPDATE workers SET paused = ?, pause_reason = ? WHERE name = ?")
-            .bind(i16::from(paused))
-            .bind(reason.filter(|_| paused))
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .context(op)?;
+        let reason = reason.filter(|_| paused);
+        let workerid: Option<i64> =
+            sqlx::query_scalar("UPDATE workers SET paused = ?, pause_reason = ? WHERE name = ? RETURNING id")
+                .bind(i16::from(paused))
+                .bind(reason)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .context(op)?;
         tx.commit().await.context(op)?;
-        Ok(done.rows_affected() == 1)
+        let Some(workerid) = workerid else { return Ok(false) };
+        let name = name.to_string();
+        self.publish(match paused {
+            true => Event::WorkerPaused { workerid, name, reason: reason.map(str::to_string) },
+            false => Event::WorkerUnpaused { workerid, name },
+        });
+        Ok(true)
     }
 
     /// The names of the paused workers.
