@@ -260,7 +260,8 @@ async fn logs(
         // Read the build before its logs: if it was complete then, every line is stored by now.
         let build = api.get_one(&format!("builds/{buildid}")).await?;
         for s in api.get_list(&format!("builds/{buildid}/steps"), "steps").await? {
-            let wanted = step.is_none_or(|want| s["name"] == want || s["number"].to_string() == want);
+            let wanted =
+                step.is_none_or(|want| s["name"] == want || want.parse::<i64>().is_ok_and(|n| s["number"] == n));
             if !wanted {
                 continue;
             }
