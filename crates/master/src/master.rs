@@ -29,6 +29,7 @@ use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
 use crate::store::{Change, NewBuildset, Property, SourceStamp, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
+pub use dispatch::WaitingRequest;
 use dispatch::{complete_requests, dispatch_loop};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).

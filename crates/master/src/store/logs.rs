@@ -362,6 +362,9 @@ impl Store {
         if finish {
             self.publish(Event::LogFinished { logid, stepid, num_lines: end });
         }
+        let tail_rewritten =
+            groups.iter().any(|g| g.extends_tail).then(|| writer.tail.as_ref().map_or(0, |t| t.1.len()));
+        self.checkpoint_after_logs((lines.len() + tail_rewritten.unwrap_or(0)) as u64, finish);
 
         writer.num_lines = end;
         writer.tail = match groups.last().filter(|g| !g.closed) {
@@ -483,6 +486,33 @@ mod tests {
         assert_eq!(slug(&"x".repeat(80)).len(), SLUG_MAX);
         assert_eq!(next_slug("stdio", 2), "stdio_2");
         assert_eq!(next_slug(&"x".repeat(50), 12).len(), SLUG_MAX);
+    }
+
+    #[tokio::test]
+    async fn a_big_log_leaves_the_wal_small_once_it_finishes() {
+        let (store, dir) = temp_store().await;
+        let logid = store.add_log(step(&store).await, "stdio", LogType::Stdio).await.expect("log");
+        let wal = dir.path().join("state.sqlite-wal");
+        let mut writer = store.log_writer(logid).await.expect("writer");
+        // 4 MiB of very compressible lines in 16 KiB appends (a slow command's output): the raw tail is
+        // rewritten at each one.
+        let batch = "o0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567\n"
+            .repeat(16 * 1024 / 90);
+        for _ in 0..256 {
+            store.append_lines(&mut writer, &batch).await.expect("append");
+        }
+        let grown = std::fs::metadata(&wal).expect("wal").len();
+        assert!(grown > 1024 * 1024, "the WAL holds the rewritten pages meanwhile: {grown}");
+        store.finish_lines(writer, "").await.expect("finish");
+        // The checkpoint runs in the background: wait for it, boundedly.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut size = grown;
+        while size > super::super::WAL_SIZE_LIMIT && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        }
+        assert!(size <= super::super::WAL_SIZE_LIMIT, "the WAL was cut down after the log: {size} bytes");
+        assert_eq!(store.log_num_lines(logid).await.expect("lines"), 256 * (16 * 1024 / 90) as i64);
     }
 
     #[tokio::test]
