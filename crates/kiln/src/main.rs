@@ -1,5 +1,6 @@
 //! The `kiln` command line. It parses arguments and calls into the library crates; no logic of its own.
 
+mod client;
 mod demo;
 mod force_cmd;
 mod master_cmd;
@@ -85,6 +86,8 @@ enum Commands {
     /// Create and run workers.
     #[command(subcommand)]
     Worker(kiln_worker::cli::WorkerCommand),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         }
         Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),
         Commands::Worker(command) => kiln_worker::cli::run(command).map(|()| true),
+        Commands::Client(command) => client::run(command),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -250,3 +250,39 @@ async fn a_trigger_step_passes_on_the_revision_its_build_checked_out() {
     let props = master.get_one(&format!("buildsets/{}/properties", master.id(child, "bsid"))).await;
     assert_eq!(props["from"], json!(["parent #1", "Trigger"]), "{props:#}");
 }
+
+#[tokio::test]
+async fn a_timed_scheduler_builds_its_branch_with_its_reason_and_properties() {
+    let repos = tempfile::tempdir().expect("create a temporary directory");
+    let (origin, _) = new_repo(repos.path(), "origin");
+    git(&origin, &["checkout", "-q", "-b", "support"]);
+    let support = commit(&origin, "a.txt", "support");
+    git(&origin, &["checkout", "-q", "main"]);
+    commit(&origin, "a.txt", "main moved on");
+    // A periodic scheduler fires right after the start: one build of `support`, not of the step's `main`.
+    let mut master = KilnMaster::builder()
+        .worker("w1", "pw-1")
+        .builder("weekly", &git_builder(&origin.display().to_string(), "branch = \"main\""))
+        .extra_toml(
+            "[[scheduler]]\nname = \"support-weekly\"\ntype = \"periodic\"\ninterval = 86400\nbuilders = [\"weekly\"]\n\
+             branch = \"support\"\nreason = \"the weekly build of support\"\nproperties = { suite = \"full\" }\n",
+        )
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w1").await;
+    let buildset = master
+        .wait_for("the periodic scheduler's buildset", std::time::Duration::from_secs(60), async || {
+            let found = master.try_get("buildsets?scheduler=support-weekly&complete=true").await?;
+            found["buildsets"].as_array()?.first().cloned()
+        })
+        .await;
+    assert_eq!(buildset["reason"], "the weekly build of support", "{buildset}");
+    assert_eq!(buildset["results"], json!(results::SUCCESS), "{buildset}");
+    assert_eq!(buildset["sourcestamps"][0]["branch"], "support", "{buildset}");
+    let builds = master.get(&format!("builds?builderid={}", master.builder_id("weekly").await)).await;
+    let buildid = master.id(&builds["builds"][0], "buildid");
+    assert_eq!(got_revision(&master, buildid).await, support);
+    let props = master.get_one(&format!("builds/{buildid}/properties")).await;
+    assert_eq!(props["suite"], json!(["full", "Scheduler"]), "{props}");
+    assert_eq!(props["branch"][0], "support", "{props}");
+}

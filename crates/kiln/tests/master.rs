@@ -84,15 +84,19 @@ always_run = true
     assert_eq!(builds.len(), 1, "builds: {builds:#?}");
     let buildid = master.id(&builds[0], "buildid");
     assert_eq!(master.results(&builds[0]), results::FAILURE, "build: {:#}", builds[0]);
+    // Buildbot's state strings: the build's result, then the summary of the step that failed it.
+    assert_eq!(builds[0]["state_string"], "failed 'exit 3' (failure)", "build: {:#}", builds[0]);
 
     let step = master.step(buildid, "out-err").await;
     assert_eq!(master.results(&step), results::SUCCESS, "step: {step:#}");
+    assert_eq!(step["state_string"], "'echo hello; ...'", "a command's first words: {step:#}");
     let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('o', "hello"), "stdio log:\n{}", log.dump());
     assert!(log.has_line('e', "oops"), "stdio log:\n{}", log.dump());
 
     let step = master.step(buildid, "fail").await;
     assert_eq!(master.results(&step), results::FAILURE, "step: {step:#}");
+    assert_eq!(step["state_string"], "'exit 3' (failure)", "step: {step:#}");
     let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('h', "program finished with exit code 3"), "stdio log:\n{}", log.dump());
 
@@ -112,6 +116,7 @@ always_run = true
 
     let step = master.step(buildid, "cleanup").await;
     assert_eq!(master.results(&step), results::SUCCESS, "always_run step: {step:#}");
+    assert_eq!(step["state_string"], "'echo cleanup-ran'", "step: {step:#}");
     let log = master.log(master.id(&step, "stepid"), "stdio").await;
     assert!(log.has_line('o', "cleanup-ran"), "stdio log:\n{}", log.dump());
 }

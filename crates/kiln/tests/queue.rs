@@ -270,3 +270,62 @@ async fn a_step_waits_for_its_worker_lock_and_says_so() {
     let waited = master.log(master.id(&waiting, "stepid"), "stdio").await;
     assert!(waited.has_line('h', "locks acquired"), "{}", waited.dump());
 }
+
+/// Waits until `GET /queue` says request `brid` waits for `reason`; returns its `waiting`.
+async fn waits_for(master: &KilnMaster, brid: i64, reason: &str) -> Value {
+    master
+        .wait_for(&format!("request {brid} waiting for {reason}"), BUILD_TIMEOUT, async || {
+            let queue = master.try_get("queue").await?;
+            let item = queue["queue"].as_array()?.iter().find(|q| q["buildrequestid"] == json!(brid))?.clone();
+            (item["waiting"]["reason"] == reason).then(|| item["waiting"].clone())
+        })
+        .await
+}
+
+#[tokio::test]
+async fn the_queue_says_why_each_request_waits() {
+    let gate = Gate::new();
+    let step = gate.step("echo done");
+    let mut master = KilnMaster::builder()
+        .worker_with_max_builds("w", "pw", 2)
+        .extra_toml(&format!(
+            "[[lock]]\nname = \"db\"\ntype = \"master\"\n\n\
+             [[builder]]\nname = \"locked\"\nworkers = [\"w\"]\ncollapse_requests = false\n\
+             locks = [{{ name = \"db\", access = \"exclusive\" }}]\n{step}\n\
+             [[builder]]\nname = \"plain\"\nworkers = [\"w\"]\ncollapse_requests = false\n{step}\n"
+        ))
+        .start()
+        .await;
+    let first = master.force("locked").await;
+    let waiting = waits_for(&master, first, "no_worker").await;
+    assert_eq!(waiting["message"], "no worker connected (its workers: w)", "{waiting}");
+
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    let holder = master.id(&master.wait_builds_of_request(first, 1).await[0], "buildid");
+    let second = master.force("locked").await;
+    let waiting = waits_for(&master, second, "lock").await;
+    assert_eq!(waiting["message"], format!("waiting for lock 'db', held by build {holder} of locked"), "{waiting}");
+    assert_eq!(waiting["lock"], "db");
+
+    master.rpc("workers/w", "pause", json!({ "reason": "maintenance" })).await;
+    let third = master.force("plain").await;
+    let waiting = waits_for(&master, third, "paused").await;
+    assert_eq!(waiting["message"], "its connected workers are paused: w (maintenance)", "{waiting}");
+    master.rpc("workers/w", "unpause", json!({})).await;
+    master.wait_builds_of_request(third, 1).await;
+    let fourth = master.force("plain").await;
+    let waiting = waits_for(&master, fourth, "busy").await;
+    assert_eq!(waiting["message"], "all its workers are busy: w (2 of 2 builds)", "{waiting}");
+    let queue = master.get("queue").await;
+    let order: Vec<_> = queue["queue"].as_array().into_iter().flatten().map(|q| q["buildrequestid"].clone()).collect();
+    assert_eq!(order, [json!(second), json!(fourth)], "{queue:#}");
+    assert_eq!(queue["queue"][0]["buildername"], "locked");
+
+    gate.open();
+    for brid in [first, second, third, fourth] {
+        let request = master.wait_request_complete(brid).await;
+        assert_eq!(master.results(&request), results::SUCCESS, "request {brid}: {request:#}");
+    }
+    assert_eq!(master.get("queue").await["queue"], json!([]));
+}

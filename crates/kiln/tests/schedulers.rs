@@ -97,6 +97,9 @@ async fn trigger_steps_wait_or_not_pass_properties_and_source_stamps_and_a_stop_
     let parentid = master.id(&parent, "buildid");
     let step = master.step(parentid, "trigger").await;
     assert_eq!(master.results(&step), FAILURE, "{step:#}");
+    // Buildbot's `Trigger` summary: what it triggered and how those ended; it failed the build, so it says so.
+    assert_eq!(step["state_string"], "triggered failing, 1 failure", "{step:#}");
+    assert_eq!(parent["state_string"], "failed triggered failing, 1 failure", "{parent:#}");
     let child = &children(&master, parentid, 1).await[0];
     assert_eq!((child["scheduler"].as_str(), child["results"].as_i64()), (Some("failing"), Some(FAILURE)));
     assert_eq!(child["sourcestamps"], buildset(&master, bsid).await["sourcestamps"], "the parent's source stamps");
@@ -135,6 +138,7 @@ async fn trigger_steps_wait_or_not_pass_properties_and_source_stamps_and_a_stop_
     master.stop_build(parentid).await;
     let parent = master.wait_build_complete(parentid).await;
     assert_eq!(master.results(&parent), CANCELLED, "{parent:#}");
+    assert_eq!(master.step(parentid, "trigger").await["state_string"], "interrupted");
     let child_request = master.wait_request_complete(child_request).await;
     assert_eq!(master.results(&child_request), CANCELLED, "{child_request:#}");
 }

@@ -280,6 +280,22 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// The next event for which `wanted` is true, skipping the others; `Err(Lagged)` once after events were
+    /// lost (some wanted ones may be among them), `Ok(None)` when the bus is gone.
+    pub async fn recv_where(
+        &mut self,
+        mut wanted: impl FnMut(&Event) -> bool,
+    ) -> Result<Option<Arc<Published>>, Lagged> {
+        loop {
+            match self.recv().await? {
+                Some(published) if !wanted(&published.event) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -360,6 +376,19 @@ mod tests {
         let err = bus.subscribe_after(5).expect_err("too old");
         assert_eq!(err.oldest, 11);
         assert!(bus.subscribe_after(10).is_ok(), "the event just before the oldest kept");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_may_wait_for_one_kind_of_event_and_skip_the_others() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe();
+        bus.publish(change(1));
+        bus.publish(Event::BuildsetCompleted { bsid: 7, results: 0 });
+        bus.publish(change(2));
+        let wanted = sub.recv_where(|e| matches!(e, Event::BuildsetCompleted { .. })).await;
+        let wanted = wanted.expect("not lagged").expect("bus alive");
+        assert_eq!((wanted.seq, &wanted.event), (2, &Event::BuildsetCompleted { bsid: 7, results: 0 }));
+        assert_eq!(next(&mut sub).await, Published { seq: 3, event: change(2) }, "the rest is still there");
     }
 
     #[test]

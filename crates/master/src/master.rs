@@ -20,14 +20,16 @@ use crate::changes::git_poller::GitPoller;
 use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
 use crate::config::ChangeSourceDef;
-use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, TimedSchedulerDef};
+use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, SubmitDef, TimedSchedulerDef};
+use crate::events::Event;
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
 use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
-use crate::store::{Change, CompletedBuildset, NewBuildset, Property, Store, StoreError};
+use crate::store::{Change, NewBuildset, Property, SourceStamp, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
+pub use dispatch::WaitingRequest;
 use dispatch::{complete_requests, dispatch_loop};
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
@@ -89,8 +91,8 @@ struct Inner {
     shutting_down: CancellationToken,
     /// Every stored change, in order, for the schedulers.
     changes: broadcast::Sender<Change>,
-    /// Every buildset as it completes, for trigger steps and dependent schedulers.
-    buildsets: broadcast::Sender<CompletedBuildset>,
+    /// The master's name in the store.
+    name: String,
 }
 
 /// A running master. Cheap to clone.
@@ -135,8 +137,9 @@ impl Master {
             let id = store.find_or_add_builder(&def.name).await?;
             builders.insert(def.name.clone(), (id, Arc::new(def.clone())));
         }
+        let mut workerids = HashMap::new();
         for worker in &config.workers {
-            store.find_or_add_worker(&worker.name).await?;
+            workerids.insert(worker.name.clone(), store.find_or_add_worker(&worker.name).await?);
         }
         let accounts = config
             .workers
@@ -155,7 +158,7 @@ impl Master {
             .collect();
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
-        let workers = Workers::new(accounts, liveness);
+        let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
         let listener = TcpListener::bind(config.worker_listener.address)
             .await
             .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
@@ -177,7 +180,7 @@ impl Master {
             locks: Locks::new(locks),
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
-            buildsets: broadcast::channel(CHANGES_CAPACITY).0,
+            name: master_name.clone(),
         });
         tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
@@ -193,6 +196,7 @@ impl Master {
         for def in &inner.config.change_sources {
             master.start_change_source(def.clone(), dir);
         }
+        inner.store.events().publish(Event::MasterStarted { masterid, name: master_name.clone() });
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))
     }
@@ -396,6 +400,9 @@ impl Master {
                 .builderids
                 .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
+        if let Some(submit) = self.inner.config.scheduler_submits.get(scheduler) {
+            with_scheduler_defaults(&mut buildset, submit);
+        }
         // The scheduler's own property wins over one of the same name (from a trigger step or a force form).
         buildset.properties.retain(|p| p.name != "scheduler");
         buildset.properties.push(Property {
@@ -404,7 +411,10 @@ impl Master {
             source: "Scheduler".into(),
         });
         buildset.scheduler = Some(scheduler.to_string());
-        self.submit(buildset).await
+        let submitted = self.submit(buildset).await?;
+        let bsid = submitted.buildsetid;
+        self.inner.store.events().publish(Event::SchedulerFired { scheduler: scheduler.to_string(), bsid });
+        Ok(submitted)
     }
 
     async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
@@ -488,15 +498,10 @@ impl Master {
         self.submit_for(scheduler, &def.builders, buildset).await
     }
 
-    /// The buildsets completed from now on.
-    pub fn subscribe_buildsets(&self) -> broadcast::Receiver<CompletedBuildset> {
-        self.inner.buildsets.subscribe()
-    }
-
     /// Runs a dependent scheduler until the master stops (see [`dependent::run`]).
     fn start_dependent_scheduler(&self, def: DependentSchedulerDef) {
         let master = self.clone();
-        let completed = self.subscribe_buildsets();
+        let completed = self.inner.store.events().subscribe();
         let stop = self.inner.shutting_down.clone();
         let (name, builders) = (def.name.clone(), def.builders.clone());
         tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
@@ -565,6 +570,8 @@ impl Master {
         }
         if store.claim_requests(&[brid], self.inner.masterid).await? {
             complete_requests(&self.inner, brid, CANCELLED).await?;
+            let (bsid, builderid) = (request.buildsetid, request.builderid);
+            store.events().publish(Event::BuildRequestCancelled { brid, bsid, builderid });
             return Ok(());
         }
         let buildid = lock(&self.inner.running).iter().find(|(_, r)| r.brid == brid).map(|(id, _)| *id);
@@ -623,7 +630,33 @@ impl Master {
                 conn.close();
             }
         }
+        let (masterid, name) = (self.inner.masterid, self.inner.name.clone());
+        self.inner.store.events().publish(Event::MasterStopped { masterid, name });
         self.inner.store.close().await;
+    }
+}
+
+/// Gives a buildset what its scheduler's config adds: the configured reason, the properties the buildset does not
+/// set already, and a source stamp for each configured codebase it has none of.
+fn with_scheduler_defaults(buildset: &mut NewBuildset, submit: &SubmitDef) {
+    if let Some(reason) = &submit.reason {
+        buildset.reason.clone_from(reason);
+    }
+    for (name, value) in &submit.properties {
+        if !buildset.properties.iter().any(|p| &p.name == name) {
+            buildset.properties.push(Property { name: name.clone(), value: value.clone(), source: "Scheduler".into() });
+        }
+    }
+    for codebase in &submit.codebases {
+        if !buildset.sourcestamps.iter().any(|s| s.codebase == codebase.codebase) {
+            buildset.sourcestamps.push(SourceStamp {
+                branch: codebase.branch.clone(),
+                revision: codebase.revision.clone(),
+                repository: codebase.repository.clone(),
+                project: String::new(),
+                codebase: codebase.codebase.clone(),
+            });
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod properties;
 mod remote;
 pub mod result;
 mod step_locks;
+mod summary;
 mod trigger;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::workers::{CommandIo, WorkerConnection};
 use logs::StepLogs;
 use properties::{BuildProperties, BuildStart};
 use result::{merge, StepFlags};
+use summary::Description;
 
 /// How long a worker has to answer the ping that starts every build (else the build is RETRY).
 const PING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,15 +51,45 @@ pub struct BuildJob {
     pub locks: Locks,
 }
 
-/// Runs the build's steps and returns its result (the caller stores it).
-pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
+/// How a build ended, for the caller to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The build's result.
+    pub result: i32,
+    /// The summaries of the steps whose results changed the build's (see [`summary::counts_for_build`]).
+    summaries: Vec<String>,
+    /// What the build says instead, when it ended before its steps ran (Buildbot's `worker not pinged`).
+    instead: Option<&'static str>,
+}
+
+impl Ended {
+    /// A build that ended with `result` before or without its steps (e.g. when recording it failed).
+    pub fn with(result: i32) -> Ended {
+        Ended { result, summaries: Vec::new(), instead: None }
+    }
+
+    /// The build's final state string if it ends with `result` (the caller may have made it RETRY).
+    pub fn state_string(&self, result: i32) -> String {
+        match self.instead {
+            Some(words) if result == self.result => words.to_string(),
+            _ => summary::build_finished(result, &self.summaries),
+        }
+    }
+}
+
+/// Runs the build's steps and returns how it ended (the caller stores it). The build's state string follows
+/// Buildbot's: `pinging worker`, `building`, then the summaries of the steps that changed its result.
+pub async fn run(job: &BuildJob) -> Result<Ended, StoreError> {
+    job.store.set_build_state(job.buildid, summary::PINGING).await?;
     if let Err(e) = job.conn.ping(PING_TIMEOUT).await {
         tracing::warn!(buildid = job.buildid, error = %e, "worker not answering the build's ping");
-        return Ok(RETRY);
+        return Ok(Ended { result: RETRY, summaries: Vec::new(), instead: Some("worker not pinged") });
     }
     let mut props = starting_properties(job).await?;
     job.store.set_build_properties(job.buildid, &props.to_vec()).await?;
+    job.store.set_build_state(job.buildid, summary::BUILDING).await?;
     let mut result = SUCCESS;
+    let mut summaries = Vec::new();
     let mut terminated = false;
     for step in &job.builder.steps {
         if job.stop.is_cancelled() && !terminated {
@@ -68,26 +100,35 @@ pub async fn run(job: &BuildJob) -> Result<i32, StoreError> {
         if terminated && !options.always_run {
             continue;
         }
-        let (stepid, _) = job.store.add_step(job.buildid, step.name()).await?;
+        let description = Description::of(step, &props);
+        let (stepid, _) = job.store.start_step(job.buildid, step.name(), description.running()).await?;
         let mut logs = StepLogs::open(&job.store, stepid).await?;
         let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
-        let step_result = match step_locks::acquire(job, stepid, &options.locks, &mut logs, &stop).await? {
-            Some(_locks) => run_step(job, step, &mut props, &mut logs, &stop).await?,
+        let locks = step_locks::acquire(job, stepid, &options.locks, description.running(), &mut logs, &stop).await?;
+        let step_result = match locks {
+            Some(_locks) => run_step(job, stepid, step, &mut props, &mut logs, &stop).await?,
             None => remote::RemoteOutcome { result: CANCELLED, ..Default::default() },
         };
         logs.finish().await?;
-        job.store.finish_step(stepid, step_result.result, false).await?;
+        let done = step_result.summary.unwrap_or_else(|| description.done(step_result.result));
+        job.store.finish_step_as(stepid, step_result.result, false, Some(&done)).await?;
         let flags = StepFlags {
             halt_on_failure: options.halt_on_failure,
             flunk_on_failure: options.flunk_on_failure,
             warn_on_failure: options.warn_on_failure,
             ..StepFlags::default()
         };
+        let failure_counts = flags.flunk_on_failure || flags.halt_on_failure || flags.warn_on_failure;
+        let warnings_count = flags.warn_on_warnings || flags.flunk_on_warnings;
+        if summary::counts_for_build(step_result.result, failure_counts, warnings_count) {
+            summaries.push(done);
+            job.store.set_build_state(job.buildid, &summaries.join(" ")).await?;
+        }
         let (merged, terminate) = merge(result, step_result.result, flags);
         result = merged;
         terminated |= terminate;
     }
-    Ok(result)
+    Ok(Ended { result, summaries, instead: None })
 }
 
 /// The properties the build starts with, from its buildset, builder and worker.
@@ -111,6 +152,7 @@ async fn starting_properties(job: &BuildJob) -> Result<BuildProperties, StoreErr
 /// Runs one step's command on the worker.
 async fn run_step(
     job: &BuildJob,
+    stepid: i64,
     step: &StepDef,
     props: &mut BuildProperties,
     logs: &mut StepLogs<'_>,
@@ -171,7 +213,7 @@ async fn run_step(
             };
             (Command::DownloadFile(args), CommandIo::Download { source: Box::new(source) })
         }
-        StepDef::Trigger(step) => return trigger::run(job, step, props, logs, stop).await,
+        StepDef::Trigger(step) => return trigger::run(job, stepid, step, props, logs, stop).await,
     };
     remote::run(conn, command, io, &builder.name, logs, stop, zero_is_success).await
 }

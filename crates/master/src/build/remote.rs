@@ -18,6 +18,8 @@ pub(crate) struct RemoteOutcome {
     pub stdout: String,
     /// The `files` a `listdir` or `glob` sent.
     pub files: Option<Vec<String>>,
+    /// What the step says it did, when it says more than its description (a trigger step's `triggered …`).
+    pub summary: Option<String>,
 }
 
 /// Where a remote command runs and what stops it.
@@ -114,11 +116,11 @@ pub(crate) async fn run_on(
                     (false, Some(_), _) | (false, None, None) => EXCEPTION,
                     (false, None, Some(code)) => decode_rc(code),
                 };
-                return Ok(RemoteOutcome { rc, result, stdout, files });
+                return Ok(RemoteOutcome { rc, result, stdout, files, summary: None });
             }
             CommandEvent::Lost => {
                 logs.header(&format!("the connection to worker '{}' was lost\n", conn.name)).await?;
-                return Ok(RemoteOutcome { rc, result: RETRY, stdout, files });
+                return Ok(RemoteOutcome { rc, result: RETRY, stdout, files, summary: None });
             }
         }
     }

@@ -9,12 +9,13 @@ use crate::config::{LockAccess, LockUse};
 use crate::queue::locks::LockGuard;
 use crate::store::StoreError;
 
-/// Takes the step's `uses` on the build's worker, waiting in line if they are taken. `None` if the build is
-/// stopped while it waits.
+/// Takes the step's `uses` on the build's worker, waiting in line if they are taken (the step then says so, and
+/// says `running` again once it has them). `None` if the build is stopped while it waits.
 pub(super) async fn acquire(
     job: &BuildJob,
     stepid: i64,
     uses: &[LockUse],
+    running: &str,
     logs: &mut StepLogs<'_>,
     stop: &CancellationToken,
 ) -> Result<Option<LockGuard>, StoreError> {
@@ -39,6 +40,6 @@ pub(super) async fn acquire(
         }
     };
     logs.header("locks acquired\n").await?;
-    job.store.set_step_state(stepid, "").await?;
+    job.store.set_step_state(stepid, running).await?;
     Ok(Some(guard))
 }

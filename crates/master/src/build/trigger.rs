@@ -9,7 +9,6 @@
 //! cancelled and the step ends RETRY: the build runs again, and triggers again, after the restart (a clean stop
 //! would otherwise wait forever for builds that cannot start).
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use serde_json::Value;
@@ -17,8 +16,10 @@ use serde_json::Value;
 use super::logs::StepLogs;
 use super::properties::BuildProperties;
 use super::remote::RemoteOutcome;
+use super::summary;
 use super::BuildJob;
 use crate::config::TriggerStep;
+use crate::events::Event;
 use crate::interpolate::{self, Lookup};
 use crate::master::Submitted;
 use crate::results::{name as result_name, worst_status, CANCELLED, EXCEPTION, RETRY, SUCCESS};
@@ -26,16 +27,24 @@ use crate::store::{NewBuildset, Property, SourceStamp, StoreError};
 
 /// The source of the properties a trigger step gives (Buildbot's).
 const SOURCE: &str = "Trigger";
+/// What a stopped trigger step says (Buildbot's).
+const INTERRUPTED: &str = "interrupted";
 
 pub(super) async fn run(
     job: &BuildJob,
+    stepid: i64,
     step: &TriggerStep,
     props: &BuildProperties,
     logs: &mut StepLogs<'_>,
     stop: &CancellationToken,
 ) -> Result<RemoteOutcome, StoreError> {
     let store = &job.store;
-    let outcome = |result| Ok(RemoteOutcome { result, ..RemoteOutcome::default() });
+    // What the step says (Buildbot's `Trigger` summaries): what it triggered and how those ended, or
+    // `interrupted` when it was stopped.
+    let mut names: Vec<String> = Vec::new();
+    let mut finished: Vec<i32> = Vec::new();
+    let outcome = |result, summary: Option<String>| Ok(RemoteOutcome { result, summary, ..RemoteOutcome::default() });
+    let said = |names: &[String], results: &[i32]| (!names.is_empty()).then(|| summary::triggered(names, results));
     let sourcestamps = if step.always_use_latest {
         Vec::new()
     } else if step.update_sourcestamp {
@@ -70,7 +79,7 @@ pub(super) async fn run(
     };
 
     // Subscribed before submitting, so that no completion goes by unseen.
-    let mut completed = job.master.subscribe_buildsets();
+    let mut completed = store.events().subscribe();
     let mut result = SUCCESS;
     let mut triggered: Vec<Submitted> = Vec::new();
     for scheduler in &step.schedulers {
@@ -88,6 +97,7 @@ pub(super) async fn run(
             Ok(submitted) => {
                 log_submitted(job, scheduler, &submitted, logs).await?;
                 triggered.push(submitted);
+                names.push(scheduler.clone());
             }
             Err(e) => {
                 logs.header(&format!("could not trigger '{scheduler}': {e}\n")).await?;
@@ -95,8 +105,11 @@ pub(super) async fn run(
             }
         }
     }
+    if let Some(words) = said(&names, &finished) {
+        store.set_step_state(stepid, &words).await?;
+    }
     if !step.wait_for_finish {
-        return outcome(result);
+        return outcome(result, said(&names, &finished));
     }
 
     let mut waiting: Vec<i64> = triggered.iter().map(|s| s.buildsetid).collect();
@@ -108,13 +121,14 @@ pub(super) async fn run(
                     let ended = buildset.results.unwrap_or(EXCEPTION);
                     logs.header(&format!("buildset {bsid} ended {}\n", result_name(ended).unwrap_or("?"))).await?;
                     result = worst_status(result, ended);
+                    finished.push(ended);
                 }
                 _ => still.push(bsid),
             }
         }
         waiting = still;
         if waiting.is_empty() {
-            return outcome(result);
+            return outcome(result, said(&names, &finished));
         }
         tokio::select! {
             biased;
@@ -130,7 +144,7 @@ pub(super) async fn run(
                         }
                     }
                 }
-                return outcome(RETRY);
+                return outcome(RETRY, Some(INTERRUPTED.to_string()));
             }
             () = stop.cancelled() => {
                 logs.header("stopping: cancelling the triggered build requests\n").await?;
@@ -139,12 +153,12 @@ pub(super) async fn run(
                         logs.header(&format!("could not cancel build request {brid}: {e}\n")).await?;
                     }
                 }
-                return outcome(CANCELLED);
+                return outcome(CANCELLED, Some(INTERRUPTED.to_string()));
             }
-            received = completed.recv() => {
-                // A completion (of any buildset) or missed ones: look at the store again.
-                if let Err(RecvError::Closed) = received {
-                    return outcome(EXCEPTION);
+            received = completed.recv_where(|event| matches!(event, Event::BuildsetCompleted { .. })) => {
+                // A completion (of any buildset) or missed events: look at the store again.
+                if let Ok(None) = received {
+                    return outcome(EXCEPTION, said(&names, &finished));
                 }
             }
         }

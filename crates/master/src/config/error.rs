@@ -58,11 +58,14 @@ pub(super) struct Problems<'a> {
     text: &'a str,
     file: &'a str,
     found: Vec<ConfigProblem>,
+    /// Keys the table being read also accepts, though its own type does not list them (they were taken out
+    /// before): added to the toml crate's "expected one of" lists, so those name every valid key.
+    also_valid: &'static [&'static str],
 }
 
 impl<'a> Problems<'a> {
     pub(super) fn new(text: &'a str, file: &'a str) -> Self {
-        Problems { text, file, found: Vec::new() }
+        Problems { text, file, found: Vec::new(), also_valid: &[] }
     }
 
     /// Records a problem with the key at `span` (byte offsets into the file).
@@ -77,7 +80,16 @@ impl<'a> Problems<'a> {
         let key = key_in_message(error.message())
             .or_else(|| key_at(self.text, start))
             .or_else(|| fallback_key.map(str::to_owned));
-        self.push(start, context, key, error.message().trim_end().to_owned());
+        let message = with_also_valid(error.message().trim_end(), self.also_valid);
+        self.push(start, context, key, message);
+    }
+
+    /// Runs `read` with `keys` named as valid too in its "unknown field" problems (see `also_valid`).
+    pub(super) fn also_valid<T>(&mut self, keys: &'static [&'static str], read: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = std::mem::replace(&mut self.also_valid, keys);
+        let result = read(self);
+        self.also_valid = outer;
+        result
     }
 
     fn push(&mut self, offset: usize, context: Option<&str>, key: Option<String>, message: String) {
@@ -100,6 +112,19 @@ impl<'a> Problems<'a> {
         self.found.sort_by_key(|problem| problem.line);
         ConfigError::Invalid(self.found)
     }
+}
+
+/// serde's ``unknown field `x`, expected one of `a`, `b` `` with the `also` keys added to the list.
+fn with_also_valid(message: &str, also: &[&str]) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_owned() };
+    if also.is_empty() {
+        return message.to_owned();
+    }
+    let Some((unknown, listed)) = rest.split_once('`') else { return message.to_owned() };
+    let mut valid: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+    valid.extend(also.iter().filter(|key| !listed.contains(&format!("`{key}`"))));
+    let valid: Vec<String> = valid.iter().map(|key| format!("`{key}`")).collect();
+    format!("unknown field `{unknown}`, expected one of {}", valid.join(", "))
 }
 
 /// The line (from 1) holding byte `offset` of `text`.
@@ -160,6 +185,19 @@ mod tests {
     #[test]
     fn keys_come_from_serde_messages() {
         assert_eq!(key_in_message("unknown field `foo`, expected one of `a`").as_deref(), Some("foo"));
+        assert_eq!(
+            with_also_valid("unknown field `foo`, expected one of `a`, `b`", &["c", "a"]),
+            "unknown field `foo`, expected one of `a`, `b`, `c`"
+        );
+        assert_eq!(
+            with_also_valid("unknown field `foo`, expected `a`", &["b"]),
+            "unknown field `foo`, expected one of `a`, `b`"
+        );
+        assert_eq!(
+            with_also_valid("unknown field `foo`, there are no fields", &["b"]),
+            "unknown field `foo`, expected one of `b`"
+        );
+        assert_eq!(with_also_valid("invalid type", &["b"]), "invalid type");
         assert_eq!(key_in_message("missing field `name`").as_deref(), Some("name"));
         assert_eq!(key_in_message("invalid type: string"), None);
     }

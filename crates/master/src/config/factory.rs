@@ -84,11 +84,15 @@ pub(super) fn expand_builders<'i>(
                 None => continue,
             },
         };
-        for values in combinations {
+        for (n, values) in combinations.into_iter().enumerate() {
             let mut builder = table.clone();
             substitute(&mut builder, &values);
             add_properties(&mut builder, &values, &matrix_span);
             if let Some(builder) = with_factory(builder, &values, factories, &context, problems) {
+                // Every combination leaves the same misspelt keys: report them once.
+                if n == 0 && !values.is_empty() && !check_misspelt_keys(&builder, &values, &context, problems) {
+                    break;
+                }
                 expanded.push(builder);
             }
         }
@@ -184,6 +188,94 @@ fn replace_keys(text: &str, values: &[(String, String)]) -> Option<String> {
         Cow::Borrowed(_) => None,
         Cow::Owned(text) => Some(text),
     }
+}
+
+/// Reports each `{WORD}` left in a matrix builder's strings (after substitution) whose word is a misspelt matrix
+/// key (`{plugn}` for `plugin`: at most two letters off), which would otherwise run literally. Other braces
+/// (`${HOME}`, `{print $1}`) are left alone. Returns whether there was none.
+fn check_misspelt_keys(
+    builder: &Spanned<DeValue<'_>>,
+    values: &[(String, String)],
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> bool {
+    let mut valid = true;
+    let mut visit = |key: &str, text: &Spanned<DeValue<'_>>| {
+        let Some(text) = text.get_ref().as_str() else { return };
+        for word in placeholders(text) {
+            let near = values.iter().map(|(k, _)| k).find(|k| edit_distance(&word.to_lowercase(), k) <= 2);
+            if let Some(near) = near {
+                let keys = values.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+                let message =
+                    format!("'{{{word}}}' is not a matrix key: did you mean '{{{near}}}'? (the keys are: {keys})");
+                problems.add(builder_span_of(text, builder), Some(context), key, message);
+                valid = false;
+            }
+        }
+    };
+    walk_strings(builder, "builder", &mut visit);
+    valid
+}
+
+/// Where in the file the string `text` of `builder` is, for the report (the builder's own span if not found).
+fn builder_span_of(text: &str, builder: &Spanned<DeValue<'_>>) -> std::ops::Range<usize> {
+    let mut found = None;
+    walk_strings(builder, "", &mut |_, value: &Spanned<DeValue<'_>>| {
+        if found.is_none() && value.get_ref().as_str() == Some(text) {
+            found = Some(value.span());
+        }
+    });
+    found.unwrap_or_else(|| builder.span())
+}
+
+/// Calls `visit` with every string of `value` and the name of the key that holds it.
+fn walk_strings<'v>(
+    value: &'v Spanned<DeValue<'_>>,
+    key: &str,
+    visit: &mut impl FnMut(&str, &'v Spanned<DeValue<'_>>),
+) {
+    match value.get_ref() {
+        DeValue::String(_) => visit(key, value),
+        DeValue::Array(items) => items.iter().for_each(|item| walk_strings(item, key, visit)),
+        DeValue::Table(keys) => keys.iter().for_each(|(name, item)| walk_strings(item, name.get_ref(), visit)),
+        _ => {}
+    }
+}
+
+/// The words in `{WORD}` (letters, digits, `_`, `-`) of `text` not preceded by `$`.
+fn placeholders(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let start = offset + open;
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let word = &after[..close];
+        let dollar = text[..start].ends_with('$');
+        if !dollar && !word.is_empty() && word.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+            words.push(word.to_owned());
+        }
+        offset = start + 1;
+        rest = &text[offset..];
+    }
+    words
+}
+
+/// Levenshtein distance between two short words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Makes each matrix key a property of the builder (source `Builder`), unless its `properties` set it already, so
@@ -378,6 +470,37 @@ builders = ["b*", "[x"]
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems[0].starts_with("master.toml:14: force_scheduler 'none', key 'builders': the pattern 'b*'"));
         assert!(problems[1].contains("'[x' is not a glob pattern"), "{}", problems[1]);
+    }
+
+    #[test]
+    fn a_misspelt_matrix_key_is_reported_once_and_other_braces_are_left_alone() {
+        let problems = load(
+            r#"
+[[factory]]
+name = "plugin"
+  [[factory.step]]
+  command = "pip install scipion-em-{plugn} && awk '{print $1}' x && echo ${HOME} {}"
+
+[[builder]]
+name = "{plugin}-{mode}"
+workers = ["linux"]
+factory = "plugin"
+matrix = { plugin = ["relion", "xmipp"], mode = ["devel", "production"] }
+"#,
+        )
+        .expect_err("a misspelt key");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("master.toml:9: builder '{plugin}-{mode}', key 'command': '{plugn}'"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("did you mean '{plugin}'"), "{problems:?}");
+        let fine = load(&format!(
+            "{}\n[[builder]]\nname = \"b-{{mode}}\"\nworkers = [\"linux\"]\nmatrix = {{ mode = [\"a\"] }}\n\
+             [[builder.step]]\ncommand = \"awk '{{print $1}}' f; echo ${{HOME}} {{}} {{mode}}\"\n",
+            ""
+        ));
+        assert!(fine.is_ok(), "{fine:?}");
     }
 
     #[test]

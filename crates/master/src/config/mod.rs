@@ -32,7 +32,8 @@ pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, Git
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use schedulers::{
-    ChangeFilterDef, ChangeSchedulerDef, DependentSchedulerDef, TimedSchedulerDef, Timing, TriggerableSchedulerDef,
+    ChangeFilterDef, ChangeSchedulerDef, CodebaseDef, DependentSchedulerDef, SubmitDef, TimedSchedulerDef, Timing,
+    TriggerableSchedulerDef,
 };
 pub use step::{
     DownloadStep, GitMethod, GitMode, GitStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep,
@@ -71,6 +72,8 @@ pub struct MasterConfig {
     pub triggerable_schedulers: Vec<TriggerableSchedulerDef>,
     /// Schedulers that follow another's successful buildsets (`type = "dependent"`).
     pub dependent_schedulers: Vec<DependentSchedulerDef>,
+    /// What each `[[scheduler]]` (by name) puts in its buildsets: reason, properties, codebases.
+    pub scheduler_submits: BTreeMap<String, SubmitDef>,
     /// Pollers the master runs (`[[change_source]]`).
     pub change_sources: Vec<ChangeSourceDef>,
     /// Webhook endpoints the web listener serves (`[change_hooks.*]`).

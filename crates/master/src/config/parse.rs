@@ -29,6 +29,10 @@ const DEFAULT_WORKDIR: &str = "build";
 /// The reason a force scheduler's form starts with (Buildbot's).
 const DEFAULT_FORCE_REASON: &str = "force build";
 
+/// The `[[…]]` lists of a file, read apart from its other keys.
+const TABLE_LISTS: [&str; 7] =
+    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock"];
+
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
     /// The builder's environment.
@@ -184,15 +188,12 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     }
     let span = document.span();
     let mut document = document.into_inner();
-    let workers = take_tables(&mut document, "worker", &mut problems);
-    let factories = take_tables(&mut document, "factory", &mut problems);
-    let builders = take_tables(&mut document, "builder", &mut problems);
-    let force_schedulers = take_tables(&mut document, "force_scheduler", &mut problems);
-    let timed_schedulers = take_tables(&mut document, "scheduler", &mut problems);
-    let change_sources = take_tables(&mut document, "change_source", &mut problems);
-    let locks = take_tables(&mut document, "lock", &mut problems);
+    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks] =
+        TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
 
-    let settings = read::<RawMaster>(Spanned::new(span, DeValue::Table(document)), &mut problems, None, "master")
+    let document = Spanned::new(span, DeValue::Table(document));
+    let settings = problems
+        .also_valid(&TABLE_LISTS, |problems| read::<RawMaster>(document, problems, None, "master"))
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let factories = super::factory::read_factories(factories, &mut problems);
@@ -201,8 +202,14 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let (builders, builder_names) = read_builders(builders, &worker_names, &locks, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
-    let schedulers =
-        super::schedulers::read_schedulers(timed_schedulers, &builder_names, &mut scheduler_names, &mut problems);
+    let builder_tags = builders.iter().map(|b| (b.name.clone(), b.tags.clone())).collect();
+    let schedulers = super::schedulers::read_schedulers(
+        timed_schedulers,
+        &builder_names,
+        &builder_tags,
+        &mut scheduler_names,
+        &mut problems,
+    );
     check_trigger_steps(&builders, &schedulers.triggerable, &mut problems);
     let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
 
@@ -220,6 +227,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_schedulers: schedulers.on_change,
             triggerable_schedulers: schedulers.triggerable,
             dependent_schedulers: schedulers.dependent,
+            scheduler_submits: schedulers.submits,
             change_sources,
             change_hooks: settings.change_hooks,
             locks,
@@ -575,7 +583,7 @@ fn read_builders(
 }
 
 /// A builder's static properties: each a string, an integer, a float or a boolean, kept as a JSON value.
-fn builder_properties(
+pub(super) fn builder_properties(
     raw: BTreeMap<String, Spanned<toml::Value>>,
     context: &str,
     problems: &mut Problems<'_>,

@@ -570,6 +570,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "only_if_changed",
             "upstream",
             "priority",
+            "tags",
+            "reason",
+            "properties",
+            "codebases",
         ],
     ),
     (
@@ -612,10 +616,10 @@ fn timed_schedulers() {
     let problems = problems(&bad);
     let keys: Vec<_> = problems.iter().map(|p| p.key.as_deref().unwrap_or("")).collect();
     assert!(keys.contains(&"name"), "duplicate of the implicit force-test: {problems:?}");
-    assert!(keys.contains(&"calendar"), "{problems:?}");
+    assert!(keys.contains(&"day_of_week"), "{problems:?}");
     assert!(keys.contains(&"builders"), "{problems:?}");
     assert!(keys.contains(&"type"), "{problems:?}");
-    let calendar = problems.iter().find(|p| p.key.as_deref() == Some("calendar")).expect("calendar problem");
+    let calendar = problems.iter().find(|p| p.key.as_deref() == Some("day_of_week")).expect("calendar problem");
     assert!(calendar.message.contains("xyz"), "{calendar:?}");
     assert!(calendar.line > 0);
 }
@@ -633,7 +637,7 @@ fn only_if_changed_takes_the_change_filter_keys() {
     assert_eq!(timed.files, ["src/**"]);
 
     let bad = format!(
-        "{MINIMAL}\n[[scheduler]]\nname = \"a\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nbranch = \"main\"\n\
+        "{MINIMAL}\n[[scheduler]]\nname = \"a\"\ntype = \"nightly\"\nbuilders = [\"test\"]\nproject = \"p\"\n\
          \n[[scheduler]]\nname = \"b\"\ntype = \"on_change\"\nbuilders = [\"test\"]\nonly_if_changed = true\n\
          \n[[scheduler]]\nname = \"c\"\ntype = \"periodic\"\nbuilders = [\"test\"]\ninterval = 5\n\
          only_if_changed = true\ntree_stable_timer = 5\n"
@@ -859,4 +863,109 @@ fn git_step_mistakes_are_reported() {
     one_problem(&with_url("shallow = \"yes\""), 13, "shallow", "a boolean or a depth");
     one_problem(&step("repourl = \"%(prop:r\""), 12, "repourl", "no closing parenthesis");
     one_problem(&with_url("tags = true"), 13, "tags", "unknown field");
+}
+
+/// A nightly scheduler `s` for builder `test` with the given lines; the `[[scheduler]]` header is on line 13, the
+/// given lines start on line 17.
+fn nightly(lines: &str) -> String {
+    let text = format!("{MINIMAL}\n[[scheduler]]\nname = \"s\"\ntype = \"nightly\"\nbuilders = [\"test\"]\n{lines}");
+    assert_eq!(text.lines().position(|l| l == "[[scheduler]]"), Some(12), "{text}");
+    text
+}
+
+#[test]
+fn each_bad_calendar_field_is_reported_at_its_own_line_and_key() {
+    one_problem(&nightly("minute = 0\nhour = 25\n"), 18, "hour", "25 is out of range (use 0-23)");
+    one_problem(&nightly("hour = -1\n"), 17, "hour", "-1 is out of range (use 0-23)");
+    one_problem(&nightly("hour = 3.5\n"), 17, "hour", "expected a whole number, a text such as");
+    one_problem(&nightly("minute = 60\n"), 17, "minute", "out of range (use 0-59)");
+    one_problem(&nightly("day_of_month = 32\n"), 17, "day_of_month", "out of range");
+    one_problem(&nightly("month = \"smarch\"\n"), 17, "month", "unknown month 'smarch'");
+    one_problem(&nightly("hour = 3\ntime_zone = \"Mars/Olympus\"\n"), 18, "time_zone", "Mars/Olympus");
+    one_problem(&nightly("cron = \"0 3 * * sun\"\ntime_zone = \"Nowhere\"\n"), 18, "time_zone", "Nowhere");
+    one_problem(&nightly("cron = \"0 3 * *\"\n"), 17, "cron", "expected 5 fields");
+
+    // All of them, not only the first.
+    let found = problems(&nightly("minute = 99\nhour = 25\nday_of_week = \"funday\"\n"));
+    let at: Vec<_> = found.iter().map(|p| (p.line, p.key.as_deref().unwrap_or(""))).collect();
+    assert_eq!(at, [(17, "minute"), (18, "hour"), (19, "day_of_week")], "{found:#?}");
+}
+
+#[test]
+fn calendar_fields_take_buildbot_lists() {
+    let config = load(&nightly("hour = 3\nday_of_week = [0, 2, 4]\n"));
+    let Timing::Nightly(calendar) = &config.timed_schedulers[0].timing else { panic!("nightly") };
+    let same = load(&nightly("hour = 3\nday_of_week = \"mon,wed,fri\"\n"));
+    assert_eq!(Timing::Nightly(calendar.clone()), same.timed_schedulers[0].timing);
+    one_problem(&nightly("day_of_week = []\n"), 17, "day_of_week", "at least one value");
+}
+
+#[test]
+fn a_calendar_that_never_fires_is_refused() {
+    one_problem(&nightly("day_of_month = 30\nmonth = 2\n"), 17, "day_of_month", "never fires");
+    one_problem(&nightly("cron = \"0 0 31 4 *\"\n"), 17, "cron", "never fires");
+    load(&nightly("day_of_month = 29\nmonth = 2\n"));
+}
+
+#[test]
+fn timed_schedulers_build_a_branch_with_properties_and_a_reason() {
+    let config = load(&nightly(
+        "hour = 3\nbranch = \"support\"\nreason = \"weekly support build\"\n[scheduler.properties]\nsuite = \"full\"\n",
+    ));
+    let submit = &config.scheduler_submits["s"];
+    assert_eq!(submit.reason.as_deref(), Some("weekly support build"));
+    assert_eq!(submit.properties["suite"], serde_json::json!("full"));
+    assert_eq!(
+        submit.codebases,
+        [CodebaseDef {
+            codebase: String::new(),
+            repository: String::new(),
+            branch: Some("support".into()),
+            revision: None
+        }]
+    );
+    // Without only_if_changed, the branch is not a change filter.
+    assert!(!config.timed_schedulers[0].only_if_changed);
+
+    let codebases = load(&nightly(
+        "hour = 3\n[scheduler.codebases.plugins]\nrepository = \"https://example.invalid/plugins.git\"\n\
+         branch = \"devel\"\n",
+    ));
+    let submit = &codebases.scheduler_submits["s"];
+    assert_eq!(submit.codebases[0].codebase, "plugins");
+    assert_eq!(submit.codebases[0].branch.as_deref(), Some("devel"));
+    let both = nightly("hour = 3\nbranch = \"a\"\n[scheduler.codebases.x]\nbranch = \"b\"\n");
+    one_problem(&both, 14, "codebases", "not both");
+}
+
+#[test]
+fn schedulers_select_builders_by_tags() {
+    let text = format!(
+        "{MINIMAL}\n[[builder]]\nname = \"scipion-devel\"\nworkers = [\"linux-1\"]\ntags = [\"core\", \"devel\"]\n\
+         [[builder.step]]\ncommand = \"true\"\n\n[[builder]]\nname = \"relion-devel\"\nworkers = [\"linux-1\"]\n\
+         tags = [\"plugin\", \"devel\"]\n[[builder.step]]\ncommand = \"true\"\n\n[[builder]]\nname = \"relion-prod\"\n\
+         workers = [\"linux-1\"]\ntags = [\"plugin\", \"production\"]\n[[builder.step]]\ncommand = \"true\"\n\n\
+         [[scheduler]]\nname = \"plugins-devel\"\ntype = \"on_change\"\ntags = [\"plugin\", \"devel\"]\n\n\
+         [[scheduler]]\nname = \"t\"\ntype = \"triggerable\"\nbuilders = [\"test\"]\ntags = [\"production\"]\n"
+    );
+    let config = load(&text);
+    assert_eq!(config.change_schedulers[0].builders, ["relion-devel"]);
+    assert_eq!(config.triggerable_schedulers[0].builders, ["test", "relion-prod"]);
+    let none = text.replace("tags = [\"plugin\", \"devel\"]\n\n", "tags = [\"plugin\", \"nightly\"]\n\n");
+    let found = problems(&none);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key.as_deref(), Some("tags"));
+    assert!(found[0].message.contains("no builder has all the tags plugin, nightly"), "{}", found[0]);
+}
+
+#[test]
+fn unknown_key_messages_list_every_valid_key() {
+    let top = one_problem(&format!("whatever = 1\n{MINIMAL}"), 1, "whatever", "unknown field `whatever`");
+    for key in ["`title`", "`web`", "`worker`", "`builder`", "`scheduler`", "`force_scheduler`", "`lock`"] {
+        assert!(top.contains(key), "{top} should list {key}");
+    }
+    let step = one_problem(&format!("{MINIMAL}  bogus = 1\n"), 12, "bogus", "unknown field `bogus`");
+    for key in ["`command`", "`name`", "`type`", "`halt_on_failure`", "`always_run`", "`locks`"] {
+        assert!(step.contains(key), "{step} should list {key}");
+    }
 }

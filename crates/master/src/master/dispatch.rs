@@ -3,6 +3,7 @@
 //! on which workers, then takes their locks, claims them in the store and starts their builds; and it finishes
 //! builds in the store (a RETRY is unclaimed, anything else completes the request and maybe its buildset).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -11,9 +12,9 @@ use super::{lock, Inner, Master, Running, IDLE_RESCAN};
 use crate::build::{self, BuildJob};
 use crate::config::BuilderDef;
 use crate::queue::locks::LockGuard;
-use crate::queue::plan::{plan, PendingBuilder, WorkerState};
+use crate::queue::plan::{plan, plan_with_reasons, PendingBuilder, Waiting, WorkerState};
 use crate::results::{name as result_name, EXCEPTION, RETRY};
-use crate::store::StoreError;
+use crate::store::{BuildRequest, StoreError};
 
 /// Starts builds whenever something may have changed: a request arrived, a worker connected, a build ended.
 pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
@@ -39,6 +40,32 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
 /// One pass over the queue: gathers the pending requests, the workers and the locks, lets the queue plan which
 /// requests start where, then claims and starts them.
 async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let Some(queue) = gather(inner).await? else { return Ok(()) };
+    for assignment in plan(&queue.pending, &queue.workers, &inner.locks.snapshot()) {
+        if inner.shutting_down.is_cancelled() {
+            return Ok(());
+        }
+        let Some((builderid, def)) = inner.builders.get(&assignment.builder) else { continue };
+        // The locks first: a step may have taken one since the plan was made.
+        let Some(locks) = inner.locks.try_acquire(&def.locks, &assignment.worker) else { continue };
+        if !inner.store.claim_requests(&[assignment.brid], inner.masterid).await? {
+            continue;
+        }
+        start_build(inner, *builderid, def.clone(), assignment.brid, &assignment.worker, locks).await?;
+    }
+    Ok(())
+}
+
+/// What the queue's plan needs: the builders with pending requests, and the connected workers' state.
+struct Gathered {
+    pending: Vec<PendingBuilder>,
+    workers: BTreeMap<String, WorkerState>,
+    /// The paused workers and why.
+    paused: BTreeMap<String, Option<String>>,
+}
+
+/// Reads the queue's state; `None` when no request is pending.
+async fn gather(inner: &Inner) -> Result<Option<Gathered>, StoreError> {
     let mut pending = Vec::new();
     for (name, (id, def)) in &inner.builders {
         let requests = inner.store.unclaimed_requests(*id).await?;
@@ -48,7 +75,7 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
         }
     }
     if pending.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let paused = inner.store.paused_workers().await?;
     let workers = {
@@ -62,25 +89,91 @@ async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 let state = WorkerState {
                     running: running.values().filter(|r| r.worker == w.name).count(),
                     max_builds: inner.workers.account(&w.name).and_then(|a| a.max_builds),
-                    paused: paused.contains(&w.name),
+                    paused: paused.contains_key(&w.name),
                 };
                 (w.name.clone(), state)
             })
             .collect()
     };
-    for assignment in plan(&pending, &workers, &inner.locks.snapshot()) {
-        if inner.shutting_down.is_cancelled() {
-            return Ok(());
+    Ok(Some(Gathered { pending, workers, paused }))
+}
+
+/// A request waiting in the queue, and why it waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingRequest {
+    pub request: BuildRequest,
+    pub builder: String,
+    pub waiting: Waiting,
+    /// Why it waits, for people: the workers, their pause reasons, the builds holding the lock.
+    pub why: String,
+}
+
+impl Master {
+    /// The requests waiting in this master's queue, in the order they would be served, each with why it waits.
+    pub async fn queue(&self) -> Result<Vec<WaitingRequest>, StoreError> {
+        let inner = &self.inner;
+        let Some(queue) = gather(inner).await? else { return Ok(Vec::new()) };
+        let plan = plan_with_reasons(&queue.pending, &queue.workers, &inner.locks.snapshot());
+        let requests: HashMap<i64, (&PendingBuilder, &BuildRequest)> =
+            queue.pending.iter().flat_map(|b| b.requests.iter().map(move |r| (r.id, (b, r)))).collect();
+        let starting = plan.assignments.iter().map(|a| (a.brid, Waiting::Starting));
+        let mut queued = Vec::new();
+        for (brid, waiting) in starting.chain(plan.waiting) {
+            let Some((builder, request)) = requests.get(&brid) else { continue };
+            let why = self.describe(&waiting, &queue);
+            queued.push(WaitingRequest { request: (*request).clone(), builder: builder.name.clone(), waiting, why });
         }
-        let Some((builderid, def)) = inner.builders.get(&assignment.builder) else { continue };
-        // The locks first: a step may have taken one since the plan was made.
-        let Some(locks) = inner.locks.try_acquire(&def.locks, &assignment.worker) else { continue };
-        if !inner.store.claim_requests(&[assignment.brid], inner.masterid).await? {
-            continue;
-        }
-        start_build(inner, *builderid, def.clone(), assignment.brid, &assignment.worker, locks).await?;
+        Ok(queued)
     }
-    Ok(())
+
+    fn describe(&self, waiting: &Waiting, queue: &Gathered) -> String {
+        match waiting {
+            Waiting::Starting => "a worker is free: starting".to_string(),
+            Waiting::NoWorker { workers } => format!("no worker connected (its workers: {})", workers.join(", ")),
+            Waiting::Paused { workers } => {
+                let paused: Vec<String> = workers
+                    .iter()
+                    .map(|name| match queue.paused.get(name).cloned().flatten() {
+                        Some(reason) => format!("{name} ({reason})"),
+                        None => name.clone(),
+                    })
+                    .collect();
+                format!("its connected workers are paused: {}", paused.join(", "))
+            }
+            Waiting::Busy { workers } => {
+                let busy: Vec<String> = workers
+                    .iter()
+                    .map(|name| {
+                        let state = queue.workers.get(name);
+                        let running = state.map_or(0, |s| s.running);
+                        match state.and_then(|s| s.max_builds) {
+                            Some(max) => format!("{name} ({running} of {max} builds)"),
+                            None => format!("{name} ({running} builds)"),
+                        }
+                    })
+                    .collect();
+                format!("all its workers are busy: {}", busy.join(", "))
+            }
+            Waiting::Lock { lock: name } => {
+                let running = lock(&self.inner.running);
+                let mut holders: Vec<String> = running
+                    .iter()
+                    .filter(|(_, r)| {
+                        self.inner
+                            .builders
+                            .get(&r.builder)
+                            .is_some_and(|(_, def)| def.locks.iter().any(|l| &l.name == name))
+                    })
+                    .map(|(buildid, r)| format!("build {buildid} of {}", r.builder))
+                    .collect();
+                holders.sort();
+                match holders.is_empty() {
+                    true => format!("waiting for lock '{name}' (held by a step)"),
+                    false => format!("waiting for lock '{name}', held by {}", holders.join(", ")),
+                }
+            }
+        }
+    }
 }
 
 async fn start_build(
@@ -108,18 +201,20 @@ async fn start_build(
         let master = Master { inner: inner.clone() };
         let locks = inner.locks.clone();
         let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks };
-        let mut result = match build::run(&job).await {
-            Ok(result) => result,
+        let ended = match build::run(&job).await {
+            Ok(ended) => ended,
             Err(e) => {
                 tracing::error!(buildid, error = %e, "the build could not be recorded");
-                EXCEPTION
+                build::Ended::with(EXCEPTION)
             }
         };
+        let mut result = ended.result;
         if inner.shutting_down.is_cancelled() && job.stop.is_cancelled() {
             // Stopped by the master's own shutdown, not by a person: it runs again at the next start.
             result = RETRY;
         }
-        if let Err(e) = finish_build(&inner, buildid, brid, result).await {
+        let state_string = ended.state_string(result);
+        if let Err(e) = finish_build(&inner, buildid, brid, result, &state_string).await {
             tracing::error!(buildid, error = %e, "finishing the build in the store failed");
         }
         tracing::info!(builder = %job.builder.name, number, buildid, result = result_name(result).unwrap_or("?"), "build finished");
@@ -130,8 +225,14 @@ async fn start_build(
     Ok(())
 }
 
-async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Result<(), StoreError> {
-    inner.store.finish_build(buildid, result).await?;
+async fn finish_build(
+    inner: &Inner,
+    buildid: i64,
+    brid: i64,
+    result: i32,
+    state_string: &str,
+) -> Result<(), StoreError> {
+    inner.store.finish_build_as(buildid, result, Some(state_string)).await?;
     if result == RETRY {
         inner.store.unclaim_requests(&[brid], inner.masterid).await
     } else {
@@ -139,7 +240,7 @@ async fn finish_build(inner: &Inner, buildid: i64, brid: i64, result: i32) -> Re
     }
 }
 
-/// Completes request `brid` and tells the subscribers about the buildset it completes, if it does.
+/// Completes request `brid` (the store tells the subscribers, and about the buildset it completes, if it does).
 pub(super) async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> Result<(), StoreError> {
     for completed in inner.store.complete_requests_reporting(&[brid], result).await?.unwrap_or_default() {
         tracing::info!(
@@ -147,8 +248,6 @@ pub(super) async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> 
             result = result_name(completed.results).unwrap_or("?"),
             "buildset complete"
         );
-        // No subscriber is not an error.
-        let _ = inner.buildsets.send(completed);
     }
     Ok(())
 }

@@ -49,6 +49,30 @@ pub struct Assignment {
     pub worker: String,
 }
 
+/// Why a pending request does not start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// A worker can take it: the dispatcher starts it at its next pass.
+    Starting,
+    /// None of the builder's workers is connected.
+    NoWorker { workers: Vec<String> },
+    /// Every connected worker of the builder is paused.
+    Paused { workers: Vec<String> },
+    /// Every connected, unpaused worker of the builder runs as many builds as it may (`max_builds`).
+    Busy { workers: Vec<String> },
+    /// Workers have room, but the builder's lock `lock` is not free on any of them.
+    Lock { lock: String },
+}
+
+/// The plan, and for each request it does not start, why (a builder's requests wait for the same reason,
+/// behind its first one that cannot start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub assignments: Vec<Assignment>,
+    /// (request id, why it waits), in the order the requests would be served.
+    pub waiting: Vec<(i64, Waiting)>,
+}
+
 /// Plans which requests start on which workers. `workers` holds the connected workers only; `locks` is the
 /// current state of the master's locks (the plan works on its own copy).
 pub fn plan(
@@ -56,27 +80,72 @@ pub fn plan(
     workers: &BTreeMap<String, WorkerState>,
     locks: &LockTable,
 ) -> Vec<Assignment> {
+    plan_with_reasons(builders, workers, locks).assignments
+}
+
+/// [`plan`], with the reason each request it does not start waits.
+pub fn plan_with_reasons(
+    builders: &[PendingBuilder],
+    workers: &BTreeMap<String, WorkerState>,
+    locks: &LockTable,
+) -> Plan {
     let mut workers = workers.clone();
     let mut locks = locks.clone();
     let pending: HashMap<String, Vec<BuildRequest>> =
         builders.iter().map(|b| (b.name.clone(), b.requests.clone())).collect();
     let by_name: HashMap<&str, &PendingBuilder> = builders.iter().map(|b| (b.name.as_str(), b)).collect();
-    let mut assignments = Vec::new();
+    let mut plan = Plan::default();
     for name in builder_order(&pending) {
         let Some(builder) = by_name.get(name) else { continue };
         let mut requests = builder.requests.clone();
         requests.sort_by_key(urgency);
+        let mut blocked = None;
         for request in requests {
-            let Some(worker) = pick(builder, &workers, &locks) else { break };
+            if let Some(why) = &blocked {
+                plan.waiting.push((request.id, Clone::clone(why)));
+                continue;
+            }
+            let Some(worker) = pick(builder, &workers, &locks) else {
+                let why = why_waiting(builder, &workers, &locks);
+                plan.waiting.push((request.id, why.clone()));
+                blocked = Some(why);
+                continue;
+            };
             if let Some(state) = workers.get_mut(&worker) {
                 state.running += 1;
             }
             let owner = locks.new_owner();
             locks.acquire(owner, &builder.locks, &worker);
-            assignments.push(Assignment { builder: builder.name.clone(), brid: request.id, worker });
+            plan.assignments.push(Assignment { builder: builder.name.clone(), brid: request.id, worker });
         }
     }
-    assignments
+    plan
+}
+
+/// Why no worker can take a build of `builder` now (when [`pick`] finds none).
+fn why_waiting(builder: &PendingBuilder, workers: &BTreeMap<String, WorkerState>, locks: &LockTable) -> Waiting {
+    let connected: Vec<(&String, &WorkerState)> =
+        builder.workers.iter().filter_map(|name| workers.get(name).map(|state| (name, state))).collect();
+    if connected.is_empty() {
+        return Waiting::NoWorker { workers: builder.workers.clone() };
+    }
+    let unpaused: Vec<_> = connected.iter().filter(|(_, state)| !state.paused).collect();
+    if unpaused.is_empty() {
+        return Waiting::Paused { workers: connected.iter().map(|(name, _)| (*name).clone()).collect() };
+    }
+    let with_room: Vec<_> = unpaused.iter().filter(|(_, state)| state.takes_builds()).collect();
+    if with_room.is_empty() {
+        return Waiting::Busy { workers: unpaused.iter().map(|(name, _)| (*name).clone()).collect() };
+    }
+    let lock = builder
+        .locks
+        .iter()
+        .find(|one| with_room.iter().all(|(name, _)| !locks.can_acquire(None, std::slice::from_ref(*one), name)));
+    match lock {
+        Some(lock) => Waiting::Lock { lock: lock.name.clone() },
+        // The locks are free one by one but not all together on any worker: name the first.
+        None => Waiting::Lock { lock: builder.locks.first().map(|l| l.name.clone()).unwrap_or_default() },
+    }
 }
 
 /// The worker a build of `builder` would start on now: the least busy that takes builds and on which the
@@ -115,6 +184,33 @@ mod tests {
         let def =
             LockDef { name: name.into(), kind: LockKind::Master, max_count, max_count_for_worker: BTreeMap::new() };
         (name.into(), def)
+    }
+
+    #[test]
+    fn each_waiting_request_says_why() {
+        let reasons = |workers: &[(&str, WorkerState)], locks: &LockTable, uses: Vec<LockUse>| {
+            let workers: BTreeMap<String, WorkerState> =
+                workers.iter().map(|(name, state)| (name.to_string(), state.clone())).collect();
+            let builders = [builder("b", vec![request(1, 0, 10), request(2, 0, 20)], &["x", "y"], uses)];
+            plan_with_reasons(&builders, &workers, locks)
+        };
+        let none = LockTable::default();
+        let plan = reasons(&[], &none, vec![]);
+        let no_worker = Waiting::NoWorker { workers: vec!["x".into(), "y".into()] };
+        assert_eq!(plan.waiting, vec![(1, no_worker.clone()), (2, no_worker)]);
+        let plan = reasons(&[("x", worker(0, None, true))], &none, vec![]);
+        assert_eq!(plan.waiting[0], (1, Waiting::Paused { workers: vec!["x".into()] }));
+        // One slot: the first request starts, the second waits because the worker is then busy.
+        let plan = reasons(&[("x", worker(0, Some(1), false)), ("y", worker(0, None, true))], &none, vec![]);
+        assert_eq!(plan.assignments.iter().map(|a| a.brid).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(plan.waiting, vec![(2, Waiting::Busy { workers: vec!["x".into()] })]);
+        // A held exclusive lock.
+        let mut locks = LockTable::new([master_lock("db", 1)].into());
+        let holder = locks.new_owner();
+        assert!(locks.acquire(holder, &[exclusive("db")], "x"));
+        let plan = reasons(&[("x", worker(0, None, false))], &locks, vec![exclusive("db")]);
+        assert_eq!(plan.waiting[0], (1, Waiting::Lock { lock: "db".into() }));
+        assert!(plan.assignments.is_empty());
     }
 
     #[test]

@@ -168,6 +168,25 @@ impl Calendar {
         })
     }
 
+    /// Checks one of Buildbot's fields (`minute`, `hour`, `day_of_month`, `month`, `day_of_week`) alone, so that
+    /// a config can report every bad field at its own line. `None` for an unknown field name.
+    pub fn check_field(field: &str, text: &str) -> Option<Result<(), CalendarError>> {
+        let kind =
+            [&MINUTE, &HOUR, &DAY_OF_MONTH, &MONTH, &DAY_OF_WEEK_BUILDBOT].into_iter().find(|k| k.field == field)?;
+        Some(parse_field(kind, text).map(|_| ()))
+    }
+
+    /// Checks a time zone name as [`Calendar::from_fields`] reads it.
+    pub fn check_time_zone(name: &str) -> Result<(), CalendarError> {
+        name.parse::<Tz>().map(|_| ()).map_err(|_| CalendarError::TimeZone { name: name.to_string() })
+    }
+
+    /// Whether the calendar fires at all (`day_of_month = 30, month = 2` never does). Looks ahead a whole
+    /// Gregorian cycle from the Unix epoch, after which every calendar repeats.
+    pub fn ever_fires(&self) -> bool {
+        self.next_after(DateTime::<Utc>::UNIX_EPOCH).is_some()
+    }
+
     /// The time zone the fields are read in.
     pub fn time_zone(&self) -> Tz {
         self.time_zone
@@ -503,6 +522,10 @@ fn parse_field(kind: &FieldKind, text: &str) -> Result<ParsedField, CalendarErro
 fn parse_element(kind: &FieldKind, element: &str, parsed: &mut ParsedField) -> Result<(), String> {
     if element.is_empty() {
         return Err("empty element in the list".to_string());
+    }
+    let negative = element.strip_prefix('-').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if negative {
+        return Err(format!("{element} is out of range {}", kind.hint));
     }
     if kind.last && element.eq_ignore_ascii_case("l") {
         parsed.last = true;

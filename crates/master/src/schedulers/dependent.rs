@@ -10,14 +10,14 @@
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::state_name;
 use super::timed::Clock;
 use crate::config::DependentSchedulerDef;
+use crate::events::{Event, Subscription};
 use crate::results::{SUCCESS, WARNINGS};
-use crate::store::{Buildset, CompletedBuildset, FilterValue, ListQuery, NewBuildset, Op, Store, StoreError};
+use crate::store::{Buildset, FilterValue, ListQuery, NewBuildset, Op, Store, StoreError};
 
 /// The object-state key of what the scheduler handled.
 pub const HANDLED_KEY: &str = "handled";
@@ -48,7 +48,7 @@ impl Handled {
 pub async fn run<F, Fut>(
     def: DependentSchedulerDef,
     store: Store,
-    mut completed: broadcast::Receiver<CompletedBuildset>,
+    mut events: Subscription,
     stop: CancellationToken,
     mut submit: F,
 ) where
@@ -87,20 +87,34 @@ pub async fn run<F, Fut>(
     loop {
         let done = tokio::select! {
             () = stop.cancelled() => return,
-            done = completed.recv() => done,
+            done = events.recv_where(|event| matches!(event, Event::BuildsetCompleted { .. })) => done,
         };
-        let done = match done {
-            Ok(done) => done,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::error!(scheduler = %def.name, missed, "the dependent scheduler missed completed buildsets");
+        let bsid = match done {
+            Ok(Some(published)) => match published.event {
+                Event::BuildsetCompleted { bsid, .. } => bsid,
+                _ => continue,
+            },
+            Err(lagged) => {
+                // Some completions went by unseen: the store has them.
+                tracing::warn!(scheduler = %def.name, missed = lagged.missed, "fell behind the events; re-reading");
+                match completed_since(&store, &def.upstream, handled.complete_at).await {
+                    Ok(missed) => {
+                        for buildset in missed {
+                            handle(&def, &store, &state, &mut handled, &buildset, &mut submit).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(scheduler = %def.name, error = %e, "could not re-read upstream buildsets")
+                    }
+                }
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Ok(None) => return,
         };
-        match store.buildset(done.bsid).await {
+        match store.buildset(bsid).await {
             Ok(Some(buildset)) => handle(&def, &store, &state, &mut handled, &buildset, &mut submit).await,
             Ok(None) => {}
-            Err(e) => tracing::error!(scheduler = %def.name, buildset = done.bsid, error = %e, "could not read it"),
+            Err(e) => tracing::error!(scheduler = %def.name, buildset = bsid, error = %e, "could not read it"),
         }
     }
 }
@@ -200,11 +214,11 @@ mod tests {
         DependentSchedulerDef { name: "down".into(), builders: vec!["b".into()], upstream: "up".into() }
     }
 
-    /// Runs the scheduler on `store`, announcing the `live` completions (stored first) as the master does; the
+    /// Runs the scheduler on `store`, completing the `live` requests (which the store announces on its bus); the
     /// last must be a success of the upstream for revision `live-last`: once it is submitted, everything before
     /// was handled. Returns the revisions submitted.
     async fn drive(store: &Store, live: Vec<(i64, i64, i32)>) -> Vec<String> {
-        let (tx, rx) = broadcast::channel(16);
+        let rx = store.events().subscribe();
         let stop = CancellationToken::new();
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
         let submitted = Arc::new(Mutex::new(Vec::new()));
@@ -218,9 +232,8 @@ mod tests {
             }
         }));
         let wait_for_last = !live.is_empty();
-        for (bsid, brid, results) in live {
+        for (_, brid, results) in live {
             store.complete_requests(&[brid], results).await.expect("complete");
-            tx.send(CompletedBuildset { bsid, results }).expect("subscribed");
         }
         while wait_for_last && seen_rx.recv().await.expect("scheduler running") != "live-last" {}
         // Without live completions the scheduler still does its start (it checks `stop` only after).

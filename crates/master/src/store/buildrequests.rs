@@ -7,6 +7,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::error::{is_unique_violation, Context};
 use super::{now, Store, StoreError};
+use crate::events::Event;
 use crate::results::{self, worst_status};
 
 /// A stored build request.
@@ -86,6 +87,7 @@ impl Store {
         let op = || format!("claim build requests {brids:?} for master {masterid}");
         let claimed_at = now();
         let mut tx = self.write(op).await?;
+        let mut claimed = Vec::with_capacity(brids.len());
         for &brid in brids {
             let inserted = sqlx::query("INSERT INTO buildrequest_claims (brid, masterid, claimed_at) VALUES (?, ?, ?)")
                 .bind(brid)
@@ -101,8 +103,16 @@ impl Store {
                 }
                 Err(e) => return Err(e).context(op),
             }
+            let (bsid, builderid): (i64, i64) =
+                sqlx::query_as("SELECT buildsetid, builderid FROM buildrequests WHERE id = ?")
+                    .bind(brid)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context(op)?;
+            claimed.push(Event::BuildRequestClaimed { brid, bsid, builderid, masterid });
         }
         tx.commit().await.context(op)?;
+        claimed.into_iter().for_each(|event| self.publish(event));
         Ok(true)
     }
 
@@ -114,6 +124,7 @@ impl Store {
         let complete_at = now();
         let mut tx = self.write(op).await?;
         let mut collapsed = Vec::new();
+        let mut events = Vec::new();
         for &brid in old {
             let claimed = sqlx::query(
                 "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) \
@@ -128,9 +139,9 @@ impl Store {
             if claimed.rows_affected() == 0 {
                 continue;
             }
-            let bsid: i64 = sqlx::query_scalar(
+            let (bsid, builderid): (i64, i64) = sqlx::query_as(
                 "UPDATE buildrequests SET complete = 1, results = ?, complete_at = ?, superseded_by = ? \
-                 WHERE id = ? RETURNING buildsetid",
+                 WHERE id = ? RETURNING buildsetid, builderid",
             )
             .bind(results::SKIPPED)
             .bind(complete_at)
@@ -139,10 +150,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .context(op)?;
-            maybe_complete_buildset(&mut tx, bsid, complete_at).await.context(op)?;
+            events.push(Event::BuildRequestCompleted { brid, bsid, builderid, results: results::SKIPPED });
+            if let Some(results) = maybe_complete_buildset(&mut tx, bsid, complete_at).await.context(op)? {
+                events.push(Event::BuildsetCompleted { bsid, results });
+            }
             collapsed.push(brid);
         }
         tx.commit().await.context(op)?;
+        events.into_iter().for_each(|event| self.publish(event));
         Ok(collapsed)
     }
 
@@ -151,18 +166,29 @@ impl Store {
     pub async fn unclaim_requests(&self, brids: &[i64], masterid: i64) -> Result<(), StoreError> {
         let op = || format!("unclaim build requests {brids:?} of master {masterid}");
         let mut tx = self.write(op).await?;
+        let mut unclaimed = Vec::new();
         for &brid in brids {
-            sqlx::query(
-                "DELETE FROM buildrequest_claims WHERE brid = ? AND masterid = ? \
-                 AND brid IN (SELECT id FROM buildrequests WHERE complete = 0)",
+            let request: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT buildsetid, builderid FROM buildrequests WHERE id = ? AND complete = 0 \
+                 AND id IN (SELECT brid FROM buildrequest_claims WHERE masterid = ?)",
             )
             .bind(brid)
             .bind(masterid)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .context(op)?;
+            let Some((bsid, builderid)) = request else { continue };
+            sqlx::query("DELETE FROM buildrequest_claims WHERE brid = ? AND masterid = ?")
+                .bind(brid)
+                .bind(masterid)
+                .execute(&mut *tx)
+                .await
+                .context(op)?;
+            unclaimed.push(Event::BuildRequestUnclaimed { brid, bsid, builderid });
         }
-        tx.commit().await.context(op)
+        tx.commit().await.context(op)?;
+        unclaimed.into_iter().for_each(|event| self.publish(event));
+        Ok(())
     }
 
     /// Completes all of `brids` with `results`, or none: returns `false` (and changes nothing) if one of them
@@ -186,10 +212,11 @@ impl Store {
         let complete_at = now();
         let mut tx = self.write(op).await?;
         let mut buildsets = Vec::new();
+        let mut events = Vec::with_capacity(brids.len() + 1);
         for &brid in brids {
-            let bsid: Option<i64> = sqlx::query_scalar(
+            let request: Option<(i64, i64)> = sqlx::query_as(
                 "UPDATE buildrequests SET complete = 1, results = ?, complete_at = ? \
-                 WHERE id = ? AND complete = 0 RETURNING buildsetid",
+                 WHERE id = ? AND complete = 0 RETURNING buildsetid, builderid",
             )
             .bind(results)
             .bind(complete_at)
@@ -197,8 +224,11 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await
             .context(op)?;
-            match bsid {
-                Some(bsid) => buildsets.push(bsid),
+            match request {
+                Some((bsid, builderid)) => {
+                    buildsets.push(bsid);
+                    events.push(Event::BuildRequestCompleted { brid, bsid, builderid, results });
+                }
                 None => {
                     tx.rollback().await.context(op)?;
                     return Ok(None);
@@ -215,6 +245,10 @@ impl Store {
             completed.extend(results.map(|results| CompletedBuildset { bsid, results }));
         }
         tx.commit().await.context(op)?;
+        events.into_iter().for_each(|event| self.publish(event));
+        for done in &completed {
+            self.publish(Event::BuildsetCompleted { bsid: done.bsid, results: done.results });
+        }
         Ok(Some(completed))
     }
 }

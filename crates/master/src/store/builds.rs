@@ -6,7 +6,11 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{now, Store, StoreError};
+use crate::events::Event;
 use crate::results::RETRY;
+
+/// The state string of a build that was just created (Buildbot's, once the build starts).
+pub const STARTING: &str = "starting";
 
 /// A stored build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +64,7 @@ macro_rules! select_builds {
 
 impl Store {
     /// Starts a build of request `brid` on builder `builderid`, worker `workerid`, by master `masterid`, with
-    /// the builder's next build number; returns the build id and number.
+    /// the builder's next build number and the state string [`STARTING`]; returns the build id and number.
     pub async fn add_build(
         &self,
         builderid: i64,
@@ -72,8 +76,8 @@ impl Store {
         let mut tx = self.write(op).await?;
         // The write lock is held, so MAX + 1 cannot race (UNIQUE (builderid, number) backs this up).
         let row: (i64, i64) = sqlx::query_as(
-            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at) \
-             SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ? FROM builds WHERE builderid = ? \
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, state_string) \
+             SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ?, ? FROM builds WHERE builderid = ? \
              RETURNING id, number",
         )
         .bind(builderid)
@@ -81,27 +85,63 @@ impl Store {
         .bind(workerid)
         .bind(masterid)
         .bind(now())
+        .bind(STARTING)
         .bind(builderid)
         .fetch_one(&mut *tx)
         .await
         .context(op)?;
         tx.commit().await.context(op)?;
+        let (buildid, number) = row;
+        self.publish(Event::BuildStarted { buildid, builderid, number, brid, workerid, masterid });
         Ok(row)
     }
 
-    /// Finishes the running build `buildid` with `results`.
-    pub async fn finish_build(&self, buildid: i64, results: i32) -> Result<(), StoreError> {
-        let updated =
-            sqlx::query("UPDATE builds SET complete_at = ?, results = ? WHERE id = ? AND complete_at IS NULL")
-                .bind(now())
-                .bind(results)
-                .bind(buildid)
-                .execute(&self.pool)
-                .await
-                .context(|| format!("finish build {buildid}"))?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "running build", id: buildid });
+    /// Sets what the running build `buildid` is doing (its state string, Buildbot's `setBuildStateString`).
+    /// Setting the same string again changes nothing and tells no one.
+    pub async fn set_build_state(&self, buildid: i64, state_string: &str) -> Result<(), StoreError> {
+        let builderid: Option<i64> = sqlx::query_scalar(
+            "UPDATE builds SET state_string = ? WHERE id = ? AND state_string != ? RETURNING builderid",
+        )
+        .bind(state_string)
+        .bind(buildid)
+        .bind(state_string)
+        .fetch_optional(&self.pool)
+        .await
+        .context(|| format!("set the state of build {buildid}"))?;
+        if let Some(builderid) = builderid {
+            self.publish(Event::BuildUpdated { buildid, builderid, state_string: state_string.to_string() });
         }
+        Ok(())
+    }
+
+    /// Finishes the running build `buildid` with `results`, keeping its state string.
+    pub async fn finish_build(&self, buildid: i64, results: i32) -> Result<(), StoreError> {
+        self.finish_build_as(buildid, results, None).await
+    }
+
+    /// Finishes the running build `buildid` with `results` and, if given, its final state string
+    /// (`build successful`, `failed 'make' (failure)`…), in one write.
+    pub async fn finish_build_as(
+        &self,
+        buildid: i64,
+        results: i32,
+        state_string: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let finished: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE builds SET complete_at = ?, results = ?, state_string = COALESCE(?, state_string) \
+             WHERE id = ? AND complete_at IS NULL RETURNING builderid, state_string",
+        )
+        .bind(now())
+        .bind(results)
+        .bind(state_string)
+        .bind(buildid)
+        .fetch_optional(&self.pool)
+        .await
+        .context(|| format!("finish build {buildid}"))?;
+        let Some((builderid, state_string)) = finished else {
+            return Err(StoreError::NotFound { what: "running build", id: buildid });
+        };
+        self.publish(Event::BuildFinished { buildid, builderid, results, state_string });
         Ok(())
     }
 
@@ -133,33 +173,63 @@ impl Store {
         let op = || format!("retry the running builds of master {masterid}");
         let at = now();
         let mut tx = self.write(op).await?;
-        sqlx::query(
+        let mut events = Vec::new();
+        let logs: Vec<(i64, i64, i64)> = sqlx::query_as(
             "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN (SELECT s.id FROM steps s \
-             JOIN builds b ON b.id = s.buildid WHERE b.masterid = ? AND b.complete_at IS NULL)",
+             JOIN builds b ON b.id = s.buildid WHERE b.masterid = ? AND b.complete_at IS NULL) \
+             RETURNING id, stepid, num_lines",
         )
         .bind(masterid)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .context(op)?;
-        sqlx::query(
+        events.extend(logs.into_iter().map(|(logid, stepid, num_lines)| Event::LogFinished {
+            logid,
+            stepid,
+            num_lines,
+        }));
+        let steps: Vec<(i64, i64, String)> = sqlx::query_as(
             "UPDATE steps SET complete_at = ?, results = ? WHERE complete_at IS NULL AND buildid IN \
-             (SELECT id FROM builds WHERE masterid = ? AND complete_at IS NULL)",
+             (SELECT id FROM builds WHERE masterid = ? AND complete_at IS NULL) RETURNING id, buildid, state_string",
         )
         .bind(at)
         .bind(RETRY)
         .bind(masterid)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .context(op)?;
-        let builds =
-            sqlx::query("UPDATE builds SET complete_at = ?, results = ? WHERE masterid = ? AND complete_at IS NULL")
-                .bind(at)
-                .bind(RETRY)
-                .bind(masterid)
-                .execute(&mut *tx)
-                .await
-                .context(op)?;
-        let claims = sqlx::query(
+        events.extend(steps.into_iter().map(|(stepid, buildid, state_string)| Event::StepFinished {
+            stepid,
+            buildid,
+            results: RETRY,
+            state_string,
+        }));
+        let builds: Vec<(i64, i64, String)> = sqlx::query_as(
+            "UPDATE builds SET complete_at = ?, results = ? WHERE masterid = ? AND complete_at IS NULL \
+             RETURNING id, builderid, state_string",
+        )
+        .bind(at)
+        .bind(RETRY)
+        .bind(masterid)
+        .fetch_all(&mut *tx)
+        .await
+        .context(op)?;
+        let builds_retried = builds.len() as u64;
+        events.extend(builds.into_iter().map(|(buildid, builderid, state_string)| Event::BuildFinished {
+            buildid,
+            builderid,
+            results: RETRY,
+            state_string,
+        }));
+        let requests: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, buildsetid, builderid FROM buildrequests WHERE complete = 0 \
+             AND id IN (SELECT brid FROM buildrequest_claims WHERE masterid = ?) ORDER BY id",
+        )
+        .bind(masterid)
+        .fetch_all(&mut *tx)
+        .await
+        .context(op)?;
+        sqlx::query(
             "DELETE FROM buildrequest_claims WHERE masterid = ? \
              AND brid IN (SELECT id FROM buildrequests WHERE complete = 0)",
         )
@@ -167,8 +237,15 @@ impl Store {
         .execute(&mut *tx)
         .await
         .context(op)?;
+        let requests_unclaimed = requests.len() as u64;
+        events.extend(requests.into_iter().map(|(brid, bsid, builderid)| Event::BuildRequestUnclaimed {
+            brid,
+            bsid,
+            builderid,
+        }));
         tx.commit().await.context(op)?;
-        Ok(RestartCleanup { builds_retried: builds.rows_affected(), requests_unclaimed: claims.rows_affected() })
+        events.into_iter().for_each(|event| self.publish(event));
+        Ok(RestartCleanup { builds_retried, requests_unclaimed })
     }
 }
 

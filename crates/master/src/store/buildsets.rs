@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{now, Store, StoreError};
+use crate::events::Event;
 
 /// The sources a build is made of, for one codebase.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -160,6 +161,11 @@ impl Store {
             brids.push(brid);
         }
         tx.commit().await.context(op)?;
+        // As Buildbot: each request's `new`, then the buildset's.
+        for (&brid, &builderid) in brids.iter().zip(&new.builderids) {
+            self.publish(Event::BuildRequestAdded { brid, bsid, builderid });
+        }
+        self.publish(Event::BuildsetAdded { bsid });
         Ok((bsid, brids))
     }
 

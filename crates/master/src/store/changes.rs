@@ -10,6 +10,7 @@ use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
 use super::{now, SourceStamp, Store, StoreError};
 use crate::changes::NewChange;
+use crate::events::Event;
 
 /// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
 pub const PROPERTY_SOURCE: &str = "Change";
@@ -115,6 +116,7 @@ impl Store {
         .await
         .context(op)?;
         tx.commit().await.context(op)?;
+        self.publish(Event::ChangeAdded { changeid: id });
         Ok(Some(id))
     }
 

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{Store, StoreError};
+use crate::events::Event;
 
 /// Most bytes of text per chunk (a single longer line makes a chunk of its own).
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -170,6 +171,8 @@ fn chunk_error(logid: i64, first_line: i64) -> impl FnOnce(std::io::Error) -> St
 #[derive(Debug)]
 pub struct LogWriter {
     logid: i64,
+    /// The step the log belongs to (for the events its writes publish).
+    stepid: i64,
     num_lines: i64,
     /// The raw tail chunk as stored: its first line and its text.
     tail: Option<(i64, Vec<u8>)>,
@@ -213,6 +216,7 @@ impl Store {
             .await
             .context(op)?;
         tx.commit().await.context(op)?;
+        self.publish(Event::LogAdded { logid, stepid });
         Ok(logid)
     }
 
@@ -220,12 +224,13 @@ impl Store {
     pub async fn log_writer(&self, logid: i64) -> Result<LogWriter, StoreError> {
         let op = || format!("open log {logid} for writing");
         let mut conn = self.pool.acquire().await.context(op)?;
-        let (num_lines, complete): (i64, i16) = sqlx::query_as("SELECT num_lines, complete FROM logs WHERE id = ?")
-            .bind(logid)
-            .fetch_optional(&mut *conn)
-            .await
-            .context(op)?
-            .ok_or(StoreError::NotFound { what: "log", id: logid })?;
+        let (num_lines, complete, stepid): (i64, i16, i64) =
+            sqlx::query_as("SELECT num_lines, complete, stepid FROM logs WHERE id = ?")
+                .bind(logid)
+                .fetch_optional(&mut *conn)
+                .await
+                .context(op)?
+                .ok_or(StoreError::NotFound { what: "log", id: logid })?;
         if complete != 0 {
             return Err(StoreError::LogComplete { logid });
         }
@@ -235,7 +240,7 @@ impl Store {
             .fetch_optional(&mut *conn)
             .await
             .context(op)?;
-        Ok(LogWriter { logid, num_lines, tail })
+        Ok(LogWriter { logid, stepid, num_lines, tail })
     }
 
     /// Appends `lines` (whole lines, each ending in `\n`) to log `logid`; returns the numbers of the new lines.
@@ -350,6 +355,16 @@ impl Store {
             return Err(StoreError::LogConflict { logid });
         }
         tx.commit().await.context(op)?;
+        let stepid = writer.stepid;
+        if end > start {
+            self.publish(Event::LogAppended { logid, stepid, first_line: start, count: end - start });
+        }
+        if finish {
+            self.publish(Event::LogFinished { logid, stepid, num_lines: end });
+        }
+        let tail_rewritten =
+            groups.iter().any(|g| g.extends_tail).then(|| writer.tail.as_ref().map_or(0, |t| t.1.len()));
+        self.checkpoint_after_logs((lines.len() + tail_rewritten.unwrap_or(0)) as u64, finish);
 
         writer.num_lines = end;
         writer.tail = match groups.last().filter(|g| !g.closed) {
@@ -471,6 +486,33 @@ mod tests {
         assert_eq!(slug(&"x".repeat(80)).len(), SLUG_MAX);
         assert_eq!(next_slug("stdio", 2), "stdio_2");
         assert_eq!(next_slug(&"x".repeat(50), 12).len(), SLUG_MAX);
+    }
+
+    #[tokio::test]
+    async fn a_big_log_leaves_the_wal_small_once_it_finishes() {
+        let (store, dir) = temp_store().await;
+        let logid = store.add_log(step(&store).await, "stdio", LogType::Stdio).await.expect("log");
+        let wal = dir.path().join("state.sqlite-wal");
+        let mut writer = store.log_writer(logid).await.expect("writer");
+        // 4 MiB of very compressible lines in 16 KiB appends (a slow command's output): the raw tail is
+        // rewritten at each one.
+        let batch = "o0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567\n"
+            .repeat(16 * 1024 / 90);
+        for _ in 0..256 {
+            store.append_lines(&mut writer, &batch).await.expect("append");
+        }
+        let grown = std::fs::metadata(&wal).expect("wal").len();
+        assert!(grown > 1024 * 1024, "the WAL holds the rewritten pages meanwhile: {grown}");
+        store.finish_lines(writer, "").await.expect("finish");
+        // The checkpoint runs in the background: wait for it, boundedly.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut size = grown;
+        while size > super::super::WAL_SIZE_LIMIT && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        }
+        assert!(size <= super::super::WAL_SIZE_LIMIT, "the WAL was cut down after the log: {size} bytes");
+        assert_eq!(store.log_num_lines(logid).await.expect("lines"), 256 * (16 * 1024 / 90) as i64);
     }
 
     #[tokio::test]

@@ -14,6 +14,8 @@ mod error;
 mod logs;
 mod masters;
 mod properties;
+#[cfg(test)]
+mod published;
 mod queries;
 mod state;
 mod steps;
@@ -21,6 +23,8 @@ mod workers;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -36,11 +40,18 @@ pub use logs::{LogType, LogWriter};
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
 pub use steps::Step;
 
-use crate::events::EventBus;
+use crate::events::{Event, EventBus};
 use error::Context;
 
 /// How long a writer waits for another one to release SQLite's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes the WAL file keeps after a checkpoint (SQLite's `journal_size_limit`).
+const WAL_SIZE_LIMIT: u64 = 64 * 1024;
+
+/// After a log has been written this much, the store checkpoints the WAL when the log finishes (see
+/// [`Store::checkpoint_after_logs`]).
+const CHECKPOINT_AFTER_LOG_BYTES: u64 = 1024 * 1024;
 
 /// Connections in the pool of a file database (SQLite serialises writers anyway; readers run in parallel).
 const MAX_CONNECTIONS: u32 = 8;
@@ -86,6 +97,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Where every write publishes what it changed, after its transaction commits.
     events: EventBus,
+    /// Log bytes written since the last checkpoint the store asked for.
+    log_bytes: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -110,7 +123,10 @@ impl Store {
             .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // After a checkpoint the next writer starts the WAL over, and then cuts the file down to this size:
+            // otherwise it keeps its high-water mark (about 4 MB at the default autocheckpoint) for ever.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         // An in-memory database lives as long as its connection: keep exactly one, forever.
         let pool_options = if in_memory {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
@@ -119,12 +135,36 @@ impl Store {
         };
         let pool = pool_options.connect_with(options).await.map_err(open_error)?;
         migrator().run(&pool).await.map_err(|source| StoreError::Migrate { url: url.into(), source })?;
-        Ok(Store { pool, events: EventBus::new() })
+        Ok(Store { pool, events: EventBus::new(), log_bytes: Arc::default() })
     }
 
     /// The bus this store's writes publish on.
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// Tells the bus's subscribers about a write; called only after the write's transaction committed.
+    fn publish(&self, event: Event) {
+        self.events.publish(event);
+    }
+
+    /// Counts `bytes` of log writes, and when a log finishes (`finished`) after more than
+    /// [`CHECKPOINT_AFTER_LOG_BYTES`] of them, checkpoints the WAL and truncates it, on a task of its own (it
+    /// waits for readers and writers at most the busy timeout, without holding up the log's writer). A big log
+    /// rewrites many pages (its raw tail grows in place until it is compressed), and without this the WAL file
+    /// would keep their size on disk.
+    fn checkpoint_after_logs(&self, bytes: u64, finished: bool) {
+        let total = self.log_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if !finished || total < CHECKPOINT_AFTER_LOG_BYTES {
+            return;
+        }
+        self.log_bytes.store(0, Ordering::Relaxed);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await {
+                tracing::warn!(error = %e, "checkpointing the store's WAL failed (SQLite retries at the next one)");
+            }
+        });
     }
 
     /// Closes every connection, waiting for operations in progress.

@@ -1,9 +1,10 @@
 //! Workers: one row per worker name ever configured, with the info it last reported and whether it is paused.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::error::Context;
 use super::{find_or_add_by_name, Store, StoreError};
+use crate::events::Event;
 
 impl Store {
     /// Adds a worker named `name`; fails (unique violation) if it exists.
@@ -31,24 +32,33 @@ impl Store {
     pub async fn set_worker_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<bool, StoreError> {
         let op = || format!("set worker {name:?} paused = {paused}");
         let mut tx = self.write(op).await?;
-        let done = sqlx::query("UPDATE workers SET paused = ?, pause_reason = ? WHERE name = ?")
-            .bind(i16::from(paused))
-            .bind(reason.filter(|_| paused))
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .context(op)?;
+        let reason = reason.filter(|_| paused);
+        let workerid: Option<i64> =
+            sqlx::query_scalar("UPDATE workers SET paused = ?, pause_reason = ? WHERE name = ? RETURNING id")
+                .bind(i16::from(paused))
+                .bind(reason)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .context(op)?;
         tx.commit().await.context(op)?;
-        Ok(done.rows_affected() == 1)
+        let Some(workerid) = workerid else { return Ok(false) };
+        let name = name.to_string();
+        self.publish(match paused {
+            true => Event::WorkerPaused { workerid, name, reason: reason.map(str::to_string) },
+            false => Event::WorkerUnpaused { workerid, name },
+        });
+        Ok(true)
     }
 
-    /// The names of the paused workers.
-    pub async fn paused_workers(&self) -> Result<BTreeSet<String>, StoreError> {
-        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM workers WHERE paused = 1")
-            .fetch_all(&self.pool)
-            .await
-            .context(|| "get paused workers".to_string())?;
-        Ok(names.into_iter().collect())
+    /// The paused workers, each with the reason it was paused for (if one was given).
+    pub async fn paused_workers(&self) -> Result<BTreeMap<String, Option<String>>, StoreError> {
+        let paused: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, pause_reason FROM workers WHERE paused = 1")
+                .fetch_all(&self.pool)
+                .await
+                .context(|| "get paused workers".to_string())?;
+        Ok(paused.into_iter().collect())
     }
 }
 
@@ -74,12 +84,8 @@ mod tests {
         assert!(store.paused_workers().await.expect("paused").is_empty());
         assert!(store.set_worker_paused("a", true, Some("disk full")).await.expect("pause"));
         assert!(!store.set_worker_paused("nobody", true, None).await.expect("pause"), "no such worker");
-        assert_eq!(store.paused_workers().await.expect("paused"), ["a".to_string()].into());
-        let reason: Option<String> = sqlx::query_scalar("SELECT pause_reason FROM workers WHERE name = 'a'")
-            .fetch_one(&store.pool)
-            .await
-            .expect("reason");
-        assert_eq!(reason.as_deref(), Some("disk full"));
+        let paused = store.paused_workers().await.expect("paused");
+        assert_eq!(paused, [("a".to_string(), Some("disk full".to_string()))].into());
         assert!(store.set_worker_paused("a", false, Some("ignored")).await.expect("unpause"));
         assert!(store.paused_workers().await.expect("paused").is_empty());
     }

@@ -15,6 +15,7 @@ mod handlers;
 mod live_tests;
 mod logs;
 mod params;
+mod queue;
 mod render;
 mod rpc;
 #[cfg(test)]
@@ -76,6 +77,7 @@ pub fn router(master: Master) -> Router {
         .route("/buildsets/{id}/properties", get(h::buildset_properties))
         .route("/changes", get(h::changes))
         .route("/changes/{id}", get(h::change))
+        .route("/queue", get(queue::queue))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
         .fallback(api_not_found);
@@ -126,6 +128,7 @@ const ENDPOINTS: &[&str] = &[
     "changes/{changeid}",
     "forceschedulers",
     "forceschedulers/{schedulername}",
+    "queue",
 ];
 
 async fn root() -> Json<serde_json::Value> {

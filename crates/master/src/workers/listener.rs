@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Liveness, WorkerConnection};
+use crate::events::{Event, EventBus};
 
 /// How long the old connection of a worker that connects twice has to answer before the new one replaces it
 /// (Buildbot's `PING_TIMEOUT`).
@@ -51,6 +52,8 @@ pub struct Workers {
     inner: Arc<RwLock<Inner>>,
     events: broadcast::Sender<WorkerEvent>,
     liveness: Liveness,
+    /// Where attaches and detaches are published, with the workers' store ids by name.
+    bus: Option<(EventBus, Arc<HashMap<String, i64>>)>,
 }
 
 #[derive(Default)]
@@ -61,9 +64,25 @@ struct Inner {
 
 impl Workers {
     pub fn new(accounts: Vec<WorkerAccount>, liveness: Liveness) -> Workers {
-        let workers = Workers { inner: Arc::default(), events: broadcast::channel(256).0, liveness };
+        let workers = Workers { inner: Arc::default(), events: broadcast::channel(256).0, liveness, bus: None };
         workers.set_accounts(accounts);
         workers
+    }
+
+    /// Publishes on `bus` each worker of `ids` (name → store id) that attaches or detaches.
+    pub fn publishing_on(mut self, bus: EventBus, ids: HashMap<String, i64>) -> Workers {
+        self.bus = Some((bus, Arc::new(ids)));
+        self
+    }
+
+    fn publish(&self, name: &str, attached: bool) {
+        let Some((bus, ids)) = &self.bus else { return };
+        let Some(&workerid) = ids.get(name) else { return };
+        let name = name.to_string();
+        bus.publish(match attached {
+            true => Event::WorkerAttached { workerid, name },
+            false => Event::WorkerDetached { workerid, name },
+        });
     }
 
     /// Replaces the accounts (a reconfig); connected workers stay connected.
@@ -131,6 +150,7 @@ impl Workers {
             previous.close();
         }
         tracing::info!(worker = %name, basedir = %conn.info.basedir, version = %conn.info.version, "worker attached");
+        self.publish(&name, true);
         let _ = self.events.send(WorkerEvent::Connected(name.clone()));
         let workers = self.clone();
         tokio::spawn(async move {
@@ -144,6 +164,7 @@ impl Workers {
             };
             if removed {
                 tracing::warn!(worker = %name, "worker disconnected");
+                workers.publish(&name, false);
                 let _ = workers.events.send(WorkerEvent::Disconnected(name));
             }
         });

@@ -204,7 +204,22 @@ fn read_step(
         locks: check_lock_uses(common.locks, defaults.locks, context, problems),
     };
     let own = Spanned::new(span, DeValue::Table(own));
-    let step = match common.step_type.as_ref().map(|step_type| step_type.get_ref().as_str()) {
+    let step_type = common.step_type;
+    problems
+        .also_valid(&COMMON_KEYS, |problems| read_own(own, step_type.as_ref(), options, context, defaults, problems))
+        .map(|step| ReadStep { name: common.name, step })
+}
+
+/// Reads the keys of a step's own type (all but [`COMMON_KEYS`]).
+fn read_own(
+    own: Spanned<DeValue<'_>>,
+    step_type: Option<&Spanned<String>>,
+    options: StepOptions,
+    context: &str,
+    defaults: &Defaults<'_>,
+    problems: &mut Problems<'_>,
+) -> Option<StepDef> {
+    let step = match step_type.map(|step_type| step_type.get_ref().as_str()) {
         None | Some("shell") => StepDef::Shell(shell::read_shell(own, options, context, defaults, problems)?),
         Some("upload") => StepDef::Upload(transfer::read_upload(own, options, false, context, defaults, problems)?),
         Some("upload_directory") => {
@@ -214,10 +229,10 @@ fn read_step(
         Some("trigger") => StepDef::Trigger(trigger::read_trigger(own, options, context, problems)?),
         Some("git") => StepDef::Git(git::read_git(own, options, context, defaults, problems)?),
         Some(other) => {
-            let span = common.step_type.as_ref().map_or(0..0, Spanned::span);
+            let span = step_type.map_or(0..0, Spanned::span);
             problems.add(span, Some(context), "type", format!("unknown step type '{other}' (known: {STEP_TYPES})"));
             return None;
         }
     };
-    Some(ReadStep { name: common.name, step })
+    Some(step)
 }
