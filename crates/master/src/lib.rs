@@ -8,6 +8,7 @@
 //! This crate knows nothing of the command line; `kiln` calls [`master::Master::start`].
 
 pub mod build;
+pub mod calendar;
 pub mod changes;
 pub mod config;
 pub mod events;
