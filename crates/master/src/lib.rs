@@ -14,6 +14,7 @@ pub mod config;
 pub mod events;
 pub mod interpolate;
 pub mod master;
+pub mod model;
 pub mod queue;
 pub mod results;
 pub mod schedulers;

@@ -30,6 +30,8 @@ use crate::store::{Change, CompletedBuildset, NewBuildset, Property, Store, Stor
 use crate::workers::{Liveness, WorkerAccount, Workers};
 use dispatch::{complete_requests, dispatch_loop};
 
+pub use crate::model::Submitted;
+
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
 /// On shutdown, how long running builds get to end (as RETRY) before the master exits anyway.
@@ -56,14 +58,6 @@ pub enum ActionError {
     InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What an action submitted: the buildset and its requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub buildsetid: i64,
-    /// Builder id → build request id.
-    pub requests: Vec<(i64, i64)>,
 }
 
 struct Running {

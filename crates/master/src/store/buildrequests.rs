@@ -7,25 +7,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::error::{is_unique_violation, Context};
 use super::{now, Store, StoreError};
+use crate::model::{BuildRequest, CompletedBuildset};
 use crate::results::{self, worst_status};
-
-/// A stored build request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildRequest {
-    pub id: i64,
-    pub buildsetid: i64,
-    pub builderid: i64,
-    pub priority: i32,
-    pub submitted_at: i64,
-    pub complete: bool,
-    pub results: Option<i32>,
-    pub complete_at: Option<i64>,
-    pub waited_for: bool,
-    /// The newer request this one was collapsed into.
-    pub superseded_by: Option<i64>,
-    /// The master that claimed it, if any.
-    pub claimed_by_masterid: Option<i64>,
-}
 
 /// `SELECT` of requests with their claim, followed by the given `WHERE`/`ORDER BY` text.
 macro_rules! select_requests {
@@ -217,13 +200,6 @@ impl Store {
         tx.commit().await.context(op)?;
         Ok(Some(completed))
     }
-}
-
-/// A buildset whose last request just completed, with the worst result of its requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompletedBuildset {
-    pub bsid: i64,
-    pub results: i32,
 }
 
 /// Completes buildset `bsid` with the worst result of its requests if they are all complete; returns that result

@@ -6,22 +6,8 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{now, Store, StoreError};
+use crate::model::Build;
 use crate::results::RETRY;
-
-/// A stored build.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Build {
-    pub id: i64,
-    pub number: i64,
-    pub builderid: i64,
-    pub buildrequestid: i64,
-    pub workerid: Option<i64>,
-    pub masterid: i64,
-    pub started_at: i64,
-    pub complete_at: Option<i64>,
-    pub state_string: String,
-    pub results: Option<i32>,
-}
 
 /// What [`Store::unclaim_and_retry_builds_of`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

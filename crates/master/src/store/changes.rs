@@ -8,43 +8,8 @@ use sqlx::Row;
 
 use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
-use super::{now, SourceStamp, Store, StoreError};
-use crate::changes::NewChange;
-
-/// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
-pub const PROPERTY_SOURCE: &str = "Change";
-
-/// A stored change: what its source reported ([`NewChange`], with `when_timestamp` filled in), its id and its
-/// source stamp. Its fields read as the `NewChange`'s (`change.branch`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    pub id: i64,
-    pub sourcestampid: i64,
-    /// What the source reported; `when_timestamp` is when it was stored if the source did not say. Its
-    /// properties are stored with the source [`PROPERTY_SOURCE`].
-    pub reported: NewChange,
-}
-
-impl std::ops::Deref for Change {
-    type Target = NewChange;
-
-    fn deref(&self) -> &NewChange {
-        &self.reported
-    }
-}
-
-impl Change {
-    /// The source stamp the change stands for.
-    pub fn sourcestamp(&self) -> SourceStamp {
-        SourceStamp {
-            branch: self.branch.clone(),
-            revision: self.revision.clone(),
-            repository: self.repository.clone(),
-            project: self.project.clone(),
-            codebase: self.codebase.clone(),
-        }
-    }
-}
+use super::{now, Store, StoreError};
+use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
 impl Store {
     /// Adds a change and (unless an equal one exists) its source stamp, atomically; returns the change's id.

@@ -10,7 +10,8 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::error::Context;
-use super::{Build, BuildRequest, Buildset, Change, Step, Store, StoreError};
+use super::{Store, StoreError};
+use crate::model::{Build, BuildRequest, Buildset, Change, Log, Step, Worker};
 
 /// What values a field holds, so the caller can parse a filter's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,31 +219,6 @@ pub struct Page<T> {
     /// [`COUNT_AHEAD`] of them, else that bound (a list longer than anyone pages through is not counted to
     /// its end: a million builds would cost every request milliseconds).
     pub total: i64,
-}
-
-/// A stored log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Log {
-    pub id: i64,
-    pub name: String,
-    pub slug: String,
-    pub stepid: i64,
-    pub complete: bool,
-    pub num_lines: i64,
-    /// Buildbot's type letter: `s`tdio, `t`ext, `h`tml, `d`ata.
-    pub log_type: String,
-}
-
-/// A stored worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Worker {
-    pub id: i64,
-    pub name: String,
-    /// The info it last reported, a JSON object.
-    pub info: String,
-    pub paused: bool,
-    /// Why it is paused.
-    pub pause_reason: Option<String>,
 }
 
 /// Where a log belongs, to name it for a download.

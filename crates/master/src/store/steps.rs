@@ -4,20 +4,7 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{now, Store, StoreError};
-
-/// A stored step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    pub id: i64,
-    pub number: i64,
-    pub name: String,
-    pub buildid: i64,
-    pub started_at: i64,
-    pub complete_at: Option<i64>,
-    pub state_string: String,
-    pub results: Option<i32>,
-    pub hidden: bool,
-}
+use crate::model::Step;
 
 impl Store {
     /// Adds step `name` to build `buildid` with the next number in the build; returns its id and number.
