@@ -4,6 +4,7 @@
 //! Every action writes to the store first; the dispatcher then reads the store. A master killed at any point
 //! and started again finishes the builds it left running as RETRY and runs their requests again.
 
+mod build_handle;
 mod dispatch;
 
 use std::collections::HashMap;
