@@ -100,6 +100,11 @@ pub trait Resource: Sized + Send + Unpin + 'static {
 
     fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error>;
 
+    /// The names of the fields filters and orders may name.
+    fn filterable() -> impl Iterator<Item = &'static str> {
+        Self::FIELDS.iter().map(|f| f.name)
+    }
+
     /// The kind of the field named `name`, if it is one.
     fn field_kind(name: &str) -> Option<FieldKind> {
         Self::FIELDS.iter().find(|f| f.name == name).map(|f| f.kind)

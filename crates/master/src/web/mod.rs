@@ -12,6 +12,8 @@ mod handlers;
 mod logs;
 mod params;
 mod render;
+#[cfg(test)]
+mod render_tests;
 mod rpc;
 #[cfg(test)]
 mod tests;
