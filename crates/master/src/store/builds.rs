@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::model::Build;
 use crate::results::RETRY;
@@ -31,17 +32,6 @@ pub(super) fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
         state_string: r.try_get("state_string")?,
         results: r.try_get("results")?,
     })
-}
-
-/// `SELECT` of builds followed by the given `WHERE`/`ORDER BY` text.
-macro_rules! select_builds {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
-             state_string, results FROM builds ",
-            $tail
-        )
-    };
 }
 
 impl Store {
@@ -93,7 +83,7 @@ impl Store {
 
     /// The build `buildid`, if it exists.
     pub async fn build(&self, buildid: i64) -> Result<Option<Build>, StoreError> {
-        sqlx::query(select_builds!("WHERE id = ?"))
+        sqlx::query(select::<Build>("WHERE id = ?"))
             .bind(buildid)
             .fetch_optional(&self.pool)
             .await
@@ -104,7 +94,7 @@ impl Store {
     /// The builds master `masterid` started that have not finished.
     pub async fn incomplete_builds(&self, masterid: i64) -> Result<Vec<Build>, StoreError> {
         let op = || format!("get incomplete builds of master {masterid}");
-        let rows = sqlx::query(select_builds!("WHERE masterid = ? AND complete_at IS NULL ORDER BY id"))
+        let rows = sqlx::query(select::<Build>("WHERE masterid = ? AND complete_at IS NULL ORDER BY id"))
             .bind(masterid)
             .fetch_all(&self.pool)
             .await

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
@@ -104,14 +105,8 @@ impl Store {
     /// The buildset `bsid`, if it exists.
     pub async fn buildset(&self, bsid: i64) -> Result<Option<Buildset>, StoreError> {
         let op = || format!("get buildset {bsid}");
-        let row = sqlx::query(
-            "SELECT id, reason, external_idstring, scheduler, parent_buildid, submitted_at, complete, \
-             complete_at, results FROM buildsets WHERE id = ?",
-        )
-        .bind(bsid)
-        .fetch_optional(&self.pool)
-        .await
-        .context(op)?;
+        let row =
+            sqlx::query(select::<Buildset>("WHERE id = ?")).bind(bsid).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(buildset).transpose().context(op)
     }
 

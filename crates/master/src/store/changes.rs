@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
@@ -86,19 +87,16 @@ impl Store {
     /// The change `id`, if it exists.
     pub async fn change(&self, id: i64) -> Result<Option<Change>, StoreError> {
         let op = || format!("get change {id}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context(op)?;
+        let row =
+            sqlx::query(select::<Change>("WHERE id = ?")).bind(id).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(change).transpose().context(op)
     }
     /// The changes buildset `bsid` was made for, oldest first.
     pub async fn buildset_changes(&self, bsid: i64) -> Result<Vec<Change>, StoreError> {
         let op = || format!("get the changes of buildset {bsid}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id"
-        )))
+        let rows = sqlx::query(select::<Change>(
+            "WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id",
+        ))
         .bind(bsid)
         .fetch_all(&self.pool)
         .await
@@ -131,10 +129,6 @@ impl Store {
         }
     }
 }
-
-/// The columns [`change`] reads.
-pub(super) const SELECT: &str = "SELECT id, author, committer, comments, branch, revision, repository, project, \
-                                 codebase, category, when_timestamp, files, properties, sourcestampid FROM changes";
 
 fn decode(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))

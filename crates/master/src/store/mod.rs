@@ -15,6 +15,7 @@ mod logs;
 mod masters;
 mod properties;
 mod queries;
+mod resources;
 mod state;
 mod steps;
 mod workers;
@@ -34,7 +35,7 @@ pub use crate::model::{
 pub use builds::RestartCleanup;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
-pub use queries::{FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
+pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::EventBus;
 use error::Context;

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::model::Step;
 
@@ -60,14 +61,11 @@ impl Store {
     /// The steps of build `buildid`, in order.
     pub async fn steps(&self, buildid: i64) -> Result<Vec<Step>, StoreError> {
         let op = || format!("get steps of build {buildid}");
-        let rows = sqlx::query(
-            "SELECT id, number, name, buildid, started_at, complete_at, state_string, results, hidden \
-             FROM steps WHERE buildid = ? ORDER BY number",
-        )
-        .bind(buildid)
-        .fetch_all(&self.pool)
-        .await
-        .context(op)?;
+        let rows = sqlx::query(select::<Step>("WHERE buildid = ? ORDER BY number"))
+            .bind(buildid)
+            .fetch_all(&self.pool)
+            .await
+            .context(op)?;
         rows.iter().map(step).collect::<Result<_, sqlx::Error>>().context(op)
     }
 }
