@@ -10,22 +10,35 @@ use sqlx::Row;
 use super::queries::{column, computed, shown, shown_column, Field, FieldKind::*, Resource};
 use crate::model::{Build, BuildRequest, Buildset, Change, Log, Step, Worker, CHANGE_PROPERTY_SOURCE};
 
+/// A resource's fields: each written out as a call (`column(…)`, `computed(…)`, `shown(…)`, `shown_column(…)`)
+/// followed by `;`, or, for columns whose API name, column and struct field are one word, a list of them by kind:
+/// `Int: number, builderid;` (`Int in "br": priority;` for columns of the table aliased `br`).
+macro_rules! fields {
+    (@ [$($done:expr),*]) => { &[$($done),*] };
+    (@ [$($done:expr),*] $kind:ident: $($f:ident),+; $($rest:tt)*) => {
+        fields!(@ [$($done,)* $(column(stringify!($f), stringify!($f), $kind, |r| json!(r.$f))),+] $($rest)*)
+    };
+    (@ [$($done:expr),*] $kind:ident in $table:literal: $($f:ident),+; $($rest:tt)*) => {
+        fields!(
+            @ [$($done,)* $(column(stringify!($f), concat!($table, ".", stringify!($f)), $kind, |r| json!(r.$f))),+]
+            $($rest)*
+        )
+    };
+    (@ [$($done:expr),*] $field:expr; $($rest:tt)*) => {
+        fields!(@ [$($done,)* $field] $($rest)*)
+    };
+    ($($body:tt)*) => { fields!(@ [] $($body)*) };
+}
+
 impl Resource for Build {
     const PLURAL: &'static str = "builds";
     const WHAT: &'static str = "build";
-    const FIELDS: &'static [Field<Build>] = &[
-        column("buildid", "id", Int, |b| json!(b.id)),
-        column("number", "number", Int, |b| json!(b.number)),
-        column("builderid", "builderid", Int, |b| json!(b.builderid)),
-        column("buildrequestid", "buildrequestid", Int, |b| json!(b.buildrequestid)),
-        column("workerid", "workerid", Int, |b| json!(b.workerid)),
-        column("masterid", "masterid", Int, |b| json!(b.masterid)),
-        column("started_at", "started_at", Int, |b| json!(b.started_at)),
-        column("complete_at", "complete_at", Int, |b| json!(b.complete_at)),
-        computed("complete", "(complete_at IS NOT NULL)", Bool, |b| json!(b.complete_at.is_some())),
-        column("state_string", "state_string", Text, |b| json!(b.state_string)),
-        column("results", "results", Int, |b| json!(b.results)),
-    ];
+    const FIELDS: &'static [Field<Build>] = fields! {
+        column("buildid", "id", Int, |b| json!(b.id));
+        computed("complete", "(complete_at IS NOT NULL)", Bool, |b| json!(b.complete_at.is_some()));
+        Int: number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, results;
+        Text: state_string;
+    };
     const TABLES: &'static str = "builds";
     const ID: &'static str = "id";
 
@@ -37,20 +50,13 @@ impl Resource for Build {
 impl Resource for BuildRequest {
     const PLURAL: &'static str = "buildrequests";
     const WHAT: &'static str = "build request";
-    const FIELDS: &'static [Field<BuildRequest>] = &[
-        column("buildrequestid", "br.id", Int, |r| json!(r.id)),
-        column("buildsetid", "br.buildsetid", Int, |r| json!(r.buildsetid)),
-        column("builderid", "br.builderid", Int, |r| json!(r.builderid)),
-        column("priority", "br.priority", Int, |r| json!(r.priority)),
-        column("submitted_at", "br.submitted_at", Int, |r| json!(r.submitted_at)),
-        column("complete", "br.complete", Bool, |r| json!(r.complete)),
-        column("results", "br.results", Int, |r| json!(r.results)),
-        column("complete_at", "br.complete_at", Int, |r| json!(r.complete_at)),
-        column("waited_for", "br.waited_for", Bool, |r| json!(r.waited_for)),
-        computed("claimed", "(c.brid IS NOT NULL)", Bool, |r| json!(r.claimed_by_masterid.is_some())),
-        column("claimed_by_masterid", "c.masterid", Int, |r| json!(r.claimed_by_masterid)),
-        column("superseded_by", "br.superseded_by", Int, |r| json!(r.superseded_by)),
-    ];
+    const FIELDS: &'static [Field<BuildRequest>] = fields! {
+        column("buildrequestid", "br.id", Int, |r| json!(r.id));
+        computed("claimed", "(c.brid IS NOT NULL)", Bool, |r| json!(r.claimed_by_masterid.is_some()));
+        column("claimed_by_masterid", "c.masterid", Int, |r| json!(r.claimed_by_masterid));
+        Int in "br": buildsetid, builderid, priority, submitted_at, results, complete_at, superseded_by;
+        Bool in "br": complete, waited_for;
+    };
     const TABLES: &'static str = "buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id";
     const ID: &'static str = "br.id";
 
@@ -62,17 +68,12 @@ impl Resource for BuildRequest {
 impl Resource for Buildset {
     const PLURAL: &'static str = "buildsets";
     const WHAT: &'static str = "buildset";
-    const FIELDS: &'static [Field<Buildset>] = &[
-        column("bsid", "id", Int, |b| json!(b.id)),
-        column("reason", "reason", Text, |b| json!(b.reason)),
-        column("external_idstring", "external_idstring", Text, |b| json!(b.external_idstring)),
-        column("submitted_at", "submitted_at", Int, |b| json!(b.submitted_at)),
-        column("complete", "complete", Bool, |b| json!(b.complete)),
-        column("complete_at", "complete_at", Int, |b| json!(b.complete_at)),
-        column("results", "results", Int, |b| json!(b.results)),
-        column("parent_buildid", "parent_buildid", Int, |b| json!(b.parent_buildid)),
-        column("scheduler", "scheduler", Text, |b| json!(b.scheduler)),
-    ];
+    const FIELDS: &'static [Field<Buildset>] = fields! {
+        column("bsid", "id", Int, |b| json!(b.id));
+        Int: submitted_at, complete_at, results, parent_buildid;
+        Text: reason, external_idstring, scheduler;
+        Bool: complete;
+    };
     const TABLES: &'static str = "buildsets";
     const ID: &'static str = "id";
 
@@ -84,19 +85,14 @@ impl Resource for Buildset {
 impl Resource for Step {
     const PLURAL: &'static str = "steps";
     const WHAT: &'static str = "step";
-    const FIELDS: &'static [Field<Step>] = &[
-        column("stepid", "id", Int, |s| json!(s.id)),
-        column("number", "number", Int, |s| json!(s.number)),
-        column("name", "name", Text, |s| json!(s.name)),
-        column("buildid", "buildid", Int, |s| json!(s.buildid)),
-        column("started_at", "started_at", Int, |s| json!(s.started_at)),
-        column("complete_at", "complete_at", Int, |s| json!(s.complete_at)),
-        computed("complete", "(complete_at IS NOT NULL)", Bool, |s| json!(s.complete_at.is_some())),
-        column("state_string", "state_string", Text, |s| json!(s.state_string)),
-        column("results", "results", Int, |s| json!(s.results)),
-        column("hidden", "hidden", Bool, |s| json!(s.hidden)),
-        shown("urls", |_| json!([])),
-    ];
+    const FIELDS: &'static [Field<Step>] = fields! {
+        column("stepid", "id", Int, |s| json!(s.id));
+        computed("complete", "(complete_at IS NOT NULL)", Bool, |s| json!(s.complete_at.is_some()));
+        shown("urls", |_| json!([]));
+        Int: number, buildid, started_at, complete_at, results;
+        Text: name, state_string;
+        Bool: hidden;
+    };
     const TABLES: &'static str = "steps";
     const ID: &'static str = "id";
 
@@ -108,15 +104,13 @@ impl Resource for Step {
 impl Resource for Log {
     const PLURAL: &'static str = "logs";
     const WHAT: &'static str = "log";
-    const FIELDS: &'static [Field<Log>] = &[
-        column("logid", "id", Int, |l| json!(l.id)),
-        column("name", "name", Text, |l| json!(l.name)),
-        column("slug", "slug", Text, |l| json!(l.slug)),
-        column("stepid", "stepid", Int, |l| json!(l.stepid)),
-        column("complete", "complete", Bool, |l| json!(l.complete)),
-        column("num_lines", "num_lines", Int, |l| json!(l.num_lines)),
-        column("type", "type", Text, |l| json!(l.log_type)),
-    ];
+    const FIELDS: &'static [Field<Log>] = fields! {
+        column("logid", "id", Int, |l| json!(l.id));
+        column("type", "type", Text, |l| json!(l.log_type));
+        Int: stepid, num_lines;
+        Text: name, slug;
+        Bool: complete;
+    };
     const TABLES: &'static str = "logs";
     const ID: &'static str = "id";
 
@@ -138,13 +132,13 @@ impl Resource for Log {
 impl Resource for Worker {
     const PLURAL: &'static str = "workers";
     const WHAT: &'static str = "worker";
-    const FIELDS: &'static [Field<Worker>] = &[
-        column("workerid", "id", Int, |w| json!(w.id)),
-        column("name", "name", Text, |w| json!(w.name)),
-        column("paused", "paused", Bool, |w| json!(w.paused)),
-        shown_column("pause_reason", "pause_reason", |w| json!(w.pause_reason)),
-        shown("graceful", |_| json!(false)),
-    ];
+    const FIELDS: &'static [Field<Worker>] = fields! {
+        column("workerid", "id", Int, |w| json!(w.id));
+        shown_column("pause_reason", "pause_reason", |w| json!(w.pause_reason));
+        shown("graceful", |_| json!(false));
+        Text: name;
+        Bool: paused;
+    };
     const TABLES: &'static str = "workers";
     const MORE_COLUMNS: &'static [&'static str] = &["info"];
     const ID: &'static str = "id";
@@ -163,31 +157,14 @@ impl Resource for Worker {
 impl Resource for Change {
     const PLURAL: &'static str = "changes";
     const WHAT: &'static str = "change";
-    const FIELDS: &'static [Field<Change>] = &[
-        column("changeid", "id", Int, |c| json!(c.id)),
-        column("author", "author", Text, |c| json!(c.author)),
-        column("committer", "committer", Text, |c| json!(c.committer)),
-        column("comments", "comments", Text, |c| json!(c.comments)),
-        column("branch", "branch", Text, |c| json!(c.branch)),
-        column("revision", "revision", Text, |c| json!(c.revision)),
-        column("repository", "repository", Text, |c| json!(c.repository)),
-        column("project", "project", Text, |c| json!(c.project)),
-        column("codebase", "codebase", Text, |c| json!(c.codebase)),
-        column("category", "category", Text, |c| json!(c.category)),
-        column("when_timestamp", "when_timestamp", Int, |c| json!(c.when_timestamp)),
-        shown("files", |c| json!(c.files)),
-        shown("properties", change_properties),
-        shown("sourcestamp", |c| {
-            json!({
-                "ssid": c.sourcestampid,
-                "branch": c.branch,
-                "revision": c.revision,
-                "repository": c.repository,
-                "project": c.project,
-                "codebase": c.codebase,
-            })
-        }),
-    ];
+    const FIELDS: &'static [Field<Change>] = fields! {
+        column("changeid", "id", Int, |c| json!(c.id));
+        shown("files", |c| json!(c.files));
+        shown("properties", change_properties);
+        shown("sourcestamp", change_sourcestamp);
+        Int: when_timestamp;
+        Text: author, committer, comments, branch, revision, repository, project, codebase, category;
+    };
     const TABLES: &'static str = "changes";
     const MORE_COLUMNS: &'static [&'static str] = &["files", "properties", "sourcestampid"];
     const ID: &'static str = "id";
@@ -195,6 +172,18 @@ impl Resource for Change {
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
         super::changes::change(r)
     }
+}
+
+/// A change's source stamp as Buildbot shows it with the change.
+fn change_sourcestamp(c: &Change) -> Value {
+    json!({
+        "ssid": c.sourcestampid,
+        "branch": c.branch,
+        "revision": c.revision,
+        "repository": c.repository,
+        "project": c.project,
+        "codebase": c.codebase,
+    })
 }
 
 /// A change's properties as Buildbot shows them: name → `[value, "Change"]`.
