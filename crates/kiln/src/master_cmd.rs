@@ -59,7 +59,7 @@ pub fn schedule_preview(dir: &Path, from: Option<&str>, days: u32) -> anyhow::Re
             Timing::Periodic(_) => None,
         })
         .collect();
-    for line in kiln_master::schedulers::calendar::preview(&schedules, from, days) {
+    for line in kiln_master::calendar::preview(&schedules, from, days) {
         println!("{line}");
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! Every action writes to the store first; the dispatcher then reads the store. A master killed at any point
 //! and started again finishes the builds it left running as RETRY and runs their requests again.
 
+mod build_handle;
 mod dispatch;
 
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ use crate::workers::{Liveness, WorkerAccount, Workers};
 pub use dispatch::WaitingRequest;
 use dispatch::{complete_requests, dispatch_loop};
 
+pub use crate::model::Submitted;
+
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
 /// On shutdown, how long running builds get to end (as RETRY) before the master exits anyway.
@@ -58,14 +61,6 @@ pub enum ActionError {
     InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What an action submitted: the buildset and its requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub buildsetid: i64,
-    /// Builder id → build request id.
-    pub requests: Vec<(i64, i64)>,
 }
 
 struct Running {

@@ -1,8 +1,7 @@
 //! Schedulers: what turns changes and time into build requests.
 //!
-//! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
+//! When timed (`Nightly`-style) schedulers fire is [`crate::calendar`]'s: pure, and read by the config too.
 
-pub mod calendar;
 pub mod dependent;
 pub mod force;
 pub mod on_change;

@@ -221,8 +221,8 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::calendar::{Calendar, CalendarFields};
     use crate::config::ChangeFilterDef;
-    use crate::schedulers::calendar::{Calendar, CalendarFields};
     use crate::schedulers::testing::{barrier, hold_clock, stored};
     use crate::store::testing::temp_store;
 

@@ -5,18 +5,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
-
-/// The sources a build is made of, for one codebase.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SourceStamp {
-    pub branch: Option<String>,
-    pub revision: Option<String>,
-    pub repository: String,
-    pub project: String,
-    pub codebase: String,
-}
+use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
 impl SourceStamp {
     /// The key that makes equal source stamps share one row.
@@ -41,59 +33,6 @@ impl SourceStamp {
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
-}
-
-/// A property with the name of what set it (Buildbot's `(value, source)` pairs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Property {
-    pub name: String,
-    pub value: serde_json::Value,
-    pub source: String,
-}
-
-/// A buildset to add: one build request per builder in `builderids`.
-#[derive(Clone, Debug, Default)]
-pub struct NewBuildset {
-    pub reason: String,
-    pub external_idstring: Option<String>,
-    /// The scheduler that asked for it.
-    pub scheduler: Option<String>,
-    /// The build that triggered it (trigger steps).
-    pub parent_buildid: Option<i64>,
-    pub properties: Vec<Property>,
-    pub builderids: Vec<i64>,
-    /// The priority the scheduler or the force form gave its requests; `None`: each builder's, from
-    /// `builder_priorities`.
-    pub priority: Option<i32>,
-    /// Builder id → the builder's own priority, for requests of a buildset without `priority` (absent: 0).
-    pub builder_priorities: std::collections::HashMap<i64, i32>,
-    /// Whether a parent build waits for these requests.
-    pub waited_for: bool,
-    pub sourcestamps: Vec<SourceStamp>,
-    /// The changes it is built for (ids of stored changes), oldest first.
-    pub changeids: Vec<i64>,
-}
-
-impl NewBuildset {
-    /// The priority of its request for `builderid`.
-    pub fn request_priority(&self, builderid: i64) -> i32 {
-        self.priority.or_else(|| self.builder_priorities.get(&builderid).copied()).unwrap_or(0)
-    }
-}
-
-/// A stored buildset.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Buildset {
-    pub id: i64,
-    pub reason: String,
-    pub external_idstring: Option<String>,
-    pub scheduler: Option<String>,
-    pub parent_buildid: Option<i64>,
-    pub submitted_at: i64,
-    pub complete: bool,
-    pub complete_at: Option<i64>,
-    /// The worst result of its requests, once all are complete.
-    pub results: Option<i32>,
 }
 
 impl Store {
@@ -172,14 +111,8 @@ impl Store {
     /// The buildset `bsid`, if it exists.
     pub async fn buildset(&self, bsid: i64) -> Result<Option<Buildset>, StoreError> {
         let op = || format!("get buildset {bsid}");
-        let row = sqlx::query(
-            "SELECT id, reason, external_idstring, scheduler, parent_buildid, submitted_at, complete, \
-             complete_at, results FROM buildsets WHERE id = ?",
-        )
-        .bind(bsid)
-        .fetch_optional(&self.pool)
-        .await
-        .context(op)?;
+        let row =
+            sqlx::query(select::<Buildset>("WHERE id = ?")).bind(bsid).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(buildset).transpose().context(op)
     }
 

@@ -8,44 +8,10 @@ use sqlx::Row;
 
 use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
-use super::{now, SourceStamp, Store, StoreError};
-use crate::changes::NewChange;
+use super::queries::select;
+use super::{now, Store, StoreError};
 use crate::events::Event;
-
-/// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
-pub const PROPERTY_SOURCE: &str = "Change";
-
-/// A stored change: what its source reported ([`NewChange`], with `when_timestamp` filled in), its id and its
-/// source stamp. Its fields read as the `NewChange`'s (`change.branch`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    pub id: i64,
-    pub sourcestampid: i64,
-    /// What the source reported; `when_timestamp` is when it was stored if the source did not say. Its
-    /// properties are stored with the source [`PROPERTY_SOURCE`].
-    pub reported: NewChange,
-}
-
-impl std::ops::Deref for Change {
-    type Target = NewChange;
-
-    fn deref(&self) -> &NewChange {
-        &self.reported
-    }
-}
-
-impl Change {
-    /// The source stamp the change stands for.
-    pub fn sourcestamp(&self) -> SourceStamp {
-        SourceStamp {
-            branch: self.branch.clone(),
-            revision: self.revision.clone(),
-            repository: self.repository.clone(),
-            project: self.project.clone(),
-            codebase: self.codebase.clone(),
-        }
-    }
-}
+use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
 impl Store {
     /// Adds a change and (unless an equal one exists) its source stamp, atomically; returns the change's id.
@@ -123,19 +89,16 @@ impl Store {
     /// The change `id`, if it exists.
     pub async fn change(&self, id: i64) -> Result<Option<Change>, StoreError> {
         let op = || format!("get change {id}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context(op)?;
+        let row =
+            sqlx::query(select::<Change>("WHERE id = ?")).bind(id).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(change).transpose().context(op)
     }
     /// The changes buildset `bsid` was made for, oldest first.
     pub async fn buildset_changes(&self, bsid: i64) -> Result<Vec<Change>, StoreError> {
         let op = || format!("get the changes of buildset {bsid}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id"
-        )))
+        let rows = sqlx::query(select::<Change>(
+            "WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id",
+        ))
         .bind(bsid)
         .fetch_all(&self.pool)
         .await
@@ -168,10 +131,6 @@ impl Store {
         }
     }
 }
-
-/// The columns [`change`] reads.
-pub(super) const SELECT: &str = "SELECT id, author, committer, comments, branch, revision, repository, project, \
-                                 codebase, category, when_timestamp, files, properties, sourcestampid FROM changes";
 
 fn decode(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))

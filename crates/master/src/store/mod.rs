@@ -17,6 +17,7 @@ mod properties;
 #[cfg(test)]
 mod published;
 mod queries;
+mod resources;
 mod state;
 mod steps;
 mod workers;
@@ -31,14 +32,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
-pub use buildrequests::{BuildRequest, CompletedBuildset};
-pub use builds::{Build, RestartCleanup};
-pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
-pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};
+pub use crate::model::{
+    Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, Step, Worker,
+    CHANGE_PROPERTY_SOURCE,
+};
+pub use builds::RestartCleanup;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
-pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
-pub use steps::Step;
+pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::{Event, EventBus};
 use error::Context;

@@ -13,6 +13,8 @@ mod logs;
 mod params;
 mod queue;
 mod render;
+#[cfg(test)]
+mod render_tests;
 mod rpc;
 #[cfg(test)]
 mod tests;
