@@ -3,6 +3,7 @@
 mod demo;
 mod force_cmd;
 mod master_cmd;
+mod master_lock;
 mod sendchange_cmd;
 
 use std::path::PathBuf;
@@ -32,12 +33,13 @@ enum Commands {
     },
     /// Create a master directory with a commented sample master.toml.
     CreateMaster { dir: PathBuf },
-    /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds).
+    /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds, and a
+    /// SIGTERM/SIGINT then stops it at once; SIGHUP is logged and ignored). One master per directory.
     Start { dir: PathBuf },
     /// Stop the master running in DIR.
     Stop {
         dir: PathBuf,
-        /// Let running builds finish first (no new build starts).
+        /// Let running builds finish first (no new build starts); a plain `kiln stop` meanwhile stops at once.
         #[arg(long)]
         clean: bool,
         /// Seconds to wait for the master to exit.

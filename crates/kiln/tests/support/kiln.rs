@@ -210,9 +210,18 @@ impl KilnMaster {
             .await
     }
 
-    fn last_output(&self) -> String {
+    /// What the master process started last printed so far (its stdout and stderr).
+    pub fn last_output(&self) -> String {
         let path = self.test_dir().join(format!("master-{}.out", self.runs));
         std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Waits until the master's output (of its last start) has a line containing `text`; returns that line.
+    pub async fn wait_output_line(&self, text: &str) -> String {
+        self.wait_for(&format!("a line with {text:?} in the master's output"), BUILD_TIMEOUT, async || {
+            self.last_output().lines().find(|l| l.contains(text)).map(str::to_owned)
+        })
+        .await
     }
 
     /// Starts the master again, in the same directory with the same ports, after it was killed or stopped.
