@@ -18,6 +18,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Commands,
+    /// How the log on stderr is written: text (coloured only on a terminal, never with NO_COLOR) or json.
+    #[arg(long, global = true, value_enum, default_value_t = kiln_worker::cli::LogFormat::Text)]
+    log_format: kiln_worker::cli::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -98,7 +101,7 @@ pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiln_worker::cli::init_logging();
+    kiln_worker::cli::init_logging(cli.log_format);
     let outcome = match cli.command {
         Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
         Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),

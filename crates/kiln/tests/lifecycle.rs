@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::buildbot::{results, WorkerKind};
-use support::kiln::{run_kiln, show, KilnMaster, BUILD_TIMEOUT};
+use support::kiln::{run_kiln, show, toml_str, KilnMaster, BUILD_TIMEOUT};
 use support::{processes_matching, unique_marker, KillOnDrop};
 
 /// A builder whose one step runs `sleep <marker>` (until the build is stopped).
@@ -177,4 +177,222 @@ async fn the_api_root_answers_with_and_without_a_slash() {
         bodies.push(body);
     }
     assert_eq!(bodies[0], bodies[1], "/api/v2/ and /api/v2 differ");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What `kiln force --wait` prints.
+
+/// Runs `kiln force BUILDER --wait` on `master`; fails unless it exits 0. Returns its standard output.
+async fn force_wait(master: &KilnMaster, builder: &str) -> String {
+    let out = run_kiln(&["force", builder, "--master", master.url(), "--wait"], BUILD_TIMEOUT).await;
+    if out.status.code() != Some(0) {
+        master.fail(&format!("kiln force {builder} --wait {}", show(&out)));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every line of a log longer than a page of the API (100,000 lines) is printed once, in order.
+#[tokio::test]
+async fn force_wait_prints_every_line_of_a_long_log() {
+    const LINES: u64 = 250_000;
+    let step = format!("[[builder.step]]\nname = \"count\"\ncommand = \"seq 1 {LINES}\"\n");
+    let mut master = KilnMaster::builder().worker("w", "pw").builder("count", &step).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+
+    let stdout = force_wait(&master, "count").await;
+    let numbers: Vec<u64> = stdout.lines().filter_map(|l| l.parse().ok()).collect();
+    let expected: Vec<u64> = (1..=LINES).collect();
+    if numbers != expected {
+        let first_wrong = numbers.iter().zip(&expected).position(|(a, b)| a != b);
+        master.fail(&format!(
+            "kiln force --wait printed {} numbers of {LINES}; first difference at index {first_wrong:?}; last: {:?}",
+            numbers.len(),
+            numbers.last()
+        ));
+    }
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("--- step 'count'")).count(), 1, "one header per log");
+}
+
+/// The worker's environment is not shown unless a step asks for it with `log_environ = true`.
+#[tokio::test]
+async fn the_environment_is_shown_only_when_asked() {
+    let marker = unique_marker();
+    let step = |name: &str, extra: &str| {
+        format!(
+            "[[builder.step]]\nname = \"{name}\"\ncommand = \"true\"\nenv = {{ KILN_MARK = \"{marker}\" }}\n{extra}\n"
+        )
+    };
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("quiet", &step("quiet", ""))
+        .builder("environ", &step("environ", "log_environ = true"))
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+
+    let mark = format!("  KILN_MARK={marker}");
+    let quiet = force_wait(&master, "quiet").await;
+    assert!(!quiet.lines().any(|l| l == " environment:" || l == mark), "the environment was shown:\n{quiet}");
+    assert!(quiet.lines().any(|l| l == "program finished with exit code 0"), "{quiet}");
+    let shown = force_wait(&master, "environ").await;
+    assert!(shown.lines().any(|l| l == " environment:"), "no environment with log_environ = true:\n{shown}");
+    assert!(shown.lines().any(|l| l == mark), "the step's variable is not in the environment shown:\n{shown}");
+}
+
+/// Runs git in `dir` with a fixed identity.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The git step's log has one "program finished" line per git command (none for the file commands between them,
+/// which read as a second line for the previous command), and no environment.
+#[tokio::test]
+async fn the_git_steps_log_says_each_program_finished_once() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("create the repository");
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("a.txt"), "one\n").expect("write a file");
+    git(&repo, &["add", "a.txt"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let repourl = repo.to_str().expect("a UTF-8 path");
+    // incremental: git --version, listdir, clone; then a second build: listdir, fetch, checkout.
+    let step = format!("[[builder.step]]\nname = \"checkout\"\ntype = \"git\"\nrepourl = {}\n", toml_str(repourl));
+    let mut master = KilnMaster::builder().worker("w", "pw").builder("git", &step).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+
+    for _ in 0..2 {
+        let brid = master.force("git").await;
+        let request = master.wait_request_complete(brid).await;
+        assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
+        let buildid = master.id(&master.builds_of_request(brid).await[0], "buildid");
+        let log = master.log(master.id(&master.step(buildid, "checkout").await, "stepid"), "stdio").await;
+        let headers = log.channel('h');
+        let commands = headers.iter().filter(|l| l.starts_with(" argv: ['git'")).count();
+        let finished = headers.iter().filter(|l| l.starts_with("program finished with exit code")).count();
+        assert!(commands >= 3, "git --version, clone or fetch, rev-parse:\n{}", log.dump());
+        assert_eq!(finished, commands, "one 'program finished' line per git command:\n{}", log.dump());
+        assert!(!headers.contains(&" environment:"), "the environment was shown:\n{}", log.dump());
+        let version = headers.iter().position(|l| *l == "git --version").expect("git --version ran");
+        let twice = headers[version..].windows(2).take(8).any(|w| w[0] == w[1] && w[0].starts_with("program finished"));
+        assert!(!twice, "a 'program finished' line twice in a row:\n{}", log.dump());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workers and the master's address.
+
+/// Waits until worker `name`'s output has a line containing `text`.
+async fn wait_worker_output(master: &KilnMaster, name: &str, text: &str) -> String {
+    let path = master.worker_output(name);
+    master
+        .wait_for(&format!("{text:?} in worker {name}'s output"), BUILD_TIMEOUT, async || {
+            let output = std::fs::read_to_string(&path).ok()?;
+            output.lines().find(|l| l.contains(text)).map(str::to_owned)
+        })
+        .await
+}
+
+/// `kiln worker create --master` takes a URL of the worker port (the worker then connects), and a worker pointed
+/// at the web port says that it is the web port.
+#[tokio::test]
+async fn worker_create_takes_a_url_and_a_worker_at_the_web_port_says_so() {
+    let mut master = KilnMaster::builder()
+        .worker("w1", "pw-1")
+        .worker("w2", "pw-2")
+        .builder("quick", "[[builder.step]]\nname = \"hi\"\ncommand = \"echo hi\"\n")
+        .start()
+        .await;
+    let url = format!("http://127.0.0.1:{}/", master.worker_port());
+    master.start_worker_at(WorkerKind::Kiln, "w1", &url).await;
+    master.wait_worker_connected("w1").await;
+    let toml = std::fs::read_to_string(master.worker_dir("w1").join("worker.toml")).expect("read worker.toml");
+    let expected = format!("master = \"127.0.0.1:{}\"", master.worker_port());
+    assert!(toml.lines().any(|l| l == expected), "worker.toml:\n{toml}");
+
+    let web = format!("{}/", master.url());
+    master.start_worker_at(WorkerKind::Kiln, "w2", &web).await;
+    let line = wait_worker_output(&master, "w2", "the master's web port").await;
+    assert!(line.contains("worker_listener.address"), "{line}");
+    assert!(!line.contains("ws://http"), "{line}");
+
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let worker_dir = dir.path().join("w");
+    let worker_dir = worker_dir.to_str().expect("a UTF-8 path");
+    let args = ["worker", "create", worker_dir, "--master", "ftp://h:1", "--name", "w", "--password", "p"];
+    let out = run_kiln(&args, Duration::from_secs(30)).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"), "{}", show(&out));
+    assert!(!dir.path().join("w/worker.toml").exists(), "a refused worker.toml was written");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The master's log.
+
+/// A master whose log goes to a file writes no colour codes, even without `NO_COLOR`.
+#[tokio::test]
+async fn a_log_redirected_to_a_file_has_no_colour_codes() {
+    let master = KilnMaster::builder().worker("w", "pw").colour_allowed().start().await;
+    master.wait_output_line("master running").await;
+    let output = master.last_output();
+    assert!(!output.contains('\u{1b}'), "colour codes in a redirected log:\n{output:?}");
+}
+
+/// `--log-format json`: every log line is a JSON object with its level, target and message.
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    let master = KilnMaster::builder().worker("w", "pw").global_args(&["--log-format", "json"]).start().await;
+    master.wait_output_line("\"master running\"").await;
+    let output = master.last_output();
+    let mut messages = Vec::new();
+    // The one line on stdout is the start line for people.
+    for line in output.lines().filter(|l| !l.starts_with("Kiln master running: ")) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string() && value["target"].is_string(), "{line}");
+        messages.push(value["fields"]["message"].as_str().unwrap_or_else(|| panic!("no message: {line}")).to_owned());
+    }
+    assert!(messages.iter().any(|m| m == "master running"), "{messages:?}");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// `kiln create-master`.
+
+/// The sample `master.toml`, as written, builds on a fresh machine: with its worker connected, forcing its
+/// builder succeeds.
+#[tokio::test]
+async fn the_sample_master_builds_and_passes() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let sample_dir = dir.path().join("sample");
+    let out = run_kiln(&["create-master", sample_dir.to_str().expect("a UTF-8 path")], Duration::from_secs(30)).await;
+    assert!(out.status.success(), "kiln create-master {}", show(&out));
+    let sample = std::fs::read_to_string(sample_dir.join("master.toml")).expect("read the sample");
+    assert!(!sample.contains("the only step type"), "a stale comment in the sample");
+    let template = sample
+        .replace("address = \"0.0.0.0:9989\"", "address = \"{worker_address}\"")
+        .replace("address = \"127.0.0.1:8010\"", "address = \"{web_address}\"");
+    assert_eq!(template.matches("_address}").count(), 2, "the sample's addresses moved:\n{sample}");
+
+    let mut master = KilnMaster::builder().worker("linux-1", "change-me").master_toml_template(&template).start().await;
+    master.start_worker(WorkerKind::Kiln, "linux-1").await;
+    master.wait_worker_connected("linux-1").await;
+    let brid = master.force("test").await;
+    let request = master.wait_request_complete(brid).await;
+    let buildid = master.id(&master.builds_of_request(brid).await[0], "buildid");
+    if master.results(&request) != results::SUCCESS {
+        let mut logs = String::new();
+        for step in master.steps(buildid).await {
+            logs.push_str(&master.log_raw(master.id(&step, "stepid"), "stdio").await);
+        }
+        master.fail(&format!("the sample's build failed: {request:#}\n{logs}"));
+    }
+    let log = master.log(master.id(&master.step(buildid, "test").await, "stepid"), "stdio").await;
+    assert!(log.has_line('o', "Hello from a Kiln build"), "the sample's test step:\n{}", log.dump());
 }
