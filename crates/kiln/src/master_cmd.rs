@@ -197,7 +197,12 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     // Bounded poll: another process's exit has no event we can wait on.
     while kill(pid, None).is_ok() && !exited(pid.as_raw()) {
         if std::time::Instant::now() > deadline {
-            bail!("master process {pid} still runs after {timeout:?}");
+            let hint = if clean {
+                format!("; it stops when its running builds end, or at once with `kiln stop {}`", dir.display())
+            } else {
+                String::new()
+            };
+            bail!("master process {pid} still runs after {timeout:?}{hint}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -96,6 +96,42 @@ async fn a_stale_pid_file_is_taken_over() {
     assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
 }
 
+/// Of two `kiln start`s racing on one fresh directory, one runs and the other is refused.
+#[tokio::test]
+async fn of_two_starts_at_once_one_runs() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let (worker_port, web_port) = support::process::free_ports();
+    let toml = KilnMaster::builder().worker("w", "pw").master_toml(worker_port, web_port);
+    std::fs::write(dir.path().join("master.toml"), toml).expect("write master.toml");
+    let start = || {
+        let mut command = tokio::process::Command::new(support::kiln::kiln_bin());
+        command.arg("start").arg(dir.path()).env("NO_COLOR", "1").kill_on_drop(true);
+        command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped()).spawn().expect("spawn kiln start")
+    };
+    let (mut first, mut second) = (start(), start());
+    // The refused one exits; the other runs until it is stopped.
+    let (refused, mut running) = tokio::select! {
+        _ = first.wait() => (first, second),
+        _ = second.wait() => (second, first),
+        () = tokio::time::sleep(BUILD_TIMEOUT) => panic!("neither kiln start exited within {BUILD_TIMEOUT:?}"),
+    };
+    let refused = refused.wait_with_output().await.expect("the refused start's output");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("kiln stop"), "the start that exited {}", show(&refused));
+    let url = format!("http://127.0.0.1:{web_port}/api/v2/builders");
+    let deadline = std::time::Instant::now() + BUILD_TIMEOUT;
+    while reqwest::get(&url).await.map(|r| r.status().is_success()).ok() != Some(true) {
+        assert!(running.try_wait().expect("try_wait").is_none(), "the other kiln start exited too");
+        assert!(std::time::Instant::now() < deadline, "the running master does not answer on {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = running.id().expect("the running start's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM the master");
+    let status = tokio::time::timeout(BUILD_TIMEOUT, running.wait()).await.expect("exit after SIGTERM");
+    assert!(status.expect("wait").success(), "the running master's exit");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Signals.
 
