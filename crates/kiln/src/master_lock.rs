@@ -57,6 +57,16 @@ impl MasterLock {
         };
         let pid_file = dir.join(PID_FILE);
         if let Some(old) = running_pid(dir).filter(|&pid| pid != std::process::id() as i32) {
+            if is_kiln(old) {
+                // A master that holds no lock: one of a version before the lock, or whose kiln.lock was removed.
+                bail!(
+                    "a master (pid {old}, in {pid_file}) may run in {dir} without holding {lock}; stop it first with \
+                     `kiln stop {dir}`, or remove {pid_file} if process {old} is not that master",
+                    dir = dir.display(),
+                    pid_file = pid_file.display(),
+                    lock = lock_path.display()
+                );
+            }
             tracing::warn!(pid = old, file = %pid_file.display(), "taking over a pid file left by a master that is gone");
         }
         std::fs::write(&pid_file, format!("{}\n", std::process::id()))
@@ -69,6 +79,17 @@ impl Drop for MasterLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.pid_file);
     }
+}
+
+/// Whether `pid` is a live process whose program is named like Kiln's (`kiln`, `kiln-…`). A zombie has no
+/// command line, and a pid reused by another program does not match.
+fn is_kiln(pid: i32) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    Path::new(std::ffi::OsStr::from_bytes(program)).file_name().is_some_and(|name| name.as_bytes().starts_with(b"kiln"))
 }
 
 /// The pid `DIR/kiln.pid` names, when it names one.

@@ -96,33 +96,32 @@ async fn a_stale_pid_file_is_taken_over() {
     assert_eq!(master.results(&request), results::SUCCESS, "request: {request:#}");
 }
 
-/// Of two `kiln start`s racing on one fresh directory, one runs and the other is refused.
-#[tokio::test]
-async fn of_two_starts_at_once_one_runs() {
+/// `kiln start DIR` as a child process with its output piped (no harness: for tests of starts that are refused).
+fn spawn_start(dir: &std::path::Path) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(support::kiln::kiln_bin());
+    command.arg("start").arg(dir).env("NO_COLOR", "1").kill_on_drop(true);
+    command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped()).spawn().expect("spawn kiln start")
+}
+
+/// A directory with a `master.toml` on free ports; returns it and the web port.
+fn master_dir() -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let (worker_port, web_port) = support::process::free_ports();
     let toml = KilnMaster::builder().worker("w", "pw").master_toml(worker_port, web_port);
     std::fs::write(dir.path().join("master.toml"), toml).expect("write master.toml");
-    let start = || {
-        let mut command = tokio::process::Command::new(support::kiln::kiln_bin());
-        command.arg("start").arg(dir.path()).env("NO_COLOR", "1").kill_on_drop(true);
-        command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
-        command.stderr(std::process::Stdio::piped()).spawn().expect("spawn kiln start")
-    };
-    let (mut first, mut second) = (start(), start());
-    // The refused one exits; the other runs until it is stopped.
-    let (refused, mut running) = tokio::select! {
-        _ = first.wait() => (first, second),
-        _ = second.wait() => (second, first),
-        () = tokio::time::sleep(BUILD_TIMEOUT) => panic!("neither kiln start exited within {BUILD_TIMEOUT:?}"),
-    };
-    let refused = refused.wait_with_output().await.expect("the refused start's output");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && stderr.contains("kiln stop"), "the start that exited {}", show(&refused));
+    (dir, web_port)
+}
+
+/// Waits until the master `running` answers on `web_port`, then stops it with SIGTERM: it must exit 0.
+async fn answers_then_stops(mut running: tokio::process::Child, web_port: u16) {
     let url = format!("http://127.0.0.1:{web_port}/api/v2/builders");
     let deadline = std::time::Instant::now() + BUILD_TIMEOUT;
     while reqwest::get(&url).await.map(|r| r.status().is_success()).ok() != Some(true) {
-        assert!(running.try_wait().expect("try_wait").is_none(), "the other kiln start exited too");
+        if let Some(status) = running.try_wait().expect("try_wait") {
+            let output = running.wait_with_output().await.expect("output");
+            panic!("kiln start exited ({status}) {}", show(&output));
+        }
         assert!(std::time::Instant::now() < deadline, "the running master does not answer on {url}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -130,6 +129,40 @@ async fn of_two_starts_at_once_one_runs() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM the master");
     let status = tokio::time::timeout(BUILD_TIMEOUT, running.wait()).await.expect("exit after SIGTERM");
     assert!(status.expect("wait").success(), "the running master's exit");
+}
+
+/// Of two `kiln start`s racing on one fresh directory, one runs and the other is refused.
+#[tokio::test]
+async fn of_two_starts_at_once_one_runs() {
+    let (dir, web_port) = master_dir();
+    let (mut first, mut second) = (spawn_start(dir.path()), spawn_start(dir.path()));
+    // The refused one exits; the other runs until it is stopped.
+    let (refused, running) = tokio::select! {
+        _ = first.wait() => (first, second),
+        _ = second.wait() => (second, first),
+        () = tokio::time::sleep(BUILD_TIMEOUT) => panic!("neither kiln start exited within {BUILD_TIMEOUT:?}"),
+    };
+    let refused = refused.wait_with_output().await.expect("the refused start's output");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("kiln stop"), "the start that exited {}", show(&refused));
+    answers_then_stops(running, web_port).await;
+}
+
+/// Without the lock held, a `kiln.pid` naming a live Kiln process (a master of a version before the lock) is
+/// respected; one naming a live process of another program (a reused pid) is taken over.
+#[tokio::test]
+async fn a_pid_file_naming_a_live_kiln_is_respected_without_the_lock() {
+    let other = KilnMaster::builder().worker("w", "pw").start().await;
+    let kiln_pid = other.master_process().expect("the master runs").pid().as_raw();
+    let (dir, web_port) = master_dir();
+    std::fs::write(dir.path().join("kiln.pid"), format!("{kiln_pid}\n")).expect("write kiln.pid");
+    let out = spawn_start(dir.path()).wait_with_output().await.expect("kiln start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&format!("pid {kiln_pid}")), "{}", show(&out));
+    assert!(!dir.path().join("state.sqlite").exists(), "the refused start opened the store");
+
+    std::fs::write(dir.path().join("kiln.pid"), format!("{}\n", std::process::id())).expect("write kiln.pid");
+    answers_then_stops(spawn_start(dir.path()), web_port).await;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
