@@ -95,36 +95,51 @@ pub async fn launch(dir: &Path, stop: CancellationToken) -> anyhow::Result<Runni
 /// directory is refused before it opens the store.
 pub fn start(dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        // Installed first: from here on a signal is queued for the loop below, not the default action.
-        let mut signals = Signals::install()?;
-        let lock = MasterLock::acquire(dir)?;
-        let stop = CancellationToken::new();
-        let running = launch(dir, stop.clone()).await?;
-        tracing::info!(web = %running.web_address, workers = %running.worker_address, "master running");
-        println!(
-            "Kiln master running: API {}, workers connect to {}",
-            api_url(running.web_address),
-            running.worker_address
-        );
-        let clean = signals.wait_for_stop().await;
-        if clean {
-            tracing::info!("clean stop: no new build starts; the master exits when the running builds have ended");
-            tokio::select! {
-                () = running.master.shutdown(true) => {}
-                () = signals.wait_for_escalation() => {
-                    tracing::warn!("second stop signal: stopping now; running builds end RETRY");
-                    running.master.shutdown(false).await;
-                }
-            }
-        } else {
-            tracing::info!("stopping the master; running builds end RETRY");
-            running.master.shutdown(false).await;
+    // Installed first: from here on a signal is queued for `run_master`, not the default action (death).
+    let mut signals = {
+        let _context = runtime.enter();
+        Signals::install()?
+    };
+    let lock = MasterLock::acquire(dir)?;
+    let outcome = runtime.block_on(run_master(dir, &mut signals));
+    // Everything the master runs ends before the lock is released.
+    drop(signals);
+    drop(runtime);
+    drop(lock);
+    outcome
+}
+
+/// Starts the master of `dir` and runs it until a stop signal.
+async fn run_master(dir: &Path, signals: &mut Signals) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let running = tokio::select! {
+        running = launch(dir, stop.clone()) => running?,
+        _ = signals.wait_for_stop() => {
+            tracing::info!("stop signal while starting: the master does not start");
+            return Ok(());
         }
-        stop.cancel();
-        drop(lock);
-        Ok(())
-    })
+    };
+    tracing::info!(web = %running.web_address, workers = %running.worker_address, "master running");
+    println!(
+        "Kiln master running: API {}, workers connect to {}",
+        api_url(running.web_address),
+        running.worker_address
+    );
+    if signals.wait_for_stop().await {
+        tracing::info!("clean stop: no new build starts; the master exits when the running builds have ended");
+        tokio::select! {
+            () = running.master.shutdown(true) => {}
+            () = signals.wait_for_escalation() => {
+                tracing::warn!("second stop signal: stopping now; running builds end RETRY");
+                running.master.shutdown(false).await;
+            }
+        }
+    } else {
+        tracing::info!("stopping the master; running builds end RETRY");
+        running.master.shutdown(false).await;
+    }
+    stop.cancel();
+    Ok(())
 }
 
 pub fn api_url(address: std::net::SocketAddr) -> String {
