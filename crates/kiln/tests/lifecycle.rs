@@ -415,6 +415,54 @@ async fn a_log_redirected_to_a_file_has_no_colour_codes() {
     assert!(!output.contains('\u{1b}'), "colour codes in a redirected log:\n{output:?}");
 }
 
+/// What `kiln start` writes on a terminal (a pseudo-terminal from `script`) until it logs "master running";
+/// `no_color` sets `NO_COLOR=1`. The master is stopped (SIGTERM) before returning.
+async fn start_on_a_terminal(no_color: bool) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let (dir, _) = master_dir();
+    let command = format!("{} start {}", support::kiln::kiln_bin(), dir.path().display());
+    let mut script = tokio::process::Command::new("script");
+    script.args(["-q", "-e", "-c", &command, "/dev/null"]).env_remove("NO_COLOR").kill_on_drop(true);
+    if no_color {
+        script.env("NO_COLOR", "1");
+    }
+    let mut child = script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run `script` (util-linux) for a pseudo-terminal");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("script's stdout")).lines();
+    let mut seen = String::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("master running") {
+                return true;
+            }
+        }
+        false
+    };
+    let running = tokio::time::timeout(BUILD_TIMEOUT, read).await.unwrap_or(false);
+    // The master, not `script`, gets the SIGTERM: it is found by its directory on its command line.
+    let needle = dir.path().display().to_string();
+    for process in processes_matching(&needle).iter().filter(|p| !p.cmdline.starts_with("script")) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid), Signal::SIGTERM);
+    }
+    let _ = tokio::time::timeout(BUILD_TIMEOUT, child.wait()).await;
+    assert!(running, "no 'master running' on the terminal:\n{seen}");
+    seen
+}
+
+/// On a terminal the log is in colour, unless `NO_COLOR` is set.
+#[tokio::test]
+async fn colour_on_a_terminal_unless_no_color() {
+    let coloured = start_on_a_terminal(false).await;
+    assert!(coloured.contains("\u{1b}["), "no colour on a terminal:\n{coloured}");
+    let plain = start_on_a_terminal(true).await;
+    assert!(!plain.contains('\u{1b}'), "colour on a terminal with NO_COLOR set:\n{plain:?}");
+}
+
 /// `--log-format json`: every log line is a JSON object with its level, target and message.
 #[tokio::test]
 async fn log_format_json_writes_one_object_per_line() {
