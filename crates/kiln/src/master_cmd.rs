@@ -8,7 +8,7 @@ use kiln_master::config::{MasterConfig, FILE_NAME, SAMPLE};
 use kiln_master::master::Master;
 use tokio_util::sync::CancellationToken;
 
-use crate::master_lock::{MasterLock, PID_FILE};
+use crate::master_lock::{self, MasterLock, LOCK_FILE, PID_FILE};
 
 /// Writes a master directory with a commented sample `master.toml`.
 pub fn create_master(dir: &Path) -> anyhow::Result<()> {
@@ -202,6 +202,16 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: no master seems to run in {}", path.display(), dir.display()))?;
     let pid: i32 = text.trim().parse().with_context(|| format!("{}: not a process id", path.display()))?;
+    // A pid file nobody holds the lock for is stale (its pid may be another program's now), unless it names a
+    // Kiln process: a master of a version without the lock.
+    if !master_lock::is_held(dir) && !master_lock::is_kiln(pid) {
+        let _ = std::fs::remove_file(&path);
+        bail!(
+            "no master runs in {} ({LOCK_FILE} is not locked); removed the stale {} (it named process {pid})",
+            dir.display(),
+            path.display()
+        );
+    }
     let pid = Pid::from_raw(pid);
     let signal = if clean { Signal::SIGUSR1 } else { Signal::SIGTERM };
     if let Err(e) = kill(pid, signal) {

@@ -81,9 +81,18 @@ impl Drop for MasterLock {
     }
 }
 
+/// Whether a process holds the lock of `dir` (a master runs there). Tried without waiting; the try holds the
+/// lock (shared) for an instant.
+pub fn is_held(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(Flock::lock(file, FlockArg::LockSharedNonblock), Err((_, Errno::EWOULDBLOCK)))
+}
+
 /// Whether `pid` is a live process whose program is named like Kiln's (`kiln`, `kiln-…`). A zombie has no
 /// command line, and a pid reused by another program does not match.
-fn is_kiln(pid: i32) -> bool {
+pub fn is_kiln(pid: i32) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
@@ -109,7 +118,9 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join(PID_FILE)).expect("pid file").trim(), pid);
         let err = MasterLock::acquire(dir.path()).err().expect("a second lock is refused").to_string();
         assert!(err.contains(&format!("pid {pid}")) && err.contains("kiln stop"), "{err}");
+        assert!(is_held(dir.path()));
         drop(first);
+        assert!(!is_held(dir.path()));
         assert!(!dir.path().join(PID_FILE).exists(), "kiln.pid is removed with the lock");
         assert!(dir.path().join(LOCK_FILE).exists(), "kiln.lock stays");
         MasterLock::acquire(dir.path()).expect("the lock once released");

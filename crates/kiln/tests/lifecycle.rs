@@ -165,6 +165,24 @@ async fn a_pid_file_naming_a_live_kiln_is_respected_without_the_lock() {
     answers_then_stops(spawn_start(dir.path()), web_port).await;
 }
 
+/// `kiln stop` on a directory whose master is gone, its `kiln.pid` naming a live process of another program (the
+/// pid reused), signals nothing: it says no master runs and removes the stale file.
+#[tokio::test]
+async fn kiln_stop_signals_no_stranger_named_by_a_stale_pid_file() {
+    let marker = unique_marker();
+    let _reaper = KillOnDrop(format!("sleep {marker}"));
+    let mut stranger =
+        tokio::process::Command::new("sleep").arg(marker.to_string()).kill_on_drop(true).spawn().expect("spawn sleep");
+    let pid = stranger.id().expect("sleep's pid");
+    let (dir, _) = master_dir();
+    std::fs::write(dir.path().join("kiln.pid"), format!("{pid}\n")).expect("write kiln.pid");
+    let out = run_kiln(&["stop", dir.path().to_str().expect("a UTF-8 path")], Duration::from_secs(30)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no master runs"), "{}", show(&out));
+    assert!(stranger.try_wait().expect("try_wait").is_none(), "kiln stop signalled process {pid}, not a master");
+    assert!(!dir.path().join("kiln.pid").exists(), "the stale kiln.pid is left");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Signals.
 
