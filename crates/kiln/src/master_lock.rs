@@ -2,9 +2,11 @@
 //! and writes its process id to `DIR/kiln.pid` (what `kiln stop` signals).
 //!
 //! The lock, not the pid file, decides: the kernel drops it when the process ends, however it ends, so a pid
-//! file left by a killed master (whose pid may since belong to another process) is simply taken over, and of two
-//! `kiln start`s racing on one directory exactly one gets it. `kiln.lock` itself is never removed: a master
-//! removing it at exit while another start has it open would let two masters hold "the" lock on two files.
+//! file left by a killed master (whose pid may since belong to another program) is taken over, and of two
+//! `kiln start`s racing on one directory exactly one gets it. The one exception is a pid file naming a live Kiln
+//! process, which may be a master of a version before the lock: that is refused too. `kiln.lock` itself is never
+//! removed: a master removing it at exit while another start has it open would let two masters hold "the" lock
+//! on two files.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
