@@ -1,6 +1,7 @@
 //! `kiln force BUILDER --master URL`: asks a master's API for a build, and with `--wait` follows it to its
 //! end, printing its logs as they grow.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -8,6 +9,8 @@ use serde_json::{json, Value};
 
 /// How often `--wait` asks the master for news.
 const POLL: Duration = Duration::from_millis(300);
+/// Most lines of a log `--wait` asks for at once (the master sends at most 100,000): what it holds in memory.
+const PAGE_LINES: i64 = 10_000;
 const RESULT_NAMES: [&str; 7] = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
 
 pub struct ForceArgs {
@@ -52,37 +55,34 @@ pub async fn follow_request(master: &str, brid: i64) -> anyhow::Result<bool> {
 
 /// Follows request `brid`: prints each build's logs as they grow (a RETRY build is followed by the next one)
 /// until the request completes; returns whether it ended SUCCESS or WARNINGS.
+///
+/// The request is read before its builds' logs in each round: once it is complete, its builds and their logs are
+/// complete too, so the round that sees it complete prints the last lines of every log before returning.
 async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
-    let mut printed: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-    let mut announced = std::collections::HashSet::new();
-    let mut ended = std::collections::HashSet::new();
+    let mut printed: HashMap<i64, i64> = HashMap::new();
+    let mut announced = HashSet::new();
+    let mut ended = HashSet::new();
     loop {
         let request = api.get_one(&format!("buildrequests/{brid}")).await?;
         let builds = api.get_list(&format!("buildrequests/{brid}/builds"), "builds").await?;
         for build in &builds {
             let buildid = build["buildid"].as_i64().unwrap_or_default();
-            if announced.insert(buildid) {
+            if announced.insert(("build", buildid)) {
                 println!("--- build {} (id {buildid})", build["number"]);
             }
             for step in api.get_list(&format!("builds/{buildid}/steps"), "steps").await? {
                 let stepid = step["stepid"].as_i64().unwrap_or_default();
                 for log in api.get_list(&format!("steps/{stepid}/logs"), "logs").await? {
                     let logid = log["logid"].as_i64().unwrap_or_default();
-                    let seen = printed.entry(logid).or_insert(0);
-                    if *seen == 0 {
+                    if announced.insert(("log", logid)) {
                         println!(
                             "--- step '{}', log '{}'",
                             step["name"].as_str().unwrap_or("?"),
                             log["name"].as_str().unwrap_or("?")
                         );
                     }
-                    let contents = api.get(&format!("logs/{logid}/contents?offset={seen}")).await?;
-                    let text = contents["logchunks"][0]["content"].as_str().unwrap_or("");
-                    for line in text.lines() {
-                        let is_stdio = log["type"].as_str() == Some("s");
-                        println!("{}", if is_stdio { line.get(1..).unwrap_or("") } else { line });
-                        *seen += 1;
-                    }
+                    let seen = printed.entry(logid).or_insert(0);
+                    print_new_lines(api, logid, log["type"].as_str() == Some("s"), seen).await?;
                 }
             }
             if let Some(results) = build["results"].as_i64() {
@@ -97,6 +97,33 @@ async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
             return Ok(results == 0 || results == 1);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Prints the lines of log `logid` from line `*seen` on, a page of at most [`PAGE_LINES`] at a time until the
+/// master has no more; `*seen` counts the lines printed. A stdio log's lines lose their channel letter.
+async fn print_new_lines(api: &Api, logid: i64, stdio: bool, seen: &mut i64) -> anyhow::Result<()> {
+    use std::io::Write;
+    loop {
+        let contents = api.get(&format!("logs/{logid}/contents?offset={seen}&limit={PAGE_LINES}")).await?;
+        let chunk = &contents["logchunks"][0];
+        if chunk["firstline"].as_i64() != Some(*seen) {
+            bail!("log {logid}: asked for lines from {seen}, the master sent {chunk}");
+        }
+        let text = chunk["content"].as_str().unwrap_or("");
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut got = 0;
+        // Each line ends with '\n'; a line's own '\r' is kept.
+        for line in text.split_terminator('\n') {
+            let line = if stdio { line.get(1..).unwrap_or("") } else { line };
+            writeln!(out, "{line}").context("writing to stdout")?;
+            got += 1;
+        }
+        out.flush().context("writing to stdout")?;
+        *seen += got;
+        if got < PAGE_LINES {
+            return Ok(());
+        }
     }
 }
 

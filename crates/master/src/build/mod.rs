@@ -235,5 +235,6 @@ fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep, p
     args.max_time = step.max_time.map(|t| t.as_secs_f64());
     args.sigterm_time = step.sigterm_time.map(|t| t.as_secs_f64());
     args.interrupt_signal = Some(step.interrupt_signal.clone());
+    args.log_environ = step.log_environ;
     args
 }

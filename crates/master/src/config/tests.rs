@@ -67,7 +67,7 @@ fn the_sample_loads() {
     let names: Vec<_> = config.force_schedulers.iter().map(|scheduler| scheduler.name.as_str()).collect();
     assert_eq!(names, ["force-all", "force-test"]);
     let test = shell(&builder.steps[1]);
-    assert_eq!(test.command, ShellCommand::Argv(vec!["make".into(), "check".into()]));
+    assert_eq!(test.command, ShellCommand::Argv(vec!["sh".into(), "out/hello.sh".into()]));
     assert_eq!(test.decode_rc, BTreeMap::from([(0, results::SUCCESS), (1, results::WARNINGS)]));
 }
 
@@ -498,6 +498,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "decode_rc",
             "sigterm_time",
             "interrupt_signal",
+            "log_environ",
         ],
     ),
     (
@@ -512,6 +513,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "submodules",
             "retry_fetch",
             "clobber_on_failure",
+            "log_environ",
         ],
     ),
     (

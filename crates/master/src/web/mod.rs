@@ -79,6 +79,8 @@ pub fn router(master: Master) -> Router {
     Router::new()
         .route("/", get(front))
         .route("/change_hook/{dialect}", change_hook::route())
+        // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
+        .route("/api/v2/", get(root))
         .nest("/api/v2", api)
         .fallback(not_found)
         .with_state(master)
