@@ -10,6 +10,7 @@
 pub mod build;
 pub mod changes;
 pub mod config;
+pub mod connections;
 pub mod events;
 pub mod interpolate;
 pub mod master;
