@@ -774,6 +774,33 @@ fn the_documentation_mentions_every_key() {
     }
 }
 
+/// The body of section `section` of docs/configuration.md, up to the next `## ` heading.
+fn doc_section(doc: &str, section: &str) -> String {
+    let heading = format!("\n## {section}\n");
+    let start = doc.find(&heading).unwrap_or_else(|| panic!("docs/configuration.md lacks the section {section}"));
+    let body = &doc[start + heading.len()..];
+    body[..body.find("\n## ").unwrap_or(body.len())].to_string()
+}
+
+#[test]
+fn the_listener_keys_have_an_example_that_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for (section, keys) in KEYS.iter().filter(|(s, _)| *s == "`[worker_listener]`" || *s == "`[web]`") {
+        let body = doc_section(&doc, section);
+        let example = body.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap_or("");
+        for key in *keys {
+            assert!(
+                example.lines().any(|line| line.starts_with(&format!("{key} ="))),
+                "docs/configuration.md, section {section}: the example lacks {key}"
+            );
+        }
+        // The example is a valid table of a config (TLS files aside: they are read only at start).
+        let config = load(&format!("{example}\n{MINIMAL}"));
+        assert!(config.worker_listener.max_connections_per_address <= config.worker_listener.max_connections);
+    }
+}
+
 #[test]
 fn the_sample_uses_every_key() {
     for key in KEYS.iter().flat_map(|(_, keys)| keys.iter()) {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::master::Master;
 use crate::store::StoreError;
+pub use params::check_query;
 
 /// The longest URI answered; a longer one is a 414 in JSON. (From 64 KiB on, the `http` crate cannot hold a
 /// URI: hyper answers those 414 itself, with an empty body.)

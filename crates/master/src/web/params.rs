@@ -18,14 +18,49 @@ use crate::store::{FieldKind, FilterValue, ListQuery, Op, Resource};
 /// The query string as name/value pairs, in order; a malformed one is a 400 in JSON.
 pub(super) struct Params(pub Vec<(String, String)>);
 
+impl Params {
+    fn from_uri(uri: &axum::http::Uri) -> Result<Params, ApiError> {
+        Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map(|Query(pairs)| Params(pairs))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Params, ApiError> {
-        Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            .map(|Query(pairs)| Params(pairs))
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+        Params::from_uri(&parts.uri)
     }
+}
+
+/// Reads a query string as a collection request does — the parameters, the bounds, the store query of every
+/// resource, the in-memory filtering of config collections — and says what a client would be answered: `Err`
+/// with a 400's message, never a panic. For the fuzz target (`fuzz/fuzz_targets/query.rs`) and its property
+/// test.
+pub fn check_query(query: &str) -> Result<(), String> {
+    use crate::store::{Build, BuildRequest, Buildset, Change, Log, Step, Worker};
+    let uri: axum::http::Uri = format!("/?{query}").parse().map_err(|e| format!("not a URI: {e}"))?;
+    let spec = Params::from_uri(&uri).and_then(|params| Spec::parse(&params)).map_err(|e| e.message)?;
+    let results = [
+        spec.query::<Build>().map(drop),
+        spec.query::<BuildRequest>().map(drop),
+        spec.query::<Buildset>().map(drop),
+        spec.query::<Step>().map(drop),
+        spec.query::<Log>().map(drop),
+        spec.query::<Worker>().map(drop),
+        spec.query::<Change>().map(drop),
+    ];
+    let items = vec![
+        serde_json::json!({"builderid": 1, "name": "a", "tags": ["x"], "paused": false}),
+        serde_json::json!({"builderid": 2, "name": null, "paused": true}),
+    ];
+    let applied = spec.apply(items, &["builderid", "name", "tags", "paused"]).map(|(page, _)| {
+        for item in page {
+            drop(spec.select(item));
+        }
+    });
+    results.into_iter().chain([applied]).find_map(Result::err).map_or(Ok(()), |e| Err(e.message))
 }
 
 /// The most terms a query may have of each kind; more is a 400.
@@ -321,6 +356,20 @@ mod tests {
             .expect("the bound itself is accepted")
             .query::<crate::store::Build>()
             .expect("query");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_string_is_answered_without_a_panic(
+            query in "([a-z_]{0,12}(__(eq|ne|lt|le|gt|ge|x))?=[-a-z0-9*%+]{0,8}&?){0,40}"
+        ) {
+            let _ = check_query(&query);
+        }
+
+        #[test]
+        fn any_bytes_are_answered_without_a_panic(query in "\\PC{0,200}") {
+            let _ = check_query(&query);
+        }
     }
 
     #[test]

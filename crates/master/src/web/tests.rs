@@ -584,6 +584,17 @@ async fn every_error_is_json_and_too_many_terms_is_a_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(json_error("17 order terms", status, &body, &headers).contains("'order' terms"));
 
+    // At the bounds the store answers: the most terms a query may have make a statement SQLite takes.
+    let half = super::params::Bounds::PARAMETERS / 2;
+    let most = format!("{}{}", "buildid__lt=5&".repeat(half), "number__gt=-1&".repeat(half));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{most}"), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut most: Vec<String> = (0..super::params::Bounds::ORDER).map(|_| "order=-number".to_string()).collect();
+    most.extend((0..super::params::Bounds::FILTER_VALUES).map(|i| format!("buildid={i}")));
+    most.extend((0..super::params::Bounds::FILTERS - 1).map(|i| format!("number__ne={i}")));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{}", most.join("&")), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+
     let (status, body, headers) = send(Method::DELETE, "/api/v2/builders".into(), vec![]).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     json_error("DELETE", status, &body, &headers);
