@@ -175,3 +175,51 @@ async fn a_sigkilled_worker_leaves_no_process_of_its_command_once_it_starts_agai
     assert_eq!(builds.first().map(|b| master.results(b)), Some(results::RETRY), "{builds:#?}");
     assert_eq!(std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0), 0, "no record is left");
 }
+
+#[tokio::test]
+async fn a_stopped_worker_is_lost_after_its_pings_and_kills_its_command_when_it_resumes() {
+    let marker = unique_marker();
+    let _reaper = KillOnDrop(format!("sleep {marker}"));
+    let flags = tempfile::tempdir().expect("tempdir");
+    let flag = flags.path().join("ran-once");
+    let command = format!(
+        "if [ -e '{flag}' ]; then echo second-run; else touch '{flag}'; sleep {marker}; fi",
+        flag = flag.display()
+    );
+    // The harness's pings: every second, lost after 3 s without an answer.
+    let mut master = KilnMaster::builder()
+        .worker("w1", "pw")
+        .worker("w2", "pw")
+        .builder("long", &format!("[[builder.step]]\nname = \"work\"\ncommand = {}\ntimeout = 0\n", toml_str(&command)))
+        .start()
+        .await;
+    for name in ["w1", "w2"] {
+        master.start_worker(WorkerKind::Kiln, name).await;
+        master.wait_worker_connected(name).await;
+    }
+    let brid = master.force("long").await;
+    let sleep = format!("sleep {marker}");
+    master
+        .wait_for("the sleep to run", GENEROUS, async || (!processes_matching(&sleep).is_empty()).then_some(()))
+        .await;
+    let builds = master.wait_builds_of_request(brid, 1).await;
+    let worker = master.get_one(&format!("workers/{}", master.id(&builds[0], "workerid"))).await;
+    let name = worker["name"].as_str().unwrap_or_else(|| master.fail(&format!("no name: {worker:#}"))).to_owned();
+
+    // A paused worker answers no ping: its build ends RETRY and runs again on the other worker, while the
+    // paused machine's command runs on.
+    master.signal_worker(&name, Signal::SIGSTOP);
+    let request = master.wait_request_complete(brid).await;
+    let builds = master.builds_of_request(brid).await;
+    assert_eq!(master.results(&request), results::SUCCESS, "{request:#}");
+    assert_eq!(master.results(&builds[0]), results::RETRY, "{builds:#?}");
+    assert_ne!(builds[1]["workerid"], builds[0]["workerid"], "{builds:#?}");
+    assert!(!processes_matching(&sleep).is_empty(), "the paused worker's command runs on until it resumes");
+
+    // Resumed, the worker finds its connection gone and kills the command.
+    master.signal_worker(&name, Signal::SIGCONT);
+    if let Err(left) = wait_no_processes(&sleep, GENEROUS).await {
+        master.fail(&format!("the resumed worker's command still runs: {left:#?}"));
+    }
+    master.wait_worker_connected(&name).await;
+}

@@ -282,6 +282,14 @@ impl KilnMaster {
         }
     }
 
+    /// Sends `signal` to worker `name` (SIGSTOP, SIGCONT…) without waiting for anything.
+    pub fn signal_worker(&self, name: &str, signal: Signal) {
+        match self.api.workers.iter().find(|(n, _)| n == name) {
+            Some((_, worker)) => worker.signal(signal),
+            None => self.fail(&format!("signal_worker: no worker {name:?} was started")),
+        }
+    }
+
     /// Sends `signal` to worker `name` and waits for it to exit.
     pub async fn kill_worker(&mut self, name: &str, signal: Signal) -> ExitStatus {
         let Some(index) = self.api.workers.iter().position(|(n, _)| n == name) else {
