@@ -3,6 +3,8 @@
 //! with the number of failures it stands for.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -44,21 +46,38 @@ impl RepeatedLog {
 }
 
 /// A listener whose `accept` backs off on errors.
-pub(crate) struct Acceptor {
+pub struct Acceptor {
     listener: TcpListener,
     /// Which listener, for the log ("worker", "web").
     what: &'static str,
     delay: Duration,
     log: RepeatedLog,
+    failures: Arc<AtomicU64>,
+}
+
+/// How many `accept`s of an [`Acceptor`] failed so far; readable while it accepts.
+#[derive(Debug, Clone)]
+pub struct Failures(Arc<AtomicU64>);
+
+impl Failures {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Acceptor {
-    pub(crate) fn new(listener: TcpListener, what: &'static str) -> Acceptor {
-        Acceptor { listener, what, delay: Duration::ZERO, log: RepeatedLog::per_second() }
+    /// `what` names the listener in the log ("worker", "web").
+    pub fn new(listener: TcpListener, what: &'static str) -> Acceptor {
+        Acceptor { listener, what, delay: Duration::ZERO, log: RepeatedLog::per_second(), failures: Arc::default() }
     }
 
-    /// The next connection. Errors are logged (rate-limited) and waited out; it never returns one.
-    pub(crate) async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    pub fn failures(&self) -> Failures {
+        Failures(self.failures.clone())
+    }
+
+    /// The next connection. Errors are logged (rate-limited) and waited out; it never returns one. Cancelling
+    /// it loses no connection.
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.listener.accept().await {
                 Ok(accepted) => {
@@ -66,6 +85,7 @@ impl Acceptor {
                     return accepted;
                 }
                 Err(e) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
                     // A connection that died in the backlog is that connection's problem, not the listener's.
                     let transient =
                         matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset);
