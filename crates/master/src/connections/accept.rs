@@ -45,6 +45,21 @@ impl RepeatedLog {
     }
 }
 
+/// A [`RepeatedLog`] shared by the tasks of a listener's connections (a line each bad connection would write).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedLog(Arc<std::sync::Mutex<RepeatedLog>>);
+
+impl SharedLog {
+    pub(crate) fn per_second() -> SharedLog {
+        SharedLog(Arc::new(std::sync::Mutex::new(RepeatedLog::per_second())))
+    }
+
+    /// As [`RepeatedLog::occurred`].
+    pub(crate) fn occurred(&self) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).occurred()
+    }
+}
+
 /// A listener whose `accept` backs off on errors.
 pub struct Acceptor {
     listener: TcpListener,

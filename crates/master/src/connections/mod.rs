@@ -12,8 +12,8 @@ mod accept;
 mod fd_limit;
 mod gate;
 
-pub(crate) use accept::RepeatedLog;
 pub use accept::{Acceptor, Failures};
+pub(crate) use accept::{RepeatedLog, SharedLog};
 pub use fd_limit::{fit, raise_fd_limit, Fitted, RESERVED_FDS};
 pub(crate) use gate::{Admitted, Gate};
 

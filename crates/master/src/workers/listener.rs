@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Liveness, WorkerConnection};
-use crate::connections::{Acceptor, Admitted, Gate, Limits, RepeatedLog};
+use crate::connections::{Acceptor, Admitted, Gate, Limits, RepeatedLog, SharedLog};
 
 /// How long the old connection of a worker that connects twice has to answer before the new one replaces it
 /// (Buildbot's `PING_TIMEOUT`).
@@ -55,6 +55,8 @@ pub struct Workers {
     inner: Arc<RwLock<Inner>>,
     events: broadcast::Sender<WorkerEvent>,
     liveness: Liveness,
+    /// The warnings each refused or failed connection writes, at most once a second (a flood writes few).
+    refusals: SharedLog,
 }
 
 #[derive(Default)]
@@ -65,7 +67,12 @@ struct Inner {
 
 impl Workers {
     pub fn new(accounts: Vec<WorkerAccount>, liveness: Liveness) -> Workers {
-        let workers = Workers { inner: Arc::default(), events: broadcast::channel(256).0, liveness };
+        let workers = Workers {
+            inner: Arc::default(),
+            events: broadcast::channel(256).0,
+            liveness,
+            refusals: SharedLog::per_second(),
+        };
         workers.set_accounts(accounts);
         workers
     }
@@ -193,7 +200,11 @@ pub async fn serve(listener: TcpListener, port: WorkerPort, workers: Workers, st
             };
             match accepted {
                 Ok(Ok(stream)) => welcome(stream, &workers, admitted, deadline, peer).await,
-                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake with a worker failed"),
+                Ok(Err(e)) => {
+                    if let Some(repeats) = workers.refusals.occurred() {
+                        tracing::warn!(%peer, error = %e, repeats, "TLS handshake with a worker failed");
+                    }
+                }
                 Err(_) => tracing::debug!(%peer, "worker TLS handshake timed out"),
             }
         });
@@ -248,7 +259,9 @@ where
             return Err(refuse(StatusCode::BAD_REQUEST, "unreadable authorization header"));
         };
         if !workers.password_matches(&name, &password) {
-            tracing::warn!(worker = %name, "worker refused: unknown name or wrong password");
+            if let Some(repeats) = workers.refusals.occurred() {
+                tracing::warn!(worker = %name, repeats, "worker refused: unknown name or wrong password");
+            }
             return Err(refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password"));
         }
         authenticated = Some(name);
