@@ -11,6 +11,7 @@ pub mod build;
 pub mod calendar;
 pub mod changes;
 pub mod config;
+pub mod connections;
 pub mod events;
 pub mod interpolate;
 pub mod master;

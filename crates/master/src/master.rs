@@ -88,12 +88,37 @@ struct Inner {
     changes: broadcast::Sender<Change>,
     /// The master's name in the store.
     name: String,
+    /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
+    connection_limits: crate::connections::Fitted,
 }
 
 /// A running master. Cheap to clone.
 #[derive(Clone)]
 pub struct Master {
     inner: Arc<Inner>,
+}
+
+/// Raises the file-descriptor limit and fits the listeners' caps under it.
+fn fit_connection_limits(config: &MasterConfig) -> crate::connections::Fitted {
+    use crate::connections::{fit, raise_fd_limit, Limits};
+    let workers = Limits {
+        max: config.worker_listener.max_connections,
+        per_address: config.worker_listener.max_connections_per_address,
+    };
+    let web = Limits { max: config.web.max_connections, per_address: config.web.max_connections_per_address };
+    let Some(fd_limit) = raise_fd_limit() else {
+        return crate::connections::Fitted { workers, web, lowered: false };
+    };
+    let fitted = fit(fd_limit, workers, web);
+    if fitted.lowered {
+        tracing::warn!(
+            fd_limit,
+            worker_connections = fitted.workers.max,
+            web_connections = fitted.web.max,
+            "connection caps lowered to fit the file-descriptor limit"
+        );
+    }
+    fitted
 }
 
 /// Where a started master listens.
@@ -154,6 +179,7 @@ impl Master {
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
         let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
+        let connection_limits = fit_connection_limits(&config);
         let listener = TcpListener::bind(config.worker_listener.address)
             .await
             .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
@@ -176,8 +202,14 @@ impl Master {
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
+            connection_limits,
         });
-        tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
+        let port = crate::workers::WorkerPort {
+            tls,
+            limits: connection_limits.workers,
+            handshake_timeout: inner.config.worker_listener.handshake_timeout,
+        };
+        tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         let master = Master { inner: inner.clone() };
         let mut schedulers: Vec<_> =
@@ -325,6 +357,11 @@ impl Master {
             }
         }));
         tx
+    }
+
+    /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
+    pub fn connection_limits(&self) -> crate::connections::Fitted {
+        self.inner.connection_limits
     }
 
     pub fn config(&self) -> &MasterConfig {

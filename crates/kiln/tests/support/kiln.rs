@@ -88,6 +88,11 @@ pub struct KilnMasterBuilder {
     global_args: Vec<String>,
     /// Start the master without `NO_COLOR` in its environment.
     colour_allowed: bool,
+    /// Keys added to `[worker_listener]` and to `[web]`.
+    worker_listener_keys: String,
+    web_keys: String,
+    /// The master process's RLIMIT_NOFILE (soft and hard), set before it runs.
+    fd_limit: Option<u64>,
 }
 
 impl KilnMasterBuilder {
@@ -137,6 +142,26 @@ impl KilnMasterBuilder {
         self
     }
 
+    /// Adds keys (TOML lines) to the `[worker_listener]` table.
+    pub fn worker_listener_keys(mut self, keys: &str) -> Self {
+        self.worker_listener_keys.push_str(keys);
+        self.worker_listener_keys.push('\n');
+        self
+    }
+
+    /// Adds keys (TOML lines) to the `[web]` table.
+    pub fn web_keys(mut self, keys: &str) -> Self {
+        self.web_keys.push_str(keys);
+        self.web_keys.push('\n');
+        self
+    }
+
+    /// Runs the master with this file-descriptor limit, soft and hard (so it cannot raise it).
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
+    }
+
     /// The `master.toml` text for these ports.
     pub fn master_toml(&self, worker_port: u16, web_port: u16) -> String {
         if let Some(template) = &self.template {
@@ -155,10 +180,12 @@ url = \"sqlite:state.sqlite\"
 address = \"127.0.0.1:{worker_port}\"
 ping_interval = 1
 ping_timeout = 3
-
+{worker_listener_keys}
 [web]
 address = \"127.0.0.1:{web_port}\"
-"
+{web_keys}",
+            worker_listener_keys = self.worker_listener_keys,
+            web_keys = self.web_keys,
         );
         for (name, password, max_builds) in &self.workers {
             let _ = write!(toml, "\n[[worker]]\nname = {}\npassword = {}\n", toml_str(name), toml_str(password));
@@ -181,12 +208,14 @@ address = \"127.0.0.1:{web_port}\"
         let master_dir = dir.path().join("master");
         std::fs::create_dir_all(&master_dir).expect("create the master's directory");
         let passwords = self.workers.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect();
+        let api = Api::new("Kiln master", dir, passwords, Duration::from_secs(10));
         let mut master = KilnMaster {
             master_dir,
             runs: 0,
             global_args: self.global_args.clone(),
             colour_allowed: self.colour_allowed,
-            api: Api::new("Kiln master", dir, passwords, Duration::from_secs(10)),
+            fd_limit: self.fd_limit,
+            api,
         };
         // The ports are free when picked, but something may bind one before the master does: retry then.
         for attempt in 1..=3 {
@@ -217,6 +246,8 @@ pub struct KilnMaster {
     global_args: Vec<String>,
     /// Start without `NO_COLOR`.
     colour_allowed: bool,
+    /// The master process's file-descriptor limit, if the test sets one.
+    fd_limit: Option<u64>,
     api: Api,
 }
 
@@ -243,6 +274,15 @@ impl KilnMaster {
         }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
+        }
+        if let Some(limit) = self.fd_limit {
+            use nix::sys::resource::{setrlimit, Resource};
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is a system call, async-signal-safe; the error is built from an errno.
+            unsafe {
+                command
+                    .pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(std::io::Error::from));
+            }
         }
         let label = format!("kiln master (run {})", self.runs);
         if let Some(old) = self.api.master.replace(ChildProcess::spawn(&label, &mut command, output, Vec::new())) {
@@ -292,6 +332,14 @@ impl KilnMaster {
         match master.wait_exit(EXIT_TIMEOUT).await {
             Some(status) => status,
             None => self.fail(&format!("the master did not exit within {EXIT_TIMEOUT:?}")),
+        }
+    }
+
+    /// Sends `signal` to worker `name` (SIGSTOP, SIGCONT…) without waiting for anything.
+    pub fn signal_worker(&self, name: &str, signal: Signal) {
+        match self.api.workers.iter().find(|(n, _)| n == name) {
+            Some((_, worker)) => worker.signal(signal),
+            None => self.fail(&format!("signal_worker: no worker {name:?} was started")),
         }
     }
 

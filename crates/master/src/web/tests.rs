@@ -559,3 +559,57 @@ async fn build_properties_are_served_alone_and_with_builds() {
     let (status, body) = f.get("/api/v2/builds/9999/properties").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test]
+async fn every_error_is_json_and_too_many_terms_is_a_400() {
+    let f = fixture().await;
+    let send = |method: Method, uri: String, body: Vec<u8>| {
+        let request = Request::builder().method(method).uri(uri).body(Body::from(body)).expect("request");
+        f.send(request)
+    };
+    let json_error = |what: &str, status: StatusCode, body: &[u8], headers: &axum::http::HeaderMap| {
+        let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{what}: {status}");
+        let body: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("{what}: not JSON: {body:?}"));
+        body["error"].as_str().unwrap_or_else(|| panic!("{what}: no error: {body}")).to_string()
+    };
+
+    let order = "order=-buildid&".repeat(2_000);
+    let (status, body, headers) = send(Method::GET, format!("/api/v2/builds?{order}"), vec![]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = json_error("2,000 order terms", status, &body, &headers);
+    assert!(message.contains("too many") && !message.contains("ORDER BY"), "{message}");
+    let order = "order=-buildid&".repeat(super::params::Bounds::ORDER + 1);
+    let (status, body, headers) = send(Method::GET, format!("/api/v2/builds?{order}"), vec![]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(json_error("17 order terms", status, &body, &headers).contains("'order' terms"));
+
+    // At the bounds the store answers: the most terms a query may have make a statement SQLite takes.
+    let half = super::params::Bounds::PARAMETERS / 2;
+    let most = format!("{}{}", "buildid__lt=5&".repeat(half), "number__gt=-1&".repeat(half));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{most}"), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut most: Vec<String> = (0..super::params::Bounds::ORDER).map(|_| "order=-number".to_string()).collect();
+    most.extend((0..super::params::Bounds::FILTER_VALUES).map(|i| format!("buildid={i}")));
+    most.extend((0..super::params::Bounds::FILTERS - 1).map(|i| format!("number__ne={i}")));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{}", most.join("&")), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+
+    let (status, body, headers) = send(Method::DELETE, "/api/v2/builders".into(), vec![]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    json_error("DELETE", status, &body, &headers);
+    assert!(headers.get(header::ALLOW).is_some(), "405 keeps its Allow header");
+
+    let (status, body, headers) = send(Method::POST, "/api/v2/builds/1".into(), vec![b' '; 3 * 1024 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    json_error("a 3 MiB call", status, &body, &headers);
+
+    let long = format!("/api/v2/builds?buildid__gt={}", "9".repeat(62 * 1024));
+    let (status, body, headers) = send(Method::GET, long, vec![]).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    json_error("a 62 KiB URI", status, &body, &headers);
+
+    let (status, body, headers) = send(Method::GET, "/nowhere".into(), vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    json_error("404", status, &body, &headers);
+}
