@@ -9,6 +9,7 @@ mod builders;
 mod buildrequests;
 mod builds;
 mod buildsets;
+mod change_log;
 mod changes;
 mod error;
 mod logs;
@@ -34,6 +35,7 @@ pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
 pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
+pub use state::StateWrite;
 pub use steps::Step;
 
 use crate::events::EventBus;
