@@ -1,7 +1,7 @@
 //! Changes across SIGKILLs of the master: every change stored gets exactly one buildset from the scheduler that
 //! wants it, however soon after storing it the master dies. A git poller finds commits made while the master was
-//! down and the master is killed right after its first "change added"; `kiln sendchange` posts changes while the
-//! master is killed and started again. After a last start, every change has one buildset, and a change answered
+//! down and the master is killed right after its first "change added" (then its tenth); `kiln sendchange` posts
+//! changes while the master is killed and started again. After a last start, every change has one buildset, and a change answered
 //! to a client is stored.
 //!
 //!     cargo test -p kiln --test changes_crash
@@ -61,14 +61,14 @@ fn changes_added(master: &KilnMaster, run: usize) -> usize {
     output.lines().filter(|line| line.contains(CHANGE_ADDED)).count()
 }
 
-/// Waits until the master's `run`-th process has logged its first "change added", then SIGKILLs it; returns how
-/// many it had logged by the time it died.
-async fn kill_after_first_change(master: &mut KilnMaster, run: usize) -> usize {
+/// Waits until the master's `run`-th process has logged `n` "change added", then SIGKILLs it; returns how many
+/// it had logged by the time it died.
+async fn kill_after_changes(master: &mut KilnMaster, run: usize, n: usize) -> usize {
     // Read often: the kill is to land while the master is still storing and scheduling.
     let deadline = std::time::Instant::now() + WAIT;
-    while changes_added(master, run) == 0 {
+    while changes_added(master, run) < n {
         if std::time::Instant::now() > deadline || master.master_process().is_none_or(|m| m.exit_status().is_some()) {
-            master.fail(&format!("run {run} of the master logged no {CHANGE_ADDED:?}"));
+            master.fail(&format!("run {run} of the master logged no {n} {CHANGE_ADDED:?}"));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -138,10 +138,11 @@ async fn commits_polled_by_a_master_killed_while_storing_them_get_one_buildset_e
     for n in 1..COMMITS {
         commit(repo, &format!("f{n}.txt"), &format!("commit {n}"));
     }
+    // Killed right after its first change, then after its tenth.
     let mut added = Vec::new();
-    for run in 2..=3 {
+    for (run, n) in [(2, 1), (3, 10)] {
         master.restart().await;
-        added.push(kill_after_first_change(&mut master, run).await);
+        added.push(kill_after_changes(&mut master, run, n).await);
     }
     master.restart().await;
     eprintln!("changes added before each kill: {added:?}");
@@ -210,10 +211,11 @@ async fn changes_sent_while_the_master_is_killed_and_restarted_get_one_buildset_
             }
         }
     });
-    let mut added = vec![kill_after_first_change(&mut master, 1).await];
-    for run in 2..=3 {
+    // Killed after its first change, its third, its fifth.
+    let mut added = vec![kill_after_changes(&mut master, 1, 1).await];
+    for (run, n) in [(2, 3), (3, 5)] {
         master.restart().await;
-        added.push(kill_after_first_change(&mut master, run).await);
+        added.push(kill_after_changes(&mut master, run, n).await);
     }
     master.restart().await;
     eprintln!("changes added before each kill: {added:?}");

@@ -212,9 +212,7 @@ where
         None if !state.classified.is_empty() || state.last_classified.is_some() => {
             // It takes no changes: it forgets those it had, and takes none from before if it does again.
             state.classified.clear();
-            let mut writes = state.classified_writes(start_after);
-            writes.truncate(1);
-            if let Err(e) = store.set_states(&writes).await {
+            if let Err(e) = store.set_states(&[state.write(CLASSIFIED_KEY, serde_json::json!([]))]).await {
                 return failed("could not store the scheduler's state", &e);
             }
             if let Err(e) = store.delete_state(&state.name, LAST_CLASSIFIED_KEY).await {
