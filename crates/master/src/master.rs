@@ -447,6 +447,29 @@ impl Master {
         }
     }
 
+    /// Stores the changes of one change hook request (`source`: the hook's dialect) together, unless the same
+    /// `delivery` (the forge's delivery id) was stored before; then tells the subscribers. Returns the changes'
+    /// ids (a redelivery's: those stored the first time).
+    pub async fn add_hook_changes(
+        &self,
+        source: &str,
+        delivery: Option<&str>,
+        changes: &[NewChange],
+    ) -> Result<Vec<i64>, ActionError> {
+        let delivered = self.inner.store.add_delivered_changes(source, delivery, changes).await?;
+        if delivered.repeated {
+            tracing::info!(source, delivery, changes = ?delivered.ids, "a delivery stored before: nothing added");
+            return Ok(delivered.ids);
+        }
+        for &id in &delivered.ids {
+            // Stored is what counts: a scheduler that is not told reads the change from the store.
+            if let Err(e) = self.announce_change(id).await {
+                tracing::warn!(changeid = id, error = %e, "a stored change could not be announced");
+            }
+        }
+        Ok(delivered.ids)
+    }
+
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {
         let change = self.inner.store.change(id).await?.ok_or(StoreError::NotFound { what: "change", id })?;
         tracing::info!(changeid = id, revision = ?change.revision, branch = ?change.branch, "change added");
