@@ -58,6 +58,10 @@ impl From<mpsc::Receiver<Change>> for Live {
 /// How many changes a catch-up reads from the store at a time.
 pub const PAGE: u32 = 200;
 
+/// How long a feed waits for a live change before it looks in the store anyway (a safety net, not the
+/// mechanism: a change stored whose announcement failed is taken within this time).
+pub const RESCAN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The changes after a given id, from the store then live (see the module's documentation).
 pub struct ChangeFeed {
     store: Store,
@@ -110,9 +114,14 @@ impl ChangeFeed {
                 self.backlog.extend(page);
                 continue;
             }
-            let change = match self.live.recv().await {
+            let received = tokio::select! {
+                received = self.live.recv() => received,
+                () = tokio::time::sleep(RESCAN) => Received::Missed,
+            };
+            let change = match received {
                 Received::Change(change) => *change,
                 Received::Missed => {
+                    // Some changes went by unseen, or none came for a while: look in the store.
                     self.catching_up = true;
                     continue;
                 }
@@ -224,6 +233,29 @@ mod tests {
         assert_eq!(take(&mut feed, 1).await, [later.id]);
         drop(tx);
         assert_eq!(feed.next().await.expect("read"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_never_announced_is_found_in_the_store_after_a_while() {
+        let _clock = crate::schedulers::testing::hold_clock();
+        let (store, _dir) = temp_store().await;
+        let (tx, rx) = mpsc::channel(1);
+        let mut feed = ChangeFeed::new(store.clone(), rx);
+        feed.resume_after(0);
+        let first = add(&store, 0).await;
+        assert_eq!(take(&mut feed, 1).await, [first.id]);
+        // Stored, its announcement lost: the feed waits on the live channel, then looks in the store.
+        let second = add(&store, 1).await;
+        let waiting = tokio::spawn(async move { feed.next().await.expect("read").map(|c| c.id) });
+        // The paused clock moves only when told: a rescan time at a time, for up to 10 s of real time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waiting.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::advance(RESCAN).await;
+            tokio::task::yield_now().await;
+        }
+        assert!(waiting.is_finished(), "the feed looks in the store after a rescan time");
+        assert_eq!(waiting.await.expect("task"), Some(second.id));
+        drop(tx);
     }
 
     #[tokio::test]
