@@ -103,8 +103,18 @@ async fn wait_one_buildset_per_change(master: &KilnMaster, count: usize) -> BTre
         let revision = buildset["sourcestamps"][0]["revision"].as_str().unwrap_or_default().to_string();
         *built.entry(revision).or_default() += 1;
     }
+    let unbuilt: Vec<i64> = changes.iter().filter(|(_, r)| !built.contains_key(*r)).map(|(id, _)| *id).collect();
+    let twice: Vec<&String> = built.iter().filter(|(_, n)| **n > 1).map(|(r, _)| r).collect();
     let wanted: BTreeMap<String, usize> = changes.values().map(|revision| (revision.clone(), 1)).collect();
-    assert_eq!(built, wanted, "buildsets by revision: every change exactly one ({waited:?}; changes: {changes:?})");
+    assert_eq!(
+        built,
+        wanted,
+        "every change exactly one buildset: of {} changes, {} have none ({unbuilt:?}), {} revisions more than one \
+         ({waited:?}; changes: {changes:?})",
+        changes.len(),
+        unbuilt.len(),
+        twice.len()
+    );
     assert!(changes.len() >= count, "{count} changes stored: {changes:?}");
     changes
 }
