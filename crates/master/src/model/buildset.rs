@@ -39,6 +39,25 @@ pub struct NewBuildset {
     pub sourcestamps: Vec<SourceStamp>,
     /// The changes it is built for (ids of stored changes), oldest first.
     pub changeids: Vec<i64>,
+    /// Object state written in the buildset's transaction: what the scheduler that submits it keeps of what it
+    /// has submitted, so that the two are stored together or not at all.
+    pub state: Vec<StateWrite>,
+}
+
+/// One value of the object state to store, with other writes in one transaction (`Store::set_states`, or a
+/// buildset's [`NewBuildset::state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateWrite {
+    /// The object's unique name (`scheduler:<name>`).
+    pub name: String,
+    pub key: String,
+    pub value: serde_json::Value,
+}
+
+impl StateWrite {
+    pub fn new(name: &str, key: &str, value: serde_json::Value) -> StateWrite {
+        StateWrite { name: name.to_string(), key: key.to_string(), value }
+    }
 }
 
 impl NewBuildset {

@@ -12,6 +12,8 @@ mod change;
 mod results;
 
 pub use build::{Build, Log, Step, Worker};
-pub use buildset::{BuildRequest, Buildset, CompletedBuildset, NewBuildset, Property, SourceStamp, Submitted};
+pub use buildset::{
+    BuildRequest, Buildset, CompletedBuildset, NewBuildset, Property, SourceStamp, StateWrite, Submitted,
+};
 pub use change::{Change, NewChange, CHANGE_PROPERTY_SOURCE};
 pub use results::{Results, UnknownResults};

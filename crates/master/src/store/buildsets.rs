@@ -99,6 +99,9 @@ impl Store {
             .context(op)?;
             brids.push(brid);
         }
+        for write in &new.state {
+            super::state::write_state(&mut tx, write).await?;
+        }
         tx.commit().await.context(op)?;
         // As Buildbot: each request's `new`, then the buildset's.
         for (&brid, &builderid) in brids.iter().zip(&new.builderids) {
@@ -273,12 +276,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_buildset_writes_nothing() {
+    async fn a_failing_buildset_writes_nothing_and_its_state_goes_with_it() {
         let (store, _dir) = temp_store().await;
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let new = NewBuildset {
             reason: "bad".into(),
             builderids: vec![builder, 9999], // no such builder: foreign key violation
+            state: vec![super::super::StateWrite::new("scheduler:s", "k", serde_json::json!(1))],
             ..NewBuildset::default()
         };
         assert!(store.add_buildset(&new).await.is_err());
@@ -286,5 +290,9 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM buildsets").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 0);
+        assert_eq!(store.get_state("scheduler:s", "k").await.expect("state"), None);
+
+        store.add_buildset(&NewBuildset { builderids: vec![builder], ..new }).await.expect("buildset");
+        assert_eq!(store.get_state("scheduler:s", "k").await.expect("state"), Some(serde_json::json!(1)));
     }
 }

@@ -32,58 +32,13 @@ impl Store {
 
     async fn insert_change(&self, new: &NewChange, once: bool) -> Result<Option<i64>, StoreError> {
         let op = || format!("add change {:?} of {:?}", new.revision, new.repository);
-        let stored_at = now();
-        let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
-        let ss = SourceStamp {
-            branch: new.branch.clone(),
-            revision: new.revision.clone(),
-            repository: new.repository.clone(),
-            project: new.project.clone(),
-            codebase: new.codebase.clone(),
-        };
-        let files = Value::from(new.files.clone()).to_string();
-        let properties: serde_json::Map<String, Value> = new
-            .properties
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::Array(vec![value.clone(), PROPERTY_SOURCE.into()])))
-            .collect();
-        let properties = Value::Object(properties).to_string();
         let mut tx = self.write(op).await?;
-        let ssid = find_or_add_sourcestamp(&mut tx, &ss, stored_at).await.context(op)?;
-        if once {
-            let stored: Option<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE sourcestampid = ? LIMIT 1")
-                .bind(ssid)
-                .fetch_optional(&mut *tx)
-                .await
-                .context(op)?;
-            if stored.is_some() {
-                return Ok(None);
-            }
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
-             category, when_timestamp, files, properties, sourcestampid) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&new.author)
-        .bind(&new.committer)
-        .bind(&new.comments)
-        .bind(&new.branch)
-        .bind(&new.revision)
-        .bind(&new.repository)
-        .bind(&new.project)
-        .bind(&new.codebase)
-        .bind(&new.category)
-        .bind(when)
-        .bind(files)
-        .bind(properties)
-        .bind(ssid)
-        .fetch_one(&mut *tx)
-        .await
-        .context(op)?;
+        let id = insert_change_in(&mut tx, new, once).await.context(op)?;
         tx.commit().await.context(op)?;
-        self.publish(Event::ChangeAdded { changeid: id });
-        Ok(Some(id))
+        if let Some(id) = id {
+            self.publish(Event::ChangeAdded { changeid: id });
+        }
+        Ok(id)
     }
 
     /// The change `id`, if it exists.
@@ -130,6 +85,62 @@ impl Store {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// Adds a change (see [`Store::add_change`]; with `once`, [`Store::add_change_once`]) within the caller's
+/// transaction.
+pub(super) async fn insert_change_in(
+    tx: &mut sqlx::SqliteConnection,
+    new: &NewChange,
+    once: bool,
+) -> Result<Option<i64>, sqlx::Error> {
+    let stored_at = now();
+    let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
+    let ss = SourceStamp {
+        branch: new.branch.clone(),
+        revision: new.revision.clone(),
+        repository: new.repository.clone(),
+        project: new.project.clone(),
+        codebase: new.codebase.clone(),
+    };
+    let files = Value::from(new.files.clone()).to_string();
+    let properties: serde_json::Map<String, Value> = new
+        .properties
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::Array(vec![value.clone(), PROPERTY_SOURCE.into()])))
+        .collect();
+    let properties = Value::Object(properties).to_string();
+    let ssid = find_or_add_sourcestamp(&mut *tx, &ss, stored_at).await?;
+    if once {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE sourcestampid = ? LIMIT 1")
+            .bind(ssid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if stored.is_some() {
+            return Ok(None);
+        }
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
+         category, when_timestamp, files, properties, sourcestampid) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&new.author)
+    .bind(&new.committer)
+    .bind(&new.comments)
+    .bind(&new.branch)
+    .bind(&new.revision)
+    .bind(&new.repository)
+    .bind(&new.project)
+    .bind(&new.codebase)
+    .bind(&new.category)
+    .bind(when)
+    .bind(files)
+    .bind(properties)
+    .bind(ssid)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(id))
 }
 
 fn decode(e: serde_json::Error) -> sqlx::Error {

@@ -9,7 +9,9 @@ mod builders;
 mod buildrequests;
 mod builds;
 mod buildsets;
+mod change_log;
 mod changes;
+mod deliveries;
 mod error;
 mod logs;
 mod masters;
@@ -33,10 +35,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
 pub use crate::model::{
-    Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, Step, Worker,
-    CHANGE_PROPERTY_SOURCE,
+    Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, StateWrite,
+    Step, Worker, CHANGE_PROPERTY_SOURCE,
 };
 pub use builds::RestartCleanup;
+pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};

@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Liveness, WorkerConnection};
-use crate::events::{Event, EventBus};
 use crate::connections::{Acceptor, Admitted, Gate, Limits, RepeatedLog, SharedLog};
+use crate::events::{Event, EventBus};
 
 /// How long the old connection of a worker that connects twice has to answer before the new one replaces it
 /// (Buildbot's `PING_TIMEOUT`).
