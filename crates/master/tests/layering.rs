@@ -39,6 +39,8 @@ const MODULES: &[(&str, &[&str])] = &[
     // Buildbot's `Interpolate`: parsing and rendering, pure.
     ("interpolate", &[]),
     ("tls", &[]),
+    // Bounds on the listeners: accept backoff, the descriptor limit, connection caps.
+    ("connections", &[]),
     // `master.toml`, read and checked.
     ("config", &["model", "results", "calendar", "interpolate"]),
     // The persistent state; the only SQL.
@@ -50,7 +52,7 @@ const MODULES: &[(&str, &[&str])] = &[
     // Which request runs where: decisions without I/O.
     ("queue", &["model", "results", "config"]),
     // The worker port and each worker's connection.
-    ("workers", &["model", "results", "events", "config", "store", "tls"]),
+    ("workers", &["model", "results", "events", "config", "store", "tls", "connections"]),
     // A build's steps on a worker; the master only through `build::MasterHandle`.
     ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers"]),
     // The running master: services, actions, dispatch.
@@ -63,6 +65,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "calendar",
             "interpolate",
             "tls",
+            "connections",
             "config",
             "store",
             "changes",
@@ -79,6 +82,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "model",
             "results",
             "events",
+            "connections",
             "config",
             "store",
             "changes",

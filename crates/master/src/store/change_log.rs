@@ -34,7 +34,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::changes::NewChange;
+    use crate::model::NewChange;
     use crate::store::testing::temp_store;
 
     #[tokio::test]

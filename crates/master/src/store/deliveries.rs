@@ -8,8 +8,8 @@ use super::changes::insert_change_in;
 use super::error::Context;
 use super::state::{write_state, StateWrite};
 use super::{now, Store, StoreError};
-use crate::changes::NewChange;
 use crate::events::Event;
+use crate::model::NewChange;
 
 /// How long a delivery id is remembered (forges redeliver within hours; GitHub's manual redelivery goes back
 /// three days).
