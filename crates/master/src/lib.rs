@@ -15,6 +15,7 @@ pub mod connections;
 pub mod events;
 pub mod interpolate;
 pub mod master;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod results;

@@ -10,6 +10,7 @@ mod change_hook;
 mod change_hook_tests;
 mod handlers;
 mod logs;
+mod metrics;
 mod params;
 mod queue;
 mod render;
@@ -47,6 +48,8 @@ pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToke
 /// The web API's routes, on the state `master`.
 pub fn router(master: Master) -> Router {
     use handlers as h;
+    let counted = metrics::start(&master);
+    let timed = axum::middleware::from_fn_with_state(counted.clone(), metrics::track);
     let api = Router::new()
         .route("/", get(root))
         .route("/builders", get(h::builders))
@@ -85,14 +88,17 @@ pub fn router(master: Master) -> Router {
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
         .fallback(api_not_found);
+    let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
         .route("/", get(front))
         .route("/change_hook/{dialect}", change_hook::route())
         // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
         .route("/api/v2/", get(root))
         .nest("/api/v2", api)
+        .route_layer(timed)
         .fallback(not_found)
         .with_state(master)
+        .merge(scrape)
         .layer(axum::middleware::map_response(errors_in_json))
         .layer(axum::middleware::from_fn(bounded_uri))
 }
@@ -198,6 +204,10 @@ pub(crate) struct ApiError {
 impl ApiError {
     fn not_found(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
 
     fn bad_request(message: impl Into<String>) -> ApiError {

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 
 use super::router;
 use crate::config::MasterConfig;
+use crate::events::Event;
 use crate::master::Master;
 use crate::results::CANCELLED;
 use crate::store::LogType;
@@ -612,4 +613,69 @@ async fn every_error_is_json_and_too_many_terms_is_a_400() {
     let (status, body, headers) = send(Method::GET, "/nowhere".into(), vec![]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     json_error("404", status, &body, &headers);
+}
+
+/// Checks a metrics exposition with Prometheus's own `promtool check metrics` (Debian's `prometheus` package;
+/// `scripts/test` installs it).
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let promtool = std::env::var("KILN_PROMTOOL").unwrap_or_else(|_| "promtool".to_string());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {promtool} ({e}): install Debian's prometheus package (scripts/test does)")
+        });
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n--- metrics\n{text}");
+}
+
+#[tokio::test]
+async fn metrics_show_the_queue_the_workers_and_the_requests_and_pass_promtool() {
+    let f = fixture().await;
+    let (status, _) = f.get("/api/v2/builders").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = f.rpc("/api/v2/forceschedulers/force-linux", "force", json!({ "builderid": "linux" })).await;
+    assert_eq!(status, StatusCode::OK);
+    // A build and its step as the bus tells them (no worker connects to this fixture).
+    let builderid = f.master.builder_id("linux").expect("builder");
+    let bus = f.master.store().events();
+    bus.publish(Event::BuildStarted { buildid: 99, builderid, number: 1, brid: 1, workerid: 1, masterid: 1 });
+    bus.publish(Event::StepStarted { stepid: 98, buildid: 99, number: 0 });
+    bus.publish(Event::StepFinished { stepid: 98, buildid: 99, results: 0, state_string: String::new() });
+    bus.publish(Event::BuildFinished { buildid: 99, builderid, results: 0, state_string: String::new() });
+    let scrape = || async {
+        let (status, body, headers) = f.send(Request::get("/metrics").body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[header::CONTENT_TYPE].to_str().is_ok_and(|t| t.starts_with("text/plain; version=0.0.4")));
+        String::from_utf8(body).expect("text")
+    };
+    let counted = "kiln_builds_total{builder=\"linux\",result=\"success\"} 1\n";
+    let text = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let text = scrape().await;
+            if text.contains(counted) {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the metrics count the build");
+    assert!(text.contains("kiln_step_duration_seconds_count{builder=\"linux\"} 1\n"), "{text}");
+    // The forced request waits: its worker never connects.
+    assert!(text.contains("\nkiln_queue_depth 1\n"), "{text}");
+    assert!(text.contains("\nkiln_workers_connected 0\n"), "{text}");
+    assert!(
+        text.contains(
+            "kiln_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v2/builders\",status=\"200\"} 1\n"
+        ),
+        "{text}"
+    );
+    promtool_check(&text);
 }
