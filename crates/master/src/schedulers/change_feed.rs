@@ -247,11 +247,17 @@ mod tests {
         // Stored, its announcement lost: the feed waits on the live channel, then looks in the store.
         let second = add(&store, 1).await;
         let waiting = tokio::spawn(async move { feed.next().await.expect("read").map(|c| c.id) });
-        // The paused clock moves only when told: a rescan time at a time, for up to 10 s of real time.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !waiting.is_finished() && std::time::Instant::now() < deadline {
+        // The paused clock moves only when told: a rescan time at a time, each followed by up to a second of real
+        // time for the store's reads (moving the clock on while one waits for a connection would time it out).
+        for _ in 0..10 {
             tokio::time::advance(RESCAN).await;
-            tokio::task::yield_now().await;
+            let settle = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while !waiting.is_finished() && std::time::Instant::now() < settle {
+                tokio::task::yield_now().await;
+            }
+            if waiting.is_finished() {
+                break;
+            }
         }
         assert!(waiting.is_finished(), "the feed looks in the store after a rescan time");
         assert_eq!(waiting.await.expect("task"), Some(second.id));
