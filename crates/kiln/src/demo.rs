@@ -67,7 +67,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         let submitted = running.master.force("force-demo", None, &values).await?;
         let brid = submitted.requests.first().map(|(_, brid)| *brid).context("no build request was made")?;
         let web_url = format!("http://{}/", running.web_address);
-        let passed = crate::force_cmd::follow_request(&web_url, brid).await?;
+        let passed = crate::force_cmd::follow(&crate::client::Api::new(&web_url, None)?, brid).await?;
         println!(
             "first build: {} — see {}builds and {}buildrequests/{brid}/builds",
             if passed { "passed" } else { "failed" },

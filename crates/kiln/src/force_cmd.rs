@@ -1,14 +1,16 @@
 //! `kiln force BUILDER --master URL`: asks a master's API for a build, and with `--wait` follows it to its
 //! end, printing its logs as they grow.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-use serde_json::{json, Value};
+use anyhow::{anyhow, Context};
+use serde_json::json;
+
+use crate::client::{print_lines, result, Api};
 
 /// How often `--wait` asks the master for news.
 const POLL: Duration = Duration::from_millis(300);
-const RESULT_NAMES: [&str; 7] = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
 
 pub struct ForceArgs {
     pub master: String,
@@ -26,7 +28,7 @@ pub fn run(args: ForceArgs) -> anyhow::Result<bool> {
 }
 
 async fn force(args: ForceArgs) -> anyhow::Result<bool> {
-    let api = Api::new(&args.master)?;
+    let api = Api::new(&args.master, None)?;
     let scheduler = args.scheduler.clone().unwrap_or_else(|| format!("force-{}", args.builder));
     let builder = api.get_one(&format!("builders/{}", args.builder)).await?;
     let builderid = builder["builderid"].as_i64().ok_or_else(|| anyhow!("the master sent a builder without id"))?;
@@ -44,109 +46,64 @@ async fn force(args: ForceArgs) -> anyhow::Result<bool> {
     follow(&api, brid).await
 }
 
-/// Follows build request `brid` on the master at `master` (its web URL), printing its logs; returns whether
-/// it ended SUCCESS or WARNINGS.
-pub async fn follow_request(master: &str, brid: i64) -> anyhow::Result<bool> {
-    follow(&Api::new(master)?, brid).await
-}
-
 /// Follows request `brid`: prints each build's logs as they grow (a RETRY build is followed by the next one)
 /// until the request completes; returns whether it ended SUCCESS or WARNINGS.
-async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
-    let mut printed: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-    let mut announced = std::collections::HashSet::new();
-    let mut ended = std::collections::HashSet::new();
+///
+/// The request is read before its builds' logs in each round: once it is complete, its builds and their logs are
+/// complete too, so the round that sees it complete prints the last lines of every log before returning.
+pub async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
+    let mut printed: HashMap<i64, i64> = HashMap::new();
+    let mut announced = HashSet::new();
+    let mut ended = HashSet::new();
+    let mut said_why = String::new();
     loop {
         let request = api.get_one(&format!("buildrequests/{brid}")).await?;
         let builds = api.get_list(&format!("buildrequests/{brid}/builds"), "builds").await?;
+        if builds.is_empty() && request["complete"].as_bool() != Some(true) {
+            say_why_it_waits(api, brid, &mut said_why).await?;
+        }
         for build in &builds {
             let buildid = build["buildid"].as_i64().unwrap_or_default();
-            if announced.insert(buildid) {
+            if announced.insert(("build", buildid)) {
                 println!("--- build {} (id {buildid})", build["number"]);
             }
             for step in api.get_list(&format!("builds/{buildid}/steps"), "steps").await? {
                 let stepid = step["stepid"].as_i64().unwrap_or_default();
                 for log in api.get_list(&format!("steps/{stepid}/logs"), "logs").await? {
                     let logid = log["logid"].as_i64().unwrap_or_default();
-                    let seen = printed.entry(logid).or_insert(0);
-                    if *seen == 0 {
+                    if announced.insert(("log", logid)) {
                         println!(
                             "--- step '{}', log '{}'",
                             step["name"].as_str().unwrap_or("?"),
                             log["name"].as_str().unwrap_or("?")
                         );
                     }
-                    let contents = api.get(&format!("logs/{logid}/contents?offset={seen}")).await?;
-                    let text = contents["logchunks"][0]["content"].as_str().unwrap_or("");
-                    for line in text.lines() {
-                        let is_stdio = log["type"].as_str() == Some("s");
-                        println!("{}", if is_stdio { line.get(1..).unwrap_or("") } else { line });
-                        *seen += 1;
-                    }
+                    let seen = printed.entry(logid).or_insert(0);
+                    print_lines(api, logid, log["type"].as_str() == Some("s"), seen, false).await?;
                 }
             }
             if let Some(results) = build["results"].as_i64() {
                 if build["complete"].as_bool() == Some(true) && ended.insert(buildid) {
-                    println!("--- build {} ended: {}", build["number"], result_name(results));
+                    println!("--- build {} ended: {}", build["number"], result(&json!(results)));
                 }
             }
         }
         if request["complete"].as_bool() == Some(true) {
             let results = request["results"].as_i64().unwrap_or(-1);
-            println!("build request {brid}: {}", result_name(results));
+            println!("build request {brid}: {}", result(&json!(results)));
             return Ok(results == 0 || results == 1);
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-fn result_name(results: i64) -> &'static str {
-    usize::try_from(results).ok().and_then(|i| RESULT_NAMES.get(i).copied()).unwrap_or("unknown")
-}
-
-/// A master's `/api/v2`.
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(master: &str) -> anyhow::Result<Api> {
-        let master = master.trim_end_matches('/');
-        let base = if master.ends_with("/api/v2") { master.to_string() } else { format!("{master}/api/v2") };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Api { base, http })
+/// Prints why request `brid` waits in the queue (`GET /queue`), when that changes.
+async fn say_why_it_waits(api: &Api, brid: i64, said: &mut String) -> anyhow::Result<()> {
+    let queue = api.get_list("queue", "queue").await?;
+    let why = queue.iter().find(|q| q["buildrequestid"] == json!(brid)).and_then(|q| q["waiting"]["message"].as_str());
+    if let Some(why) = why.filter(|why| *why != said.as_str()) {
+        println!("waiting: {why}");
+        why.clone_into(said);
     }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}/{path}", self.base);
-        let response = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
-        if !status.is_success() {
-            bail!("GET {url}: {status}: {}", body["error"].as_str().unwrap_or(&body.to_string()));
-        }
-        Ok(body)
-    }
-
-    async fn get_list(&self, path: &str, plural: &str) -> anyhow::Result<Vec<Value>> {
-        let body = self.get(path).await?;
-        body[plural].as_array().cloned().ok_or_else(|| anyhow!("GET {path}: no '{plural}' in the answer"))
-    }
-
-    async fn get_one(&self, path: &str) -> anyhow::Result<Value> {
-        let plural = path.split('/').rev().nth(1).unwrap_or(path);
-        self.get_list(path, plural).await?.into_iter().next().ok_or_else(|| anyhow!("{path}: not found"))
-    }
-
-    async fn rpc(&self, path: &str, method: &str, params: Value) -> anyhow::Result<Value> {
-        let url = format!("{}/{path}", self.base);
-        let body = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 });
-        let response = self.http.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
-        let answer: Value = response.json().await.with_context(|| format!("POST {url}: not JSON"))?;
-        if let Some(error) = answer.get("error") {
-            bail!("{method} refused: {}", error["message"].as_str().unwrap_or(&error.to_string()));
-        }
-        Ok(answer["result"].clone())
-    }
+    Ok(())
 }

@@ -4,6 +4,7 @@ mod client;
 mod demo;
 mod force_cmd;
 mod master_cmd;
+mod master_lock;
 mod sendchange_cmd;
 
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Commands,
+    /// How the log on stderr is written: text (coloured only on a terminal, never with NO_COLOR) or json.
+    #[arg(long, global = true, value_enum, default_value_t = kiln_worker::cli::LogFormat::Text)]
+    log_format: kiln_worker::cli::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -33,12 +37,13 @@ enum Commands {
     },
     /// Create a master directory with a commented sample master.toml.
     CreateMaster { dir: PathBuf },
-    /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds).
+    /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds, and a
+    /// SIGTERM/SIGINT then stops it at once; SIGHUP is logged and ignored). One master per directory.
     Start { dir: PathBuf },
     /// Stop the master running in DIR.
     Stop {
         dir: PathBuf,
-        /// Let running builds finish first (no new build starts).
+        /// Let running builds finish first (no new build starts); a plain `kiln stop` meanwhile stops at once.
         #[arg(long)]
         clean: bool,
         /// Seconds to wait for the master to exit.
@@ -99,7 +104,7 @@ pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiln_worker::cli::init_logging();
+    kiln_worker::cli::init_logging(cli.log_format);
     let outcome = match cli.command {
         Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
         Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),

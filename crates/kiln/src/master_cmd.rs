@@ -1,6 +1,6 @@
 //! `kiln create-master`, `start`, `stop`, `checkconfig`: a master's directory and its process.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -8,8 +8,7 @@ use kiln_master::config::{MasterConfig, FILE_NAME, SAMPLE};
 use kiln_master::master::Master;
 use tokio_util::sync::CancellationToken;
 
-/// The file that holds a running master's process id.
-pub const PID_FILE: &str = "kiln.pid";
+use crate::master_lock::{self, MasterLock, LOCK_FILE, PID_FILE};
 
 /// Writes a master directory with a commented sample `master.toml`.
 pub fn create_master(dir: &Path) -> anyhow::Result<()> {
@@ -59,7 +58,7 @@ pub fn schedule_preview(dir: &Path, from: Option<&str>, days: u32) -> anyhow::Re
             Timing::Periodic(_) => None,
         })
         .collect();
-    for line in kiln_master::schedulers::calendar::preview(&schedules, from, days) {
+    for line in kiln_master::calendar::preview(&schedules, from, days) {
         println!("{line}");
     }
     Ok(())
@@ -89,43 +88,110 @@ pub async fn launch(dir: &Path, stop: CancellationToken) -> anyhow::Result<Runni
 }
 
 /// `kiln start DIR`: runs the master in the foreground. SIGTERM/SIGINT stop it (running builds end RETRY and
-/// run again at the next start); SIGUSR1 stops it cleanly (no new builds; running ones finish).
+/// run again at the next start); SIGUSR1 stops it cleanly (no new builds; running ones finish), and a SIGTERM or
+/// SIGINT during a clean stop makes it a normal one. SIGHUP is logged and changes nothing (no reload yet).
+///
+/// The directory's lock is taken before anything else is touched: a second `kiln start` on a running master's
+/// directory is refused before it opens the store.
 pub fn start(dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let stop = CancellationToken::new();
-        let running = launch(dir, stop.clone()).await?;
-        let pid_file = PidFile::write(dir)?;
-        tracing::info!(web = %running.web_address, workers = %running.worker_address, "master running");
-        println!(
-            "Kiln master running: API {}, workers connect to {}",
-            api_url(running.web_address),
-            running.worker_address
-        );
-        let clean = wait_for_stop_signal().await?;
-        tracing::info!(clean, "stopping the master");
-        running.master.shutdown(clean).await;
-        stop.cancel();
-        drop(pid_file);
-        Ok(())
-    })
+    // Installed first: from here on a signal is queued for `run_master`, not the default action (death).
+    let mut signals = {
+        let _context = runtime.enter();
+        Signals::install()?
+    };
+    let lock = MasterLock::acquire(dir)?;
+    let outcome = runtime.block_on(run_master(dir, &mut signals));
+    // Everything the master runs ends before the lock is released.
+    drop(signals);
+    drop(runtime);
+    drop(lock);
+    outcome
+}
+
+/// Starts the master of `dir` and runs it until a stop signal.
+async fn run_master(dir: &Path, signals: &mut Signals) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let running = tokio::select! {
+        running = launch(dir, stop.clone()) => running?,
+        _ = signals.wait_for_stop() => {
+            tracing::info!("stop signal while starting: the master does not start");
+            return Ok(());
+        }
+    };
+    tracing::info!(web = %running.web_address, workers = %running.worker_address, "master running");
+    println!(
+        "Kiln master running: API {}, workers connect to {}",
+        api_url(running.web_address),
+        running.worker_address
+    );
+    if signals.wait_for_stop().await {
+        tracing::info!("clean stop: no new build starts; the master exits when the running builds have ended");
+        tokio::select! {
+            () = running.master.shutdown(true) => {}
+            () = signals.wait_for_escalation() => {
+                tracing::warn!("second stop signal: stopping now; running builds end RETRY");
+                running.master.shutdown(false).await;
+            }
+        }
+    } else {
+        tracing::info!("stopping the master; running builds end RETRY");
+        running.master.shutdown(false).await;
+    }
+    stop.cancel();
+    Ok(())
 }
 
 pub fn api_url(address: std::net::SocketAddr) -> String {
     format!("http://{address}/api/v2/")
 }
 
-/// Waits for SIGTERM or SIGINT (`false`) or SIGUSR1 (`true`: a clean stop).
-async fn wait_for_stop_signal() -> anyhow::Result<bool> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing signal handlers")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing signal handlers")?;
-    let mut usr1 = signal(SignalKind::user_defined1()).context("installing signal handlers")?;
-    Ok(tokio::select! {
-        _ = term.recv() => false,
-        _ = int.recv() => false,
-        _ = usr1.recv() => true,
-    })
+/// The signals a running master acts on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What SIGHUP does until the master can reload its configuration.
+const SIGHUP_MESSAGE: &str = "SIGHUP received: reload is not implemented yet; the running configuration stays";
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| signal(kind).context("installing signal handlers");
+        Ok(Signals {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            usr1: install(SignalKind::user_defined1())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT (`false`) or SIGUSR1 (`true`: a clean stop); logs each SIGHUP meanwhile.
+    async fn wait_for_stop(&mut self) -> bool {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return false,
+                _ = self.int.recv() => return false,
+                _ = self.usr1.recv() => return true,
+                _ = self.hup.recv() => tracing::warn!("{SIGHUP_MESSAGE}"),
+            }
+        }
+    }
+
+    /// During a clean stop: waits for SIGTERM or SIGINT; logs SIGHUP and a repeated SIGUSR1 meanwhile.
+    async fn wait_for_escalation(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.usr1.recv() => tracing::info!("SIGUSR1 received: the clean stop goes on (SIGTERM stops now)"),
+                _ = self.hup.recv() => tracing::warn!("{SIGHUP_MESSAGE}"),
+            }
+        }
+    }
 }
 
 /// `kiln stop DIR [--clean]`: signals the master and waits for it to exit.
@@ -136,6 +202,16 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: no master seems to run in {}", path.display(), dir.display()))?;
     let pid: i32 = text.trim().parse().with_context(|| format!("{}: not a process id", path.display()))?;
+    // A pid file nobody holds the lock for is stale (its pid may be another program's now), unless it names a
+    // Kiln process: a master of a version without the lock.
+    if !master_lock::is_held(dir) && !master_lock::is_kiln(pid) {
+        let _ = std::fs::remove_file(&path);
+        bail!(
+            "no master runs in {} ({LOCK_FILE} is not locked); removed the stale {} (it named process {pid})",
+            dir.display(),
+            path.display()
+        );
+    }
     let pid = Pid::from_raw(pid);
     let signal = if clean { Signal::SIGUSR1 } else { Signal::SIGTERM };
     if let Err(e) = kill(pid, signal) {
@@ -146,7 +222,12 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
     // Bounded poll: another process's exit has no event we can wait on.
     while kill(pid, None).is_ok() && !exited(pid.as_raw()) {
         if std::time::Instant::now() > deadline {
-            bail!("master process {pid} still runs after {timeout:?}");
+            let hint = if clean {
+                format!("; it stops when its running builds end, or at once with `kiln stop {}`", dir.display())
+            } else {
+                String::new()
+            };
+            bail!("master process {pid} still runs after {timeout:?}{hint}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -159,22 +240,4 @@ fn exited(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false)
-}
-
-/// `DIR/kiln.pid`, removed when dropped.
-struct PidFile(PathBuf);
-
-impl PidFile {
-    fn write(dir: &Path) -> anyhow::Result<PidFile> {
-        let path = dir.join(PID_FILE);
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(PidFile(path))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

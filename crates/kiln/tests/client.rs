@@ -123,3 +123,49 @@ async fn a_bad_master_url_or_build_is_an_error_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("'nope' is not a build id or BUILDER/NUMBER"));
 }
+
+#[tokio::test]
+async fn force_wait_says_why_the_build_waits_then_follows_it() {
+    use tokio::io::AsyncBufReadExt;
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("b", "[[builder.step]]\ncommand = \"echo built\"\n")
+        .start()
+        .await;
+    let url = master.url().to_string();
+    let mut force = tokio::process::Command::new(support::kiln::kiln_bin())
+        .args(["force", "b", "--wait", "--master", &url])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run kiln force");
+    let mut lines = tokio::io::BufReader::new(force.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let waiting = tokio::time::timeout(RUN, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            if line.starts_with("waiting: ") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_else(|_| master.fail(&format!("kiln force --wait never said why it waits: {seen:?}")));
+    assert_eq!(waiting, "waiting: no worker connected (its workers: w)", "{seen:?}");
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let rest = tokio::time::timeout(RUN, async {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .unwrap_or_else(|_| master.fail("kiln force --wait did not end"));
+    let status = tokio::time::timeout(RUN, force.wait()).await.expect("exits").expect("status");
+    assert!(status.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l == "built"), "{rest:?}");
+    assert!(rest.last().is_some_and(|l| l.ends_with(": success")), "{rest:?}");
+}

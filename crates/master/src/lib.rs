@@ -8,11 +8,15 @@
 //! This crate knows nothing of the command line; `kiln` calls [`master::Master::start`].
 
 pub mod build;
+pub mod calendar;
 pub mod changes;
 pub mod config;
+pub mod connections;
 pub mod events;
 pub mod interpolate;
 pub mod master;
+pub mod metrics;
+pub mod model;
 pub mod queue;
 pub mod results;
 pub mod schedulers;

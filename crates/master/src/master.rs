@@ -4,6 +4,7 @@
 //! Every action writes to the store first; the dispatcher then reads the store. A master killed at any point
 //! and started again finishes the builds it left running as RETRY and runs their requests again.
 
+mod build_handle;
 mod dispatch;
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,16 +28,19 @@ use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
 use crate::schedulers::timed::{self, Clock};
 use crate::schedulers::{dependent, force, on_change};
-use crate::store::{Change, NewBuildset, Property, SourceStamp, Store, StoreError};
+use crate::store::{Change, NewBuildset, Property, SourceStamp, StateWrite, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 pub use dispatch::WaitingRequest;
 use dispatch::{complete_requests, dispatch_loop};
+
+pub use crate::model::Submitted;
 
 /// How often the dispatcher looks at the queue even when nothing woke it (a safety net, not the mechanism).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
 /// On shutdown, how long running builds get to end (as RETRY) before the master exits anyway.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
-/// Changes kept for a subscriber that reads slower than they arrive (it then misses the oldest, never blocks).
+/// Changes kept for a subscriber that reads slower than they arrive (it then misses the oldest, never blocks;
+/// schedulers read what they missed from the store).
 const CHANGES_CAPACITY: usize = 1024;
 
 /// An action refused, with the reason shown to the user.
@@ -58,14 +62,6 @@ pub enum ActionError {
     InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What an action submitted: the buildset and its requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub buildsetid: i64,
-    /// Builder id → build request id.
-    pub requests: Vec<(i64, i64)>,
 }
 
 struct Running {
@@ -93,12 +89,37 @@ struct Inner {
     changes: broadcast::Sender<Change>,
     /// The master's name in the store.
     name: String,
+    /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
+    connection_limits: crate::connections::Fitted,
 }
 
 /// A running master. Cheap to clone.
 #[derive(Clone)]
 pub struct Master {
     inner: Arc<Inner>,
+}
+
+/// Raises the file-descriptor limit and fits the listeners' caps under it.
+fn fit_connection_limits(config: &MasterConfig) -> crate::connections::Fitted {
+    use crate::connections::{fit, raise_fd_limit, Limits};
+    let workers = Limits {
+        max: config.worker_listener.max_connections,
+        per_address: config.worker_listener.max_connections_per_address,
+    };
+    let web = Limits { max: config.web.max_connections, per_address: config.web.max_connections_per_address };
+    let Some(fd_limit) = raise_fd_limit() else {
+        return crate::connections::Fitted { workers, web, lowered: false };
+    };
+    let fitted = fit(fd_limit, workers, web);
+    if fitted.lowered {
+        tracing::warn!(
+            fd_limit,
+            worker_connections = fitted.workers.max,
+            web_connections = fitted.web.max,
+            "connection caps lowered to fit the file-descriptor limit"
+        );
+    }
+    fitted
 }
 
 /// Where a started master listens.
@@ -159,6 +180,7 @@ impl Master {
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
         let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
+        let connection_limits = fit_connection_limits(&config);
         let listener = TcpListener::bind(config.worker_listener.address)
             .await
             .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
@@ -181,18 +203,26 @@ impl Master {
             shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
+            connection_limits,
         });
-        tokio::spawn(crate::workers::serve(listener, tls, workers, inner.shutting_down.clone()));
+        let port = crate::workers::WorkerPort {
+            tls,
+            limits: connection_limits.workers,
+            handshake_timeout: inner.config.worker_listener.handshake_timeout,
+        };
+        tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         let master = Master { inner: inner.clone() };
-        let mut schedulers: Vec<_> =
-            inner.config.timed_schedulers.iter().filter_map(|def| master.start_timed_scheduler(def.clone())).collect();
-        schedulers.extend(master.start_change_schedulers());
+        // A scheduler seen for the first time takes the changes stored from now on. Each subscribes before the
+        // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
+        let start_after = inner.store.last_change_id().await?;
+        for def in &inner.config.timed_schedulers {
+            master.start_timed_scheduler(def.clone(), start_after);
+        }
+        master.start_change_schedulers(start_after);
         for def in &inner.config.dependent_schedulers {
             master.start_dependent_scheduler(def.clone());
         }
-        // Schedulers subscribe before the sources start, so that no change goes by unseen.
-        master.fan_out_changes(schedulers);
         for def in &inner.config.change_sources {
             master.start_change_source(def.clone(), dir);
         }
@@ -201,53 +231,26 @@ impl Master {
         Ok((master, Addresses { workers: worker_address }))
     }
 
-    /// Runs the on-change schedulers until the master stops; returns where to send them the changes.
-    fn start_change_schedulers(&self) -> Vec<mpsc::Sender<Change>> {
-        let mut senders = Vec::new();
+    /// Runs the on-change schedulers until the master stops (new ones take the changes after `start_after`).
+    fn start_change_schedulers(&self, start_after: i64) {
         for def in &self.inner.config.change_schedulers {
-            let (tx, rx) = mpsc::channel(CHANGES_CAPACITY);
-            senders.push(tx);
             let master = self.clone();
             let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
             let stop = self.inner.shutting_down.clone();
-            tokio::spawn(on_change::run(def.clone(), self.inner.store.clone(), rx, stop, move |group| {
+            let (store, changes) = (self.inner.store.clone(), self.subscribe_changes());
+            tokio::spawn(on_change::run(def.clone(), store, start_after, changes, stop, move |group, state| {
                 let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
                 async move {
-                    if let Err(e) = master.submit_changes(&name, &builders, priority, &group).await {
-                        tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                    match master.submit_changes(&name, &builders, priority, &group, state).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                            false
+                        }
                     }
                 }
             }));
         }
-        senders
-    }
-
-    /// Sends every stored change to each of `senders` (the schedulers that take changes), until the master stops.
-    fn fan_out_changes(&self, senders: Vec<mpsc::Sender<Change>>) {
-        if senders.is_empty() {
-            return;
-        }
-        let mut changes = self.subscribe_changes();
-        let stop = self.inner.shutting_down.clone();
-        tokio::spawn(async move {
-            loop {
-                let change = tokio::select! {
-                    () = stop.cancelled() => return,
-                    change = changes.recv() => change,
-                };
-                match change {
-                    Ok(change) => {
-                        for sender in &senders {
-                            let _ = sender.send(change.clone()).await;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::error!(missed, "schedulers fell behind and missed changes")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
     }
 
     /// Runs a change source until the master stops; what it finds is stored (and so reaches the schedulers).
@@ -280,13 +283,15 @@ impl Master {
         }
     }
 
-    /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one.
+    /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one. `state` is
+    /// stored in the buildset's transaction (what the scheduler keeps of what it submitted).
     async fn submit_changes(
         &self,
         scheduler: &str,
         builders: &[String],
         priority: Option<i32>,
         group: &[Change],
+        state: Vec<StateWrite>,
     ) -> Result<(), ActionError> {
         let Some(last) = group.last() else { return Ok(()) };
         let reason = format!("The scheduler named '{scheduler}' triggered this build for {} change(s)", group.len());
@@ -295,6 +300,7 @@ impl Master {
             priority,
             sourcestamps: vec![last.sourcestamp()],
             changeids: group.iter().map(|change| change.id).collect(),
+            state,
             ..NewBuildset::default()
         };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
@@ -303,33 +309,38 @@ impl Master {
     }
 
     /// Runs a timed scheduler until the master stops: each firing that builds submits a buildset for its
-    /// builders (with the source stamp of the last change it saw, if it takes changes). Returns where to send it
-    /// the changes if it takes them (`only_if_changed`).
-    fn start_timed_scheduler(&self, def: TimedSchedulerDef) -> Option<mpsc::Sender<Change>> {
+    /// builders (with the source stamp of the last change it classified, if it takes changes:
+    /// `only_if_changed`; a new one takes the changes after `start_after`).
+    fn start_timed_scheduler(&self, def: TimedSchedulerDef, start_after: i64) {
         let master = self.clone();
         let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
         let stop = self.inner.shutting_down.clone();
-        let (tx, rx) = match def.only_if_changed {
-            true => Some(mpsc::channel(CHANGES_CAPACITY)).unzip(),
-            false => (None, None),
-        };
+        let changes = def.only_if_changed.then(|| self.subscribe_changes().into());
         let store = self.inner.store.clone();
-        tokio::spawn(timed::run(def, Clock::System, store, rx, stop, move |at, changes| {
+        tokio::spawn(timed::run(def, Clock::System, store, start_after, changes, stop, move |at, changes, state| {
             let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
             async move {
                 let submitted = if changes.is_empty() {
                     let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                    let buildset = NewBuildset { reason, priority, ..NewBuildset::default() };
+                    let buildset = NewBuildset { reason, priority, state, ..NewBuildset::default() };
                     master.submit_for(&name, &builders, buildset).await.map(|_| ())
                 } else {
-                    master.submit_changes(&name, &builders, priority, &changes).await
+                    master.submit_changes(&name, &builders, priority, &changes, state).await
                 };
-                if let Err(e) = submitted {
-                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                match submitted {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                        false
+                    }
                 }
             }
         }));
-        tx
+    }
+
+    /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
+    pub fn connection_limits(&self) -> crate::connections::Fitted {
+        self.inner.connection_limits
     }
 
     pub fn config(&self) -> &MasterConfig {
@@ -478,10 +489,34 @@ impl Master {
         }
     }
 
+    /// Stores the changes of one change hook request (`source`: the hook's dialect) together, unless the same
+    /// `delivery` (the forge's delivery id) was stored before; then tells the subscribers. Returns the changes'
+    /// ids (a redelivery's: those stored the first time).
+    pub async fn add_hook_changes(
+        &self,
+        source: &str,
+        delivery: Option<&str>,
+        changes: &[NewChange],
+    ) -> Result<Vec<i64>, ActionError> {
+        let delivered = self.inner.store.add_delivered_changes(source, delivery, changes).await?;
+        if delivered.repeated {
+            tracing::info!(source, delivery, changes = ?delivered.ids, "a delivery stored before: nothing added");
+            return Ok(delivered.ids);
+        }
+        for &id in &delivered.ids {
+            // Stored is what counts: a scheduler that is not told reads the change from the store.
+            if let Err(e) = self.announce_change(id).await {
+                tracing::warn!(changeid = id, error = %e, "a stored change could not be announced");
+            }
+        }
+        Ok(delivered.ids)
+    }
+
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {
         let change = self.inner.store.change(id).await?.ok_or(StoreError::NotFound { what: "change", id })?;
         tracing::info!(changeid = id, revision = ?change.revision, branch = ?change.branch, "change added");
-        // No subscriber is not an error; a lagging one misses old changes but does not hold this up.
+        // No subscriber is not an error; a lagging one misses old changes but does not hold this up (schedulers
+        // read what they missed from the store).
         let _ = self.inner.changes.send(change.clone());
         Ok(change)
     }

@@ -1,49 +1,35 @@
-//! Buildbot's result codes (`master/buildbot/process/results.py`) and how they combine.
+//! Buildbot's result codes as the integers many signatures still carry, and how they combine: a thin layer over
+//! [`Results`], which new code uses instead.
+
+pub use crate::model::Results;
 
 /// The build, step or request succeeded.
-pub const SUCCESS: i32 = 0;
+pub const SUCCESS: i32 = Results::Success.code();
 /// Succeeded with warnings.
-pub const WARNINGS: i32 = 1;
+pub const WARNINGS: i32 = Results::Warnings.code();
 /// Failed.
-pub const FAILURE: i32 = 2;
+pub const FAILURE: i32 = Results::Failure.code();
 /// Did not run (also: a request collapsed into a newer one).
-pub const SKIPPED: i32 = 3;
+pub const SKIPPED: i32 = Results::Skipped.code();
 /// Something went wrong in the master or the worker, not in what was built.
-pub const EXCEPTION: i32 = 4;
+pub const EXCEPTION: i32 = Results::Exception.code();
 /// Interrupted by something outside the build (worker lost, master restarted); the request runs again.
-pub const RETRY: i32 = 5;
+pub const RETRY: i32 = Results::Retry.code();
 /// Stopped on purpose.
-pub const CANCELLED: i32 = 6;
-
-/// Buildbot's names of the results, indexed by code.
-const NAMES: [&str; 7] = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
+pub const CANCELLED: i32 = Results::Cancelled.code();
 
 /// The name Buildbot gives a result code (`"success"` …), or `None` for an unknown code.
 pub fn name(results: i32) -> Option<&'static str> {
-    usize::try_from(results).ok().and_then(|i| NAMES.get(i).copied())
+    Results::from_code(results).map(Results::name)
 }
 
-/// How bad a result is, in Buildbot's `worst_status` order:
-/// SKIPPED < SUCCESS < WARNINGS < FAILURE < EXCEPTION < RETRY < CANCELLED. Unknown codes rank below all.
-fn severity(results: i32) -> i32 {
-    match results {
-        SKIPPED => 0,
-        SUCCESS => 1,
-        WARNINGS => 2,
-        FAILURE => 3,
-        EXCEPTION => 4,
-        RETRY => 5,
-        CANCELLED => 6,
-        _ => -1,
-    }
-}
-
-/// The worse of two results (Buildbot's `worst_status`), e.g. a buildset's result from its requests'.
+/// The worse of two result codes (Buildbot's `worst_status`, [`Results::worst`]), e.g. a buildset's result from
+/// its requests'. An unknown code ranks below all.
 pub fn worst_status(a: i32, b: i32) -> i32 {
-    if severity(b) > severity(a) {
-        b
-    } else {
-        a
+    match (Results::from_code(a), Results::from_code(b)) {
+        (Some(x), Some(y)) => x.worst(y).code(),
+        (None, Some(_)) => b,
+        _ => a,
     }
 }
 
@@ -76,5 +62,12 @@ mod tests {
         let all = [SUCCESS, SKIPPED, WARNINGS, SUCCESS];
         assert_eq!(all.into_iter().fold(SKIPPED, worst_status), WARNINGS);
         assert_eq!([SKIPPED].into_iter().fold(SKIPPED, worst_status), SKIPPED);
+    }
+
+    #[test]
+    fn unknown_codes_rank_below_all() {
+        assert_eq!(worst_status(9, SKIPPED), SKIPPED);
+        assert_eq!(worst_status(SKIPPED, 9), SKIPPED);
+        assert_eq!(worst_status(9, -1), 9);
     }
 }

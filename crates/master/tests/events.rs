@@ -118,7 +118,8 @@ async fn one_build_publishes_its_events_in_order_with_line_ranges_and_state_stri
     let buildset_added = position(&Event::BuildsetAdded { bsid });
     let fired = position(&Event::SchedulerFired { scheduler: "force-b".into(), bsid });
     let claimed = position(&Event::BuildRequestClaimed { brid, bsid, builderid, masterid: master.masterid() });
-    assert!(added < buildset_added && buildset_added < fired && fired < claimed, "{events:?}");
+    // The scheduler's event follows its buildset's; the dispatcher may claim the request before or after it.
+    assert!(added < buildset_added && buildset_added < fired && buildset_added < claimed, "{events:?}");
     let Some(Event::BuildStarted { buildid, number: 1, brid: b, .. }) =
         events.iter().find(|e| matches!(e, Event::BuildStarted { .. })).cloned()
     else {

@@ -13,7 +13,8 @@ pub enum WorkerCommand {
     Create {
         /// The worker's directory (created if missing); its builders' directories go under it.
         dir: PathBuf,
-        /// HOST:PORT of the master's worker listener.
+        /// The master's worker port (its worker_listener.address): HOST:PORT, HOST (port 9989), or a ws://,
+        /// wss://, http:// or https:// URL of it (wss and https mean --tls).
         #[arg(long)]
         master: String,
         /// The worker's name, as the master's config knows it.
@@ -47,6 +48,7 @@ pub fn run(command: WorkerCommand) -> anyhow::Result<()> {
         WorkerCommand::Create { dir, master, name, password, tls, ca_file, admin, host } => {
             let file = crate::create(&dir, &NewWorker { master, name, password, tls, ca_file, admin, host })?;
             println!("worker created: {}", file.display());
+            println!("it connects to {}", WorkerConfig::load(&dir)?.url());
             println!("start it with: kiln worker start {}", dir.display());
             Ok(())
         }
@@ -62,11 +64,35 @@ pub fn run(command: WorkerCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` sets the level (default `info`).
-pub fn init_logging() {
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people, in colour only on a terminal and without `NO_COLOR` set.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for log collectors.
+    Json,
+}
+
+/// Logs to stderr in `format`; `RUST_LOG` sets the level (default `info`).
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR");
+            logs.with_ansi(colour(std::io::stderr().is_terminal(), no_color.as_deref())).init();
+        }
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+/// Whether text logs are coloured: only on a terminal, and not when `NO_COLOR` is set to anything but the empty
+/// string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Cancels `stop` at the first SIGTERM or SIGINT; a second one exits at once.
@@ -88,4 +114,19 @@ async fn stop_on_signal(stop: CancellationToken) {
     }
     tracing::warn!("second signal: exiting now");
     std::process::exit(130);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(colour(true, None));
+        assert!(colour(true, empty));
+        assert!(!colour(true, set));
+        assert!(!colour(false, None));
+    }
 }

@@ -92,8 +92,17 @@ impl WorkerConfig {
         if self.name.is_empty() || self.name.contains(':') {
             return Err(format!("key 'name': '{}' must be non-empty and without ':'", self.name));
         }
-        if !self.master.contains(':') {
-            return Err(format!("key 'master': '{}' is not host:port", self.master));
+        if let Err(why) = check_host_port(&self.master) {
+            let hint = match parse_master(&self.master) {
+                Ok(address) if address.host_port != self.master => format!(
+                    "; write master = \"{}\"{}{} (`kiln worker create --master URL` converts a URL)",
+                    address.host_port,
+                    if address.tls == Some(true) { " and tls = true" } else { "" },
+                    address.path.map(|p| format!(" and path = \"{p}\"")).unwrap_or_default()
+                ),
+                _ => String::new(),
+            };
+            return Err(format!("key 'master': {why}{hint}"));
         }
         if self.max_retry_delay.is_nan() || self.max_retry_delay <= 0.0 {
             return Err("key 'max_retry_delay': must be a positive number of seconds".into());
@@ -132,9 +141,77 @@ impl WorkerConfig {
     }
 }
 
+/// The worker port of the master when `--master` names none (Buildbot's `create-worker` default).
+pub const DEFAULT_MASTER_PORT: u16 = 9989;
+
+/// Where a worker connects, read from what a user gives `kiln worker create --master`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddress {
+    /// `HOST:PORT` of the master's worker port.
+    pub host_port: String,
+    /// Whether the URL's scheme asks for TLS (`wss`, `https`) or not (`ws`, `http`); `None` without a scheme.
+    pub tls: Option<bool>,
+    /// The URL's path, when it has one other than `/`.
+    pub path: Option<String>,
+}
+
+/// Reads `--master`: `HOST:PORT`, `HOST` (port 9989), or a `ws://`, `wss://`, `http://` or `https://` URL of
+/// the master's worker port (`worker_listener.address` in its `master.toml`). An IPv6 host is in brackets.
+pub fn parse_master(text: &str) -> Result<MasterAddress, String> {
+    let form = "give HOST:PORT of the master's worker port (its worker_listener.address, 9989 by default), \
+                or a ws:// or wss:// URL of it";
+    let text = text.trim();
+    let (tls, rest) = match text.split_once("://") {
+        None => (None, text),
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "http" => (Some(false), rest),
+            "wss" | "https" => (Some(true), rest),
+            _ => return Err(format!("'{text}': unknown scheme '{scheme}://'; {form}")),
+        },
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], Some(&rest[slash..])),
+        None => (rest, None),
+    };
+    if authority.is_empty() {
+        return Err(format!("'{text}' names no host; {form}"));
+    }
+    let host_port = match check_host_port(authority) {
+        Ok(_) => authority.to_owned(),
+        Err(_) if !authority.trim_start_matches('[').contains(':') || authority.ends_with(']') => {
+            format!("{authority}:{DEFAULT_MASTER_PORT}")
+        }
+        Err(why) => return Err(format!("'{text}': {why}; {form}")),
+    };
+    check_host_port(&host_port).map_err(|why| format!("'{text}': {why}; {form}"))?;
+    let path = path.filter(|p| *p != "/").map(str::to_owned);
+    Ok(MasterAddress { host_port, tls, path })
+}
+
+/// Checks that `text` is `HOST:PORT` (`[IPv6]:PORT`); says what is wrong.
+fn check_host_port(text: &str) -> Result<(), String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("'{text}' is not HOST:PORT (no port)"));
+    };
+    let host_ok = !host.is_empty()
+        && if let Some(inner) = host.strip_prefix('[') {
+            inner.strip_suffix(']').is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        } else {
+            !host.contains([':', '/', '[', ']', '@', ' '])
+        };
+    if !host_ok {
+        return Err(format!("'{text}' is not HOST:PORT (host '{host}')"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("'{text}' is not HOST:PORT (port '{port}' is not a number from 1 to 65535)")),
+    }
+}
+
 /// What `kiln worker create` is given.
 #[derive(Debug, Clone)]
 pub struct NewWorker {
+    /// What the user typed: see [`parse_master`].
     pub master: String,
     pub name: String,
     pub password: String,
@@ -155,20 +232,36 @@ pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, ConfigError> {
     if file.exists() {
         return Err(ConfigError::Invalid { path: file, message: "already exists; not overwritten".into() });
     }
+    let invalid = |message: String| ConfigError::Invalid { path: file.clone(), message };
+    let address = parse_master(&new.master).map_err(|why| invalid(format!("--master {why}")))?;
+    let tls = match address.tls {
+        Some(false) if new.tls => {
+            return Err(invalid(format!("--master '{}' is a URL without TLS, and --tls asks for TLS", new.master)))
+        }
+        Some(tls) => tls,
+        None => new.tls,
+    };
+    if new.ca_file.is_some() && !tls {
+        return Err(invalid(format!("--ca-file is for TLS, and --master '{}' is without TLS", new.master)));
+    }
     std::fs::create_dir_all(dir.join("info")).map_err(io(dir))?;
     let mut text = format!(
         "# Kiln worker settings (written by `kiln worker create`; see docs/worker.md).\n\
          master = {}\nname = {}\npassword = {}\ntls = {}\n",
-        toml_string(&new.master),
+        toml_string(&address.host_port),
         toml_string(&new.name),
         toml_string(&new.password),
-        new.tls
+        tls
     );
     match &new.ca_file {
         Some(ca) => text.push_str(&format!("ca_file = {}\n", toml_string(&ca.to_string_lossy()))),
         None => text.push_str("# ca_file = \"master-ca.pem\"\n"),
     }
-    text.push_str("# path = \"/\"\n# max_retry_delay = 60\n# keepalive = 30\n# buffer_timeout = 0.1\n# delete_leftover_dirs = false\n");
+    match &address.path {
+        Some(path) => text.push_str(&format!("path = {}\n", toml_string(path))),
+        None => text.push_str("# path = \"/\"\n"),
+    }
+    text.push_str("# max_retry_delay = 60\n# keepalive = 30\n# buffer_timeout = 0.1\n# delete_leftover_dirs = false\n");
     write_private(&file, &text).map_err(io(&file))?;
     for (name, contents) in [("admin", &new.admin), ("host", &new.host)] {
         let path = dir.join("info").join(name);
@@ -227,6 +320,55 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("info/host")).expect("host"), "a test host\n");
         let err = create(dir.path(), &new_worker()).expect_err("second create");
         assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    #[test]
+    fn master_takes_host_port_or_a_url_of_the_worker_port() {
+        let ok = |text: &str, host_port: &str, tls: Option<bool>, path: Option<&str>| {
+            let address = parse_master(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let expected = MasterAddress { host_port: host_port.into(), tls, path: path.map(Into::into) };
+            assert_eq!(address, expected, "{text}");
+        };
+        ok("127.0.0.1:9989", "127.0.0.1:9989", None, None);
+        ok("master.example.org", "master.example.org:9989", None, None);
+        ok("[::1]:9000", "[::1]:9000", None, None);
+        ok("[::1]", "[::1]:9989", None, None);
+        ok("ws://h:1/", "h:1", Some(false), None);
+        ok("http://127.0.0.1:9989/", "127.0.0.1:9989", Some(false), None);
+        ok("HTTPS://h.example.org:443/workers", "h.example.org:443", Some(true), Some("/workers"));
+        ok("wss://h", "h:9989", Some(true), None);
+        for bad in ["", "http://", "ftp://h:1", "h:0", "h:99999", "h:port", "ws://user@h:1", "a b:1", "::1:9989"] {
+            let err = parse_master(bad).expect_err(bad);
+            assert!(err.contains("HOST:PORT") || err.contains("names no host"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn create_converts_a_url_and_refuses_a_contradiction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let new = NewWorker { master: "wss://m.example.org:9990/ws".into(), ..new_worker() };
+        create(dir.path(), &new).expect("create");
+        let config = WorkerConfig::load(dir.path()).expect("load");
+        assert_eq!(config.url(), "wss://m.example.org:9990/ws");
+        assert!(config.tls);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let new = NewWorker { master: "http://127.0.0.1:8010/".into(), tls: true, ..new_worker() };
+        let err = create(dir.path(), &new).expect_err("http with --tls").to_string();
+        assert!(err.contains("--tls"), "{err}");
+        assert!(!dir.path().join(CONFIG_FILE).exists(), "nothing written");
+    }
+
+    #[test]
+    fn a_url_in_worker_toml_is_refused_with_the_right_form() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "master = \"wss://m.example.org:9990/\"\nname = \"w\"\npassword = \"p\"\n";
+        std::fs::write(dir.path().join(CONFIG_FILE), text).expect("write");
+        let err = WorkerConfig::load(dir.path()).expect_err("a URL").to_string();
+        assert!(
+            err.contains("key 'master'") && err.contains("master = \"m.example.org:9990\" and tls = true"),
+            "{err}"
+        );
     }
 
     #[test]

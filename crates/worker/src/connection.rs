@@ -79,6 +79,12 @@ pub(crate) async fn connect(config: &WorkerConfig, tls: Option<Connector>) -> Re
         {
             Err(ConnectError::Refused { name: config.name.clone(), status: response.status().as_u16() })
         }
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(failed(format!(
+            "an HTTP server answered {} instead of accepting a WebSocket: is {} the master's web port? A worker \
+             connects to the master's worker port (worker_listener.address in its master.toml, 9989 by default)",
+            response.status(),
+            config.master
+        ))),
         Ok(Err(e)) => Err(failed(e.to_string())),
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! The worker decides nothing: it knows no builds, no store and no web; it executes. It reconnects by itself
 //! with a capped, jittered backoff, and a lost connection stops every command it was running, so that no
-//! process of a build outlives the build.
+//! process of a build outlives the build. A worker that is killed cannot stop them: on Linux each command's
+//! first process dies with it, and when it starts again it kills what its commands left (`leftovers`); it is
+//! also its commands' subreaper (`reaper`).
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -19,9 +21,11 @@ mod commands;
 mod config;
 mod connection;
 mod info;
+mod leftovers;
 mod lines;
 mod link;
 mod process;
+mod reaper;
 mod session;
 mod updates;
 
@@ -41,6 +45,9 @@ const STABLE: Duration = Duration::from_secs(10);
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Result<()> {
     let tls = connection::tls_connector(&config)?;
     let mut backoff = Backoff::new(config.max_retry_delay());
+    // Before the first connection: what a killed worker left running must not run beside new builds.
+    leftovers::Records::new(&config.basedir).kill_leftovers();
+    reaper::start();
     tracing::info!(master = %config.url(), name = %config.name, basedir = %config.basedir.display(), "worker starting");
     loop {
         let attempt = tokio::select! {

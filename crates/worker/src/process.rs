@@ -45,6 +45,30 @@ impl ProcessGroup {
     }
 }
 
+/// Makes the leader of `command`'s group die with the worker (Linux: `PR_SET_PDEATHSIG` SIGKILL, set in the
+/// child before it runs the program). Its own children do not: a restarted worker kills those (see
+/// [`crate::leftovers`]).
+pub(crate) fn die_with_worker(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let worker = nix::unistd::getpid();
+        // SAFETY: between fork and exec the closure only makes two system calls (prctl, getppid) and builds an
+        // io::Error from an errno, which allocates nothing: all async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                // The worker died before the signal was set: the child would outlive it.
+                if nix::unistd::getppid() != worker {
+                    return Err(std::io::Error::from(Errno::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
 /// A signal from its Buildbot name (`KILL`, `TERM`, `INT`, `SIGHUP`…) or number.
 pub(crate) fn parse_signal(name: &str) -> Option<Signal> {
     let name = name.trim();

@@ -241,7 +241,8 @@ impl Session<'_> {
         }
         tracing::info!(id = %id, command = name, "starting command");
         let updates = UpdateSender::start(id.clone(), &self.settings, self.rule.clone(), self.link.clone());
-        Ok((command, CommandContext { command_id: id, link: self.link.clone(), updates, interrupt }))
+        let records = crate::leftovers::Records::new(&self.config.basedir);
+        Ok((command, CommandContext { command_id: id, link: self.link.clone(), updates, interrupt, records }))
     }
 
     fn launch(&self, command: Command, ctx: CommandContext) {

@@ -12,8 +12,8 @@ use super::{Api, Connection};
 
 /// How often `log --follow` looks for new lines of a running build.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
-/// Lines asked for per page of a log (the API answers at most 100,000; `meta.next_offset` says where to go on).
-const PAGE_LINES: i64 = 50_000;
+/// Most lines of a log asked for at once (the API answers at most 100,000): what a client holds in memory.
+const PAGE_LINES: i64 = 10_000;
 
 /// The client commands (each takes `--master`, `--token`, `--json`).
 #[derive(Subcommand)]
@@ -271,14 +271,16 @@ async fn logs(
                     continue;
                 }
                 let logid = l["logid"].as_i64().unwrap_or_default();
-                let from = printed.entry(logid).or_insert(-1);
-                if *from < 0 {
-                    if !conn.json {
-                        println!("--- step '{}', log '{}'", cell(&s["name"]), cell(&l["name"]));
+                let seen = match printed.get_mut(&logid) {
+                    Some(seen) => seen,
+                    None => {
+                        if !conn.json {
+                            println!("--- step '{}', log '{}'", cell(&s["name"]), cell(&l["name"]));
+                        }
+                        printed.entry(logid).or_insert(0)
                     }
-                    *from = 0;
-                }
-                *from = print_lines(&api, logid, *from, l["type"] == "s", conn.json).await?;
+                };
+                print_lines(&api, logid, l["type"] == "s", seen, conn.json).await?;
             }
         }
         let complete = build["complete"].as_bool() == Some(true);
@@ -293,29 +295,41 @@ async fn logs(
     }
 }
 
-/// Prints every stored line of log `logid` from line `from`, page by page; returns the line after the last one
-/// printed. Stdio lines lose their channel letter; with `json`, each line is printed as a JSON object.
-pub async fn print_lines(api: &Api, logid: i64, mut from: i64, stdio: bool, json: bool) -> anyhow::Result<i64> {
+/// Prints the lines of log `logid` from line `*seen` on, a page of at most [`PAGE_LINES`] at a time until the
+/// master has no more; `*seen` counts the lines printed. A stdio log's lines lose their channel letter; with
+/// `json`, each line is a JSON object (`logid`, `line`, `channel`, `text`).
+pub async fn print_lines(api: &Api, logid: i64, stdio: bool, seen: &mut i64, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
     loop {
-        let contents = api.get(&format!("logs/{logid}/contents?offset={from}&limit={PAGE_LINES}")).await?;
-        let text = contents["logchunks"][0]["content"].as_str().unwrap_or("");
-        let mut count = 0;
-        for line in text.lines() {
+        let contents = api.get(&format!("logs/{logid}/contents?offset={seen}&limit={PAGE_LINES}")).await?;
+        let chunk = &contents["logchunks"][0];
+        if chunk["firstline"].as_i64() != Some(*seen) {
+            anyhow::bail!("log {logid}: asked for lines from {seen}, the master sent {chunk}");
+        }
+        let text = chunk["content"].as_str().unwrap_or("");
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut got = 0;
+        // Each line ends with '\n'; a line's own '\r' is kept.
+        for line in text.split_terminator('\n') {
             let (channel, text) = match stdio {
                 true => (line.get(..1).unwrap_or(""), line.get(1..).unwrap_or("")),
                 false => ("", line),
             };
             match json {
-                true => {
-                    println!("{}", json!({ "logid": logid, "line": from + count, "channel": channel, "text": text }))
-                }
-                false => println!("{text}"),
+                true => writeln!(
+                    out,
+                    "{}",
+                    json!({ "logid": logid, "line": *seen + got, "channel": channel, "text": text })
+                ),
+                false => writeln!(out, "{text}"),
             }
-            count += 1;
+            .context("writing to stdout")?;
+            got += 1;
         }
-        from += count;
-        if count < PAGE_LINES {
-            return Ok(from);
+        out.flush().context("writing to stdout")?;
+        *seen += got;
+        if got < PAGE_LINES {
+            return Ok(());
         }
     }
 }
@@ -346,7 +360,7 @@ async fn rebuild(conn: &Connection, build: &str, wait: bool) -> anyhow::Result<b
     if !wait {
         return Ok(true);
     }
-    crate::force_cmd::follow_request(&conn.master, brid).await
+    crate::force_cmd::follow(&api, brid).await
 }
 
 async fn action(conn: &Connection, path: &str, method: &str, params: Value) -> anyhow::Result<bool> {

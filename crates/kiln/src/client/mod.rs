@@ -7,7 +7,8 @@ mod commands;
 mod table;
 
 pub use api::Api;
-pub use commands::{run, ClientCommand};
+pub use commands::{print_lines, run, ClientCommand};
+pub use table::result;
 
 /// Where the master is and how to talk to it: every client command takes these.
 #[derive(clap::Args, Clone, Debug)]

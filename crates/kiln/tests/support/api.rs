@@ -98,6 +98,13 @@ impl Api {
     /// Creates and starts worker `name` (declared with the builder's `.worker()`) of the given kind, pointed at
     /// this master. Does not wait for it to connect.
     pub async fn start_worker(&mut self, kind: WorkerKind, name: &str) {
+        let master_addr = format!("127.0.0.1:{}", self.worker_port);
+        self.start_worker_at(kind, name, &master_addr).await;
+    }
+
+    /// [`Self::start_worker`], with `master_addr` as the worker's `--master` (the form a user may type). Its
+    /// output is in [`Self::worker_output`].
+    pub async fn start_worker_at(&mut self, kind: WorkerKind, name: &str, master_addr: &str) {
         let password = self
             .passwords
             .iter()
@@ -107,10 +114,13 @@ impl Api {
         let workers_dir = self.dir.path().join("workers");
         std::fs::create_dir_all(&workers_dir).expect("create the workers' directory");
         let basedir = workers_dir.join(name);
-        let master_addr = format!("127.0.0.1:{}", self.worker_port);
-        let output = self.dir.path().join(format!("worker-{name}.out"));
-        let process = spawn_worker(kind, &basedir, &master_addr, name, &password, output);
+        let process = spawn_worker(kind, &basedir, master_addr, name, &password, self.worker_output(name));
         self.workers.push((name.to_owned(), process));
+    }
+
+    /// The file that worker `name`'s output goes to.
+    pub fn worker_output(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("worker-{name}.out"))
     }
 
     /// The base directory of worker `name`.

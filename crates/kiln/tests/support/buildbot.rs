@@ -123,15 +123,19 @@ pub fn spawn_worker(
         }
         WorkerKind::Kiln => {
             let bin = env!("CARGO_BIN_EXE_kiln");
-            run_to_completion(
-                Command::new(bin)
-                    .args(["worker", "create"])
-                    .arg(basedir)
-                    .args(["--master", master_addr])
-                    .args(["--name", name])
-                    .args(["--password", password]),
-                "kiln worker create",
-            );
+            // A worker started again (after a kill) keeps its directory.
+            let created = basedir.join("worker.toml").exists();
+            if !created {
+                run_to_completion(
+                    Command::new(bin)
+                        .args(["worker", "create"])
+                        .arg(basedir)
+                        .args(["--master", master_addr])
+                        .args(["--name", name])
+                        .args(["--password", password]),
+                    "kiln worker create",
+                );
+            }
             let mut start = Command::new(bin);
             // Plain text logs: they go to a file that diagnostics print.
             start.args(["worker", "start"]).arg(basedir).env("NO_COLOR", "1");

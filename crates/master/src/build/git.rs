@@ -392,17 +392,19 @@ impl Checkout<'_, '_, '_> {
         let mut shell = ShellArgs::new(self.on_worker(&self.workdir), CommandLine::Argv(argv));
         shell.env = self.env.clone();
         shell.timeout = self.timeout();
-        self.remote(Command::Shell(shell), collect_stdout).await
+        shell.log_environ = self.step.log_environ;
+        self.remote(Command::Shell(shell), collect_stdout, true).await
     }
 
-    /// Runs a file command (`listdir`, `rmdir`, `cpdir`); its failure is the caller's to judge.
+    /// Runs a file command (`listdir`, `rmdir`, `cpdir`); its failure is the caller's to judge. Its exit code
+    /// is not written to the log, which shows only the git commands' "program finished" lines (one each).
     async fn file_command(&mut self, command: Command) -> Flow<RemoteOutcome> {
-        self.remote(command, false).await
+        self.remote(command, false, false).await
     }
 
-    async fn remote(&mut self, command: Command, collect_stdout: bool) -> Flow<RemoteOutcome> {
+    async fn remote(&mut self, command: Command, collect_stdout: bool, log_rc: bool) -> Flow<RemoteOutcome> {
         let conn = &self.job.conn;
-        let target = Target { conn, builder: &self.job.builder.name, stop: self.stop, collect_stdout };
+        let target = Target { conn, builder: &self.job.builder.name, stop: self.stop, collect_stdout, log_rc };
         let outcome = remote::run_on(&target, command, CommandIo::None, self.logs, |_| SUCCESS).await?;
         match outcome.result {
             CANCELLED | RETRY | EXCEPTION => Err(Ended::Result(outcome.result)),

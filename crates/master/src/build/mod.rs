@@ -2,6 +2,7 @@
 //! with Buildbot's rules, every line of output stored as it arrives.
 
 mod git;
+mod handle;
 mod logs;
 pub mod properties;
 mod remote;
@@ -25,6 +26,7 @@ use crate::queue::locks::Locks;
 use crate::results::{worst_status, CANCELLED, FAILURE, RETRY, SUCCESS};
 use crate::store::{Store, StoreError};
 use crate::workers::{CommandIo, WorkerConnection};
+pub use handle::{HandleError, MasterHandle};
 use logs::StepLogs;
 use properties::{BuildProperties, BuildStart};
 use result::{merge, StepFlags};
@@ -46,7 +48,7 @@ pub struct BuildJob {
     /// Cancelled to stop the build: the running command is interrupted, the build ends CANCELLED.
     pub stop: CancellationToken,
     /// The master, for the steps that act through it (`trigger`).
-    pub master: crate::master::Master,
+    pub master: Arc<dyn MasterHandle>,
     /// The master's locks, for the steps' `locks`.
     pub locks: Locks,
 }
@@ -233,5 +235,6 @@ fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep, p
     args.max_time = step.max_time.map(|t| t.as_secs_f64());
     args.sigterm_time = step.sigterm_time.map(|t| t.as_secs_f64());
     args.interrupt_signal = Some(step.interrupt_signal.clone());
+    args.log_environ = step.log_environ;
     args
 }

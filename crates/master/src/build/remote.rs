@@ -29,6 +29,9 @@ pub(crate) struct Target<'a> {
     pub stop: &'a CancellationToken,
     /// Keep the command's standard output in [`RemoteOutcome::stdout`] (it goes to the logs too).
     pub collect_stdout: bool,
+    /// Write "program finished with exit code N" when the command ends; off for a file command (`listdir`,
+    /// `rmdir`…) inside a step whose log shows programs, where it reads as the previous program's line again.
+    pub log_rc: bool,
 }
 
 /// Runs `command` to its end. `decode_rc` maps an exit code to a result.
@@ -41,7 +44,7 @@ pub(crate) async fn run(
     stop: &CancellationToken,
     decode_rc: impl Fn(i64) -> i32,
 ) -> Result<RemoteOutcome, StoreError> {
-    let target = Target { conn, builder, stop, collect_stdout: false };
+    let target = Target { conn, builder, stop, collect_stdout: false, log_rc: true };
     run_on(&target, command, io, logs, decode_rc).await
 }
 
@@ -53,7 +56,7 @@ pub(crate) async fn run_on(
     logs: &mut StepLogs<'_>,
     decode_rc: impl Fn(i64) -> i32,
 ) -> Result<RemoteOutcome, StoreError> {
-    let Target { conn, builder, stop, collect_stdout } = *target;
+    let Target { conn, builder, stop, collect_stdout, log_rc } = *target;
     let mut remote = match conn.start_command(command, io, Some(builder)).await {
         Ok(remote) => remote,
         Err(ConnectionError::Remote { message, .. }) => {
@@ -108,7 +111,7 @@ pub(crate) async fn run_on(
                 if let Some(failure) = &failure {
                     logs.header(&format!("the command failed on the worker: {failure}\n")).await?;
                 }
-                if let Some(code) = rc {
+                if let Some(code) = rc.filter(|_| log_rc) {
                     logs.header(&format!("program finished with exit code {code}\n")).await?;
                 }
                 let result = match (interrupted, &failure, rc) {

@@ -21,9 +21,9 @@ use super::BuildJob;
 use crate::config::TriggerStep;
 use crate::events::Event;
 use crate::interpolate::{self, Lookup};
-use crate::master::Submitted;
+use crate::model::{NewBuildset, Property, SourceStamp, Submitted};
 use crate::results::{name as result_name, worst_status, CANCELLED, EXCEPTION, RETRY, SUCCESS};
-use crate::store::{NewBuildset, Property, SourceStamp, StoreError};
+use crate::store::StoreError;
 
 /// The source of the properties a trigger step gives (Buildbot's).
 const SOURCE: &str = "Trigger";
@@ -172,14 +172,12 @@ async fn log_submitted(
     submitted: &Submitted,
     logs: &mut StepLogs<'_>,
 ) -> Result<(), StoreError> {
-    let config = job.master.config();
     let mut text = format!("triggered '{scheduler}': buildset {}\n", submitted.buildsetid);
     for (builderid, brid) in &submitted.requests {
-        let builder = config.builders.iter().find(|b| job.master.builder_id(&b.name) == Some(*builderid));
-        let builder = builder.map_or("?", |b| b.name.as_str());
+        let builder = job.master.builder_name(*builderid).unwrap_or("?");
         text.push_str(&format!(
             "  build request {brid} on builder '{builder}': {}#/buildrequests/{brid}\n",
-            config.url
+            job.master.url()
         ));
     }
     logs.header(&text).await

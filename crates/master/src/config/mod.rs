@@ -118,6 +118,12 @@ pub struct WorkerListenerConfig {
     pub ping_interval: Duration,
     /// How long a worker may answer nothing before it is lost (its builds end RETRY).
     pub ping_timeout: Duration,
+    /// How long a new connection has to finish its TLS and WebSocket handshakes.
+    pub handshake_timeout: Duration,
+    /// Open connections at most (workers and handshakes), lowered at start to fit the file-descriptor limit.
+    pub max_connections: usize,
+    /// Open connections at most from one IP address.
+    pub max_connections_per_address: usize,
 }
 
 /// A TLS certificate chain and its private key, both PEM files.
@@ -134,6 +140,13 @@ pub struct TlsFiles {
 pub struct WebConfig {
     /// The address the web server listens on.
     pub address: SocketAddr,
+    /// How long a connection has to send a whole request head, from its opening and again after each answer
+    /// (so also how long an idle keep-alive connection stays open).
+    pub header_timeout: Duration,
+    /// Open connections at most, lowered at start to fit the file-descriptor limit.
+    pub max_connections: usize,
+    /// Open connections at most from one IP address.
+    pub max_connections_per_address: usize,
 }
 
 /// A worker allowed to connect (`[[worker]]`).

@@ -25,6 +25,12 @@ const DEFAULT_WORKER_ADDRESS: &str = "0.0.0.0:9989";
 const DEFAULT_WEB_ADDRESS: &str = "127.0.0.1:8010";
 const DEFAULT_PING_INTERVAL_SECONDS: u64 = 10;
 const DEFAULT_PING_TIMEOUT_SECONDS: u64 = 30;
+const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 5;
+const DEFAULT_WORKER_CONNECTIONS: usize = 4096;
+const DEFAULT_WORKER_CONNECTIONS_PER_ADDRESS: usize = 2048;
+const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
+const DEFAULT_WEB_CONNECTIONS: usize = 512;
+const DEFAULT_WEB_CONNECTIONS_PER_ADDRESS: usize = 128;
 const DEFAULT_WORKDIR: &str = "build";
 /// The reason a force scheduler's form starts with (Buildbot's).
 const DEFAULT_FORCE_REASON: &str = "force build";
@@ -116,12 +122,18 @@ struct RawWorkerListener {
     tls_key: Option<Spanned<String>>,
     ping_interval: Option<Spanned<u64>>,
     ping_timeout: Option<Spanned<u64>>,
+    handshake_timeout: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_address: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     address: Option<Spanned<String>>,
+    header_timeout: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_address: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -283,7 +295,7 @@ pub(super) fn context_of(kind: &str, name: Option<&str>, index: usize) -> String
 fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterSettings> {
     let store = check_store(raw.store, problems);
     let worker_listener = check_worker_listener(raw.worker_listener, problems);
-    let web = address(raw.web.address, DEFAULT_WEB_ADDRESS, "[web]", problems).map(|address| WebConfig { address });
+    let web = check_web(raw.web, problems);
     let url = match (raw.url, &web) {
         (Some(url), _) if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) => {
             problems.add(url.span(), None, "url", format!("'{}' is not an http:// or https:// URL", url.get_ref()));
@@ -363,13 +375,90 @@ fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) ->
         problems.add(span, Some(CONTEXT), "ping_timeout", message);
         pings_valid = false;
     }
+    let handshake_timeout =
+        at_least_one(raw.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, CONTEXT, "handshake_timeout", problems);
+    let (max_connections, max_connections_per_address) = connection_caps(
+        (raw.max_connections, DEFAULT_WORKER_CONNECTIONS),
+        (raw.max_connections_per_address, DEFAULT_WORKER_CONNECTIONS_PER_ADDRESS),
+        CONTEXT,
+        problems,
+    )?;
     pings_valid.then_some(())?;
     Some(WorkerListenerConfig {
         address: address?,
         tls: tls?,
         ping_interval: Duration::from_secs(interval),
         ping_timeout: Duration::from_secs(timeout),
+        handshake_timeout: Duration::from_secs(handshake_timeout?),
+        max_connections,
+        max_connections_per_address,
     })
+}
+
+fn check_web(raw: RawWeb, problems: &mut Problems<'_>) -> Option<WebConfig> {
+    const CONTEXT: &str = "[web]";
+    let address = address(raw.address, DEFAULT_WEB_ADDRESS, CONTEXT, problems);
+    let header_timeout =
+        at_least_one(raw.header_timeout, DEFAULT_HEADER_TIMEOUT_SECONDS, CONTEXT, "header_timeout", problems);
+    let (max_connections, max_connections_per_address) = connection_caps(
+        (raw.max_connections, DEFAULT_WEB_CONNECTIONS),
+        (raw.max_connections_per_address, DEFAULT_WEB_CONNECTIONS_PER_ADDRESS),
+        CONTEXT,
+        problems,
+    )?;
+    Some(WebConfig {
+        address: address?,
+        header_timeout: Duration::from_secs(header_timeout?),
+        max_connections,
+        max_connections_per_address,
+    })
+}
+
+/// A number of seconds that must be at least 1, or `default` when absent.
+fn at_least_one(
+    raw: Option<Spanned<u64>>,
+    default: u64,
+    context: &str,
+    key: &str,
+    problems: &mut Problems<'_>,
+) -> Option<u64> {
+    match raw {
+        None => Some(default),
+        Some(seconds) if *seconds.get_ref() == 0 => {
+            problems.add(seconds.span(), Some(context), key, "must be at least 1 second");
+            None
+        }
+        Some(seconds) => Some(seconds.into_inner()),
+    }
+}
+
+/// `max_connections` and `max_connections_per_address` (each ≥ 1; the second at most the first), with their
+/// defaults; a per-address default above an explicit total is lowered to it.
+fn connection_caps(
+    (total, total_default): (Option<Spanned<usize>>, usize),
+    (per_address, per_address_default): (Option<Spanned<usize>>, usize),
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<(usize, usize)> {
+    let mut valid = true;
+    for (raw, key) in [(&total, "max_connections"), (&per_address, "max_connections_per_address")] {
+        if let Some(n) = raw.as_ref().filter(|n| *n.get_ref() == 0) {
+            problems.add(n.span(), Some(context), key, "must be at least 1");
+            valid = false;
+        }
+    }
+    let max = total.as_ref().map_or(total_default, |n| *n.get_ref());
+    let per = match &per_address {
+        Some(n) if *n.get_ref() > max => {
+            let message = format!("{} is more than max_connections ({max})", n.get_ref());
+            problems.add(n.span(), Some(context), "max_connections_per_address", message);
+            valid = false;
+            max
+        }
+        Some(n) => *n.get_ref(),
+        None => per_address_default.min(max),
+    };
+    valid.then_some((max, per))
 }
 
 /// An `IP:port` address, or `default` when absent.

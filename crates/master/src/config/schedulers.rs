@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::error::Problems;
 use super::parse::{check_builder_list, check_name, context_of, declared_name, read};
-use crate::schedulers::calendar::{Calendar, CalendarError, CalendarFields};
+use crate::calendar::{Calendar, CalendarError, CalendarFields};
 
 /// A scheduler that fires by the clock.
 #[derive(Debug, Clone, PartialEq)]

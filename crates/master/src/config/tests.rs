@@ -67,7 +67,7 @@ fn the_sample_loads() {
     let names: Vec<_> = config.force_schedulers.iter().map(|scheduler| scheduler.name.as_str()).collect();
     assert_eq!(names, ["force-all", "force-test"]);
     let test = shell(&builder.steps[1]);
-    assert_eq!(test.command, ShellCommand::Argv(vec!["make".into(), "check".into()]));
+    assert_eq!(test.command, ShellCommand::Argv(vec!["sh".into(), "out/hello.sh".into()]));
     assert_eq!(test.decode_rc, BTreeMap::from([(0, results::SUCCESS), (1, results::WARNINGS)]));
 }
 
@@ -81,7 +81,13 @@ fn every_default() {
     assert_eq!(config.worker_listener.tls, None);
     assert_eq!(config.worker_listener.ping_interval, Duration::from_secs(10));
     assert_eq!(config.worker_listener.ping_timeout, Duration::from_secs(30));
+    assert_eq!(config.worker_listener.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(config.worker_listener.max_connections, 4096);
+    assert_eq!(config.worker_listener.max_connections_per_address, 2048);
     assert_eq!(config.web.address, "127.0.0.1:8010".parse().unwrap());
+    assert_eq!(config.web.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.web.max_connections, 512);
+    assert_eq!(config.web.max_connections_per_address, 128);
 
     let worker = &config.workers[0];
     assert_eq!(worker.max_builds, None);
@@ -418,6 +424,16 @@ fn bad_addresses_and_listener_settings_are_reported() {
     one_problem(&text, 2, "tls_key", "tls_key is missing");
     let text = format!("[worker_listener]\nping_interval = 30\nping_timeout = 30\n{MINIMAL}");
     one_problem(&text, 3, "ping_timeout", "must be longer than ping_interval");
+    let text = format!("[worker_listener]\nhandshake_timeout = 0\n{MINIMAL}");
+    one_problem(&text, 2, "handshake_timeout", "at least 1 second");
+    let text = format!("[web]\nheader_timeout = 0\n{MINIMAL}");
+    one_problem(&text, 2, "header_timeout", "at least 1 second");
+    let text = format!("[web]\nmax_connections = 0\n{MINIMAL}");
+    one_problem(&text, 2, "max_connections", "at least 1");
+    let text = format!("[worker_listener]\nmax_connections = 10\nmax_connections_per_address = 11\n{MINIMAL}");
+    one_problem(&text, 3, "max_connections_per_address", "more than max_connections (10)");
+    let config = load(&format!("[web]\nmax_connections = 10\n{MINIMAL}"));
+    assert_eq!((config.web.max_connections, config.web.max_connections_per_address), (10, 10));
     let text = format!("[store]\nurl = \"mysql://db\"\n{MINIMAL}");
     one_problem(&text, 2, "url", "not a store URL");
     let text = format!("url = \"ci.example.org\"\n{MINIMAL}");
@@ -457,8 +473,20 @@ workers = ["x"]
 const KEYS: &[(&str, &[&str])] = &[
     ("Top level", &["title", "url"]),
     ("`[store]`", &["url"]),
-    ("`[worker_listener]`", &["address", "tls_cert", "tls_key", "ping_interval", "ping_timeout"]),
-    ("`[web]`", &["address"]),
+    (
+        "`[worker_listener]`",
+        &[
+            "address",
+            "tls_cert",
+            "tls_key",
+            "ping_interval",
+            "ping_timeout",
+            "handshake_timeout",
+            "max_connections",
+            "max_connections_per_address",
+        ],
+    ),
+    ("`[web]`", &["address", "header_timeout", "max_connections", "max_connections_per_address"]),
     ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
     (
         "`[[builder]]`",
@@ -498,6 +526,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "decode_rc",
             "sigterm_time",
             "interrupt_signal",
+            "log_environ",
         ],
     ),
     (
@@ -512,6 +541,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "submodules",
             "retry_fetch",
             "clobber_on_failure",
+            "log_environ",
         ],
     ),
     (
@@ -747,6 +777,33 @@ fn the_documentation_mentions_every_key() {
         for key in *keys {
             assert!(body.contains(&format!("| `{key}` |")), "docs/configuration.md, section {section}, lacks {key}");
         }
+    }
+}
+
+/// The body of section `section` of docs/configuration.md, up to the next `## ` heading.
+fn doc_section(doc: &str, section: &str) -> String {
+    let heading = format!("\n## {section}\n");
+    let start = doc.find(&heading).unwrap_or_else(|| panic!("docs/configuration.md lacks the section {section}"));
+    let body = &doc[start + heading.len()..];
+    body[..body.find("\n## ").unwrap_or(body.len())].to_string()
+}
+
+#[test]
+fn the_listener_keys_have_an_example_that_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for (section, keys) in KEYS.iter().filter(|(s, _)| *s == "`[worker_listener]`" || *s == "`[web]`") {
+        let body = doc_section(&doc, section);
+        let example = body.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap_or("");
+        for key in *keys {
+            assert!(
+                example.lines().any(|line| line.starts_with(&format!("{key} ="))),
+                "docs/configuration.md, section {section}: the example lacks {key}"
+            );
+        }
+        // The example is a valid table of a config (TLS files aside: they are read only at start).
+        let config = load(&format!("{example}\n{MINIMAL}"));
+        assert!(config.worker_listener.max_connections_per_address <= config.worker_listener.max_connections);
     }
 }
 

@@ -198,7 +198,7 @@ async fn start_build(
     tracing::info!(builder = %builder.name, number, buildid, worker, "build started");
     let inner = inner.clone();
     inner.builds.clone().spawn(async move {
-        let master = Master { inner: inner.clone() };
+        let master: Arc<dyn build::MasterHandle> = Arc::new(Master { inner: inner.clone() });
         let locks = inner.locks.clone();
         let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks };
         let ended = match build::run(&job).await {

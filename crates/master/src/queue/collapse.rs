@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{Property, SourceStamp};
+use crate::model::{Property, SourceStamp};
 
 /// What collapsing looks at in a request.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ pub mod plan;
 
 use std::collections::HashMap;
 
-use crate::store::BuildRequest;
+use crate::model::BuildRequest;
 
 /// The order in which builders are served: by their most urgent request (highest priority, then oldest
 /// submission, then lowest id), then by name.

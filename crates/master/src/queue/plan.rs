@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::locks::LockTable;
 use super::{builder_order, urgency};
 use crate::config::LockUse;
-use crate::store::BuildRequest;
+use crate::model::BuildRequest;
 
 /// A builder with pending requests.
 #[derive(Debug, Clone)]

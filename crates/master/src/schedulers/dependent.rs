@@ -122,8 +122,7 @@ pub async fn run<F, Fut>(
 /// The upstream's buildsets completed at or after `since`, in order of completion.
 async fn completed_since(store: &Store, upstream: &str, since: i64) -> Result<Vec<Buildset>, StoreError> {
     let mut query = ListQuery::<Buildset>::new();
-    let invalid =
-        |e| StoreError::Db { op: format!("list buildsets of {upstream}: {e}"), source: sqlx::Error::RowNotFound };
+    let invalid = |source| StoreError::Query { op: format!("list buildsets of {upstream}"), source };
     query.filter("scheduler", Op::Eq, vec![FilterValue::Text(upstream.to_string())]).map_err(invalid)?;
     query.filter("complete", Op::Eq, vec![FilterValue::Bool(true)]).map_err(invalid)?;
     query.filter("complete_at", Op::Ge, vec![FilterValue::Int(since)]).map_err(invalid)?;

@@ -1,8 +1,8 @@
 //! Schedulers: what turns changes and time into build requests.
 //!
-//! [`calendar`] is the pure calendar of timed (`Nightly`-style) schedulers: when they fire, in a time zone.
+//! When timed (`Nightly`-style) schedulers fire is [`crate::calendar`]'s: pure, and read by the config too.
 
-pub mod calendar;
+pub mod change_feed;
 pub mod dependent;
 pub mod force;
 pub mod on_change;
@@ -15,3 +15,15 @@ mod testing;
 pub fn state_name(name: &str) -> String {
     format!("scheduler:{name}")
 }
+
+/// The object-state key of the id of the last change a scheduler that takes changes has classified: the
+/// changes after it are read from the store when it starts ([`change_feed`]). Stored in the same transaction as
+/// what the scheduler keeps of the changes it classified (its waiting changes, or the buildset it submits).
+pub const LAST_CLASSIFIED_KEY: &str = "last_classified";
+
+/// How long a scheduler whose store write failed waits before it starts again from its stored state.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// After how many changes taken without writing anything a scheduler stores its [`LAST_CLASSIFIED_KEY`] anyway
+/// (so a restart reads back few of them; reading back an ignored change again does nothing).
+pub const SAVE_IGNORED_EVERY: u32 = change_feed::PAGE;

@@ -4,7 +4,7 @@
 use tokio::sync::mpsc;
 
 use crate::changes::NewChange;
-use crate::store::{Change, Store};
+use crate::store::Change;
 
 /// Keeps the paused clock from advancing by itself while the runtime waits for SQLite (whose work happens
 /// on threads tokio does not see): time then moves only by `tokio::time::advance`. Stops when dropped.
@@ -41,18 +41,16 @@ pub fn change(id: i64, branch: &str, files: &[&str]) -> Change {
     }
 }
 
-/// A change of `repo` stored in `store`, as a scheduler receives it.
-pub async fn stored(store: &Store, revision: &str, branch: &str, files: &[&str]) -> Change {
-    let new = NewChange {
+/// A change of `repo`, to store.
+pub fn new_change(revision: &str, branch: &str, files: &[&str]) -> NewChange {
+    NewChange {
         author: "a <a@example.org>".into(),
         files: files.iter().map(|f| f.to_string()).collect(),
         revision: Some(revision.into()),
         branch: Some(branch.into()),
         repository: "repo".into(),
         ..NewChange::default()
-    };
-    let id = store.add_change(&new).await.expect("add change");
-    store.change(id).await.expect("get change").expect("stored")
+    }
 }
 
 /// Returns once the scheduler has done all it had to (loading, a change, a due timer, with their writes):

@@ -6,39 +6,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::error::{is_unique_violation, Context};
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
+use crate::model::{BuildRequest, CompletedBuildset};
 use crate::results::{self, worst_status};
-
-/// A stored build request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildRequest {
-    pub id: i64,
-    pub buildsetid: i64,
-    pub builderid: i64,
-    pub priority: i32,
-    pub submitted_at: i64,
-    pub complete: bool,
-    pub results: Option<i32>,
-    pub complete_at: Option<i64>,
-    pub waited_for: bool,
-    /// The newer request this one was collapsed into.
-    pub superseded_by: Option<i64>,
-    /// The master that claimed it, if any.
-    pub claimed_by_masterid: Option<i64>,
-}
-
-/// `SELECT` of requests with their claim, followed by the given `WHERE`/`ORDER BY` text.
-macro_rules! select_requests {
-    ($tail:literal) => {
-        concat!(
-            "SELECT br.id, br.buildsetid, br.builderid, br.priority, br.submitted_at, br.complete, br.results, \
-             br.complete_at, br.waited_for, br.superseded_by, c.masterid \
-             FROM buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id ",
-            $tail
-        )
-    };
-}
 
 pub(super) fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> {
     Ok(BuildRequest {
@@ -60,7 +32,7 @@ impl Store {
     /// The build request `brid`, if it exists.
     pub async fn build_request(&self, brid: i64) -> Result<Option<BuildRequest>, StoreError> {
         let op = || format!("get build request {brid}");
-        sqlx::query(select_requests!("WHERE br.id = ?"))
+        sqlx::query(select::<BuildRequest>("WHERE br.id = ?"))
             .bind(brid)
             .fetch_optional(&self.pool)
             .await
@@ -71,8 +43,8 @@ impl Store {
     /// The incomplete, unclaimed requests of `builderid`, highest priority first, then oldest first.
     pub async fn unclaimed_requests(&self, builderid: i64) -> Result<Vec<BuildRequest>, StoreError> {
         let op = || format!("get unclaimed requests of builder {builderid}");
-        let rows = sqlx::query(select_requests!(
-            "WHERE br.builderid = ? AND br.complete = 0 AND c.brid IS NULL ORDER BY br.priority DESC, br.id"
+        let rows = sqlx::query(select::<BuildRequest>(
+            "WHERE br.builderid = ? AND br.complete = 0 AND c.brid IS NULL ORDER BY br.priority DESC, br.id",
         ))
         .bind(builderid)
         .fetch_all(&self.pool)
@@ -251,13 +223,6 @@ impl Store {
         }
         Ok(Some(completed))
     }
-}
-
-/// A buildset whose last request just completed, with the worst result of its requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompletedBuildset {
-    pub bsid: i64,
-    pub results: i32,
 }
 
 /// Completes buildset `bsid` with the worst result of its requests if they are all complete; returns that result

@@ -5,27 +5,14 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
+use crate::model::Build;
 use crate::results::RETRY;
 
 /// The state string of a build that was just created (Buildbot's, once the build starts).
 pub const STARTING: &str = "starting";
-
-/// A stored build.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Build {
-    pub id: i64,
-    pub number: i64,
-    pub builderid: i64,
-    pub buildrequestid: i64,
-    pub workerid: Option<i64>,
-    pub masterid: i64,
-    pub started_at: i64,
-    pub complete_at: Option<i64>,
-    pub state_string: String,
-    pub results: Option<i32>,
-}
 
 /// What [`Store::unclaim_and_retry_builds_of`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,17 +36,6 @@ pub(super) fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
         state_string: r.try_get("state_string")?,
         results: r.try_get("results")?,
     })
-}
-
-/// `SELECT` of builds followed by the given `WHERE`/`ORDER BY` text.
-macro_rules! select_builds {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
-             state_string, results FROM builds ",
-            $tail
-        )
-    };
 }
 
 impl Store {
@@ -147,7 +123,7 @@ impl Store {
 
     /// The build `buildid`, if it exists.
     pub async fn build(&self, buildid: i64) -> Result<Option<Build>, StoreError> {
-        sqlx::query(select_builds!("WHERE id = ?"))
+        sqlx::query(select::<Build>("WHERE id = ?"))
             .bind(buildid)
             .fetch_optional(&self.pool)
             .await
@@ -158,7 +134,7 @@ impl Store {
     /// The builds master `masterid` started that have not finished.
     pub async fn incomplete_builds(&self, masterid: i64) -> Result<Vec<Build>, StoreError> {
         let op = || format!("get incomplete builds of master {masterid}");
-        let rows = sqlx::query(select_builds!("WHERE masterid = ? AND complete_at IS NULL ORDER BY id"))
+        let rows = sqlx::query(select::<Build>("WHERE masterid = ? AND complete_at IS NULL ORDER BY id"))
             .bind(masterid)
             .fetch_all(&self.pool)
             .await

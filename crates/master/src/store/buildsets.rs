@@ -5,18 +5,10 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
-
-/// The sources a build is made of, for one codebase.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SourceStamp {
-    pub branch: Option<String>,
-    pub revision: Option<String>,
-    pub repository: String,
-    pub project: String,
-    pub codebase: String,
-}
+use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
 impl SourceStamp {
     /// The key that makes equal source stamps share one row.
@@ -41,59 +33,6 @@ impl SourceStamp {
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
-}
-
-/// A property with the name of what set it (Buildbot's `(value, source)` pairs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Property {
-    pub name: String,
-    pub value: serde_json::Value,
-    pub source: String,
-}
-
-/// A buildset to add: one build request per builder in `builderids`.
-#[derive(Clone, Debug, Default)]
-pub struct NewBuildset {
-    pub reason: String,
-    pub external_idstring: Option<String>,
-    /// The scheduler that asked for it.
-    pub scheduler: Option<String>,
-    /// The build that triggered it (trigger steps).
-    pub parent_buildid: Option<i64>,
-    pub properties: Vec<Property>,
-    pub builderids: Vec<i64>,
-    /// The priority the scheduler or the force form gave its requests; `None`: each builder's, from
-    /// `builder_priorities`.
-    pub priority: Option<i32>,
-    /// Builder id → the builder's own priority, for requests of a buildset without `priority` (absent: 0).
-    pub builder_priorities: std::collections::HashMap<i64, i32>,
-    /// Whether a parent build waits for these requests.
-    pub waited_for: bool,
-    pub sourcestamps: Vec<SourceStamp>,
-    /// The changes it is built for (ids of stored changes), oldest first.
-    pub changeids: Vec<i64>,
-}
-
-impl NewBuildset {
-    /// The priority of its request for `builderid`.
-    pub fn request_priority(&self, builderid: i64) -> i32 {
-        self.priority.or_else(|| self.builder_priorities.get(&builderid).copied()).unwrap_or(0)
-    }
-}
-
-/// A stored buildset.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Buildset {
-    pub id: i64,
-    pub reason: String,
-    pub external_idstring: Option<String>,
-    pub scheduler: Option<String>,
-    pub parent_buildid: Option<i64>,
-    pub submitted_at: i64,
-    pub complete: bool,
-    pub complete_at: Option<i64>,
-    /// The worst result of its requests, once all are complete.
-    pub results: Option<i32>,
 }
 
 impl Store {
@@ -160,6 +99,9 @@ impl Store {
             .context(op)?;
             brids.push(brid);
         }
+        for write in &new.state {
+            super::state::write_state(&mut tx, write).await?;
+        }
         tx.commit().await.context(op)?;
         // As Buildbot: each request's `new`, then the buildset's.
         for (&brid, &builderid) in brids.iter().zip(&new.builderids) {
@@ -172,14 +114,8 @@ impl Store {
     /// The buildset `bsid`, if it exists.
     pub async fn buildset(&self, bsid: i64) -> Result<Option<Buildset>, StoreError> {
         let op = || format!("get buildset {bsid}");
-        let row = sqlx::query(
-            "SELECT id, reason, external_idstring, scheduler, parent_buildid, submitted_at, complete, \
-             complete_at, results FROM buildsets WHERE id = ?",
-        )
-        .bind(bsid)
-        .fetch_optional(&self.pool)
-        .await
-        .context(op)?;
+        let row =
+            sqlx::query(select::<Buildset>("WHERE id = ?")).bind(bsid).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(buildset).transpose().context(op)
     }
 
@@ -340,12 +276,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_buildset_writes_nothing() {
+    async fn a_failing_buildset_writes_nothing_and_its_state_goes_with_it() {
         let (store, _dir) = temp_store().await;
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let new = NewBuildset {
             reason: "bad".into(),
             builderids: vec![builder, 9999], // no such builder: foreign key violation
+            state: vec![super::super::StateWrite::new("scheduler:s", "k", serde_json::json!(1))],
             ..NewBuildset::default()
         };
         assert!(store.add_buildset(&new).await.is_err());
@@ -353,5 +290,9 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM buildsets").fetch_one(&store.pool).await.expect("count");
         assert_eq!(count, 0);
+        assert_eq!(store.get_state("scheduler:s", "k").await.expect("state"), None);
+
+        store.add_buildset(&NewBuildset { builderids: vec![builder], ..new }).await.expect("buildset");
+        assert_eq!(store.get_state("scheduler:s", "k").await.expect("state"), Some(serde_json::json!(1)));
     }
 }

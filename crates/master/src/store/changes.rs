@@ -8,44 +8,10 @@ use sqlx::Row;
 
 use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
-use super::{now, SourceStamp, Store, StoreError};
-use crate::changes::NewChange;
+use super::queries::select;
+use super::{now, Store, StoreError};
 use crate::events::Event;
-
-/// The `source` of a change's properties (Buildbot's `(value, source)` pairs).
-pub const PROPERTY_SOURCE: &str = "Change";
-
-/// A stored change: what its source reported ([`NewChange`], with `when_timestamp` filled in), its id and its
-/// source stamp. Its fields read as the `NewChange`'s (`change.branch`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    pub id: i64,
-    pub sourcestampid: i64,
-    /// What the source reported; `when_timestamp` is when it was stored if the source did not say. Its
-    /// properties are stored with the source [`PROPERTY_SOURCE`].
-    pub reported: NewChange,
-}
-
-impl std::ops::Deref for Change {
-    type Target = NewChange;
-
-    fn deref(&self) -> &NewChange {
-        &self.reported
-    }
-}
-
-impl Change {
-    /// The source stamp the change stands for.
-    pub fn sourcestamp(&self) -> SourceStamp {
-        SourceStamp {
-            branch: self.branch.clone(),
-            revision: self.revision.clone(),
-            repository: self.repository.clone(),
-            project: self.project.clone(),
-            codebase: self.codebase.clone(),
-        }
-    }
-}
+use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
 impl Store {
     /// Adds a change and (unless an equal one exists) its source stamp, atomically; returns the change's id.
@@ -66,76 +32,28 @@ impl Store {
 
     async fn insert_change(&self, new: &NewChange, once: bool) -> Result<Option<i64>, StoreError> {
         let op = || format!("add change {:?} of {:?}", new.revision, new.repository);
-        let stored_at = now();
-        let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
-        let ss = SourceStamp {
-            branch: new.branch.clone(),
-            revision: new.revision.clone(),
-            repository: new.repository.clone(),
-            project: new.project.clone(),
-            codebase: new.codebase.clone(),
-        };
-        let files = Value::from(new.files.clone()).to_string();
-        let properties: serde_json::Map<String, Value> = new
-            .properties
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::Array(vec![value.clone(), PROPERTY_SOURCE.into()])))
-            .collect();
-        let properties = Value::Object(properties).to_string();
         let mut tx = self.write(op).await?;
-        let ssid = find_or_add_sourcestamp(&mut tx, &ss, stored_at).await.context(op)?;
-        if once {
-            let stored: Option<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE sourcestampid = ? LIMIT 1")
-                .bind(ssid)
-                .fetch_optional(&mut *tx)
-                .await
-                .context(op)?;
-            if stored.is_some() {
-                return Ok(None);
-            }
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
-             category, when_timestamp, files, properties, sourcestampid) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&new.author)
-        .bind(&new.committer)
-        .bind(&new.comments)
-        .bind(&new.branch)
-        .bind(&new.revision)
-        .bind(&new.repository)
-        .bind(&new.project)
-        .bind(&new.codebase)
-        .bind(&new.category)
-        .bind(when)
-        .bind(files)
-        .bind(properties)
-        .bind(ssid)
-        .fetch_one(&mut *tx)
-        .await
-        .context(op)?;
+        let id = insert_change_in(&mut tx, new, once).await.context(op)?;
         tx.commit().await.context(op)?;
-        self.publish(Event::ChangeAdded { changeid: id });
-        Ok(Some(id))
+        if let Some(id) = id {
+            self.publish(Event::ChangeAdded { changeid: id });
+        }
+        Ok(id)
     }
 
     /// The change `id`, if it exists.
     pub async fn change(&self, id: i64) -> Result<Option<Change>, StoreError> {
         let op = || format!("get change {id}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .context(op)?;
+        let row =
+            sqlx::query(select::<Change>("WHERE id = ?")).bind(id).fetch_optional(&self.pool).await.context(op)?;
         row.as_ref().map(change).transpose().context(op)
     }
     /// The changes buildset `bsid` was made for, oldest first.
     pub async fn buildset_changes(&self, bsid: i64) -> Result<Vec<Change>, StoreError> {
         let op = || format!("get the changes of buildset {bsid}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id"
-        )))
+        let rows = sqlx::query(select::<Change>(
+            "WHERE id IN (SELECT changeid FROM buildset_changes WHERE buildsetid = ?) ORDER BY id",
+        ))
         .bind(bsid)
         .fetch_all(&self.pool)
         .await
@@ -169,9 +87,61 @@ impl Store {
     }
 }
 
-/// The columns [`change`] reads.
-pub(super) const SELECT: &str = "SELECT id, author, committer, comments, branch, revision, repository, project, \
-                                 codebase, category, when_timestamp, files, properties, sourcestampid FROM changes";
+/// Adds a change (see [`Store::add_change`]; with `once`, [`Store::add_change_once`]) within the caller's
+/// transaction.
+pub(super) async fn insert_change_in(
+    tx: &mut sqlx::SqliteConnection,
+    new: &NewChange,
+    once: bool,
+) -> Result<Option<i64>, sqlx::Error> {
+    let stored_at = now();
+    let when = if new.when_timestamp == 0 { stored_at } else { new.when_timestamp };
+    let ss = SourceStamp {
+        branch: new.branch.clone(),
+        revision: new.revision.clone(),
+        repository: new.repository.clone(),
+        project: new.project.clone(),
+        codebase: new.codebase.clone(),
+    };
+    let files = Value::from(new.files.clone()).to_string();
+    let properties: serde_json::Map<String, Value> = new
+        .properties
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::Array(vec![value.clone(), PROPERTY_SOURCE.into()])))
+        .collect();
+    let properties = Value::Object(properties).to_string();
+    let ssid = find_or_add_sourcestamp(&mut *tx, &ss, stored_at).await?;
+    if once {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT id FROM changes WHERE sourcestampid = ? LIMIT 1")
+            .bind(ssid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if stored.is_some() {
+            return Ok(None);
+        }
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO changes (author, committer, comments, branch, revision, repository, project, codebase, \
+         category, when_timestamp, files, properties, sourcestampid) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&new.author)
+    .bind(&new.committer)
+    .bind(&new.comments)
+    .bind(&new.branch)
+    .bind(&new.revision)
+    .bind(&new.repository)
+    .bind(&new.project)
+    .bind(&new.codebase)
+    .bind(&new.category)
+    .bind(when)
+    .bind(files)
+    .bind(properties)
+    .bind(ssid)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(id))
+}
 
 fn decode(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))

@@ -30,6 +30,13 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A list names a field its resource does not have (a bug of the caller: the fields are in the code).
+    #[error("store: {op}: {source}")]
+    Query {
+        op: String,
+        #[source]
+        source: super::QueryError,
+    },
     /// A row the operation needs does not exist (or is not in the state the operation needs).
     #[error("store: {what} {id} not found")]
     NotFound { what: &'static str, id: i64 },

@@ -365,6 +365,7 @@ impl Store {
         let tail_rewritten =
             groups.iter().any(|g| g.extends_tail).then(|| writer.tail.as_ref().map_or(0, |t| t.1.len()));
         self.checkpoint_after_logs((lines.len() + tail_rewritten.unwrap_or(0)) as u64, finish);
+        self.log_bytes_stored.fetch_add(lines.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
         writer.num_lines = end;
         writer.tail = match groups.last().filter(|g| !g.closed) {

@@ -9,7 +9,9 @@ mod builders;
 mod buildrequests;
 mod builds;
 mod buildsets;
+mod change_log;
 mod changes;
+mod deliveries;
 mod error;
 mod logs;
 mod masters;
@@ -17,6 +19,7 @@ mod properties;
 #[cfg(test)]
 mod published;
 mod queries;
+mod resources;
 mod state;
 mod steps;
 mod workers;
@@ -31,14 +34,15 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
-pub use buildrequests::{BuildRequest, CompletedBuildset};
-pub use builds::{Build, RestartCleanup};
-pub use buildsets::{Buildset, NewBuildset, Property, SourceStamp};
-pub use changes::{Change, PROPERTY_SOURCE as CHANGE_PROPERTY_SOURCE};
+pub use crate::model::{
+    Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, StateWrite,
+    Step, Worker, CHANGE_PROPERTY_SOURCE,
+};
+pub use builds::RestartCleanup;
+pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
-pub use queries::{FieldKind, FilterValue, ListQuery, Log, LogOrigin, Op, Page, QueryError, Resource, Worker};
-pub use steps::Step;
+pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::{Event, EventBus};
 use error::Context;
@@ -99,6 +103,8 @@ pub struct Store {
     events: EventBus,
     /// Log bytes written since the last checkpoint the store asked for.
     log_bytes: Arc<AtomicU64>,
+    /// Bytes of log text stored since the store was opened (for the metrics).
+    log_bytes_stored: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -135,7 +141,7 @@ impl Store {
         };
         let pool = pool_options.connect_with(options).await.map_err(open_error)?;
         migrator().run(&pool).await.map_err(|source| StoreError::Migrate { url: url.into(), source })?;
-        Ok(Store { pool, events: EventBus::new(), log_bytes: Arc::default() })
+        Ok(Store { pool, events: EventBus::new(), log_bytes: Arc::default(), log_bytes_stored: Arc::default() })
     }
 
     /// The bus this store's writes publish on.
@@ -153,6 +159,11 @@ impl Store {
     /// waits for readers and writers at most the busy timeout, without holding up the log's writer). A big log
     /// rewrites many pages (its raw tail grows in place until it is compressed), and without this the WAL file
     /// would keep their size on disk.
+    /// Bytes of log text stored since the store was opened.
+    pub fn log_bytes_stored(&self) -> u64 {
+        self.log_bytes_stored.load(Ordering::Relaxed)
+    }
+
     fn checkpoint_after_logs(&self, bytes: u64, finished: bool) {
         let total = self.log_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if !finished || total < CHECKPOINT_AFTER_LOG_BYTES {

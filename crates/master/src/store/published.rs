@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::testing::{temp_store, url};
 use super::{LogType, NewBuildset, Store, StoreError};
-use crate::changes::NewChange;
 use crate::events::{Event, Subscription};
+use crate::model::NewChange;
 use crate::results::{CANCELLED, FAILURE, RETRY, SKIPPED, SUCCESS};
 
 /// The events waiting for `sub`, without waiting.

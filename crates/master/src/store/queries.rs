@@ -1,16 +1,20 @@
 //! Read-only queries for the web API: lists of builds, build requests, buildsets, steps, logs and workers, with
 //! Buildbot's filters, order and pagination done in SQL.
 //!
-//! Field names are looked up in a static whitelist per resource ([`Resource::FIELDS`]); only the whitelist's SQL
-//! text is ever put in a statement, and what the user typed reaches the database as bound values only.
+//! Each resource declares its fields once ([`Resource::FIELDS`], in `resources.rs`): the API name, the column or
+//! SQL expression, the kind of value and the JSON; the `SELECT` list, the filter whitelist and the rendering are
+//! all read from there. Field names are looked up in that whitelist; only its SQL text is ever put in a
+//! statement, and what the user typed reaches the database as bound values only.
 
 use std::marker::PhantomData;
 
+use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::error::Context;
-use super::{Build, BuildRequest, Buildset, Change, Step, Store, StoreError};
+use super::{Store, StoreError};
+use crate::model::Log;
 
 /// What values a field holds, so the caller can parse a filter's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,16 +24,67 @@ pub enum FieldKind {
     Text,
 }
 
-/// A field a resource can be filtered and ordered by: its API name and the SQL expression it stands for.
-#[derive(Debug)]
-pub struct Field {
+/// A field of a resource as the API shows it: its name, the column it is read from (if it is one), the SQL that
+/// filters and orders compare (if they may name it), and its JSON value.
+pub struct Field<R: 'static> {
+    name: &'static str,
+    /// A column the resource's row reader needs: in the `SELECT` list.
+    column: Option<&'static str>,
+    /// What filters and orders compare, and the kind of its values; `None`: they may not name it.
+    filter: Option<(&'static str, FieldKind)>,
+    json: fn(&R) -> Value,
+}
+
+impl<R> Field<R> {
+    /// Its name in the API: the key of its JSON, and what filters and orders call it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its value as the API shows it.
+    pub fn json(&self, resource: &R) -> Value {
+        (self.json)(resource)
+    }
+}
+
+impl<R> std::fmt::Debug for Field<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Field")
+            .field("name", &self.name)
+            .field("column", &self.column)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+/// A column shown as field `name`, which filters and orders may name.
+pub(super) const fn column<R>(
+    name: &'static str,
+    column: &'static str,
+    kind: FieldKind,
+    json: fn(&R) -> Value,
+) -> Field<R> {
+    Field { name, column: Some(column), filter: Some((column, kind)), json }
+}
+
+/// A column shown as field `name`, which filters and orders may not name.
+pub(super) const fn shown_column<R>(name: &'static str, column: &'static str, json: fn(&R) -> Value) -> Field<R> {
+    Field { name, column: Some(column), filter: None, json }
+}
+
+/// A field computed from the row's columns: `sql` for filters and orders, `json` from the resource.
+pub(super) const fn computed<R>(
     name: &'static str,
     sql: &'static str,
     kind: FieldKind,
+    json: fn(&R) -> Value,
+) -> Field<R> {
+    Field { name, column: None, filter: Some((sql, kind)), json }
 }
 
-const fn field(name: &'static str, sql: &'static str, kind: FieldKind) -> Field {
-    Field { name, sql, kind }
+/// A field shown only (not stored as one column, not filterable).
+pub(super) const fn shown<R>(name: &'static str, json: fn(&R) -> Value) -> Field<R> {
+    Field { name, column: None, filter: None, json }
 }
 
 /// A comparison of a filter (Buildbot's `field__op=value`).
@@ -88,31 +143,64 @@ pub enum QueryError {
 
 /// Something the web API lists: its fields, where its rows come from and how a row is read.
 pub trait Resource: Sized + Send + Unpin + 'static {
-    /// The fields it can be filtered and ordered by.
-    const FIELDS: &'static [Field];
-    /// `SELECT <columns> FROM <tables>`.
-    const SELECT: &'static str;
-    /// `FROM <tables>` alone, for counting.
-    const FROM: &'static str;
+    /// Its collection's name in the API (`builds`).
+    const PLURAL: &'static str;
+    /// What one of them is called in messages (`build request`).
+    const WHAT: &'static str;
+    /// Its fields, in the API's terms: each one's column or SQL, whether filters may name it, and its JSON.
+    const FIELDS: &'static [Field<Self>];
+    /// The tables its rows come from (`builds`, or a join).
+    const TABLES: &'static str;
+    /// Columns its row reader needs besides its fields' own.
+    const MORE_COLUMNS: &'static [&'static str] = &[];
     /// The last key of every order: the resource's id, so pages are stable.
     const ID: &'static str;
 
+    /// Reads a row of [`Resource::select`].
     fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error>;
 
-    /// The kind of the field named `name`, if it is one.
+    /// `SELECT <the fields' columns and MORE_COLUMNS> FROM <TABLES>`.
+    fn select() -> String {
+        let fields = Self::FIELDS.iter().filter_map(|f| f.column);
+        let columns: Vec<&str> = fields.chain(Self::MORE_COLUMNS.iter().copied()).collect();
+        format!("SELECT {} FROM {}", columns.join(", "), Self::TABLES)
+    }
+
+    /// The names of the fields filters and orders may name.
+    fn filterable() -> impl Iterator<Item = &'static str> {
+        Self::FIELDS.iter().filter(|f| f.filter.is_some()).map(|f| f.name)
+    }
+
+    /// The kind of the filterable field named `name`, if it is one.
     fn field_kind(name: &str) -> Option<FieldKind> {
-        Self::FIELDS.iter().find(|f| f.name == name).map(|f| f.kind)
+        lookup::<Self>(name).ok().map(|(_, kind)| kind)
+    }
+
+    /// Its fields as the API shows them, name → value.
+    fn fields_json(&self) -> Map<String, Value> {
+        Self::FIELDS.iter().map(|f| (f.name.to_string(), f.json(self))).collect()
     }
 }
 
-fn lookup<R: Resource>(name: &str) -> Result<&'static Field, QueryError> {
-    R::FIELDS.iter().find(|f| f.name == name).ok_or_else(|| QueryError::UnknownField(name.to_string()))
+/// `R`'s [`Resource::select`] followed by `tail` (`WHERE …`, `ORDER BY …`), for the store's own reads.
+pub(super) fn select<R: Resource>(tail: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(format!("{} {tail}", R::select()))
+}
+
+/// The SQL and the kind of the filterable field `name` of `R`.
+fn lookup<R: Resource>(name: &str) -> Result<(&'static str, FieldKind), QueryError> {
+    R::FIELDS
+        .iter()
+        .filter(|f| f.name == name)
+        .find_map(|f| f.filter)
+        .ok_or_else(|| QueryError::UnknownField(name.to_string()))
 }
 
 /// A filter: `field op value`; several values of `eq` mean "any of them", of `ne` "none of them".
 #[derive(Debug)]
 struct Filter {
-    field: &'static Field,
+    /// The field's SQL.
+    sql: &'static str,
     op: Op,
     values: Vec<FilterValue>,
 }
@@ -121,7 +209,8 @@ struct Filter {
 #[derive(Debug)]
 pub struct ListQuery<R> {
     filters: Vec<Filter>,
-    order: Vec<(&'static Field, bool)>,
+    /// The fields' SQL, and whether descending.
+    order: Vec<(&'static str, bool)>,
     limit: Option<i64>,
     offset: i64,
     resource: PhantomData<fn() -> R>,
@@ -144,13 +233,13 @@ impl<R: Resource> ListQuery<R> {
         if values.is_empty() {
             return Err(QueryError::NoValue(field.to_string()));
         }
-        self.filters.push(Filter { field: lookup::<R>(field)?, op, values });
+        self.filters.push(Filter { sql: lookup::<R>(field)?.0, op, values });
         Ok(self)
     }
 
     /// Orders by `field` (after the orders already given), descending if `descending`.
     pub fn order_by(&mut self, field: &str, descending: bool) -> Result<&mut Self, QueryError> {
-        self.order.push((lookup::<R>(field)?, descending));
+        self.order.push((lookup::<R>(field)?.0, descending));
         Ok(self)
     }
 
@@ -166,7 +255,7 @@ impl<R: Resource> ListQuery<R> {
         let mut clauses = Vec::new();
         let mut binds = Vec::new();
         for f in &self.filters {
-            let sql = f.field.sql;
+            let sql = f.sql;
             match (f.op, f.values.len()) {
                 (Op::Eq | Op::Ne, n) if n > 1 => {
                     let marks = vec!["?"; n].join(", ");
@@ -188,7 +277,7 @@ impl<R: Resource> ListQuery<R> {
 
     fn order_clause(&self) -> String {
         let mut keys: Vec<String> =
-            self.order.iter().map(|(f, desc)| format!("{} {}", f.sql, if *desc { "DESC" } else { "ASC" })).collect();
+            self.order.iter().map(|(sql, desc)| format!("{sql} {}", if *desc { "DESC" } else { "ASC" })).collect();
         keys.push(R::ID.to_string());
         format!(" ORDER BY {}", keys.join(", "))
     }
@@ -220,31 +309,6 @@ pub struct Page<T> {
     pub total: i64,
 }
 
-/// A stored log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Log {
-    pub id: i64,
-    pub name: String,
-    pub slug: String,
-    pub stepid: i64,
-    pub complete: bool,
-    pub num_lines: i64,
-    /// Buildbot's type letter: `s`tdio, `t`ext, `h`tml, `d`ata.
-    pub log_type: String,
-}
-
-/// A stored worker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Worker {
-    pub id: i64,
-    pub name: String,
-    /// The info it last reported, a JSON object.
-    pub info: String,
-    pub paused: bool,
-    /// Why it is paused.
-    pub pause_reason: Option<String>,
-}
-
 /// Where a log belongs, to name it for a download.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogOrigin {
@@ -254,171 +318,6 @@ pub struct LogOrigin {
     pub log: Log,
 }
 
-use FieldKind::{Bool, Int, Text};
-
-impl Resource for Build {
-    const FIELDS: &'static [Field] = &[
-        field("buildid", "id", Int),
-        field("number", "number", Int),
-        field("builderid", "builderid", Int),
-        field("buildrequestid", "buildrequestid", Int),
-        field("workerid", "workerid", Int),
-        field("masterid", "masterid", Int),
-        field("started_at", "started_at", Int),
-        field("complete_at", "complete_at", Int),
-        field("complete", "(complete_at IS NOT NULL)", Bool),
-        field("state_string", "state_string", Text),
-        field("results", "results", Int),
-    ];
-    const SELECT: &'static str = "SELECT id, number, builderid, buildrequestid, workerid, masterid, started_at, \
-                                  complete_at, state_string, results FROM builds";
-    const FROM: &'static str = "FROM builds";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        super::builds::build(r)
-    }
-}
-
-impl Resource for BuildRequest {
-    const FIELDS: &'static [Field] = &[
-        field("buildrequestid", "br.id", Int),
-        field("buildsetid", "br.buildsetid", Int),
-        field("builderid", "br.builderid", Int),
-        field("priority", "br.priority", Int),
-        field("submitted_at", "br.submitted_at", Int),
-        field("complete", "br.complete", Bool),
-        field("results", "br.results", Int),
-        field("complete_at", "br.complete_at", Int),
-        field("waited_for", "br.waited_for", Bool),
-        field("claimed", "(c.brid IS NOT NULL)", Bool),
-        field("claimed_by_masterid", "c.masterid", Int),
-        field("superseded_by", "br.superseded_by", Int),
-    ];
-    const SELECT: &'static str = "SELECT br.id, br.buildsetid, br.builderid, br.priority, br.submitted_at, \
-                                  br.complete, br.results, br.complete_at, br.waited_for, br.superseded_by, \
-                                  c.masterid FROM buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id";
-    const FROM: &'static str = "FROM buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id";
-    const ID: &'static str = "br.id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        super::buildrequests::build_request(r)
-    }
-}
-
-impl Resource for Buildset {
-    const FIELDS: &'static [Field] = &[
-        field("bsid", "id", Int),
-        field("reason", "reason", Text),
-        field("external_idstring", "external_idstring", Text),
-        field("submitted_at", "submitted_at", Int),
-        field("complete", "complete", Bool),
-        field("complete_at", "complete_at", Int),
-        field("results", "results", Int),
-        field("parent_buildid", "parent_buildid", Int),
-        field("scheduler", "scheduler", Text),
-    ];
-    const SELECT: &'static str = "SELECT id, reason, external_idstring, scheduler, parent_buildid, submitted_at, \
-                                  complete, complete_at, results FROM buildsets";
-    const FROM: &'static str = "FROM buildsets";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        super::buildsets::buildset(r)
-    }
-}
-
-impl Resource for Step {
-    const FIELDS: &'static [Field] = &[
-        field("stepid", "id", Int),
-        field("number", "number", Int),
-        field("name", "name", Text),
-        field("buildid", "buildid", Int),
-        field("started_at", "started_at", Int),
-        field("complete_at", "complete_at", Int),
-        field("complete", "(complete_at IS NOT NULL)", Bool),
-        field("state_string", "state_string", Text),
-        field("results", "results", Int),
-        field("hidden", "hidden", Bool),
-    ];
-    const SELECT: &'static str = "SELECT id, number, name, buildid, started_at, complete_at, state_string, results, \
-                                  hidden FROM steps";
-    const FROM: &'static str = "FROM steps";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        super::steps::step(r)
-    }
-}
-
-impl Resource for Log {
-    const FIELDS: &'static [Field] = &[
-        field("logid", "id", Int),
-        field("name", "name", Text),
-        field("slug", "slug", Text),
-        field("stepid", "stepid", Int),
-        field("complete", "complete", Bool),
-        field("num_lines", "num_lines", Int),
-        field("type", "type", Text),
-    ];
-    const SELECT: &'static str = "SELECT id, name, slug, stepid, complete, num_lines, type FROM logs";
-    const FROM: &'static str = "FROM logs";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Log {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            slug: r.try_get("slug")?,
-            stepid: r.try_get("stepid")?,
-            complete: r.try_get::<i16, _>("complete")? != 0,
-            num_lines: r.try_get("num_lines")?,
-            log_type: r.try_get("type")?,
-        })
-    }
-}
-
-impl Resource for Worker {
-    const FIELDS: &'static [Field] =
-        &[field("workerid", "id", Int), field("name", "name", Text), field("paused", "paused", Bool)];
-    const SELECT: &'static str = "SELECT id, name, info, paused, pause_reason FROM workers";
-    const FROM: &'static str = "FROM workers";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Worker {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            info: r.try_get("info")?,
-            paused: r.try_get::<i16, _>("paused")? != 0,
-            pause_reason: r.try_get("pause_reason")?,
-        })
-    }
-}
-
-impl Resource for Change {
-    const FIELDS: &'static [Field] = &[
-        field("changeid", "id", Int),
-        field("author", "author", Text),
-        field("committer", "committer", Text),
-        field("comments", "comments", Text),
-        field("branch", "branch", Text),
-        field("revision", "revision", Text),
-        field("repository", "repository", Text),
-        field("project", "project", Text),
-        field("codebase", "codebase", Text),
-        field("category", "category", Text),
-        field("when_timestamp", "when_timestamp", Int),
-    ];
-    const SELECT: &'static str = super::changes::SELECT;
-    const FROM: &'static str = "FROM changes";
-    const ID: &'static str = "id";
-
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
-        super::changes::change(r)
-    }
-}
-
 impl Store {
     /// The page of resource `R` that `query` selects, and how many rows match its filters in all (exactly up to
     /// [`COUNT_AHEAD`] rows past the page; see [`Page::total`]).
@@ -426,7 +325,7 @@ impl Store {
         use sqlx::Arguments;
         let op = || format!("list {}", std::any::type_name::<R>().rsplit("::").next().unwrap_or("rows"));
         let (where_sql, values) = query.where_clause();
-        let list_sql = format!("{}{where_sql}{} LIMIT ? OFFSET ?", R::SELECT, query.order_clause());
+        let list_sql = format!("{}{where_sql}{} LIMIT ? OFFSET ?", R::select(), query.order_clause());
         let mut args = bind_all(SqliteArguments::default(), &values).context(op)?;
         args.add(query.limit.unwrap_or(-1)).map_err(sqlx::Error::Encode).context(op)?;
         args.add(query.offset).map_err(sqlx::Error::Encode).context(op)?;
@@ -442,7 +341,7 @@ impl Store {
             // Counting every row of a big table costs milliseconds a request (a million builds: ~4 ms, more
             // with a filter); count no further than COUNT_AHEAD rows past the page.
             let bound = query.offset.saturating_add(query.limit.unwrap_or(0)).saturating_add(COUNT_AHEAD);
-            let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 {}{where_sql} LIMIT ?)", R::FROM);
+            let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM {}{where_sql} LIMIT ?)", R::TABLES);
             let mut args = bind_all(SqliteArguments::default(), &values).context(op)?;
             args.add(bound).map_err(sqlx::Error::Encode).context(op)?;
             sqlx::query_scalar_with(AssertSqlSafe(count_sql), args).fetch_one(&self.pool).await.context(op)?
@@ -481,7 +380,7 @@ mod tests {
     use super::*;
     use crate::results::{CANCELLED, SUCCESS};
     use crate::store::testing::temp_store;
-    use crate::store::{LogType, NewBuildset};
+    use crate::store::{BuildRequest, Buildset, LogType, NewBuildset, Step};
 
     #[tokio::test]
     async fn filters_order_and_pages_run_in_sql() {

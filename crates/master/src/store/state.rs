@@ -41,6 +41,52 @@ impl Store {
     }
 }
 
+pub use crate::model::StateWrite;
+
+impl Store {
+    /// Stores each of `writes` (replacing what was there), all or none.
+    pub async fn set_states(&self, writes: &[StateWrite]) -> Result<(), StoreError> {
+        let op = || format!("set {} state value(s)", writes.len());
+        let mut tx = self.write(op).await?;
+        for write in writes {
+            write_state(&mut tx, write).await?;
+        }
+        tx.commit().await.context(op)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Forgets `key` of the object `name`, if it was stored.
+    pub async fn delete_state(&self, name: &str, key: &str) -> Result<(), StoreError> {
+        let op = || format!("delete state {name:?} {key:?}");
+        let mut tx = self.write(op).await?;
+        sqlx::query("DELETE FROM object_state WHERE name = ? AND key = ?")
+            .bind(name)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+        tx.commit().await.context(op)?;
+        Ok(())
+    }
+}
+
+/// Upserts one object-state value within the caller's transaction.
+pub(super) async fn write_state(conn: &mut sqlx::SqliteConnection, write: &StateWrite) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO object_state (name, key, value) VALUES (?, ?, ?) \
+         ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(&write.name)
+    .bind(&write.key)
+    .bind(write.value.to_string())
+    .execute(&mut *conn)
+    .await
+    .context(|| format!("set state {:?} {:?}", write.name, write.key))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -73,5 +119,18 @@ mod tests {
         assert_eq!(store.get_state("git:a", "other").await.expect("get"), Some(json!([1, 2])));
         assert_eq!(store.get_state("git:b", "last_rev").await.expect("get"), Some(json!("b")));
         assert_eq!(store.get_state("git:b", "missing").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn several_values_are_set_together() {
+        let (store, _dir) = temp_store().await;
+        store.set_state("s", "a", &json!(0)).await.expect("set");
+        let writes = [StateWrite::new("s", "a", json!(1)), StateWrite::new("t", "b", json!([2]))];
+        store.set_states(&writes).await.expect("set both");
+        assert_eq!(store.get_state("s", "a").await.expect("get"), Some(json!(1)));
+        assert_eq!(store.get_state("t", "b").await.expect("get"), Some(json!([2])));
+        store.delete_state("s", "a").await.expect("delete");
+        assert_eq!(store.get_state("s", "a").await.expect("get"), None);
+        store.delete_state("s", "a").await.expect("delete what is not there");
     }
 }

@@ -3,22 +3,10 @@
 use sqlx::Row;
 
 use super::error::Context;
+use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
-
-/// A stored step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    pub id: i64,
-    pub number: i64,
-    pub name: String,
-    pub buildid: i64,
-    pub started_at: i64,
-    pub complete_at: Option<i64>,
-    pub state_string: String,
-    pub results: Option<i32>,
-    pub hidden: bool,
-}
+use crate::model::Step;
 
 impl Store {
     /// Adds step `name` to build `buildid` with the next number in the build; returns its id and number.
@@ -105,14 +93,11 @@ impl Store {
     /// The steps of build `buildid`, in order.
     pub async fn steps(&self, buildid: i64) -> Result<Vec<Step>, StoreError> {
         let op = || format!("get steps of build {buildid}");
-        let rows = sqlx::query(
-            "SELECT id, number, name, buildid, started_at, complete_at, state_string, results, hidden \
-             FROM steps WHERE buildid = ? ORDER BY number",
-        )
-        .bind(buildid)
-        .fetch_all(&self.pool)
-        .await
-        .context(op)?;
+        let rows = sqlx::query(select::<Step>("WHERE buildid = ? ORDER BY number"))
+            .bind(buildid)
+            .fetch_all(&self.pool)
+            .await
+            .context(op)?;
         rows.iter().map(step).collect::<Result<_, sqlx::Error>>().context(op)
     }
 }

@@ -47,6 +47,11 @@ async fn hook(
         .iter()
         .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
         .collect();
+    let delivery = Forge::from_segment(&dialect)
+        .and_then(Forge::delivery_header)
+        .and_then(|name| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| !value.is_empty());
     let changes = if dialect == "base" {
         let token = &hooks.base.as_ref().ok_or_else(not_configured)?.token;
         let body = body.map_err(rejected)?;
@@ -67,14 +72,12 @@ async fn hook(
         tracing::warn!(dialect, error = %e, "change hook request refused");
         refused(&e)
     })?;
-    let mut ids = Vec::with_capacity(changes.len());
-    for change in changes {
-        let stored = master.add_change(change).await.map_err(|e| {
-            tracing::error!(dialect, error = %e, "storing a change from a hook failed");
-            ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
-        })?;
-        ids.push(stored.id);
-    }
+    // Answered only once stored: all of the request's changes, or none.
+    let source = Forge::from_segment(&dialect).map_or("base", Forge::name);
+    let ids = master.add_hook_changes(source, delivery.as_deref(), &changes).await.map_err(|e| {
+        tracing::error!(dialect, error = %e, "storing the changes of a hook request failed");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
+    })?;
     Ok(Json(json!({ "changes": ids })))
 }
 

@@ -170,3 +170,28 @@ async fn add_change_reuses_the_source_stamp_of_an_identical_change() {
     let third = f.master.add_change(NewChange { revision: Some("r2".into()), ..new }).await.expect("add");
     assert_ne!(third.sourcestampid, first.sourcestampid);
 }
+
+#[tokio::test]
+async fn a_github_redelivery_stores_nothing_again_and_gets_the_same_ids() {
+    let f = fixture().await;
+    let signature = format!("sha256={}", sign(SECRET, GITHUB_PUSH));
+    let deliver = |delivery: &'static str| {
+        let headers =
+            [("X-GitHub-Event", "push"), ("X-Hub-Signature-256", signature.as_str()), ("X-GitHub-Delivery", delivery)];
+        let f = &f;
+        async move { f.post("/change_hook/github", &headers, GITHUB_PUSH).await }
+    };
+    let (status, first) = deliver("72d3162e-cc78-11e3-81ab-4c9367dc0958").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["changes"].as_array().map(Vec::len), Some(3), "{first}");
+    let mut subscribed = f.master.subscribe_changes();
+    let (status, again) = deliver("72d3162e-cc78-11e3-81ab-4c9367dc0958").await;
+    assert_eq!((status, &again), (StatusCode::OK, &first));
+    assert!(subscribed.try_recv().is_err(), "nothing new is announced");
+    assert_eq!(f.changes().await.len(), 3);
+    // Another delivery of the same push (a new event) is stored.
+    let (status, other) = deliver("a-new-delivery").await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    assert_ne!(other, first);
+    assert_eq!(f.changes().await.len(), 6);
+}

@@ -14,10 +14,14 @@ mod handlers;
 #[cfg(test)]
 mod live_tests;
 mod logs;
+mod metrics;
 mod params;
 mod queue;
 mod render;
+#[cfg(test)]
+mod render_tests;
 mod rpc;
+mod server;
 #[cfg(test)]
 mod tests;
 mod ws;
@@ -32,15 +36,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::master::Master;
 use crate::store::StoreError;
+pub use params::check_query;
 
-/// Serves the web API on `listener` until `stop` is cancelled.
+/// The longest URI answered; a longer one is a 414 in JSON. (From 64 KiB on, the `http` crate cannot hold a
+/// URI: hyper answers those 414 itself, with an empty body.)
+const MAX_URI: usize = 60 * 1024;
+
+/// Serves the web API on `listener` until `stop` is cancelled, within the config's `[web]` timeouts and the
+/// master's connection caps (see [`server`]).
 pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(master)).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    let limits = master.connection_limits().web;
+    let header_timeout = master.config().web.header_timeout;
+    server::run(listener, router(master), limits, header_timeout, stop).await
 }
 
 /// The web API's routes, on the state `master`.
 pub fn router(master: Master) -> Router {
     use handlers as h;
+    let counted = metrics::start(&master);
+    let timed = axum::middleware::from_fn_with_state(counted.clone(), metrics::track);
     let api = Router::new()
         .route("/", get(root))
         .route("/builders", get(h::builders))
@@ -81,13 +95,54 @@ pub fn router(master: Master) -> Router {
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
         .fallback(api_not_found);
+    let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
         .route("/", get(front))
         .route("/change_hook/{dialect}", change_hook::route())
         .route("/ws", get(ws::ws))
+        // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
+        .route("/api/v2/", get(root))
         .nest("/api/v2", api)
+        .route_layer(timed)
         .fallback(not_found)
         .with_state(master)
+        .merge(scrape)
+        .layer(axum::middleware::map_response(errors_in_json))
+        .layer(axum::middleware::from_fn(bounded_uri))
+}
+
+/// A URI longer than [`MAX_URI`] is answered 414 before any routing.
+async fn bounded_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let length = request.uri().to_string().len();
+    if length > MAX_URI {
+        let message = format!("the URI is {length} bytes long; at most {MAX_URI} are accepted");
+        return ApiError { status: StatusCode::URI_TOO_LONG, message }.into_response();
+    }
+    next.run(request).await
+}
+
+/// Every error is `{"error": message}`: the answers axum makes itself (405 for a method a path does not take,
+/// 413 for a body over its limit, 400 or 415 for a body it cannot read) come as plain text and are rewritten.
+async fn errors_in_json(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let (_, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let reason = status.canonical_reason().unwrap_or("error");
+    let message = if text.trim().is_empty() { reason.to_string() } else { format!("{reason}: {}", text.trim()) };
+    let mut answer = ApiError { status, message }.into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    answer
 }
 
 /// The paths of the API, for `GET /api/v2`.
@@ -161,6 +216,10 @@ impl ApiError {
         ApiError { status: StatusCode::NOT_FOUND, message: message.into() }
     }
 
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+
     fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
@@ -171,8 +230,10 @@ impl From<StoreError> for ApiError {
         if let StoreError::NotFound { what, id } = e {
             return ApiError::not_found(format!("no {what} {id}"));
         }
+        // The store's text (SQL, file names) stays in the master's log.
         tracing::error!(error = %e, "web API: store error");
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string() }
+        let message = "internal error in the master's store (its log has the details)".to_string();
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message }
     }
 }
 

@@ -2,6 +2,9 @@
 //! descending; repeatable), `field` (which fields to return; repeatable) and filters `field=value` or
 //! `field__op=value` with `op` one of `eq ne lt le gt ge`. Several values of one `eq` filter mean "any of them".
 //! `property` (repeatable; `*` for all) adds the named build properties to each build.
+//!
+//! Every repeatable part is bounded (see [`Bounds`]): a query with more terms is refused with a 400 that says
+//! which bound it passed, before any SQL is built, so no client can make the store build a statement it refuses.
 
 use std::cmp::Ordering;
 
@@ -15,14 +18,71 @@ use crate::store::{FieldKind, FilterValue, ListQuery, Op, Resource};
 /// The query string as name/value pairs, in order; a malformed one is a 400 in JSON.
 pub(super) struct Params(pub Vec<(String, String)>);
 
+impl Params {
+    fn from_uri(uri: &axum::http::Uri) -> Result<Params, ApiError> {
+        Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map(|Query(pairs)| Params(pairs))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Params, ApiError> {
-        Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            .map(|Query(pairs)| Params(pairs))
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+        Params::from_uri(&parts.uri)
     }
+}
+
+/// Reads a query string as a collection request does — the parameters, the bounds, the store query of every
+/// resource, the in-memory filtering of config collections — and says what a client would be answered: `Err`
+/// with a 400's message, never a panic. For the fuzz target (`fuzz/fuzz_targets/query.rs`) and its property
+/// test.
+pub fn check_query(query: &str) -> Result<(), String> {
+    use crate::store::{Build, BuildRequest, Buildset, Change, Log, Step, Worker};
+    let uri: axum::http::Uri = format!("/?{query}").parse().map_err(|e| format!("not a URI: {e}"))?;
+    let spec = Params::from_uri(&uri).and_then(|params| Spec::parse(&params)).map_err(|e| e.message)?;
+    let results = [
+        spec.query::<Build>().map(drop),
+        spec.query::<BuildRequest>().map(drop),
+        spec.query::<Buildset>().map(drop),
+        spec.query::<Step>().map(drop),
+        spec.query::<Log>().map(drop),
+        spec.query::<Worker>().map(drop),
+        spec.query::<Change>().map(drop),
+    ];
+    let items = vec![
+        serde_json::json!({"builderid": 1, "name": "a", "tags": ["x"], "paused": false}),
+        serde_json::json!({"builderid": 2, "name": null, "paused": true}),
+    ];
+    let applied = spec.apply(items, &["builderid", "name", "tags", "paused"]).map(|(page, _)| {
+        for item in page {
+            drop(spec.select(item));
+        }
+    });
+    results.into_iter().chain([applied]).find_map(Result::err).map_or(Ok(()), |e| Err(e.message))
+}
+
+/// The most terms a query may have of each kind; more is a 400.
+pub(super) struct Bounds;
+
+impl Bounds {
+    /// Query parameters in all (a request's query string has at most this many `name=value` pairs).
+    pub(super) const PARAMETERS: usize = 256;
+    /// `order` terms.
+    pub(super) const ORDER: usize = 16;
+    /// `field` terms.
+    pub(super) const FIELDS: usize = 64;
+    /// Distinct filters (`field__op`).
+    pub(super) const FILTERS: usize = 32;
+    /// Values of one filter (`builderid=1&builderid=2…`).
+    pub(super) const FILTER_VALUES: usize = 128;
+    /// `property` terms.
+    pub(super) const PROPERTIES: usize = 64;
+}
+
+fn too_many(what: &str, bound: usize) -> ApiError {
+    ApiError::bad_request(format!("too many {what} in the query (at most {bound})"))
 }
 
 /// A filter as written: the parameter (for messages), the field, the operator and the values.
@@ -79,6 +139,9 @@ fn parse_value(param: &str, kind: FieldKind, text: &str) -> Result<FilterValue, 
 
 impl Spec {
     pub(super) fn parse(params: &Params) -> Result<Spec, ApiError> {
+        if params.0.len() > Bounds::PARAMETERS {
+            return Err(too_many("parameters", Bounds::PARAMETERS));
+        }
         let mut spec = Spec::default();
         for (name, value) in &params.0 {
             match name.as_str() {
@@ -100,8 +163,15 @@ impl Spec {
                         }
                         None => (name.as_str(), Op::Eq),
                     };
+                    let filters = spec.filters.len();
                     match spec.filters.iter_mut().find(|f| f.field == field && f.op == op) {
+                        Some(f) if f.values.len() >= Bounds::FILTER_VALUES => {
+                            return Err(too_many(&format!("values of '{name}'"), Bounds::FILTER_VALUES));
+                        }
                         Some(f) => f.values.push(value.clone()),
+                        None if filters >= Bounds::FILTERS => {
+                            return Err(too_many("filters", Bounds::FILTERS));
+                        }
                         None => spec.filters.push(RawFilter {
                             param: name.clone(),
                             field: field.to_string(),
@@ -110,6 +180,15 @@ impl Spec {
                         }),
                     }
                 }
+            }
+        }
+        for (what, count, bound) in [
+            ("'order' terms", spec.order.len(), Bounds::ORDER),
+            ("'field' terms", spec.fields.len(), Bounds::FIELDS),
+            ("'property' terms", spec.properties.len(), Bounds::PROPERTIES),
+        ] {
+            if count > bound {
+                return Err(too_many(what, bound));
             }
         }
         Ok(spec)
@@ -252,6 +331,45 @@ mod tests {
         assert!(err.message.contains("'number'") && err.message.contains("integer"), "{}", err.message);
         let err = spec(&[("nope", "1")]).expect("parses").query::<crate::store::Build>().expect_err("unknown");
         assert!(err.message.contains("'nope'"), "{}", err.message);
+    }
+
+    #[test]
+    fn every_repeatable_term_is_bounded() {
+        let repeated = |name: &str, value: &str, n: usize| -> Vec<(String, String)> {
+            (0..n).map(|_| (name.to_string(), value.to_string())).collect()
+        };
+        let cases = [
+            (repeated("order", "-buildid", Bounds::ORDER + 1), "'order' terms"),
+            (repeated("field", "buildid", Bounds::FIELDS + 1), "'field' terms"),
+            (repeated("property", "x", Bounds::PROPERTIES + 1), "'property' terms"),
+            (repeated("builderid", "1", Bounds::FILTER_VALUES + 1), "values of 'builderid'"),
+            ((0..=Bounds::FILTERS).map(|i| (format!("f{i}"), "1".to_string())).collect(), "filters"),
+            (repeated("order", "-buildid", 2_000), "parameters"),
+        ];
+        for (pairs, needle) in cases {
+            let err = Spec::parse(&Params(pairs)).expect_err("too many");
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(err.message.contains(needle) && err.message.contains("at most"), "{}", err.message);
+        }
+        let at_bound = repeated("order", "-buildid", Bounds::ORDER);
+        Spec::parse(&Params(at_bound))
+            .expect("the bound itself is accepted")
+            .query::<crate::store::Build>()
+            .expect("query");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_string_is_answered_without_a_panic(
+            query in "([a-z_]{0,12}(__(eq|ne|lt|le|gt|ge|x))?=[-a-z0-9*%+]{0,8}&?){0,40}"
+        ) {
+            let _ = check_query(&query);
+        }
+
+        #[test]
+        fn any_bytes_are_answered_without_a_panic(query in "\\PC{0,200}") {
+            let _ = check_query(&query);
+        }
     }
 
     #[test]

@@ -1,159 +1,27 @@
 //! Resources as Buildbot's data API shows them: field names, epoch-second times (null when absent), booleans.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::config::{BuilderDef, ForceSchedulerDef};
 use crate::master::Master;
 use crate::store::{Build, BuildRequest, Buildset, Change, Log, Property, Resource, SourceStamp, Step, Worker};
 
-/// A store resource the API lists: its collection's name, its singular for messages and its JSON.
+/// A store resource the API lists, with its JSON: the fields the store declares ([`Resource::FIELDS`]), and for
+/// some what the master adds.
 pub(super) trait ApiResource: Resource {
-    const PLURAL: &'static str;
-    const WHAT: &'static str;
-
-    fn to_json(&self, master: &Master) -> Value;
-}
-
-impl ApiResource for Build {
-    const PLURAL: &'static str = "builds";
-    const WHAT: &'static str = "build";
-
-    fn to_json(&self, _: &Master) -> Value {
-        json!({
-            "buildid": self.id,
-            "number": self.number,
-            "builderid": self.builderid,
-            "buildrequestid": self.buildrequestid,
-            "workerid": self.workerid,
-            "masterid": self.masterid,
-            "started_at": self.started_at,
-            "complete_at": self.complete_at,
-            "complete": self.complete_at.is_some(),
-            "state_string": self.state_string,
-            "results": self.results,
-        })
+    fn to_json(&self, _master: &Master) -> Value {
+        Value::Object(self.fields_json())
     }
 }
 
-impl ApiResource for BuildRequest {
-    const PLURAL: &'static str = "buildrequests";
-    const WHAT: &'static str = "build request";
-
-    fn to_json(&self, _: &Master) -> Value {
-        json!({
-            "buildrequestid": self.id,
-            "buildsetid": self.buildsetid,
-            "builderid": self.builderid,
-            "priority": self.priority,
-            "submitted_at": self.submitted_at,
-            "complete": self.complete,
-            "results": self.results,
-            "complete_at": self.complete_at,
-            "waited_for": self.waited_for,
-            "claimed": self.claimed_by_masterid.is_some(),
-            "claimed_by_masterid": self.claimed_by_masterid,
-            "superseded_by": self.superseded_by,
-        })
-    }
-}
-
-impl ApiResource for Buildset {
-    const PLURAL: &'static str = "buildsets";
-    const WHAT: &'static str = "buildset";
-
-    fn to_json(&self, _: &Master) -> Value {
-        json!({
-            "bsid": self.id,
-            "reason": self.reason,
-            "external_idstring": self.external_idstring,
-            "submitted_at": self.submitted_at,
-            "complete": self.complete,
-            "complete_at": self.complete_at,
-            "results": self.results,
-            "parent_buildid": self.parent_buildid,
-            "scheduler": self.scheduler,
-        })
-    }
-}
-
-impl ApiResource for Change {
-    const PLURAL: &'static str = "changes";
-    const WHAT: &'static str = "change";
-
-    fn to_json(&self, _: &Master) -> Value {
-        let properties: Map<String, Value> = self
-            .properties
-            .iter()
-            .map(|(name, value)| (name.clone(), json!([value, crate::store::CHANGE_PROPERTY_SOURCE])))
-            .collect();
-        json!({
-            "changeid": self.id,
-            "author": self.author,
-            "committer": self.committer,
-            "comments": self.comments,
-            "files": self.files,
-            "revision": self.revision,
-            "branch": self.branch,
-            "repository": self.repository,
-            "project": self.project,
-            "codebase": self.codebase,
-            "category": self.category,
-            "when_timestamp": self.when_timestamp,
-            "properties": properties,
-            "sourcestamp": {
-                "ssid": self.sourcestampid,
-                "branch": self.branch,
-                "revision": self.revision,
-                "repository": self.repository,
-                "project": self.project,
-                "codebase": self.codebase,
-            },
-        })
-    }
-}
-
-impl ApiResource for Step {
-    const PLURAL: &'static str = "steps";
-    const WHAT: &'static str = "step";
-
-    fn to_json(&self, _: &Master) -> Value {
-        json!({
-            "stepid": self.id,
-            "number": self.number,
-            "name": self.name,
-            "buildid": self.buildid,
-            "started_at": self.started_at,
-            "complete_at": self.complete_at,
-            "complete": self.complete_at.is_some(),
-            "state_string": self.state_string,
-            "results": self.results,
-            "hidden": self.hidden,
-            "urls": [],
-        })
-    }
-}
-
-impl ApiResource for Log {
-    const PLURAL: &'static str = "logs";
-    const WHAT: &'static str = "log";
-
-    fn to_json(&self, _: &Master) -> Value {
-        json!({
-            "logid": self.id,
-            "name": self.name,
-            "slug": self.slug,
-            "stepid": self.stepid,
-            "complete": self.complete,
-            "num_lines": self.num_lines,
-            "type": self.log_type,
-        })
-    }
-}
+impl ApiResource for Build {}
+impl ApiResource for BuildRequest {}
+impl ApiResource for Buildset {}
+impl ApiResource for Change {}
+impl ApiResource for Step {}
+impl ApiResource for Log {}
 
 impl ApiResource for Worker {
-    const PLURAL: &'static str = "workers";
-    const WHAT: &'static str = "worker";
-
     /// The info of a connected worker is what it sent at connection (without its environment); otherwise what
     /// the store kept.
     fn to_json(&self, master: &Master) -> Value {
@@ -171,16 +39,11 @@ impl ApiResource for Worker {
             .filter_map(|b| master.builder_id(&b.name))
             .map(|builderid| json!({ "builderid": builderid, "masterid": master.masterid() }))
             .collect();
-        json!({
-            "workerid": self.id,
-            "name": self.name,
-            "workerinfo": workerinfo,
-            "paused": self.paused,
-            "pause_reason": self.pause_reason,
-            "graceful": false,
-            "connected_to": connected_to,
-            "configured_on": configured_on,
-        })
+        let mut json = self.fields_json();
+        json.insert("workerinfo".into(), workerinfo);
+        json.insert("connected_to".into(), Value::Array(connected_to));
+        json.insert("configured_on".into(), Value::Array(configured_on));
+        Value::Object(json)
     }
 }
 

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 
 use super::router;
 use crate::config::MasterConfig;
+use crate::events::Event;
 use crate::master::Master;
 use crate::results::CANCELLED;
 use crate::store::LogType;
@@ -558,4 +559,123 @@ async fn build_properties_are_served_alone_and_with_builds() {
 
     let (status, body) = f.get("/api/v2/builds/9999/properties").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn every_error_is_json_and_too_many_terms_is_a_400() {
+    let f = fixture().await;
+    let send = |method: Method, uri: String, body: Vec<u8>| {
+        let request = Request::builder().method(method).uri(uri).body(Body::from(body)).expect("request");
+        f.send(request)
+    };
+    let json_error = |what: &str, status: StatusCode, body: &[u8], headers: &axum::http::HeaderMap| {
+        let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{what}: {status}");
+        let body: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("{what}: not JSON: {body:?}"));
+        body["error"].as_str().unwrap_or_else(|| panic!("{what}: no error: {body}")).to_string()
+    };
+
+    let order = "order=-buildid&".repeat(2_000);
+    let (status, body, headers) = send(Method::GET, format!("/api/v2/builds?{order}"), vec![]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = json_error("2,000 order terms", status, &body, &headers);
+    assert!(message.contains("too many") && !message.contains("ORDER BY"), "{message}");
+    let order = "order=-buildid&".repeat(super::params::Bounds::ORDER + 1);
+    let (status, body, headers) = send(Method::GET, format!("/api/v2/builds?{order}"), vec![]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(json_error("17 order terms", status, &body, &headers).contains("'order' terms"));
+
+    // At the bounds the store answers: the most terms a query may have make a statement SQLite takes.
+    let half = super::params::Bounds::PARAMETERS / 2;
+    let most = format!("{}{}", "buildid__lt=5&".repeat(half), "number__gt=-1&".repeat(half));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{most}"), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut most: Vec<String> = (0..super::params::Bounds::ORDER).map(|_| "order=-number".to_string()).collect();
+    most.extend((0..super::params::Bounds::FILTER_VALUES).map(|i| format!("buildid={i}")));
+    most.extend((0..super::params::Bounds::FILTERS - 1).map(|i| format!("number__ne={i}")));
+    let (status, body, _) = send(Method::GET, format!("/api/v2/builds?{}", most.join("&")), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+
+    let (status, body, headers) = send(Method::DELETE, "/api/v2/builders".into(), vec![]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    json_error("DELETE", status, &body, &headers);
+    assert!(headers.get(header::ALLOW).is_some(), "405 keeps its Allow header");
+
+    let (status, body, headers) = send(Method::POST, "/api/v2/builds/1".into(), vec![b' '; 3 * 1024 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    json_error("a 3 MiB call", status, &body, &headers);
+
+    let long = format!("/api/v2/builds?buildid__gt={}", "9".repeat(62 * 1024));
+    let (status, body, headers) = send(Method::GET, long, vec![]).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    json_error("a 62 KiB URI", status, &body, &headers);
+
+    let (status, body, headers) = send(Method::GET, "/nowhere".into(), vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    json_error("404", status, &body, &headers);
+}
+
+/// Checks a metrics exposition with Prometheus's own `promtool check metrics` (Debian's `prometheus` package;
+/// `scripts/test` installs it).
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let promtool = std::env::var("KILN_PROMTOOL").unwrap_or_else(|_| "promtool".to_string());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {promtool} ({e}): install Debian's prometheus package (scripts/test does)")
+        });
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n--- metrics\n{text}");
+}
+
+#[tokio::test]
+async fn metrics_show_the_queue_the_workers_and_the_requests_and_pass_promtool() {
+    let f = fixture().await;
+    let (status, _) = f.get("/api/v2/builders").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = f.rpc("/api/v2/forceschedulers/force-linux", "force", json!({ "builderid": "linux" })).await;
+    assert_eq!(status, StatusCode::OK);
+    // A build and its step as the bus tells them (no worker connects to this fixture).
+    let builderid = f.master.builder_id("linux").expect("builder");
+    let bus = f.master.store().events();
+    bus.publish(Event::BuildStarted { buildid: 99, builderid, number: 1, brid: 1, workerid: 1, masterid: 1 });
+    bus.publish(Event::StepStarted { stepid: 98, buildid: 99, number: 0 });
+    bus.publish(Event::StepFinished { stepid: 98, buildid: 99, results: 0, state_string: String::new() });
+    bus.publish(Event::BuildFinished { buildid: 99, builderid, results: 0, state_string: String::new() });
+    let scrape = || async {
+        let (status, body, headers) = f.send(Request::get("/metrics").body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[header::CONTENT_TYPE].to_str().is_ok_and(|t| t.starts_with("text/plain; version=0.0.4")));
+        String::from_utf8(body).expect("text")
+    };
+    let counted = "kiln_builds_total{builder=\"linux\",result=\"success\"} 1\n";
+    let text = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let text = scrape().await;
+            if text.contains(counted) {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the metrics count the build");
+    assert!(text.contains("kiln_step_duration_seconds_count{builder=\"linux\"} 1\n"), "{text}");
+    // The forced request waits: its worker never connects.
+    assert!(text.contains("\nkiln_queue_depth 1\n"), "{text}");
+    assert!(text.contains("\nkiln_workers_connected 0\n"), "{text}");
+    assert!(
+        text.contains(
+            "kiln_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v2/builders\",status=\"200\"} 1\n"
+        ),
+        "{text}"
+    );
+    promtool_check(&text);
 }

@@ -1,7 +1,12 @@
 //! The worker port: workers connect here (WebSocket, `Authorization: Basic` with their name and password,
 //! TLS when configured), and the registry of who may connect and who is connected.
+//!
+//! The port is bounded (see [`crate::connections`]): `accept` errors back off, a connection has
+//! `handshake_timeout` to authenticate, and connections are capped in all and per address; a connection beyond
+//! a cap replaces the oldest one still in its handshake (an attached worker is never replaced).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,13 +20,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Liveness, WorkerConnection};
+use crate::connections::{Acceptor, Admitted, Gate, Limits, RepeatedLog, SharedLog};
 use crate::events::{Event, EventBus};
 
 /// How long the old connection of a worker that connects twice has to answer before the new one replaces it
 /// (Buildbot's `PING_TIMEOUT`).
 const DUPLICATE_PING: Duration = Duration::from_secs(10);
-/// How long a TCP connection may take to finish its TLS and WebSocket handshakes.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The WebSocket read buffer of a connection. tungstenite's default (128 KiB) is zero-filled on the first read,
 /// so it is resident for every connected worker: 128 KiB each, 125 MiB for a thousand idle workers. Frames
 /// larger than this still arrive whole (the buffer grows for them); small reads only cost more syscalls when a
@@ -54,6 +58,8 @@ pub struct Workers {
     liveness: Liveness,
     /// Where attaches and detaches are published, with the workers' store ids by name.
     bus: Option<(EventBus, Arc<HashMap<String, i64>>)>,
+    /// The warnings each refused or failed connection writes, at most once a second (a flood writes few).
+    refusals: SharedLog,
 }
 
 #[derive(Default)]
@@ -64,7 +70,13 @@ struct Inner {
 
 impl Workers {
     pub fn new(accounts: Vec<WorkerAccount>, liveness: Liveness) -> Workers {
-        let workers = Workers { inner: Arc::default(), events: broadcast::channel(256).0, liveness, bus: None };
+        let workers = Workers {
+            inner: Arc::default(),
+            events: broadcast::channel(256).0,
+            liveness,
+            bus: None,
+            refusals: SharedLog::per_second(),
+        };
         workers.set_accounts(accounts);
         workers
     }
@@ -123,7 +135,7 @@ impl Workers {
 
     /// Attaches an authenticated connection, settling a duplicate as Buildbot does: if the worker's current
     /// connection still answers, the new one is refused; otherwise the old one is dropped.
-    async fn adopt<S>(&self, name: String, socket: tokio_tungstenite::WebSocketStream<S>)
+    async fn adopt<S>(&self, name: String, socket: tokio_tungstenite::WebSocketStream<S>, admitted: Admitted)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -155,6 +167,7 @@ impl Workers {
         let workers = self.clone();
         tokio::spawn(async move {
             conn.lost_signal().await;
+            drop(admitted);
             let removed = {
                 let mut inner = workers.write();
                 match inner.connected.get(&name) {
@@ -171,49 +184,86 @@ impl Workers {
     }
 }
 
+/// How the worker port serves: TLS or not, its caps, its handshake timeout.
+#[derive(Clone)]
+pub struct WorkerPort {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: Limits,
+    pub handshake_timeout: Duration,
+}
+
 /// Accepts workers on `listener` until `stop`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    workers: Workers,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, port: WorkerPort, workers: Workers, stop: CancellationToken) {
+    let mut acceptor = Acceptor::new(listener, "worker");
+    let gate = Gate::new(port.limits);
+    let mut refusals = RepeatedLog::per_second();
     loop {
         let (tcp, peer) = tokio::select! {
             () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a worker connection failed");
-                    continue;
-                }
-            },
+            accepted = acceptor.accept() => accepted,
+        };
+        let Some(admitted) = gate.admit(peer.ip()) else {
+            if let Some(repeats) = refusals.occurred() {
+                tracing::warn!(%peer, open = gate.open(), repeats, "worker port full of attached workers: connection closed");
+            }
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let workers = workers.clone();
-        let tls = tls.clone();
+        let tls = port.tls.clone();
+        let deadline = tokio::time::Instant::now() + port.handshake_timeout;
         tokio::spawn(async move {
-            let handshake = async {
-                match tls {
-                    Some(acceptor) => match acceptor.accept(tcp).await {
-                        Ok(stream) => handshake(stream, &workers).await,
-                        Err(e) => tracing::warn!(%peer, error = %e, "TLS handshake with a worker failed"),
-                    },
-                    None => handshake(tcp, &workers).await,
-                }
+            let Some(acceptor) = tls else {
+                return welcome(tcp, &workers, admitted, deadline, peer).await;
             };
-            if tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.is_err() {
-                tracing::warn!(%peer, "worker handshake timed out");
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => accepted,
+                () = admitted.replaced() => return,
+            };
+            match accepted {
+                Ok(Ok(stream)) => welcome(stream, &workers, admitted, deadline, peer).await,
+                Ok(Err(e)) => {
+                    if let Some(repeats) = workers.refusals.occurred() {
+                        tracing::warn!(%peer, error = %e, repeats, "TLS handshake with a worker failed");
+                    }
+                }
+                Err(_) => tracing::debug!(%peer, "worker TLS handshake timed out"),
             }
         });
     }
+}
+
+/// The WebSocket handshake of an admitted connection, by `deadline` and unless a newer connection replaces it;
+/// then the attach, from which on the connection is never replaced.
+async fn welcome<S>(stream: S, workers: &Workers, admitted: Admitted, deadline: tokio::time::Instant, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let authenticated = tokio::select! {
+        done = tokio::time::timeout_at(deadline, handshake(stream, workers)) => match done {
+            Ok(authenticated) => authenticated,
+            Err(_) => {
+                tracing::debug!(%peer, "worker handshake timed out");
+                None
+            }
+        },
+        () = admitted.replaced() => {
+            tracing::debug!(%peer, "a connection in its handshake was replaced by a newer one");
+            None
+        }
+    };
+    let Some((name, socket)) = authenticated else { return };
+    if !admitted.keep() {
+        return;
+    }
+    workers.adopt(name, socket, admitted).await;
 }
 
 /// The WebSocket handshake with Basic auth (401 for an unknown worker or a wrong password, 400 for a header
 /// that cannot be read), then the attach.
 // The handshake callback's error type is tungstenite's (an HTTP response), large by nature.
 #[allow(clippy::result_large_err)]
-async fn handshake<S>(stream: S, workers: &Workers)
+async fn handshake<S>(stream: S, workers: &Workers) -> Option<(String, tokio_tungstenite::WebSocketStream<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -231,7 +281,9 @@ where
             return Err(refuse(StatusCode::BAD_REQUEST, "unreadable authorization header"));
         };
         if !workers.password_matches(&name, &password) {
-            tracing::warn!(worker = %name, "worker refused: unknown name or wrong password");
+            if let Some(repeats) = workers.refusals.occurred() {
+                tracing::warn!(worker = %name, repeats, "worker refused: unknown name or wrong password");
+            }
             return Err(refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password"));
         }
         authenticated = Some(name);
@@ -239,12 +291,11 @@ where
     };
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)).await {
-        Ok(socket) => {
-            if let Some(name) = authenticated {
-                workers.adopt(name, socket).await;
-            }
+        Ok(socket) => authenticated.map(|name| (name, socket)),
+        Err(e) => {
+            tracing::debug!(error = %e, "worker handshake failed");
+            None
         }
-        Err(e) => tracing::debug!(error = %e, "worker handshake failed"),
     }
 }
 

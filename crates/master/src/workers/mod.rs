@@ -8,5 +8,5 @@ mod listener;
 mod transfer;
 
 pub use connection::{CommandEvent, ConnectionError, Liveness, RemoteCommand, WorkerConnection};
-pub use listener::{serve, WorkerAccount, WorkerEvent, Workers};
+pub use listener::{serve, WorkerAccount, WorkerEvent, WorkerPort, Workers};
 pub use transfer::CommandIo;

@@ -2,7 +2,7 @@
 //! `kiln worker …` in a binary without the master, for worker machines.
 
 use clap::Parser;
-use kiln_worker::cli::{self, WorkerCommand};
+use kiln_worker::cli::{self, LogFormat, WorkerCommand};
 
 /// The Kiln worker: connects to a Kiln or Buildbot master and runs the commands it sends.
 #[derive(Parser)]
@@ -10,11 +10,14 @@ use kiln_worker::cli::{self, WorkerCommand};
 struct Cli {
     #[command(subcommand)]
     command: WorkerCommand,
+    /// How the log on stderr is written: text (coloured only on a terminal, never with NO_COLOR) or json.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    cli::init_logging();
+    cli::init_logging(args.log_format);
     match cli::run(args.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

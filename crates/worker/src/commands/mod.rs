@@ -23,6 +23,8 @@ pub(crate) struct CommandContext {
     pub updates: UpdateSender,
     /// Cancelled when the command must stop.
     pub interrupt: CancellationToken,
+    /// Where a shell command records its process group while it runs.
+    pub records: crate::leftovers::Records,
 }
 
 /// How a command ended. `Ok` is a normal end, whatever its `rc`; `Err` carries the text of an error that kept

@@ -52,17 +52,20 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
     // Before the command starts, so that a file it writes at once is not taken for an old one.
     let mut watchers: Vec<LogWatcher> =
         args.logfiles.iter().map(|file| LogWatcher::new(file, Path::new(&args.workdir))).collect();
+    let marker = crate::leftovers::new_marker();
     let mut command = tokio::process::Command::new(&program);
     command
         .args(&argv[1..])
         .current_dir(&args.workdir)
         .env_clear()
         .envs(&env)
+        .env(crate::leftovers::MARKER_ENV, &marker)
         .stdin(if args.initial_stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    crate::process::die_with_worker(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -78,6 +81,14 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
     };
     let started = Instant::now();
     let group = child.id().and_then(ProcessGroup::led_by);
+    // Kept until the command's end: the record lets a restarted worker kill what a killed one left running.
+    let _record = child.id().and_then(|pgid| {
+        crate::reaper::remember_group(pgid);
+        ctx.records
+            .record(pgid, &marker)
+            .map_err(|e| tracing::warn!(error = %e, "cannot record a command's process group"))
+            .ok()
+    });
 
     if let (Some(input), Some(mut stdin)) = (args.initial_stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {

@@ -88,6 +88,18 @@ impl Forge {
             Forge::Bitbucket => "bitbucket",
         }
     }
+
+    /// The header with the forge's id of a delivery, the same when it sends the request again (GitHub's and
+    /// Gitea's delivery GUIDs, GitLab's `Idempotency-Key`); `None` for Bitbucket Cloud, whose request id is not
+    /// documented as kept across retries.
+    pub fn delivery_header(self) -> Option<&'static str> {
+        match self {
+            Forge::GitHub => Some("X-GitHub-Delivery"),
+            Forge::GitLab => Some("Idempotency-Key"),
+            Forge::Gitea => Some("X-Gitea-Delivery"),
+            Forge::Bitbucket => None,
+        }
+    }
 }
 
 /// Why a hook request was refused.

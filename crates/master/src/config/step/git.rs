@@ -62,6 +62,8 @@ pub struct GitStep {
     pub retry_fetch: bool,
     /// Remove the directory and clone again when updating fails.
     pub clobber_on_failure: bool,
+    /// Show the worker's environment in the log before each git command (Buildbot's `logEnviron`; off here).
+    pub log_environ: bool,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +86,8 @@ struct RawGitStep {
     retry_fetch: bool,
     #[serde(default)]
     clobber_on_failure: bool,
+    #[serde(default)]
+    log_environ: bool,
 }
 
 /// Reads the git part of a step table (the keys not in [`super::COMMON_KEYS`]).
@@ -133,6 +137,7 @@ pub(super) fn read_git(
         timeout: Some(raw.timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS)).filter(|s| *s > 0).map(Duration::from_secs),
         retry_fetch: raw.retry_fetch,
         clobber_on_failure: raw.clobber_on_failure,
+        log_environ: raw.log_environ,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct ShellStep {
     pub sigterm_time: Option<Duration>,
     /// The signal that stops the command when there is no `sigterm_time`, by name without `SIG` (`KILL`).
     pub interrupt_signal: String,
+    /// Show the worker's environment in the log before the command (Buildbot's `logEnviron`, which is on by
+    /// default there; off here).
+    pub log_environ: bool,
 }
 
 /// A command as the config gives it.
@@ -126,6 +129,8 @@ struct RawShellStep {
     decode_rc: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     sigterm_time: Option<u64>,
     interrupt_signal: Option<Spanned<String>>,
+    #[serde(default)]
+    log_environ: bool,
 }
 
 /// Reads the shell part of a step table (the keys not in [`super::COMMON_KEYS`]).
@@ -201,6 +206,7 @@ pub(super) fn read_shell(
         decode_rc,
         sigterm_time: raw.sigterm_time.map(Duration::from_secs),
         interrupt_signal,
+        log_environ: raw.log_environ,
     })
 }
 
