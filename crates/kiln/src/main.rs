@@ -6,6 +6,7 @@ mod force_cmd;
 mod master_cmd;
 mod master_lock;
 mod sendchange_cmd;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,15 @@ enum Commands {
         #[arg(long)]
         wait: bool,
     },
+    /// Print a systemd unit for the master or a worker of DIR (docs/operations.md: installing it).
+    SystemdUnit {
+        /// `master` or `worker`.
+        kind: String,
+        dir: PathBuf,
+        /// The account the service runs as.
+        #[arg(long, default_value = "kiln")]
+        user: String,
+    },
     /// Send a change to a running master's `change_hook/base` (needs `[change_hooks.base]`); prints its id.
     Sendchange(sendchange_cmd::SendchangeArgs),
     /// Create and run workers.
@@ -121,6 +131,10 @@ fn main() -> ExitCode {
             properties.extend(revision.map(|r| ("revision".to_string(), r)));
             force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
         }
+        Commands::SystemdUnit { kind, dir, user } => service::unit(&kind, &dir, &user).map(|unit| {
+            print!("{unit}");
+            true
+        }),
         Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),
         Commands::Worker(command) => kiln_worker::cli::run(command).map(|()| true),
         Commands::Client(command) => client::run(command),

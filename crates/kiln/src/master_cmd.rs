@@ -125,7 +125,10 @@ async fn run_master(dir: &Path, signals: &mut Signals) -> anyhow::Result<()> {
         api_url(running.web_address),
         running.worker_address
     );
-    if signals.wait_for_stop().await {
+    crate::service::notify("READY=1");
+    let clean = signals.wait_for_stop().await;
+    crate::service::notify("STOPPING=1");
+    if clean {
         tracing::info!("clean stop: no new build starts; the master exits when the running builds have ended");
         tokio::select! {
             () = running.master.shutdown(true) => {}
