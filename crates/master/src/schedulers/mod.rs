@@ -24,6 +24,29 @@ pub const LAST_CLASSIFIED_KEY: &str = "last_classified";
 /// How long a scheduler whose store write failed waits before it starts again from its stored state.
 pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How a scheduler's serving loop ended.
+pub(crate) enum Served {
+    Stopped,
+    /// A store operation failed: start again from the stored state.
+    Failed,
+}
+
+/// After a failed store write of scheduler `name`: waits [`RETRY_AFTER`] (running `drain`, which drops the live
+/// announcements meanwhile: the store has them) before it starts again from its stored state. `false` when the
+/// master stops meanwhile.
+pub(crate) async fn wait_to_retry(
+    name: &str,
+    stop: &tokio_util::sync::CancellationToken,
+    drain: impl std::future::Future<Output = ()>,
+) -> bool {
+    tracing::warn!(scheduler = %name, "the scheduler starts again from its stored state in {RETRY_AFTER:?}");
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(RETRY_AFTER) => true,
+        () = drain => true,
+    }
+}
+
 /// After how many changes taken without writing anything a scheduler stores its [`LAST_CLASSIFIED_KEY`] anyway
 /// (so a restart reads back few of them; reading back an ignored change again does nothing).
 pub const SAVE_IGNORED_EVERY: u32 = change_feed::PAGE;

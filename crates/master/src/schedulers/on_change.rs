@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::change_feed::{ChangeFeed, Live};
-use super::{state_name, LAST_CLASSIFIED_KEY, RETRY_AFTER, SAVE_IGNORED_EVERY};
+use super::{state_name, wait_to_retry, Served, LAST_CLASSIFIED_KEY, SAVE_IGNORED_EVERY};
 use crate::config::{ChangeFilterDef, ChangeSchedulerDef};
 use crate::store::{Change, StateWrite, Store, StoreError};
 
@@ -168,7 +168,7 @@ async fn load(store: &Store, state: &str, stable: std::time::Duration) -> Result
 /// from `changes`); a new scheduler starts after change `start_after` (the last one stored when it was first
 /// configured). What it keeps of the changes it classified (the groups waiting for a timer) and the id of the
 /// last one are stored together, so a crash at any point neither loses a change nor builds one twice. When a
-/// write fails it starts again from what is stored, after [`RETRY_AFTER`].
+/// write fails it starts again from what is stored, after [`RETRY_AFTER`](super::RETRY_AFTER).
 pub async fn run<F, Fut>(
     def: ChangeSchedulerDef,
     store: Store,
@@ -185,23 +185,12 @@ pub async fn run<F, Fut>(
         match serve(&def, &store, start_after, &mut feed, &stop, &mut submit).await {
             Served::Stopped => return,
             Served::Failed => {
-                tracing::warn!(scheduler = %def.name, "the scheduler starts again from its stored state in {RETRY_AFTER:?}");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_AFTER) => {}
-                    () = feed.drop_live() => {}
+                if !wait_to_retry(&def.name, &stop, feed.drop_live()).await {
+                    return;
                 }
             }
         }
     }
-}
-
-/// How a scheduler's [`serve`] ended.
-enum Served {
-    /// Stopped, or no more changes.
-    Stopped,
-    /// A store operation failed: start again from the stored state.
-    Failed,
 }
 
 /// Runs the scheduler from its stored state until it stops or a store operation fails.
@@ -601,7 +590,7 @@ mod tests {
         let (store, _dir) = temp_store().await;
         let feed = vec![at(1, new_change("1", "main", &[])), at(2, new_change("2", "main", &[]))];
         let submitted = drive_failing(scheduler(None, &[], None), &store, 0, feed, 20, 1).await;
-        let retried = 1 + RETRY_AFTER.as_secs();
+        let retried = 1 + crate::schedulers::RETRY_AFTER.as_secs();
         assert_eq!(submitted, vec![(retried, vec![1]), (retried, vec![2])]);
         assert_eq!(last_classified(&store).await, Some(json!(2)));
     }

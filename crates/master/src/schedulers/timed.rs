@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::change_feed::{ChangeFeed, Live};
 use super::on_change::Classifier;
-use super::{state_name, LAST_CLASSIFIED_KEY, RETRY_AFTER, SAVE_IGNORED_EVERY};
+use super::{state_name, wait_to_retry, Served, LAST_CLASSIFIED_KEY, SAVE_IGNORED_EVERY};
 use crate::config::{TimedSchedulerDef, Timing};
 use crate::store::{Change, StateWrite, Store, StoreError};
 
@@ -127,7 +127,7 @@ async fn read_state<T: serde::de::DeserializeOwned>(
 /// live from `changes`; a new scheduler after change `start_after`); those that pass the filter are kept (in
 /// the store too, with the id of the last change taken) until the next firing, which builds only if one of them
 /// is important — or if it is the scheduler's first firing ever, or the first since `only_if_changed` was turned
-/// on. When a write fails it starts again from what is stored, after [`RETRY_AFTER`].
+/// on. When a write fails it starts again from what is stored, after [`RETRY_AFTER`](super::RETRY_AFTER).
 pub async fn run<F, Fut>(
     def: TimedSchedulerDef,
     clock: Clock,
@@ -145,22 +145,12 @@ pub async fn run<F, Fut>(
         match serve(&def, clock, &store, start_after, feed.as_mut(), &stop, &mut fire).await {
             Served::Stopped => return,
             Served::Failed => {
-                tracing::warn!(scheduler = %def.name, "the scheduler starts again from its stored state in {RETRY_AFTER:?}");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_AFTER) => {}
-                    () = drop_live(feed.as_mut()) => {}
+                if !wait_to_retry(&def.name, &stop, drop_live(feed.as_mut())).await {
+                    return;
                 }
             }
         }
     }
-}
-
-/// How a scheduler's [`serve`] ended.
-enum Served {
-    Stopped,
-    /// A store operation failed: start again from the stored state.
-    Failed,
 }
 
 async fn drop_live(feed: Option<&mut ChangeFeed>) {
