@@ -6,6 +6,7 @@
 
 mod build_handle;
 mod dispatch;
+mod janitor;
 mod reconfig;
 mod services;
 
@@ -213,6 +214,7 @@ impl Master {
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
         let start_after = inner.store.last_change_id().await?;
         master.start_services(start_after);
+        tokio::spawn(janitor::run(master.clone()));
         inner.store.events().publish(Event::MasterStarted { masterid, name: master_name.clone() });
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))

@@ -106,6 +106,8 @@ struct RawMaster {
     web: RawWeb,
     #[serde(default)]
     change_hooks: super::changes::ChangeHooksConfig,
+    #[serde(default)]
+    retention: super::retention::RawRetention,
 }
 
 #[derive(Deserialize, Default)]
@@ -164,6 +166,7 @@ struct RawBuilder {
     priority: Option<i32>,
     collapse_requests: Option<bool>,
     locks: Option<Vec<Spanned<RawLockUse>>>,
+    log_retention: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +189,7 @@ struct MasterSettings {
     worker_listener: WorkerListenerConfig,
     web: WebConfig,
     change_hooks: super::changes::ChangeHooksConfig,
+    retention: super::RetentionConfig,
 }
 
 /// Reads and checks a whole file.
@@ -243,6 +247,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_sources,
             change_hooks: settings.change_hooks,
             locks,
+            retention: settings.retention,
         }),
         _ => Err(problems.into_error()),
     }
@@ -296,6 +301,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
     let store = check_store(raw.store, problems);
     let worker_listener = check_worker_listener(raw.worker_listener, problems);
     let web = check_web(raw.web, problems);
+    let retention = super::retention::check_retention(raw.retention, problems);
     let url = match (raw.url, &web) {
         (Some(url), _) if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) => {
             problems.add(url.span(), None, "url", format!("'{}' is not an http:// or https:// URL", url.get_ref()));
@@ -313,6 +319,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
         worker_listener: worker_listener?,
         web: web?,
         change_hooks: raw.change_hooks,
+        retention: retention?,
     })
 }
 
@@ -649,7 +656,11 @@ fn read_builders(
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
         let properties = builder_properties(raw.properties, &context, problems);
-        if name_valid && workers_valid && env_valid && workdir_valid {
+        let log_retention = raw
+            .log_retention
+            .as_ref()
+            .map(|text| super::retention::read_retention(text, Some(&context), "log_retention", problems));
+        if name_valid && workers_valid && env_valid && workdir_valid && log_retention.is_none_or(|r| r.is_some()) {
             let name = raw.name.into_inner();
             builders.push(BuilderDef {
                 workers: raw.workers.into_inner().into_iter().map(Spanned::into_inner).collect(),
@@ -664,6 +675,7 @@ fn read_builders(
                 priority: raw.priority.unwrap_or(0),
                 collapse_requests: raw.collapse_requests.unwrap_or(true),
                 locks: lock_uses,
+                log_retention: log_retention.flatten(),
                 name,
             });
         }

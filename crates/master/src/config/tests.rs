@@ -505,8 +505,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "priority",
             "collapse_requests",
             "locks",
+            "log_retention",
         ],
     ),
+    ("`[retention]`", &["logs", "interval"]),
     ("`[[factory]]`", &["name", "description"]),
     (
         "`[[builder.step]]`",
@@ -1025,4 +1027,30 @@ fn unknown_key_messages_list_every_valid_key() {
     for key in ["`command`", "`name`", "`type`", "`halt_on_failure`", "`always_run`", "`locks`"] {
         assert!(step.contains(key), "{step} should list {key}");
     }
+}
+
+#[test]
+fn retention_defaults_to_ninety_days_and_takes_durations_or_forever() {
+    let config = load(MINIMAL);
+    assert_eq!(config.retention.logs, Some(std::time::Duration::from_secs(90 * 86_400)));
+    assert_eq!(config.builders[0].logs_kept(&config.retention), config.retention.logs);
+    let config = load(&format!(
+        "[retention]\nlogs = \"forever\"\ninterval = \"10m\"\n{}",
+        MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nlog_retention = \"2w\"\n")
+    ));
+    assert_eq!(config.retention.logs, None);
+    assert_eq!(config.retention.interval, std::time::Duration::from_secs(600));
+    assert_eq!(config.builders[0].logs_kept(&config.retention), Some(std::time::Duration::from_secs(14 * 86_400)));
+}
+
+#[test]
+fn a_bad_retention_names_its_line_and_key() {
+    let text = format!(
+        "[retention]\nlogs = \"3 days\"\ninterval = \"0s\"\n{}",
+        MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nlog_retention = \"0d\"\n")
+    );
+    let found: Vec<_> = problems(&text).iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect();
+    assert!(found.contains(&(2, "logs".into())), "{found:?}");
+    assert!(found.contains(&(3, "interval".into())), "{found:?}");
+    assert!(found.iter().any(|(_, key)| key == "log_retention"), "{found:?}");
 }
