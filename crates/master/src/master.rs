@@ -91,6 +91,17 @@ struct Inner {
     name: String,
     /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
     connection_limits: crate::connections::Fitted,
+    /// Git poller name → what makes it poll now (the `poller` change hook).
+    poll_now: HashMap<String, Arc<Notify>>,
+}
+
+/// A wake-up per git poller, by name.
+fn poll_now_of(sources: &[ChangeSourceDef]) -> HashMap<String, Arc<Notify>> {
+    sources
+        .iter()
+        .filter(|s| matches!(s, ChangeSourceDef::Git(_)))
+        .map(|s| (s.name().to_string(), Arc::new(Notify::new())))
+        .collect()
 }
 
 /// A running master. Cheap to clone.
@@ -190,6 +201,7 @@ impl Master {
             None => None,
         };
         let locks = config.locks.clone();
+        let config_sources = config.change_sources.clone();
         let inner = Arc::new(Inner {
             config,
             store,
@@ -204,6 +216,7 @@ impl Master {
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
+            poll_now: poll_now_of(&config_sources),
         });
         let port = crate::workers::WorkerPort {
             tls,
@@ -269,16 +282,17 @@ impl Master {
                 true
             }
         };
+        let now = self.inner.poll_now.get(def.name()).cloned().unwrap_or_default();
         match def {
             ChangeSourceDef::Git(git) => {
                 let interval = git.poll_interval;
                 let poller = GitPoller::new(git, dir, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver));
+                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver));
             }
             ChangeSourceDef::Package(package) => {
                 let interval = package.poll_interval;
                 let poller = ReleasePoller::new(package, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver));
+                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver));
             }
         }
     }
@@ -510,6 +524,25 @@ impl Master {
             }
         }
         Ok(delivered.ids)
+    }
+
+    /// Makes the git poller `name` poll now (the `poller` change hook); false when there is none by that name.
+    pub fn poll_now(&self, name: &str) -> bool {
+        match self.inner.poll_now.get(name) {
+            Some(now) => {
+                // Kept when the poller is busy polling: it polls again right after.
+                now.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names of the git pollers the `poller` change hook can wake.
+    pub fn git_poller_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.poll_now.keys().cloned().collect();
+        names.sort();
+        names
     }
 
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {

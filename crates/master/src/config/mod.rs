@@ -28,7 +28,10 @@ mod changes;
 mod force;
 mod locks;
 mod schedulers;
-pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
+pub use changes::{
+    BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, PollerHookDef, PullRequestRef,
+    ReleasePollerDef, SkipMarkers,
+};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use schedulers::{
