@@ -62,10 +62,11 @@ async fn hook(
     if dialect == "poller" {
         let def = hooks.poller.as_ref().ok_or_else(not_configured)?;
         let query = parts.uri.query().unwrap_or_default();
-        return poll_now(&master, def, query, &HookRequest { headers: &headers, body: b"" }).map(Json).map_err(|e| {
+        let answer = poll_now(&master, def, query, &HookRequest { headers: &headers, body: b"" });
+        if let Err(e) = &answer {
             tracing::warn!(dialect, error = %e.message, "change hook request refused");
-            e
-        });
+        }
+        return answer.map(Json);
     }
     // Refused before a byte of the body is read: no `100 Continue` for a body that would be refused anyway.
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());

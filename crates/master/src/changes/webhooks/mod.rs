@@ -811,3 +811,6 @@ mod tests {
         })
     }
 }
+
+#[cfg(test)]
+mod fixture_tests;

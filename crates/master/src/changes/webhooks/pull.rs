@@ -60,13 +60,13 @@ pub(super) struct PullRequest<'a> {
 
 impl PullRequest<'_> {
     /// Whether the head is in another repository than the base.
-    pub fn from_fork(&self) -> bool {
+    pub fn is_from_fork(&self) -> bool {
         self.head_repository != Some(self.base_repository)
     }
 
     /// The request's change, or why it makes none (a fork when forks are not built).
     pub fn change(&self, config: &HookConfig) -> Result<NewChange, String> {
-        if self.from_fork() && !config.build_forks {
+        if self.is_from_fork() && !config.build_forks {
             return Err(format!(
                 "#{} comes from another repository ({}) and build_forks is off",
                 self.number,
@@ -87,7 +87,7 @@ impl PullRequest<'_> {
         set("head_revision", self.head_revision.into());
         set("head_repository", self.head_repository.unwrap_or_default().into());
         set("base_branch", self.base_branch.into());
-        set("fork", self.from_fork().into());
+        set("fork", self.is_from_fork().into());
         // Buildbot's names of the same.
         set("basename", self.base_branch.into());
         set("pullrequesturl", self.url.into());
