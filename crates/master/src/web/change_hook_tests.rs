@@ -266,3 +266,26 @@ async fn the_poller_hook_wants_its_token_and_a_known_poller() {
     let (status, body) = f.post("/change_hook/poller", &[("Authorization", &bearer)], "").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"polled": []})));
 }
+
+#[tokio::test]
+async fn changes_show_their_revlink_and_their_parent_on_the_same_branch() {
+    let f = fixture().await;
+    let (status, body) = f.github_push(&format!("sha256={}", sign(SECRET, GITHUB_PUSH))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let signature = format!("sha256={}", sign(SECRET, GITHUB_PR_OPENED));
+    let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
+    assert_eq!(f.post("/change_hook/github", &headers, GITHUB_PR_OPENED).await.0, StatusCode::OK);
+    let listed = f.changes().await;
+    let ids: Vec<i64> = listed.iter().filter_map(|c| c["changeid"].as_i64()).collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(
+        listed[0]["revlink"],
+        json!("https://github.com/octo-org/hello-world/commit/c441029cf673f84c8b7db52d0a5944ee5c52ff89")
+    );
+    assert_eq!(listed[0]["parent_changeids"], json!([]));
+    assert_eq!(listed[1]["parent_changeids"], json!([ids[0]]));
+    assert_eq!(listed[2]["parent_changeids"], json!([ids[1]]));
+    // Another repository and branch: no parent.
+    assert_eq!(listed[3]["parent_changeids"], json!([]));
+    assert_eq!(listed[3]["revlink"], json!("https://github.com/Codertocat/Hello-World/pull/2"));
+}
