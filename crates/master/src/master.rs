@@ -319,7 +319,29 @@ impl Master {
         };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
+        let cancels = self.inner.config.change_schedulers.iter().any(|s| s.name == scheduler && s.cancel_superseded);
+        if cancels {
+            self.cancel_superseded(scheduler, submitted.buildsetid).await;
+        }
         Ok(())
+    }
+
+    /// Cancels the queued requests and stops the running builds of `scheduler`'s buildsets that buildset `newer`
+    /// supersedes (the same branch, submitted before). A failure is logged: the newer buildset stands.
+    async fn cancel_superseded(&self, scheduler: &str, newer: i64) {
+        let requests = match self.inner.store.superseded_requests(scheduler, newer).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::warn!(scheduler, buildset = newer, error = %e, "superseded requests not found");
+                return;
+            }
+        };
+        for brid in requests {
+            tracing::info!(scheduler, buildrequest = brid, by = newer, "cancelling a superseded request");
+            if let Err(e) = self.cancel_request(brid).await {
+                tracing::warn!(scheduler, buildrequest = brid, error = %e, "a superseded request was not cancelled");
+            }
+        }
     }
 
     /// Runs a timed scheduler until the master stops: each firing that builds submits a buildset for its

@@ -596,6 +596,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "codebase",
             "files",
             "only_important",
+            "cancel_superseded",
             "tree_stable_timer",
             "only_if_changed",
             "upstream",

@@ -29,6 +29,28 @@ pub(super) fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> 
 }
 
 impl Store {
+    /// The incomplete requests of the buildsets scheduler `scheduler` submitted before buildset `newer` for the
+    /// same branch: a source stamp with the same codebase, repository and branch as one of `newer`'s
+    /// (what `cancel_superseded` cancels).
+    pub async fn superseded_requests(&self, scheduler: &str, newer: i64) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT br.id FROM buildrequests br \
+             JOIN buildsets bs ON bs.id = br.buildsetid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = bs.id \
+             JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+             JOIN sourcestamps nss ON nss.codebase = ss.codebase AND nss.repository = ss.repository \
+                  AND nss.branch IS ss.branch \
+             JOIN buildset_sourcestamps nbss ON nbss.sourcestampid = nss.id AND nbss.buildsetid = ? \
+             WHERE br.complete = 0 AND bs.complete = 0 AND bs.scheduler = ? AND bs.id < ? ORDER BY br.id",
+        )
+        .bind(newer)
+        .bind(scheduler)
+        .bind(newer)
+        .fetch_all(&self.pool)
+        .await
+        .context(|| format!("find the requests of {scheduler} that buildset {newer} supersedes"))
+    }
+
     /// The build request `brid`, if it exists.
     pub async fn build_request(&self, brid: i64) -> Result<Option<BuildRequest>, StoreError> {
         let op = || format!("get build request {brid}");
