@@ -287,6 +287,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn superseded_requests_are_the_schedulers_older_incomplete_ones_on_the_same_branch() {
+        use crate::model::SourceStamp;
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let stamp = |branch: &str, revision: &str| SourceStamp {
+            branch: Some(branch.into()),
+            revision: Some(revision.into()),
+            repository: "https://example.org/r".into(),
+            project: "p".into(),
+            codebase: String::new(),
+        };
+        let submit = |scheduler: &'static str, ss: SourceStamp| {
+            let store = store.clone();
+            async move {
+                let new = NewBuildset {
+                    reason: "test".into(),
+                    scheduler: Some(scheduler.into()),
+                    builderids: vec![b, b],
+                    sourcestamps: vec![ss],
+                    ..NewBuildset::default()
+                };
+                store.add_buildset(&new).await.expect("buildset")
+            }
+        };
+        let (_, first) = submit("prs", stamp("refs/pull/2/head", "a1")).await;
+        let (_, other_branch) = submit("prs", stamp("refs/pull/3/head", "b1")).await;
+        let (_, other_scheduler) = submit("nightly", stamp("refs/pull/2/head", "a1")).await;
+        let (_, done) = submit("prs", stamp("refs/pull/2/head", "a2")).await;
+        assert!(store.complete_requests(&done, SUCCESS).await.expect("complete"));
+        let (newer, _) = submit("prs", stamp("refs/pull/2/head", "a3")).await;
+        let superseded = store.superseded_requests("prs", newer).await.expect("superseded");
+        assert_eq!(superseded, first, "not {other_branch:?}, {other_scheduler:?} nor the complete {done:?}");
+        // The newest supersedes nothing newer than itself.
+        let (_, newest) = submit("prs", stamp("refs/pull/2/head", "a4")).await;
+        let bsid = store.build_request(newest[0]).await.expect("get").expect("exists").buildsetid;
+        assert_eq!(store.superseded_requests("prs", bsid).await.expect("superseded").len(), 4);
+    }
+
+    #[tokio::test]
     async fn unclaimed_requests_come_by_priority_then_age() {
         let (store, _dir) = temp_store().await;
         let b = store.find_or_add_builder("b").await.expect("builder");
