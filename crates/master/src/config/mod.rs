@@ -29,7 +29,10 @@ mod force;
 mod locks;
 mod retention;
 mod schedulers;
-pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
+pub use changes::{
+    BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, PollerHookDef, PullRequestRef,
+    ReleasePollerDef, SkipMarkers,
+};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use retention::{parse_duration, RetentionConfig};
