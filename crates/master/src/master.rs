@@ -91,6 +91,8 @@ struct Inner {
     name: String,
     /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
     connection_limits: crate::connections::Fitted,
+    /// Where builds (and reporters) fetch their secrets.
+    secrets: crate::secrets::Providers,
 }
 
 /// A running master. Cheap to clone.
@@ -120,6 +122,40 @@ fn fit_connection_limits(config: &MasterConfig) -> crate::connections::Fitted {
         );
     }
     fitted
+}
+
+/// A change as it is stored: the credentials of its repository URL hidden (`https://user:***@host/repo`), so that
+/// neither `/changes`, nor the buildsets and build properties made from it, show them. Steps fetch with their
+/// own configured URL, which keeps its credentials.
+fn without_credentials(mut change: NewChange) -> NewChange {
+    if let std::borrow::Cow::Owned(hidden) = crate::secrets::redact_url_credentials(&change.repository) {
+        change.repository = hidden;
+    }
+    change
+}
+
+/// What worker `name`'s password is checked against: a hash as configured, a password with its `%(secret:…)s`
+/// forms fetched now (kept for the master's life, and censored from its log).
+async fn worker_credential(
+    secrets: &crate::secrets::Providers,
+    name: &str,
+    password: &crate::config::WorkerPassword,
+) -> anyhow::Result<crate::workers::Credential> {
+    use crate::config::WorkerPassword;
+    use crate::workers::Credential;
+    Ok(match password {
+        WorkerPassword::Hash(hash) => Credential::Hash(hash.clone()),
+        WorkerPassword::Text(text) if password.secret_names().is_empty() => Credential::Password(text.clone()),
+        WorkerPassword::Text(text) => {
+            let (rendered, fetched) = secrets
+                .render(text.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("worker '{name}', key 'password': {e}"))?;
+            // The worker's password stays censored from the master's log while the master runs.
+            crate::secrets::log::censor_always(fetched.redactor().clone());
+            Credential::Password(rendered)
+        }
+    })
 }
 
 /// Where a started master listens.
@@ -162,12 +198,12 @@ impl Master {
         for worker in &config.workers {
             workerids.insert(worker.name.clone(), store.find_or_add_worker(&worker.name).await?);
         }
-        let accounts = config
-            .workers
-            .iter()
-            .map(|w| WorkerAccount {
+        let secrets = crate::secrets::Providers::new(config.secrets.clone());
+        let mut accounts = Vec::new();
+        for w in &config.workers {
+            accounts.push(WorkerAccount {
                 name: w.name.clone(),
-                password: w.password.clone(),
+                password: worker_credential(&secrets, &w.name, &w.password).await?,
                 max_builds: w.max_builds.map(|m| m as usize),
                 builder_dirs: config
                     .builders
@@ -175,8 +211,8 @@ impl Master {
                     .filter(|b| b.workers.contains(&w.name))
                     .map(|b| b.builddir.clone())
                     .collect(),
-            })
-            .collect();
+            });
+        }
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
         let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
@@ -204,6 +240,7 @@ impl Master {
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
+            secrets,
         });
         let port = crate::workers::WorkerPort {
             tls,
@@ -359,6 +396,12 @@ impl Master {
         self.inner.masterid
     }
 
+    /// Where secrets are fetched from (`[[secret_provider]]`): reporters render their passwords and tokens with
+    /// [`crate::secrets::Providers::render`] and censor what they send with the redactor it returns.
+    pub fn secrets(&self) -> &crate::secrets::Providers {
+        &self.inner.secrets
+    }
+
     /// The store id of a builder.
     pub fn builder_id(&self, name: &str) -> Option<i64> {
         self.inner.builders.get(name).map(|(id, _)| *id)
@@ -429,6 +472,11 @@ impl Master {
     }
 
     async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
+        for ss in &mut new.sourcestamps {
+            if let std::borrow::Cow::Owned(hidden) = crate::secrets::redact_url_credentials(&ss.repository) {
+                ss.repository = hidden;
+            }
+        }
         new.builder_priorities = self.inner.builders.values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
@@ -473,6 +521,7 @@ impl Master {
 
     /// Stores a change, then tells the subscribers about it.
     pub async fn add_change(&self, change: NewChange) -> Result<Change, ActionError> {
+        let change = without_credentials(change);
         let id = self.inner.store.add_change(&change).await?;
         self.announce_change(id).await
     }
@@ -480,6 +529,7 @@ impl Master {
     /// Stores a change a poller found, unless the same commit (same source stamp) is stored already; then tells
     /// the subscribers. A poll repeated after a crash thus neither duplicates nor rebuilds a commit.
     pub async fn add_polled_change(&self, change: NewChange) -> Result<Option<Change>, ActionError> {
+        let change = without_credentials(change);
         match self.inner.store.add_change_once(&change).await? {
             Some(id) => self.announce_change(id).await.map(Some),
             None => {
@@ -498,7 +548,8 @@ impl Master {
         delivery: Option<&str>,
         changes: &[NewChange],
     ) -> Result<Vec<i64>, ActionError> {
-        let delivered = self.inner.store.add_delivered_changes(source, delivery, changes).await?;
+        let changes: Vec<NewChange> = changes.iter().cloned().map(without_credentials).collect();
+        let delivered = self.inner.store.add_delivered_changes(source, delivery, &changes).await?;
         if delivered.repeated {
             tracing::info!(source, delivery, changes = ?delivered.ids, "a delivery stored before: nothing added");
             return Ok(delivered.ids);

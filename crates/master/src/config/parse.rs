@@ -36,8 +36,8 @@ const DEFAULT_WORKDIR: &str = "build";
 const DEFAULT_FORCE_REASON: &str = "force build";
 
 /// The `[[…]]` lists of a file, read apart from its other keys.
-const TABLE_LISTS: [&str; 7] =
-    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock"];
+const TABLE_LISTS: [&str; 8] =
+    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock", "secret_provider"];
 
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
@@ -69,8 +69,17 @@ pub(super) fn check_template(
     key: &str,
     problems: &mut Problems<'_>,
 ) -> bool {
-    match crate::interpolate::check(text.get_ref()) {
-        Ok(()) => true,
+    match crate::interpolate::Template::parse(text.get_ref()) {
+        Ok(template) => {
+            let mut valid = true;
+            for name in template.secret_names() {
+                if let Err(e) = crate::secrets::check_name(&name) {
+                    problems.add(text.span(), context, key, e.to_string());
+                    valid = false;
+                }
+            }
+            valid
+        }
         Err(e) => {
             problems.add(text.span(), context, key, e.to_string());
             false
@@ -106,6 +115,8 @@ struct RawMaster {
     web: RawWeb,
     #[serde(default)]
     change_hooks: super::changes::ChangeHooksConfig,
+    #[serde(default)]
+    secrets: super::secrets::RawSecrets,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,7 +151,8 @@ struct RawWeb {
 #[serde(deny_unknown_fields)]
 struct RawWorker {
     name: Spanned<String>,
-    password: String,
+    password: Option<Spanned<String>>,
+    password_hash: Option<Spanned<String>>,
     max_builds: Option<Spanned<u32>>,
     #[serde(default)]
     notify_on_missing: Vec<String>,
@@ -186,6 +198,7 @@ struct MasterSettings {
     worker_listener: WorkerListenerConfig,
     web: WebConfig,
     change_hooks: super::changes::ChangeHooksConfig,
+    secrets: super::secrets::RawSecrets,
 }
 
 /// Reads and checks a whole file.
@@ -200,13 +213,16 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     }
     let span = document.span();
     let mut document = document.into_inner();
-    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks] =
+    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks, secret_providers] =
         TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
 
     let document = Spanned::new(span, DeValue::Table(document));
     let settings = problems
         .also_valid(&TABLE_LISTS, |problems| read::<RawMaster>(document, problems, None, "master"))
         .and_then(|raw| check_settings(raw, &mut problems));
+    let mut settings = settings;
+    let raw_secrets = settings.as_mut().map(|s| std::mem::take(&mut s.secrets)).unwrap_or_default();
+    let secrets = super::secrets::read_secrets(secret_providers, raw_secrets, &mut problems);
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let factories = super::factory::read_factories(factories, &mut problems);
     let builders = super::factory::expand_builders(builders, &factories, &mut problems);
@@ -243,6 +259,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_sources,
             change_hooks: settings.change_hooks,
             locks,
+            secrets,
         }),
         _ => Err(problems.into_error()),
     }
@@ -313,6 +330,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
         worker_listener: worker_listener?,
         web: web?,
         change_hooks: raw.change_hooks,
+        secrets: raw.secrets,
     })
 }
 
@@ -489,6 +507,7 @@ fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) 
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("worker", declared.as_deref(), index);
+        let table_span = table.span();
         let Some(raw) = read::<RawWorker>(table, problems, Some(&context), "worker") else {
             names.extend(declared);
             continue;
@@ -503,10 +522,11 @@ fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) 
             problems.add(max_builds.span(), Some(&context), "max_builds", message);
             valid = false;
         }
-        if valid {
+        let password = super::secrets::worker_password(raw.password, raw.password_hash, table_span, &context, problems);
+        if let (true, Some(password)) = (valid, password) {
             workers.push(WorkerDef {
                 name: raw.name.into_inner(),
-                password: raw.password,
+                password,
                 max_builds: raw.max_builds.map(Spanned::into_inner),
                 notify_on_missing: raw.notify_on_missing,
             });

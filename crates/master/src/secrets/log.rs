@@ -22,6 +22,15 @@ pub fn censor(redactor: &Redactor) {
     live.push(weak);
 }
 
+/// Redactors kept for the master's whole life (worker passwords taken from providers).
+static KEPT: Mutex<Vec<Redactor>> = Mutex::new(Vec::new());
+
+/// Censors `redactor`'s values from the master's log from now on, for the process's life.
+pub fn censor_always(redactor: Redactor) {
+    censor(&redactor);
+    KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(redactor);
+}
+
 /// `text` as the master's log may show it.
 pub fn redact(text: &str) -> String {
     let live: Vec<Redactor> = {

@@ -15,4 +15,4 @@ pub use provider::{
     DEFAULT_MIN_LENGTH,
 };
 pub use redact::{redact_url_credentials, Redactor};
-pub use secret::{equal, Secret};
+pub use secret::{equal, verify_hash, Secret};

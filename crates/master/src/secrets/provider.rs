@@ -161,12 +161,21 @@ impl Providers {
 }
 
 /// The secrets fetched for one build: values by name, the errors of those that could not be had, and the
-/// redactor that censors the values.
+/// redactor that censors the values. `Debug` shows the names only.
 #[derive(Default)]
 pub struct Fetched {
     values: BTreeMap<String, Secret>,
     errors: BTreeMap<String, SecretError>,
     redactor: Redactor,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .field("errors", &self.errors)
+            .finish()
+    }
 }
 
 impl Fetched {
@@ -371,8 +380,7 @@ mod tests {
         let p = providers(vec![script]);
         assert_eq!(p.get("good").await.expect("script").expose(), "shell-good");
         assert!(matches!(p.get("bad1").await, Err(SecretError::Unknown { .. })));
-        let slow =
-            ProviderDef::Command { argv: argv(&["sleep", "30"]), shell: false, timeout: Duration::from_millis(200) };
+        let slow = ProviderDef::Command { argv: argv(&["sleep 30"]), shell: true, timeout: Duration::from_millis(200) };
         let error = providers(vec![slow]).get("x1").await.expect_err("timeout").to_string();
         assert!(error.contains("timeout"), "{error}");
     }

@@ -74,6 +74,16 @@ pub fn equal(given: &str, expected: &str) -> bool {
     given.ct_eq(&expected).into()
 }
 
+/// Whether `given` is the password an argon2 `hash` (a PHC string: `$argon2id$v=19$…`) was made from. Slow on
+/// purpose (argon2's cost): call it off the runtime's threads (`spawn_blocking`).
+pub fn verify_hash(hash: &str, given: &str) -> bool {
+    use argon2::PasswordVerifier;
+    match argon2::PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default().verify_password(given.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +95,17 @@ mod tests {
         assert_eq!(format!("{secret}"), "<redacted>");
         assert_eq!(format!("{:?}", Some(secret.clone())), "Some(Secret(<redacted>))");
         assert_eq!(secret.expose(), "hunter2-token");
+    }
+
+    #[test]
+    fn checks_argon2_hashes() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").expect("salt");
+        let hash = argon2::Argon2::default().hash_password(b"worker-pw", &salt).expect("hash").to_string();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_hash(&hash, "worker-pw"));
+        assert!(!verify_hash(&hash, "worker-pX"));
+        assert!(!verify_hash("not a hash", "worker-pw"));
     }
 
     #[test]
