@@ -47,6 +47,8 @@ pub(super) struct Defaults<'a> {
     pub(super) workdir: &'a str,
     /// The `[[lock]]` tables, by name.
     pub(super) locks: &'a BTreeMap<String, LockDef>,
+    /// The builder's `log_environ`, the default of its command steps'.
+    pub(super) log_environ: bool,
 }
 
 /// Deserializes one value, recording the toml crate's error (with `context`, and `fallback_key` when the error
@@ -176,6 +178,7 @@ struct RawBuilder {
     priority: Option<i32>,
     collapse_requests: Option<bool>,
     locks: Option<Vec<Spanned<RawLockUse>>>,
+    log_environ: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -657,14 +660,17 @@ fn read_builders(
         };
         let Some(raw) = read::<RawBuilder>(table, problems, Some(&context), "builder") else {
             let no_env = BTreeMap::new();
-            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks }, problems);
+            let defaults = Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks, log_environ: false };
+            read_steps(steps, &context, &defaults, problems);
             names.extend(declared);
             continue;
         };
         let (env, env_valid) = env_templates(raw.env, &context, problems);
         let workdir_valid = raw.workdir.as_ref().is_none_or(|w| check_template(w, Some(&context), "workdir", problems));
         let workdir = raw.workdir.map_or_else(|| DEFAULT_WORKDIR.to_owned(), Spanned::into_inner);
-        let steps = read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir, locks }, problems);
+        let log_environ = raw.log_environ.unwrap_or(false);
+        let steps =
+            read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir, locks, log_environ }, problems);
         let lock_uses = check_lock_uses(raw.locks, locks, &context, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);

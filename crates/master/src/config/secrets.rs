@@ -183,3 +183,104 @@ pub(super) fn worker_password(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MasterConfig, StepDef};
+
+    const BUILDER: &str = "\n[[builder]]\nname = \"b\"\nworkers = [\"w1\"]\n  [[builder.step]]\n  command = \"true\"\n";
+
+    fn load(text: &str) -> Result<MasterConfig, String> {
+        MasterConfig::from_str(text, "master.toml").map_err(|e| e.to_string())
+    }
+
+    fn worker(keys: &str) -> String {
+        format!("[[worker]]\nname = \"w1\"\n{keys}\n{BUILDER}")
+    }
+
+    #[test]
+    fn providers_are_read_in_order_with_their_defaults() {
+        let text = format!(
+            "[secrets]\nmin_length = 6\n\n[[secret_provider]]\ntype = \"dir\"\npath = \"secrets\"\n\n\
+             [[secret_provider]]\ntype = \"env\"\nprefix = \"KILN_SECRET_\"\n\n\
+             [[secret_provider]]\ntype = \"command\"\nargv = [\"pass\", \"show\"]\ntimeout = 3\n\n{}",
+            worker("password = \"pw\"")
+        );
+        let config = load(&text).expect("valid");
+        assert_eq!(config.secrets.min_length, 6);
+        assert_eq!(
+            config.secrets.providers,
+            vec![
+                ProviderDef::Dir { path: "secrets".into() },
+                ProviderDef::Env { prefix: "KILN_SECRET_".into() },
+                ProviderDef::Command {
+                    argv: vec!["pass".into(), "show".into()],
+                    shell: false,
+                    timeout: std::time::Duration::from_secs(3)
+                },
+            ]
+        );
+        let defaults = config_of_worker("password = \"pw\"");
+        assert_eq!(defaults.secrets, SecretsConfig::default());
+    }
+
+    fn config_of_worker(keys: &str) -> MasterConfig {
+        load(&worker(keys)).expect("valid")
+    }
+
+    #[test]
+    fn bad_providers_name_their_key() {
+        let cases = [
+            ("[[secret_provider]]\ntype = \"vault\"\n", "master.toml:2: secret_provider #1 (vault), key 'type'"),
+            ("[[secret_provider]]\ntype = \"dir\"\n", "key 'path': a 'dir' provider needs a path"),
+            ("[[secret_provider]]\ntype = \"env\"\npath = \"x\"\n", "key 'path': a 'env' provider takes no 'path'"),
+            ("[[secret_provider]]\ntype = \"command\"\nargv = []\n", "key 'argv': needs a program"),
+            ("[[secret_provider]]\ntype = \"command\"\nargv = [\"a\", \"b\"]\nshell = true\n", "one shell script"),
+            ("[[secret_provider]]\ntype = \"command\"\nargv = [\"a\"]\ntimeout = 0\n", "key 'timeout'"),
+            ("[[secret_provider]]\ntype = \"env\"\nprfix = \"x\"\n", "prfix"),
+            ("[secrets]\nmin_length = 0\n", "key 'min_length': must be at least 1"),
+        ];
+        for (tables, needle) in cases {
+            let error = load(&format!("{tables}\n{}", worker("password = \"pw\""))).expect_err(tables);
+            assert!(error.contains(needle), "{tables}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_worker_has_a_password_or_a_hash() {
+        let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$PxEGb4qUQ0WbMXyQkTJ9AQ";
+        let config = config_of_worker(&format!("password_hash = \"{hash}\""));
+        assert_eq!(config.workers[0].password, WorkerPassword::Hash(hash.into()));
+        let config = config_of_worker("password = \"%(secret:w1-password)s\"");
+        assert_eq!(config.workers[0].password.secret_names(), vec!["w1-password".to_string()]);
+        assert!(!format!("{:?}", config.workers[0]).contains("w1-password"), "Debug shows no password");
+        let both = load(&worker(&format!("password = \"x\"\npassword_hash = \"{hash}\""))).expect_err("both");
+        assert!(both.contains("give password or password_hash, not both"), "{both}");
+        let bad = load(&worker("password_hash = \"plain\"")).expect_err("not a hash");
+        assert!(bad.contains("key 'password_hash': not an argon2 hash"), "{bad}");
+        let none = load(&worker("")).expect_err("none");
+        assert!(none.contains("master.toml:1: worker 'w1', key 'password': missing field"), "{none}");
+        let template = load(&worker("password = \"%(secret:../x)s\"")).expect_err("bad name");
+        assert!(template.contains("not a secret name"), "{template}");
+    }
+
+    #[test]
+    fn a_secret_in_a_step_is_checked_and_log_environ_comes_from_the_builder() {
+        let text = "[[worker]]\nname = \"w1\"\npassword = \"pw\"\n\n[[builder]]\nname = \"b\"\nworkers = [\"w1\"]\n\
+                    log_environ = true\n  [[builder.step]]\n  name = \"a\"\n  command = \"echo %(secret:token)s\"\n\
+                    \n  [[builder.step]]\n  name = \"b\"\n  command = \"true\"\n  log_environ = false\n";
+        let config = load(text).expect("valid");
+        let environ: Vec<bool> = config.builders[0]
+            .steps
+            .iter()
+            .map(|s| match s {
+                StepDef::Shell(shell) => shell.log_environ,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(environ, vec![true, false]);
+        let error = self::load(&text.replace("%(secret:token)s", "%(secret:a b)s")).expect_err("bad name");
+        assert!(error.contains("'a b' is not a secret name"), "{error}");
+    }
+}

@@ -16,7 +16,6 @@ use axum::routing::{post, MethodRouter};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::changes::webhooks::{changes_from, Forge, HookConfig, HookError, HookRequest};
@@ -123,7 +122,7 @@ fn base_changes(token: &str, request: &HookRequest) -> Result<Vec<NewChange>, Ho
     let given = request.header(AUTHORIZATION).ok_or(HookError::MissingToken { header: AUTHORIZATION })?;
     let bad = HookError::BadToken { header: AUTHORIZATION };
     let given = given.strip_prefix("Bearer ").ok_or(bad.clone())?.trim();
-    if token.is_empty() || !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if token.is_empty() || !crate::secrets::equal(given, token) {
         return Err(bad);
     }
     let change: BaseChange = serde_json::from_slice(request.body)
