@@ -74,8 +74,11 @@ impl Attempts {
 /// reconnects is checked in constant time instead of by argon2 again.
 #[derive(Clone, Default)]
 pub(crate) struct Verified {
-    inner: Arc<Mutex<HashMap<String, (String, [u8; 32])>>>,
+    /// Worker name → (the hash, the digest of the password that matched it).
+    inner: Arc<Mutex<HashMap<String, (String, Digest32)>>>,
 }
+
+type Digest32 = [u8; 32];
 
 impl Verified {
     fn digest(password: &str) -> [u8; 32] {
