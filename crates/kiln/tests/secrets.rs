@@ -278,3 +278,36 @@ async fn guessing_a_worker_password_is_slowed_down_and_the_worker_still_gets_in(
     let line = master.wait_output_line("worker attached").await;
     assert!(line.contains("address=127.0.0.1:"), "the log says where the worker is: {line}");
 }
+
+#[tokio::test]
+async fn a_change_from_a_repository_url_with_credentials_shows_none() {
+    let master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("b", "[[builder.step]]\ncommand = \"true\"")
+        .extra_toml("[change_hooks.base]\ntoken = \"hook-token-1234\"")
+        .start()
+        .await;
+    let url = master.url().to_string();
+    let repository = format!("https://ci:{URL_TOKEN}@example.com/r.git");
+    let args = [
+        "sendchange",
+        "--master",
+        &url,
+        "--token",
+        "hook-token-1234",
+        "--author",
+        "a",
+        "--comments",
+        "c",
+        "--repository",
+        &repository,
+    ];
+    let output = support::kiln::run_kiln(&args, std::time::Duration::from_secs(30)).await;
+    assert!(output.status.success(), "{}", support::kiln::show(&output));
+    let changes = master.get("changes").await;
+    assert_eq!(changes["changes"][0]["repository"], "https://ci:***@example.com/r.git", "{changes}");
+    assert_clean("the changes", &changes.to_string());
+    assert_clean("the master's output", &master.last_output());
+    let store = store_bytes(&master);
+    assert!(!store.windows(URL_TOKEN.len()).any(|w| w == URL_TOKEN.as_bytes()), "the store holds the token");
+}
