@@ -123,7 +123,8 @@ pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiln_worker::cli::init_logging(cli.log_format);
+    // The master's log censors the secrets in use and the credentials of URLs.
+    kiln_worker::cli::init_logging_with(cli.log_format, kiln_master::secrets::log::LogLine::default);
     let outcome = match cli.command {
         Commands::Demo { once, web } => demo::run(demo::DemoArgs { once, web }),
         Commands::CreateMaster { dir } => master_cmd::create_master(&dir).map(|()| true),

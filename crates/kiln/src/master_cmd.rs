@@ -17,10 +17,20 @@ pub fn create_master(dir: &Path) -> anyhow::Result<()> {
     if file.exists() {
         bail!("{}: already exists; not overwritten", file.display());
     }
-    std::fs::write(&file, SAMPLE).with_context(|| format!("writing {}", file.display()))?;
+    // Readable by its owner only: it holds the workers' passwords and the hooks' tokens.
+    write_private(&file, SAMPLE).with_context(|| format!("writing {}", file.display()))?;
     println!("master created: {}", file.display());
     println!("edit it, check it with `kiln checkconfig {0}`, run it with `kiln start {0}`", dir.display());
     Ok(())
+}
+
+/// Writes a new file `path` with mode 0600 (never an existing one).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// Checks `master.toml` and says what it holds; every problem is printed with file, line and key.

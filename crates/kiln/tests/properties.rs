@@ -13,6 +13,7 @@ use support::kiln::KilnMaster;
 async fn a_forced_property_and_the_builder_name_are_interpolated_into_a_step() {
     let builder = r#"
 properties = { flavour = "debug" }
+force_scheduler = false
 
 [[builder.step]]
 name = "say"
@@ -24,7 +25,11 @@ name = "env"
 command = ["sh", "-c", "echo worker=$WHO number=%(prop:buildnumber)s"]
 env = { WHO = "%(prop:workername)s" }
 "#;
-    let mut master = KilnMaster::builder().worker("w1", "pw-1").builder("interp", builder).start().await;
+    // Only declared parameters become properties: `foo` is one of this force scheduler's.
+    let force = "[[force_scheduler]]\nname = \"force-interp\"\nbuilders = [\"interp\"]\n\n\
+                 [[force_scheduler.parameter]]\nname = \"foo\"\ntype = \"string\"\n";
+    let mut master =
+        KilnMaster::builder().worker("w1", "pw-1").builder("interp", builder).extra_toml(force).start().await;
     master.start_worker(WorkerKind::Kiln, "w1").await;
     master.wait_worker_connected("w1").await;
 

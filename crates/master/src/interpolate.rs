@@ -1,6 +1,9 @@
 //! Buildbot's `Interpolate` forms in step commands, environments and paths (`master/buildbot/process/
 //! properties.py`): `%(prop:NAME)s`, `%(src:CODEBASE:ATTR)s`, `%(worker:KEY)s`, each with an optional modifier,
-//! and `%%` for a `%`.
+//! `%(secret:NAME)s` (no modifier: a secret the build fetched from a provider), and `%%` for a `%`.
+//!
+//! Where a template is rendered for something that is stored or shown (a state string, a trigger step's
+//! properties), the lookup has no secrets and `%(secret:NAME)s` renders as `<secret:NAME>`.
 //!
 //! Modifiers, after a further `:` (the text after them is itself a template, so forms nest):
 //! - `:-ALT`: the value if set, else ALT (no modifier is `:-` with an empty ALT);
@@ -27,6 +30,11 @@ pub trait Lookup {
     fn source(&self, codebase: &str, attr: &str) -> Option<Value>;
     /// The worker's information `key` (e.g. `os`, `numcpus`): `None` when unknown.
     fn worker(&self, key: &str) -> Option<Value>;
+    /// The value of the secret `name`, when the renderer may use it (only where a command is sent to a worker,
+    /// never where text is stored): `None` renders as `<secret:NAME>`.
+    fn secret(&self, _name: &str) -> Option<&str> {
+        None
+    }
 }
 
 /// The attributes `%(src:CODEBASE:ATTR)s` may name.
@@ -65,6 +73,7 @@ enum Selector {
     Property(String),
     Source { codebase: String, attr: String },
     Worker(String),
+    Secret(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +97,32 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
     }
 
+    /// The names of the secrets the template uses (nested forms included), each once, in order.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.collect_secrets(&mut names);
+        names
+    }
+
+    fn collect_secrets(&self, names: &mut Vec<String>) {
+        for part in &self.parts {
+            let Part::Substitution(sub) = part else { continue };
+            if let Selector::Secret(name) = &sub.selector {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            match &sub.modifier {
+                Modifier::Default { alt, .. } => alt.collect_secrets(names),
+                Modifier::Replace(replacement) => replacement.collect_secrets(names),
+                Modifier::Ternary { if_set, if_unset, .. } => {
+                    if_set.collect_secrets(names);
+                    if_unset.collect_secrets(names);
+                }
+            }
+        }
+    }
+
     /// The text with every substitution made.
     pub fn render(&self, lookup: &dyn Lookup) -> String {
         let mut out = String::new();
@@ -99,6 +134,11 @@ impl Template {
         }
         out
     }
+}
+
+/// The secrets `text` uses (none when it is malformed, which the config refuses).
+pub fn secret_names(text: &str) -> Vec<String> {
+    Template::parse(text).map(|t| t.secret_names()).unwrap_or_default()
 }
 
 /// Checks `text` without keeping the template (for the config).
@@ -116,10 +156,17 @@ pub fn render(text: &str, lookup: &dyn Lookup) -> String {
 
 impl Substitution {
     fn render(&self, lookup: &dyn Lookup) -> String {
+        if let Selector::Secret(name) = &self.selector {
+            return match lookup.secret(name) {
+                Some(value) => value.to_owned(),
+                None => format!("<secret:{name}>"),
+            };
+        }
         let value = match &self.selector {
             Selector::Property(name) => lookup.property(name).cloned(),
             Selector::Source { codebase, attr } => lookup.source(codebase, attr),
             Selector::Worker(key) => lookup.worker(key),
+            Selector::Secret(_) => None,
         };
         match (&self.modifier, value) {
             (Modifier::Default { alt, .. }, None) => alt.render(lookup),
@@ -232,6 +279,15 @@ fn parse_substitution(key: &str) -> Result<Substitution, String> {
                 if kind == "prop" { Selector::Property(name.to_owned()) } else { Selector::Worker(name.to_owned()) };
             (selector, modifier)
         }
+        "secret" => {
+            if arg.is_empty() {
+                return Err(format!("'{key}' names no secret"));
+            }
+            if arg.contains(':') {
+                return Err(format!("'{key}': a secret takes no modifier (%(secret:NAME)s)"));
+            }
+            (Selector::Secret(arg.to_owned()), None)
+        }
         "src" => {
             let mut fields = arg.splitn(3, ':');
             let codebase = fields.next().unwrap_or_default();
@@ -246,7 +302,7 @@ fn parse_substitution(key: &str) -> Result<Substitution, String> {
             }
             (Selector::Source { codebase: codebase.to_owned(), attr: attr.to_owned() }, fields.next())
         }
-        other => return Err(format!("'{key}': unknown selector '{other}' (one of: prop, src, worker)")),
+        other => return Err(format!("'{key}': unknown selector '{other}' (one of: prop, src, worker, secret)")),
     };
     let modifier = match modifier {
         None => Modifier::Default { alt: Template { parts: Vec::new() }, when_false: false },
@@ -421,6 +477,34 @@ mod tests {
         assert_eq!(render("%(src::revision:~HEAD)s"), "HEAD");
         assert_eq!(render("%(src:nope:branch:-master)s"), "master");
         assert_eq!(render("%(src:nope:branch:?|a|b)s"), "b");
+    }
+
+    struct WithSecret;
+
+    impl Lookup for WithSecret {
+        fn property(&self, _name: &str) -> Option<&Value> {
+            None
+        }
+        fn source(&self, _codebase: &str, _attr: &str) -> Option<Value> {
+            None
+        }
+        fn worker(&self, _key: &str) -> Option<Value> {
+            None
+        }
+        fn secret(&self, name: &str) -> Option<&str> {
+            (name == "token").then_some("s3cret")
+        }
+    }
+
+    #[test]
+    fn secrets_render_only_where_the_lookup_has_them() {
+        let t = Template::parse("curl -H 'X: %(secret:token)s' %(prop:x:-%(secret:other)s)s").expect("parses");
+        assert_eq!(t.secret_names(), vec!["token".to_string(), "other".to_string()]);
+        assert_eq!(t.render(&WithSecret), "curl -H 'X: s3cret' <secret:other>");
+        assert_eq!(t.render(&build()), "curl -H 'X: <secret:token>' <secret:other>", "no secrets: the names");
+        assert_eq!(secret_names("a %(secret:pass/ci/token)s b"), vec!["pass/ci/token".to_string()]);
+        assert!(error("%(secret:)s").contains("names no secret"));
+        assert!(error("%(secret:x:-y)s").contains("takes no modifier"));
     }
 
     #[test]

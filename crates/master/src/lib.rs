@@ -20,6 +20,7 @@ pub mod model;
 pub mod queue;
 pub mod results;
 pub mod schedulers;
+pub mod secrets;
 pub mod store;
 mod tls;
 pub mod web;

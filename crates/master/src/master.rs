@@ -105,6 +105,8 @@ struct Inner {
     /// Change source name → what makes it poll now (the `poller` change hook); a source started by a reconfig
     /// gets its entry when it starts.
     poll_now: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Where builds (and reporters) fetch their secrets; replaced with the config.
+    secrets: RwLock<crate::secrets::Providers>,
 }
 
 /// A running master. Cheap to clone.
@@ -134,6 +136,40 @@ fn fit_connection_limits(config: &MasterConfig) -> crate::connections::Fitted {
         );
     }
     fitted
+}
+
+/// A change as it is stored: the credentials of its repository URL hidden (`https://user:***@host/repo`), so that
+/// neither `/changes`, nor the buildsets and build properties made from it, show them. Steps fetch with their
+/// own configured URL, which keeps its credentials.
+fn without_credentials(mut change: NewChange) -> NewChange {
+    if let std::borrow::Cow::Owned(hidden) = crate::secrets::redact_url_credentials(&change.repository) {
+        change.repository = hidden;
+    }
+    change
+}
+
+/// What worker `name`'s password is checked against: a hash as configured, a password with its `%(secret:…)s`
+/// forms fetched now (kept for the master's life, and censored from its log).
+async fn worker_credential(
+    secrets: &crate::secrets::Providers,
+    name: &str,
+    password: &crate::config::WorkerPassword,
+) -> anyhow::Result<crate::workers::Credential> {
+    use crate::config::WorkerPassword;
+    use crate::workers::Credential;
+    Ok(match password {
+        WorkerPassword::Hash(hash) => Credential::Hash(hash.clone()),
+        WorkerPassword::Text(text) if password.secret_names().is_empty() => Credential::Password(text.clone()),
+        WorkerPassword::Text(text) => {
+            let (rendered, fetched) = secrets
+                .render(text.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("worker '{name}', key 'password': {e}"))?;
+            // The worker's password stays censored from the master's log while the master runs.
+            crate::secrets::log::censor_always(fetched.redactor().clone());
+            Credential::Password(rendered)
+        }
+    })
 }
 
 /// Where a started master listens.
@@ -176,7 +212,8 @@ impl Master {
         for worker in &config.workers {
             workerids.insert(worker.name.clone(), store.find_or_add_worker(&worker.name).await?);
         }
-        let accounts = worker_accounts(&config);
+        let secrets = crate::secrets::Providers::new(config.secrets.clone());
+        let accounts = worker_accounts(&config, &secrets).await?;
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
         let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
@@ -209,6 +246,7 @@ impl Master {
             name: master_name.clone(),
             connection_limits,
             poll_now: Mutex::default(),
+            secrets: RwLock::new(secrets),
         });
         let port = crate::workers::WorkerPort { tls, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
@@ -293,6 +331,12 @@ impl Master {
         self.inner.masterid
     }
 
+    /// Where secrets are fetched from (`[[secret_provider]]`): reporters render their passwords and tokens with
+    /// [`crate::secrets::Providers::render`] and censor what they send with the redactor it returns.
+    pub fn secrets(&self) -> crate::secrets::Providers {
+        self.inner.secrets()
+    }
+
     /// The store id of a builder.
     pub fn builder_id(&self, name: &str) -> Option<i64> {
         self.inner.builders().get(name).map(|(id, _)| *id)
@@ -362,6 +406,11 @@ impl Master {
     }
 
     async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
+        for ss in &mut new.sourcestamps {
+            if let std::borrow::Cow::Owned(hidden) = crate::secrets::redact_url_credentials(&ss.repository) {
+                ss.repository = hidden;
+            }
+        }
         new.builder_priorities = self.inner.builders().values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
@@ -406,6 +455,7 @@ impl Master {
 
     /// Stores a change, then tells the subscribers about it.
     pub async fn add_change(&self, change: NewChange) -> Result<Change, ActionError> {
+        let change = without_credentials(change);
         let id = self.inner.store.add_change(&change).await?;
         self.announce_change(id).await
     }
@@ -413,6 +463,7 @@ impl Master {
     /// Stores a change a poller found, unless the same commit (same source stamp) is stored already; then tells
     /// the subscribers. A poll repeated after a crash thus neither duplicates nor rebuilds a commit.
     pub async fn add_polled_change(&self, change: NewChange) -> Result<Option<Change>, ActionError> {
+        let change = without_credentials(change);
         match self.inner.store.add_change_once(&change).await? {
             Some(id) => self.announce_change(id).await.map(Some),
             None => {
@@ -431,7 +482,8 @@ impl Master {
         delivery: Option<&str>,
         changes: &[NewChange],
     ) -> Result<Vec<i64>, ActionError> {
-        let delivered = self.inner.store.add_delivered_changes(source, delivery, changes).await?;
+        let changes: Vec<NewChange> = changes.iter().cloned().map(without_credentials).collect();
+        let delivered = self.inner.store.add_delivered_changes(source, delivery, &changes).await?;
         if delivered.repeated {
             tracing::info!(source, delivery, changes = ?delivered.ids, "a delivery stored before: nothing added");
             return Ok(delivered.ids);
@@ -616,13 +668,15 @@ impl Master {
 }
 
 /// The workers a config lets connect, each with the directories of the builders it serves.
-fn worker_accounts(config: &MasterConfig) -> Vec<WorkerAccount> {
-    config
-        .workers
-        .iter()
-        .map(|w| WorkerAccount {
+async fn worker_accounts(
+    config: &MasterConfig,
+    secrets: &crate::secrets::Providers,
+) -> anyhow::Result<Vec<WorkerAccount>> {
+    let mut accounts = Vec::new();
+    for w in &config.workers {
+        accounts.push(WorkerAccount {
             name: w.name.clone(),
-            password: w.password.clone(),
+            password: worker_credential(secrets, &w.name, &w.password).await?,
             max_builds: w.max_builds.map(|m| m as usize),
             builder_dirs: config
                 .builders
@@ -630,8 +684,9 @@ fn worker_accounts(config: &MasterConfig) -> Vec<WorkerAccount> {
                 .filter(|b| b.workers.contains(&w.name))
                 .map(|b| b.builddir.clone())
                 .collect(),
-        })
-        .collect()
+        });
+    }
+    Ok(accounts)
 }
 
 /// Gives a buildset what its scheduler's config adds: the configured reason, the properties the buildset does not
@@ -665,6 +720,10 @@ impl Inner {
 
     fn builders(&self) -> Arc<Builders> {
         self.builders.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn secrets(&self) -> crate::secrets::Providers {
+        self.secrets.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

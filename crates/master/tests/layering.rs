@@ -41,20 +41,22 @@ const MODULES: &[(&str, &[&str])] = &[
     ("tls", &[]),
     // Bounds on the listeners: accept backoff, the descriptor limit, connection caps.
     ("connections", &[]),
+    // Secrets: the `Secret` type, providers, redaction.
+    ("secrets", &["interpolate"]),
     // `master.toml`, read and checked.
-    ("config", &["model", "results", "calendar", "interpolate"]),
+    ("config", &["model", "results", "calendar", "interpolate", "secrets"]),
     // The persistent state; the only SQL.
     ("store", &["model", "results", "events"]),
     // Change sources: pollers and webhooks.
-    ("changes", &["model", "results", "events", "config", "store"]),
+    ("changes", &["model", "results", "events", "config", "store", "secrets"]),
     // What turns changes and time into buildsets.
     ("schedulers", &["model", "results", "events", "calendar", "config", "store", "changes"]),
     // Which request runs where: decisions without I/O.
     ("queue", &["model", "results", "config"]),
     // The worker port and each worker's connection.
-    ("workers", &["model", "results", "events", "config", "store", "tls", "connections"]),
+    ("workers", &["model", "results", "events", "config", "store", "tls", "connections", "secrets"]),
     // A build's steps on a worker; the master only through `build::MasterHandle`.
-    ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers"]),
+    ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers", "secrets"]),
     // The Prometheus metrics, counted from the events bus.
     ("metrics", &["model", "results", "events"]),
     // The running master: services, actions, dispatch.
@@ -75,6 +77,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "queue",
             "workers",
             "build",
+            "secrets",
         ],
     ),
     // HTTP: the REST API, change hooks, live events.
@@ -94,6 +97,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "build",
             "master",
             "metrics",
+            "secrets",
         ],
     ),
 ];

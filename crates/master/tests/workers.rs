@@ -119,3 +119,57 @@ async fn a_second_connection_is_refused_while_the_first_answers() {
     second.await.expect("worker task").expect("second worker ends");
     master.shutdown(false).await;
 }
+
+/// Starts a Kiln worker `name` with `password` in this process; returns its stop token.
+fn start_named_worker(
+    master: std::net::SocketAddr,
+    dir: &Path,
+    name: &str,
+    password: &str,
+) -> (kiln_worker::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let new = kiln_worker::NewWorker {
+        master: master.to_string(),
+        name: name.into(),
+        password: password.into(),
+        tls: false,
+        ca_file: None,
+        admin: "test".into(),
+        host: "test".into(),
+    };
+    kiln_worker::create(dir, &new).expect("create worker");
+    let mut config = kiln_worker::WorkerConfig::load(dir).expect("load worker");
+    config.max_retry_delay = 0.5;
+    let stop = kiln_worker::CancellationToken::new();
+    (stop.clone(), tokio::spawn(kiln_worker::run(config, stop)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_passwords_may_be_argon2_hashes_or_secrets() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A cheap hash (the cost is in the hash itself), so that the test is quick in a debug build.
+    let params = argon2::Params::new(8, 1, 1, None).expect("params");
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").expect("salt");
+    let hash = argon.hash_password(b"hashed-pw", &salt).expect("hash").to_string();
+    std::env::set_var("KILN_WORKERS_TEST_w2pw", "w2-secret-pw");
+    let config = format!(
+        "[store]\nurl = \"sqlite:state.sqlite\"\n\n[worker_listener]\naddress = \"127.0.0.1:0\"\n\n\
+         [web]\naddress = \"127.0.0.1:0\"\n\n[[secret_provider]]\ntype = \"env\"\nprefix = \"KILN_WORKERS_TEST_\"\n\n\
+         [[worker]]\nname = \"w1\"\npassword_hash = \"{hash}\"\n\n\
+         [[worker]]\nname = \"w2\"\npassword = \"%(secret:w2pw)s\"\n\n\
+         [[builder]]\nname = \"b\"\nworkers = [\"w1\", \"w2\"]\n\n  [[builder.step]]\n  command = \"true\"\n"
+    );
+    std::fs::write(dir.path().join("master.toml"), config).expect("write master.toml");
+    let (master, addresses) = Master::start(dir.path()).await.expect("master starts");
+    let (stop1, worker1) = start_named_worker(addresses.workers, &dir.path().join("w1"), "w1", "hashed-pw");
+    let (stop2, worker2) = start_named_worker(addresses.workers, &dir.path().join("w2"), "w2", "w2-secret-pw");
+    wait_connected(&master, "w1").await.ping(WAIT).await.expect("w1 answers");
+    wait_connected(&master, "w2").await.ping(WAIT).await.expect("w2 answers");
+    assert!(master.workers().address("w1").is_some_and(|a| a.ip().is_loopback()));
+    for (stop, worker) in [(stop1, worker1), (stop2, worker2)] {
+        stop.cancel();
+        worker.await.expect("worker task").expect("worker ends cleanly");
+    }
+    master.shutdown(false).await;
+}

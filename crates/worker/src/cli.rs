@@ -76,10 +76,18 @@ pub enum LogFormat {
 
 /// Logs to stderr in `format`; `RUST_LOG` sets the level (default `info`).
 pub fn init_logging(format: LogFormat) {
+    init_logging_with(format, std::io::stderr);
+}
+
+/// Logs in `format` through `writer` (made once per line; the master's censors secrets), which writes to stderr.
+pub fn init_logging_with<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => {
             let no_color = std::env::var_os("NO_COLOR");

@@ -56,11 +56,11 @@ pub(super) async fn run(
         step,
         logs,
         stop,
-        repourl: render(&step.repourl, &*props),
+        repourl: render(&step.repourl, &props.with_secrets()),
         branch,
         revision,
-        workdir: render(&step.workdir, &*props),
-        env: step.env.iter().map(|(k, v)| (k.clone(), EnvValue::Value(render(v, &*props)))).collect(),
+        workdir: render(&step.workdir, &props.with_secrets()),
+        env: step.env.iter().map(|(k, v)| (k.clone(), EnvValue::Value(render(v, &props.with_secrets())))).collect(),
     };
     let result = match git.checkout().await {
         Ok(revision) => {
@@ -100,7 +100,7 @@ fn wanted(step: &GitStep, props: &BuildProperties) -> (String, Option<String>) {
         }
         None => (None, None),
     };
-    let branch = branch.unwrap_or_else(|| render(&step.branch, props));
+    let branch = branch.unwrap_or_else(|| render(&step.branch, &props.with_secrets()));
     (if branch.is_empty() { "HEAD".to_owned() } else { branch }, revision)
 }
 

@@ -9,9 +9,12 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use kiln_protocol::{LineInfo, UpdateEntry};
 use tokio::time::Instant;
 
+use crate::secrets::{redact_url_credentials, Redactor};
 use crate::store::{LogType, LogWriter, Store, StoreError};
 
 /// Waiting output is stored once it is this many bytes…
@@ -36,13 +39,22 @@ pub(crate) struct StepLogs<'a> {
     waiting: usize,
     /// When the waiting lines must be stored (set when the first of them arrives).
     due: Option<Instant>,
+    /// Censors the build's secrets from every line before it waits (so before it is stored or followed).
+    redactor: Redactor,
 }
 
 impl<'a> StepLogs<'a> {
     pub(crate) async fn open(store: &'a Store, stepid: i64) -> Result<StepLogs<'a>, StoreError> {
-        let mut logs = StepLogs { store, stepid, logs: Vec::new(), waiting: 0, due: None };
+        let mut logs =
+            StepLogs { store, stepid, logs: Vec::new(), waiting: 0, due: None, redactor: Redactor::default() };
         logs.log_index("stdio").await?;
         Ok(logs)
+    }
+
+    /// Censors `redactor`'s secrets from the lines taken from now on.
+    pub(crate) fn redacting(mut self, redactor: Redactor) -> StepLogs<'a> {
+        self.redactor = redactor;
+        self
     }
 
     async fn log_index(&mut self, name: &str) -> Result<usize, StoreError> {
@@ -84,7 +96,7 @@ impl<'a> StepLogs<'a> {
     fn add(&mut self, index: usize, channel: char, lines: &LineInfo) {
         let waiting = &mut self.logs[index].waiting;
         let before = waiting.len();
-        prefixed(waiting, channel, lines);
+        prefixed(waiting, channel, lines, &self.redactor);
         if waiting.len() > before && self.due.is_none() {
             self.due = Some(Instant::now() + FLUSH_AFTER);
         }
@@ -118,13 +130,26 @@ impl<'a> StepLogs<'a> {
     }
 }
 
-/// Appends each line with its channel letter.
-fn prefixed(out: &mut String, channel: char, lines: &LineInfo) {
+/// Appends each line with its channel letter, censored: the build's secrets (each line of a multi-line one is a
+/// pattern of its own) and the credentials of URLs (`https://user:***@host`).
+fn prefixed(out: &mut String, channel: char, lines: &LineInfo, redactor: &Redactor) {
     out.reserve(lines.text.len() + lines.line_count());
     for line in lines.lines() {
         out.push(channel);
-        out.push_str(line);
+        out.push_str(&censor(line, redactor));
         out.push('\n');
+    }
+}
+
+/// One line as a log may show it.
+pub(crate) fn censor<'t>(line: &'t str, redactor: &Redactor) -> Cow<'t, str> {
+    let line = redactor.redact(line);
+    if !line.contains("://") {
+        return line;
+    }
+    match redact_url_credentials(&line) {
+        Cow::Borrowed(_) => line,
+        Cow::Owned(censored) => Cow::Owned(censored),
     }
 }
 
@@ -136,9 +161,73 @@ mod tests {
     #[test]
     fn lines_get_their_channel() {
         let mut out = String::new();
-        prefixed(&mut out, 'o', &LineInfo::from_text("a\n\nb\n", 0.0));
-        prefixed(&mut out, 'e', &LineInfo::from_text("c\n", 0.0));
+        prefixed(&mut out, 'o', &LineInfo::from_text("a\n\nb\n", 0.0), &Redactor::default());
+        prefixed(&mut out, 'e', &LineInfo::from_text("c\n", 0.0), &Redactor::default());
         assert_eq!(out, "oa\no\nob\nec\n");
+    }
+
+    fn redactor(secrets: &[(&str, &str)]) -> Redactor {
+        let values: Vec<(&str, crate::secrets::Secret)> =
+            secrets.iter().map(|(n, v)| (*n, crate::secrets::Secret::new(*v))).collect();
+        Redactor::new(values.iter().map(|(n, v)| (*n, v)))
+    }
+
+    #[tokio::test]
+    async fn secrets_and_url_credentials_never_reach_the_store() {
+        let (store, _dir) = temp_store().await;
+        let r = redactor(&[("token", "tok-9876-abcd"), ("key", "KEYLINE-1\nKEYLINE-2")]);
+        let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open").redacting(r);
+        let update = |text: &str| vec![UpdateEntry::Stdout(LineInfo::from_text(text, 0.0))];
+        logs.append(&update("echo tok-9876-abcd\n")).await.expect("append");
+        logs.append(&[UpdateEntry::Header(LineInfo::from_text("env KEY=KEYLINE-1\n", 0.0))]).await.expect("append");
+        logs.append(&update("KEYLINE-2 and https://u:pw123@example.com/r.git\n")).await.expect("append");
+        logs.header("fetching https://ghp_secret@example.com/o/r\n").await.expect("header");
+        let lines = stdio_lines(&store, &logs).await;
+        assert_eq!(
+            lines,
+            vec![
+                "oecho <secret:token>",
+                "henv KEY=<secret:key>",
+                "o<secret:key> and https://u:***@example.com/r.git",
+                "hfetching https://***@example.com/o/r",
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// However the worker's updates group the lines, a secret in any of them is never stored.
+        #[test]
+        fn no_grouping_of_updates_lets_a_secret_through(
+            value in "[A-Za-z0-9]{6,12}",
+            noise in proptest::collection::vec("[a-z ]{0,12}", 1..8),
+            cuts in proptest::collection::vec(0usize..8, 0..4),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let (store, _dir) = temp_store().await;
+                let r = redactor(&[("s", &value)]);
+                let mut logs = StepLogs::open(&store, step(&store).await).await.expect("open").redacting(r);
+                let lines: Vec<String> = noise.iter().map(|n| format!("{n}{value}{n}")).collect();
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(lines.len())).collect();
+                cuts.sort_unstable();
+                cuts.push(lines.len());
+                let mut from = 0;
+                for to in cuts {
+                    let text: String = lines[from..to].iter().map(|l| format!("{l}\n")).collect();
+                    if !text.is_empty() {
+                        logs.append(&[UpdateEntry::Stdout(LineInfo::from_text(&text, 0.0))]).await.expect("append");
+                    }
+                    from = to;
+                }
+                logs.flush().await.expect("flush");
+                let stored = stdio_lines(&store, &logs).await;
+                assert_eq!(stored.len(), lines.len());
+                for line in stored {
+                    assert!(!line.contains(value.as_str()), "{line:?}");
+                    assert!(line.contains("<secret:s>"), "{line:?}");
+                }
+            });
+        }
     }
 
     /// An update of `n` stdout lines `line {from}`, `line {from + 1}`…

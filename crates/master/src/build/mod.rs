@@ -7,6 +7,7 @@ mod logs;
 pub mod properties;
 mod remote;
 pub mod result;
+mod secrets;
 mod step_locks;
 mod summary;
 mod trigger;
@@ -51,6 +52,8 @@ pub struct BuildJob {
     pub master: Arc<dyn MasterHandle>,
     /// The master's locks, for the steps' `locks`.
     pub locks: Locks,
+    /// Where the build fetches the secrets its steps name.
+    pub secrets: crate::secrets::Providers,
 }
 
 /// How a build ended, for the caller to store.
@@ -88,6 +91,8 @@ pub async fn run(job: &BuildJob) -> Result<Ended, StoreError> {
         return Ok(Ended { result: RETRY, summaries: Vec::new(), instead: Some("worker not pinged") });
     }
     let mut props = starting_properties(job).await?;
+    let fetched = job.secrets.fetch(secrets::of_builder(&job.builder).iter().map(String::as_str)).await;
+    props.set_secrets(fetched, &job.builder);
     job.store.set_build_properties(job.buildid, &props.to_vec()).await?;
     job.store.set_build_state(job.buildid, summary::BUILDING).await?;
     let mut result = SUCCESS;
@@ -103,16 +108,27 @@ pub async fn run(job: &BuildJob) -> Result<Ended, StoreError> {
             continue;
         }
         let description = Description::of(step, &props);
-        let (stepid, _) = job.store.start_step(job.buildid, step.name(), description.running()).await?;
-        let mut logs = StepLogs::open(&job.store, stepid).await?;
+        let redactor = props.redactor().clone();
+        let running = redactor.redact(description.running()).into_owned();
+        let (stepid, _) = job.store.start_step(job.buildid, &redactor.redact(step.name()), &running).await?;
+        let mut logs = StepLogs::open(&job.store, stepid).await?.redacting(redactor.clone());
         let stop = if terminated { CancellationToken::new() } else { job.stop.clone() };
-        let locks = step_locks::acquire(job, stepid, &options.locks, description.running(), &mut logs, &stop).await?;
+        let locks = step_locks::acquire(job, stepid, &options.locks, &running, &mut logs, &stop).await?;
         let step_result = match locks {
-            Some(_locks) => run_step(job, stepid, step, &mut props, &mut logs, &stop).await?,
+            Some(_locks) => match secrets::missing(step, &props) {
+                Some(problems) => {
+                    for problem in problems {
+                        logs.header(&format!("step '{}' cannot run: {problem}\n", step.name())).await?;
+                    }
+                    remote::RemoteOutcome { result: FAILURE, ..Default::default() }
+                }
+                None => run_step(job, stepid, step, &mut props, &mut logs, &stop).await?,
+            },
             None => remote::RemoteOutcome { result: CANCELLED, ..Default::default() },
         };
         logs.finish().await?;
         let done = step_result.summary.unwrap_or_else(|| description.done(step_result.result));
+        let done = redactor.redact(&done).into_owned();
         job.store.finish_step_as(stepid, step_result.result, false, Some(&done)).await?;
         let flags = StepFlags {
             halt_on_failure: options.halt_on_failure,
@@ -162,8 +178,9 @@ async fn run_step(
 ) -> Result<remote::RemoteOutcome, StoreError> {
     let conn = &job.conn;
     let builder = &job.builder;
+    let lookup = props.with_secrets();
     let on_worker = |workdir: &str, file: &str| {
-        conn.path(&[builder.builddir.as_str(), &render(workdir, &*props), &render(file, &*props)])
+        conn.path(&[builder.builddir.as_str(), &render(workdir, &lookup), &render(file, &lookup)])
     };
     let zero_is_success = |rc: i64| if rc == 0 { SUCCESS } else { FAILURE };
     let (command, io) = match step {
@@ -176,7 +193,7 @@ async fn run_step(
         StepDef::Git(git) => return git::run(job, git, props, logs, stop).await,
         StepDef::Upload(upload) => {
             let path = on_worker(&upload.workdir, &upload.workersrc);
-            let dest = std::path::PathBuf::from(render(&upload.masterdest.to_string_lossy(), &*props));
+            let dest = std::path::PathBuf::from(render(&upload.masterdest.to_string_lossy(), &lookup));
             logs.header(&format!("uploading {path} to {}\n", dest.display())).await?;
             if upload.directory {
                 let compress = match upload.compress.as_deref() {
@@ -198,7 +215,7 @@ async fn run_step(
         }
         StepDef::Download(download) => {
             let path = on_worker(&download.workdir, &download.workerdest);
-            let src = std::path::PathBuf::from(render(&download.mastersrc.to_string_lossy(), &*props));
+            let src = std::path::PathBuf::from(render(&download.mastersrc.to_string_lossy(), &lookup));
             logs.header(&format!("downloading {} to {path}\n", src.display())).await?;
             let source = match tokio::fs::File::open(&src).await {
                 Ok(file) => file,
@@ -222,6 +239,7 @@ async fn run_step(
 
 /// The `shell` command of a step: templates rendered, paths made absolute on the worker, Buildbot's options.
 fn shell_args(conn: &WorkerConnection, builder: &BuilderDef, step: &ShellStep, props: &BuildProperties) -> ShellArgs {
+    let props = &props.with_secrets();
     let command = match &step.command {
         ShellCommand::Shell(script) => CommandLine::Shell(render(script, props)),
         ShellCommand::Argv(words) => {

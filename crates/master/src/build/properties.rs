@@ -5,11 +5,13 @@
 //! ones of the same name; steps add more (`got_revision`). Every change is stored before it is used.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::config::BuilderDef;
 use crate::interpolate::Lookup;
+use crate::secrets::{Fetched, Redactor};
 use crate::store::{Property, SourceStamp, Store, StoreError};
 
 /// The properties and source stamps of a running build: what its steps' templates are rendered from.
@@ -20,6 +22,28 @@ pub struct BuildProperties {
     sourcestamps: Vec<SourceStamp>,
     /// The worker's information (`os`, `numcpus`…), for `%(worker:KEY)s`.
     worker: BTreeMap<String, Value>,
+    /// The secrets the build fetched: rendered only through [`BuildProperties::with_secrets`], censored from
+    /// whatever is stored ([`BuildProperties::to_vec`], [`BuildProperties::redactor`]).
+    secrets: Arc<Fetched>,
+}
+
+/// A build's properties with its secrets: the lookup of templates whose text goes to the worker (commands,
+/// environments, paths), never of text that is stored or shown.
+pub struct WithSecrets<'a>(&'a BuildProperties);
+
+impl Lookup for WithSecrets<'_> {
+    fn property(&self, name: &str) -> Option<&Value> {
+        self.0.property(name)
+    }
+    fn source(&self, codebase: &str, attr: &str) -> Option<Value> {
+        self.0.source(codebase, attr)
+    }
+    fn worker(&self, key: &str) -> Option<Value> {
+        self.0.worker(key)
+    }
+    fn secret(&self, name: &str) -> Option<&str> {
+        self.0.secrets.value(name).map(crate::secrets::Secret::expose)
+    }
 }
 
 /// What a build's starting properties are computed from.
@@ -59,6 +83,35 @@ impl BuildProperties {
         props
     }
 
+    /// Keeps the build's fetched secrets; string properties of the builder that name secrets
+    /// (`token = "%(secret:deploy)s"`) get their values, in memory only.
+    pub fn set_secrets(&mut self, fetched: Fetched, builder: &BuilderDef) {
+        self.secrets = Arc::new(fetched);
+        for (name, value) in &builder.properties {
+            let Value::String(template) = value else { continue };
+            if crate::interpolate::secret_names(template).is_empty() {
+                continue;
+            }
+            let rendered = crate::interpolate::render(template, &self.with_secrets());
+            self.set(name, Value::String(rendered), "Builder");
+        }
+    }
+
+    /// The lookup for text sent to the worker, with the build's secrets.
+    pub fn with_secrets(&self) -> WithSecrets<'_> {
+        WithSecrets(self)
+    }
+
+    /// The build's secrets.
+    pub fn secrets(&self) -> &Fetched {
+        &self.secrets
+    }
+
+    /// What censors the build's secrets from what it stores and shows.
+    pub fn redactor(&self) -> &Redactor {
+        self.secrets.redactor()
+    }
+
     /// Sets a property (in memory; see [`BuildProperties::set_stored`]).
     pub fn set(&mut self, name: &str, value: Value, source: &str) {
         self.properties.insert(name.to_owned(), (value, source.to_owned()));
@@ -73,9 +126,10 @@ impl BuildProperties {
         value: Value,
         source: &str,
     ) -> Result<(), StoreError> {
-        let property = Property { name: name.to_owned(), value, source: source.to_owned() };
-        store.set_build_properties(buildid, std::slice::from_ref(&property)).await?;
-        self.set(name, property.value, source);
+        let stored =
+            Property { name: name.to_owned(), value: self.redactor().redact_json(&value), source: source.to_owned() };
+        store.set_build_properties(buildid, std::slice::from_ref(&stored)).await?;
+        self.set(name, value, source);
         Ok(())
     }
 
@@ -84,13 +138,14 @@ impl BuildProperties {
         self.sourcestamps = sourcestamps;
     }
 
-    /// Every property, by name.
+    /// Every property, by name, as stored and shown: secret values censored.
     pub fn to_vec(&self) -> Vec<Property> {
+        let redactor = self.redactor();
         self.properties
             .iter()
             .map(|(name, (value, source))| Property {
                 name: name.clone(),
-                value: value.clone(),
+                value: redactor.redact_json(value),
                 source: source.clone(),
             })
             .collect()

@@ -56,14 +56,17 @@ pub(super) async fn run(
     for name in &step.copy_properties {
         match props.property(name) {
             Some(value) => {
-                properties.push(Property { name: name.clone(), value: value.clone(), source: SOURCE.into() })
+                let value = props.redactor().redact_json(value);
+                properties.push(Property { name: name.clone(), value, source: SOURCE.into() })
             }
             None => logs.header(&format!("no property '{name}' to copy\n")).await?,
         }
     }
     for (name, value) in &step.set_properties {
         let value = match value {
-            Value::String(template) => Value::String(interpolate::render(template, props)),
+            Value::String(template) => {
+                Value::String(props.redactor().redact(&interpolate::render(template, props)).into_owned())
+            }
             other => other.clone(),
         };
         properties.retain(|p: &Property| &p.name != name);

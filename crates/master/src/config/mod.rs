@@ -33,6 +33,7 @@ pub use changes::{
     BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, PollerHookDef, PullRequestRef,
     ReleasePollerDef, SkipMarkers,
 };
+mod secrets;
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use retention::{parse_duration, RetentionConfig};
@@ -40,6 +41,7 @@ pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, CodebaseDef, DependentSchedulerDef, SubmitDef, TimedSchedulerDef, Timing,
     TriggerableSchedulerDef,
 };
+pub use secrets::WorkerPassword;
 pub use step::{
     DownloadStep, GitMethod, GitMode, GitStep, ShellCommand, ShellStep, StepDef, StepOptions, TriggerStep, UploadStep,
 };
@@ -87,6 +89,8 @@ pub struct MasterConfig {
     pub locks: BTreeMap<String, LockDef>,
     /// How long logs are kept (`[retention]`).
     pub retention: RetentionConfig,
+    /// Where `%(secret:NAME)s` forms are looked up (`[[secret_provider]]`), and `[secrets]`.
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -161,8 +165,8 @@ pub struct WebConfig {
 pub struct WorkerDef {
     /// The name the worker logs in with.
     pub name: String,
-    /// The password the worker logs in with.
-    pub password: String,
+    /// The password the worker logs in with, or its hash. `Debug` shows neither.
+    pub password: WorkerPassword,
     /// How many builds may run on it at once; `None` for no limit.
     pub max_builds: Option<u32>,
     /// Addresses to tell when the worker goes missing.
@@ -247,6 +251,11 @@ impl MasterConfig {
     fn resolve_paths(&mut self, dir: &Path) {
         if let StoreUrl::Sqlite(path) = &mut self.store.url {
             *path = dir.join(&*path);
+        }
+        for provider in &mut self.secrets.providers {
+            if let crate::secrets::ProviderDef::Dir { path } = provider {
+                *path = dir.join(&*path);
+            }
         }
         if let Some(tls) = &mut self.worker_listener.tls {
             tls.cert = dir.join(&tls.cert);

@@ -36,8 +36,8 @@ const DEFAULT_WORKDIR: &str = "build";
 const DEFAULT_FORCE_REASON: &str = "force build";
 
 /// The `[[…]]` lists of a file, read apart from its other keys.
-const TABLE_LISTS: [&str; 7] =
-    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock"];
+const TABLE_LISTS: [&str; 8] =
+    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock", "secret_provider"];
 
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
@@ -47,6 +47,8 @@ pub(super) struct Defaults<'a> {
     pub(super) workdir: &'a str,
     /// The `[[lock]]` tables, by name.
     pub(super) locks: &'a BTreeMap<String, LockDef>,
+    /// The builder's `log_environ`, the default of its command steps'.
+    pub(super) log_environ: bool,
 }
 
 /// Deserializes one value, recording the toml crate's error (with `context`, and `fallback_key` when the error
@@ -69,8 +71,17 @@ pub(super) fn check_template(
     key: &str,
     problems: &mut Problems<'_>,
 ) -> bool {
-    match crate::interpolate::check(text.get_ref()) {
-        Ok(()) => true,
+    match crate::interpolate::Template::parse(text.get_ref()) {
+        Ok(template) => {
+            let mut valid = true;
+            for name in template.secret_names() {
+                if let Err(e) = crate::secrets::check_name(&name) {
+                    problems.add(text.span(), context, key, e.to_string());
+                    valid = false;
+                }
+            }
+            valid
+        }
         Err(e) => {
             problems.add(text.span(), context, key, e.to_string());
             false
@@ -108,6 +119,8 @@ struct RawMaster {
     change_hooks: super::changes::ChangeHooksConfig,
     #[serde(default)]
     retention: super::retention::RawRetention,
+    #[serde(default)]
+    secrets: super::secrets::RawSecrets,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,7 +155,8 @@ struct RawWeb {
 #[serde(deny_unknown_fields)]
 struct RawWorker {
     name: Spanned<String>,
-    password: String,
+    password: Option<Spanned<String>>,
+    password_hash: Option<Spanned<String>>,
     max_builds: Option<Spanned<u32>>,
     #[serde(default)]
     notify_on_missing: Vec<String>,
@@ -167,6 +181,7 @@ struct RawBuilder {
     collapse_requests: Option<bool>,
     locks: Option<Vec<Spanned<RawLockUse>>>,
     log_retention: Option<Spanned<String>>,
+    log_environ: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +205,7 @@ struct MasterSettings {
     web: WebConfig,
     change_hooks: super::changes::ChangeHooksConfig,
     retention: super::RetentionConfig,
+    secrets: super::secrets::RawSecrets,
 }
 
 /// Reads and checks a whole file.
@@ -204,13 +220,16 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     }
     let span = document.span();
     let mut document = document.into_inner();
-    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks] =
+    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks, secret_providers] =
         TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
 
     let document = Spanned::new(span, DeValue::Table(document));
     let settings = problems
         .also_valid(&TABLE_LISTS, |problems| read::<RawMaster>(document, problems, None, "master"))
         .and_then(|raw| check_settings(raw, &mut problems));
+    let mut settings = settings;
+    let raw_secrets = settings.as_mut().map(|s| std::mem::take(&mut s.secrets)).unwrap_or_default();
+    let secrets = super::secrets::read_secrets(secret_providers, raw_secrets, &mut problems);
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let factories = super::factory::read_factories(factories, &mut problems);
     let builders = super::factory::expand_builders(builders, &factories, &mut problems);
@@ -248,6 +267,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_hooks: settings.change_hooks,
             locks,
             retention: settings.retention,
+            secrets,
         }),
         _ => Err(problems.into_error()),
     }
@@ -320,6 +340,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
         web: web?,
         change_hooks: raw.change_hooks,
         retention: retention?,
+        secrets: raw.secrets,
     })
 }
 
@@ -496,6 +517,7 @@ fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) 
     for (index, table) in tables.into_iter().enumerate() {
         let declared = declared_name(table.get_ref());
         let context = context_of("worker", declared.as_deref(), index);
+        let table_span = table.span();
         let Some(raw) = read::<RawWorker>(table, problems, Some(&context), "worker") else {
             names.extend(declared);
             continue;
@@ -510,10 +532,11 @@ fn read_workers(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) 
             problems.add(max_builds.span(), Some(&context), "max_builds", message);
             valid = false;
         }
-        if valid {
+        let password = super::secrets::worker_password(raw.password, raw.password_hash, table_span, &context, problems);
+        if let (true, Some(password)) = (valid, password) {
             workers.push(WorkerDef {
                 name: raw.name.into_inner(),
-                password: raw.password,
+                password,
                 max_builds: raw.max_builds.map(Spanned::into_inner),
                 notify_on_missing: raw.notify_on_missing,
             });
@@ -644,14 +667,17 @@ fn read_builders(
         };
         let Some(raw) = read::<RawBuilder>(table, problems, Some(&context), "builder") else {
             let no_env = BTreeMap::new();
-            read_steps(steps, &context, &Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks }, problems);
+            let defaults = Defaults { env: &no_env, workdir: DEFAULT_WORKDIR, locks, log_environ: false };
+            read_steps(steps, &context, &defaults, problems);
             names.extend(declared);
             continue;
         };
         let (env, env_valid) = env_templates(raw.env, &context, problems);
         let workdir_valid = raw.workdir.as_ref().is_none_or(|w| check_template(w, Some(&context), "workdir", problems));
         let workdir = raw.workdir.map_or_else(|| DEFAULT_WORKDIR.to_owned(), Spanned::into_inner);
-        let steps = read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir, locks }, problems);
+        let log_environ = raw.log_environ.unwrap_or(false);
+        let steps =
+            read_steps(steps, &context, &Defaults { env: &env, workdir: &workdir, locks, log_environ }, problems);
         let lock_uses = check_lock_uses(raw.locks, locks, &context, problems);
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);

@@ -487,7 +487,9 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("`[web]`", &["address", "header_timeout", "max_connections", "max_connections_per_address"]),
-    ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
+    ("`[[worker]]`", &["name", "password", "password_hash", "max_builds", "notify_on_missing"]),
+    ("`[[secret_provider]]`", &["type", "path", "prefix", "argv", "shell", "timeout"]),
+    ("`[secrets]`", &["min_length"]),
     (
         "`[[builder]]`",
         &[
@@ -506,6 +508,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "collapse_requests",
             "locks",
             "log_retention",
+            "log_environ",
         ],
     ),
     ("`[retention]`", &["logs", "interval"]),

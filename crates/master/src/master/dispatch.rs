@@ -201,7 +201,9 @@ async fn start_build(
     inner.builds.clone().spawn(async move {
         let master: Arc<dyn build::MasterHandle> = Arc::new(Master { inner: inner.clone() });
         let locks = inner.locks.clone();
-        let job = BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks };
+        let secrets = inner.secrets();
+        let job =
+            BuildJob { store: inner.store.clone(), conn, builder, buildid, number, brid, stop, master, locks, secrets };
         let ended = match build::run(&job).await {
             Ok(ended) => ended,
             Err(e) => {

@@ -31,6 +31,8 @@ pub enum ReconfigError {
     NeedsRestart(Vec<String>),
     #[error("the new config could not be applied: {0}")]
     Store(#[from] StoreError),
+    #[error("the new config could not be applied: {0}")]
+    Secret(String),
 }
 
 impl Master {
@@ -58,11 +60,15 @@ impl Master {
             workerids.insert(worker.name.clone(), self.inner.store.find_or_add_worker(&worker.name).await?);
         }
         let start_after = self.inner.store.last_change_id().await?;
+        // Worker passwords taken from secret providers are fetched before anything changes, too.
+        let secrets = crate::secrets::Providers::new(new.secrets.clone());
+        let accounts = worker_accounts(&new, &secrets).await.map_err(|e| ReconfigError::Secret(format!("{e:#}")))?;
         // Then the swap, which cannot fail.
         let new = Arc::new(new);
         *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         *self.inner.builders.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(builders);
-        self.inner.workers.reconfigure(worker_accounts(&new), workerids);
+        *self.inner.secrets.write().unwrap_or_else(|p| p.into_inner()) = secrets;
+        self.inner.workers.reconfigure(accounts, workerids);
         self.inner.locks.set_defs(new.locks.clone());
         // Services last: the removed and changed ones end before their successors start.
         let wanted = wanted(&new);

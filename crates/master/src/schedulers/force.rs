@@ -2,8 +2,9 @@
 //! form's description (Buildbot's `getSpec`) for `/api/v2/forceschedulers`.
 //!
 //! A call's values are Buildbot's: the field's `fullName` → its value (`reason`, `owner` or `username`,
-//! `priority`, `branch`, `revision`, `repository`, `project`, and each declared parameter). Any other scalar
-//! value becomes a string property, as Kiln's force always allowed.
+//! `priority`, `branch`, `revision`, `repository`, `project`, and each declared parameter). Any other name is
+//! refused, as Buildbot takes only its form's fields: a property nobody declared would otherwise reach every
+//! `%(prop:…)s` of the builder's commands (shell injection by whoever may force a build).
 
 use serde_json::{json, Map, Value};
 
@@ -72,18 +73,23 @@ pub fn collect(def: &ForceSchedulerDef, values: &Map<String, Value>) -> Result<F
         let value = parameter_value(parameter, values.get(&parameter.name))?;
         request.properties.push(property(&parameter.name, value));
     }
-    for (name, value) in values {
-        if RESERVED_NAMES.contains(&name.as_str()) || def.parameters.iter().any(|p| &p.name == name) {
-            continue;
-        }
-        let value = match value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Null => continue,
-            _ => return Err(refuse(name, "must be a string, number or boolean")),
-        };
-        request.properties.push(property(name, Value::String(value)));
+    let undeclared: Vec<&str> = values
+        .iter()
+        .filter(|(name, value)| {
+            !value.is_null()
+                && !RESERVED_NAMES.contains(&name.as_str())
+                && !def.parameters.iter().any(|p| &p.name == *name)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !undeclared.is_empty() {
+        let declared: Vec<&str> = def.parameters.iter().map(|p| p.name.as_str()).collect();
+        let message = format!(
+            "not a parameter of force scheduler '{}' (declared: {}); declare it as a [[force_scheduler.parameter]]",
+            def.name,
+            if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+        );
+        return Err(refuse(&undeclared.join(", "), message));
     }
     if let Some(owner) = &request.owner {
         request.properties.push(property("owner", Value::String(owner.clone())));
@@ -273,7 +279,7 @@ mod tests {
     fn typed_values_become_typed_properties_and_defaults_fill_the_rest() {
         let given = values(json!({
             "jobs": "4", "clean": true, "version": "2.1-rc", "owner": "ann", "priority": 5,
-            "branch": "main", "revision": "abc", "extra": 7,
+            "branch": "main", "revision": "abc", "ignored": null,
         }));
         let request = collect(&scheduler(), &given).expect("valid");
         assert_eq!(request.reason, "a release");
@@ -286,7 +292,6 @@ mod tests {
             ("clean", json!(true)),
             ("mode", json!("debug")),
             ("notes", json!("")),
-            ("extra", json!("7")),
             ("owner", json!("ann")),
         ];
         let want: Vec<(String, Value)> = want.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
@@ -307,6 +312,7 @@ mod tests {
             (json!({"jobs": 1, "priority": "high"}), "priority"),
             (json!({"jobs": 1, "reason": ["a"]}), "reason"),
             (json!({"jobs": 1, "other": {"a": 1}}), "other"),
+            (json!({"jobs": 1, "version": "1.0", "evil": "1; echo INJECTED", "more": 2}), "evil, more"),
         ];
         for (given, name) in cases {
             let error = collect(&scheduler(), &values(given.clone())).expect_err("invalid");
@@ -314,6 +320,8 @@ mod tests {
         }
         let error = collect(&scheduler(), &values(json!({}))).expect_err("invalid");
         assert_eq!(error.to_string(), "parameter 'jobs': 'jobs:' needs to be specified");
+        let error = collect(&scheduler(), &values(json!({"jobs": 1, "evil": "x"}))).expect_err("undeclared");
+        assert!(error.to_string().contains("not a parameter of force scheduler"), "{error}");
     }
 
     #[test]

@@ -18,7 +18,6 @@ use axum::routing::{post, MethodRouter};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use regex::Regex;
@@ -207,7 +206,7 @@ fn check_bearer(token: &str, request: &HookRequest) -> Result<(), HookError> {
     let given = request.header(AUTHORIZATION).ok_or(HookError::MissingToken { header: AUTHORIZATION })?;
     let bad = HookError::BadToken { header: AUTHORIZATION };
     let given = given.strip_prefix("Bearer ").ok_or(bad.clone())?.trim();
-    if token.is_empty() || !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if token.is_empty() || !crate::secrets::equal(given, token) {
         return Err(bad);
     }
     Ok(())

@@ -19,9 +19,11 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use super::attempts::{Attempts, Verified};
 use super::connection::{Liveness, WorkerConnection};
 use crate::connections::{Acceptor, Admitted, Gate, Limits, RepeatedLog, SharedLog};
 use crate::events::{Event, EventBus};
+use crate::secrets::Secret;
 
 /// How long the old connection of a worker that connects twice has to answer before the new one replaces it
 /// (Buildbot's `PING_TIMEOUT`).
@@ -36,11 +38,36 @@ const READ_BUFFER: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerAccount {
     pub name: String,
-    pub password: String,
+    /// What the worker's password is checked against.
+    pub password: Credential,
     /// Builds at once; `None` for no limit.
     pub max_builds: Option<usize>,
     /// Directories (relative to the worker's base) of the builders this worker serves.
     pub builder_dirs: Vec<String>,
+}
+
+/// What a worker's password is checked against. `Debug` shows neither.
+#[derive(Clone, PartialEq)]
+pub enum Credential {
+    /// The password itself (from `password`, its `%(secret:…)s` forms rendered), compared in constant time.
+    Password(Secret),
+    /// An argon2 hash (`password_hash`).
+    Hash(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(<redacted>)"),
+            Credential::Hash(_) => f.write_str("Hash(<argon2>)"),
+        }
+    }
+}
+
+impl From<&str> for Credential {
+    fn from(password: &str) -> Credential {
+        Credential::Password(Secret::new(password))
+    }
 }
 
 /// A worker came or went.
@@ -60,12 +87,18 @@ pub struct Workers {
     bus: Option<EventBus>,
     /// The warnings each refused or failed connection writes, at most once a second (a flood writes few).
     refusals: SharedLog,
+    /// Failed logins by address: an address that fails too often waits before its next attempt is checked.
+    attempts: Attempts,
+    /// Passwords checked against a hash already (their digests), so a reconnecting worker costs no argon2 run.
+    verified: Verified,
 }
 
 #[derive(Default)]
 struct Inner {
     accounts: HashMap<String, WorkerAccount>,
     connected: HashMap<String, Arc<WorkerConnection>>,
+    /// The address each connected worker connected from.
+    addresses: HashMap<String, SocketAddr>,
     /// The workers' store ids by name, for the events published.
     ids: HashMap<String, i64>,
 }
@@ -78,6 +111,8 @@ impl Workers {
             liveness,
             bus: None,
             refusals: SharedLog::per_second(),
+            attempts: Attempts::default(),
+            verified: Verified::default(),
         };
         workers.set_accounts(accounts);
         workers
@@ -147,25 +182,72 @@ impl Workers {
         self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether `password` is worker `name`'s, checked in constant time (a password) or with argon2 (a hash; off
+    /// the runtime's threads when it can be). An unknown name costs the same comparison as a known one.
     fn password_matches(&self, name: &str, password: &str) -> bool {
-        self.read().accounts.get(name).is_some_and(|account| account.password == password)
+        let credential = self.read().accounts.get(name).map(|account| account.password.clone());
+        match credential {
+            Some(Credential::Password(expected)) => crate::secrets::equal(password, expected.expose()),
+            Some(Credential::Hash(hash)) => {
+                if self.verified.contains(name, &hash, password) {
+                    return true;
+                }
+                let matches = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(|| crate::secrets::verify_hash(&hash, password))
+                    }
+                    _ => crate::secrets::verify_hash(&hash, password),
+                };
+                if matches {
+                    self.verified.insert(name, &hash, password);
+                }
+                matches
+            }
+            None => {
+                let _ = crate::secrets::equal(password, "");
+                false
+            }
+        }
+    }
+
+    /// The address worker `name` is connected from.
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.read().addresses.get(name).copied()
     }
 
     /// Attaches an authenticated connection, settling a duplicate as Buildbot does: if the worker's current
     /// connection still answers, the new one is refused; otherwise the old one is dropped.
-    async fn adopt<S>(&self, name: String, socket: tokio_tungstenite::WebSocketStream<S>, admitted: Admitted)
-    where
+    async fn adopt<S>(
+        &self,
+        name: String,
+        socket: tokio_tungstenite::WebSocketStream<S>,
+        admitted: Admitted,
+        peer: SocketAddr,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if let Some(old) = self.connected(&name) {
-            let message = "master got a duplicate connection".to_string();
+            let holder = self.address(&name).map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
+            let message = format!("master got a duplicate connection from {peer}");
             let answer = old.request_within(kiln_protocol::MasterRequest::Print { message }, DUPLICATE_PING).await;
             if answer.is_ok() {
-                tracing::warn!(worker = %name, "refusing a second connection: the first one still answers");
+                tracing::warn!(
+                    worker = %name,
+                    address = %peer,
+                    held_by = %holder,
+                    "refusing a second connection for this worker name: the connection holding it still answers \
+                     (if that is not your worker, change its password)"
+                );
                 drop(socket);
                 return;
             }
-            tracing::warn!(worker = %name, "replacing a connection that no longer answers");
+            tracing::warn!(
+                worker = %name,
+                address = %peer,
+                held_by = %holder,
+                "the connection holding this worker name did not answer within {} s: the new one replaces it",
+                DUPLICATE_PING.as_secs()
+            );
             old.close();
         }
         let dirs = self.account(&name).map(|a| a.builder_dirs).unwrap_or_default();
@@ -176,10 +258,21 @@ impl Workers {
                 return;
             }
         };
-        if let Some(previous) = self.write().connected.insert(name.clone(), conn.clone()) {
+        let previous = {
+            let mut inner = self.write();
+            inner.addresses.insert(name.clone(), peer);
+            inner.connected.insert(name.clone(), conn.clone())
+        };
+        if let Some(previous) = previous {
             previous.close();
         }
-        tracing::info!(worker = %name, basedir = %conn.info.basedir, version = %conn.info.version, "worker attached");
+        tracing::info!(
+            worker = %name,
+            address = %peer,
+            basedir = %conn.info.basedir,
+            version = %conn.info.version,
+            "worker attached"
+        );
         self.publish(&name, true);
         let _ = self.events.send(WorkerEvent::Connected(name.clone()));
         let workers = self.clone();
@@ -189,12 +282,15 @@ impl Workers {
             let removed = {
                 let mut inner = workers.write();
                 match inner.connected.get(&name) {
-                    Some(current) if Arc::ptr_eq(current, &conn) => inner.connected.remove(&name).is_some(),
+                    Some(current) if Arc::ptr_eq(current, &conn) => {
+                        inner.addresses.remove(&name);
+                        inner.connected.remove(&name).is_some()
+                    }
                     _ => false,
                 }
             };
             if removed {
-                tracing::warn!(worker = %name, "worker disconnected");
+                tracing::warn!(worker = %name, address = %peer, "worker disconnected");
                 workers.publish(&name, false);
                 let _ = workers.events.send(WorkerEvent::Disconnected(name));
             }
@@ -258,7 +354,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let authenticated = tokio::select! {
-        done = tokio::time::timeout_at(deadline, handshake(stream, workers)) => match done {
+        done = tokio::time::timeout_at(deadline, handshake(stream, workers, peer)) => match done {
             Ok(authenticated) => authenticated,
             Err(_) => {
                 tracing::debug!(%peer, "worker handshake timed out");
@@ -274,14 +370,19 @@ where
     if !admitted.keep() {
         return;
     }
-    workers.adopt(name, socket, admitted).await;
+    workers.adopt(name, socket, admitted, peer).await;
 }
 
 /// The WebSocket handshake with Basic auth (401 for an unknown worker or a wrong password, 400 for a header
-/// that cannot be read), then the attach.
+/// that cannot be read, 429 when `peer`'s address failed too often lately: its password is then not checked),
+/// then the attach.
 // The handshake callback's error type is tungstenite's (an HTTP response), large by nature.
 #[allow(clippy::result_large_err)]
-async fn handshake<S>(stream: S, workers: &Workers) -> Option<(String, tokio_tungstenite::WebSocketStream<S>)>
+async fn handshake<S>(
+    stream: S,
+    workers: &Workers,
+    peer: SocketAddr,
+) -> Option<(String, tokio_tungstenite::WebSocketStream<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -298,9 +399,16 @@ where
         let Some((name, password)) = basic_credentials(header.as_bytes()) else {
             return Err(refuse(StatusCode::BAD_REQUEST, "unreadable authorization header"));
         };
-        if !workers.password_matches(&name, &password) {
+        if !workers.attempts.may_try(peer.ip()) {
             if let Some(repeats) = workers.refusals.occurred() {
-                tracing::warn!(worker = %name, repeats, "worker refused: unknown name or wrong password");
+                tracing::warn!(worker = %name, %peer, repeats, "worker refused: too many failed logins from this address");
+            }
+            return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address: wait"));
+        }
+        if !workers.password_matches(&name, &password) {
+            workers.attempts.failed(peer.ip());
+            if let Some(repeats) = workers.refusals.occurred() {
+                tracing::warn!(worker = %name, %peer, repeats, "worker refused: unknown name or wrong password");
             }
             return Err(refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password"));
         }

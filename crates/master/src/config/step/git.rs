@@ -86,8 +86,7 @@ struct RawGitStep {
     retry_fetch: bool,
     #[serde(default)]
     clobber_on_failure: bool,
-    #[serde(default)]
-    log_environ: bool,
+    log_environ: Option<bool>,
 }
 
 /// Reads the git part of a step table (the keys not in [`super::COMMON_KEYS`]).
@@ -137,7 +136,7 @@ pub(super) fn read_git(
         timeout: Some(raw.timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS)).filter(|s| *s > 0).map(Duration::from_secs),
         retry_fetch: raw.retry_fetch,
         clobber_on_failure: raw.clobber_on_failure,
-        log_environ: raw.log_environ,
+        log_environ: raw.log_environ.unwrap_or(defaults.log_environ),
     })
 }
 

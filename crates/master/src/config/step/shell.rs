@@ -129,8 +129,7 @@ struct RawShellStep {
     decode_rc: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     sigterm_time: Option<u64>,
     interrupt_signal: Option<Spanned<String>>,
-    #[serde(default)]
-    log_environ: bool,
+    log_environ: Option<bool>,
 }
 
 /// Reads the shell part of a step table (the keys not in [`super::COMMON_KEYS`]).
@@ -206,7 +205,7 @@ pub(super) fn read_shell(
         decode_rc,
         sigterm_time: raw.sigterm_time.map(Duration::from_secs),
         interrupt_signal,
-        log_environ: raw.log_environ,
+        log_environ: raw.log_environ.unwrap_or(defaults.log_environ),
     })
 }
 

@@ -1,0 +1,71 @@
+//! The secrets a build needs: every `%(secret:NAME)s` its steps send to the worker (commands, environments,
+//! workdirs, transfer paths, a git step's repository URL and branch) and its builder's properties name. The build
+//! fetches them all when it starts, so that its redactor knows every value before any line is stored; a step
+//! that needs one that could not be had fails, saying which and why, and runs nothing.
+
+use crate::config::{BuilderDef, ShellCommand, StepDef};
+use crate::interpolate::secret_names;
+use crate::secrets::SecretError;
+
+use super::properties::BuildProperties;
+
+/// The templates of a step whose text goes to the worker.
+fn templates(step: &StepDef) -> Vec<String> {
+    match step {
+        StepDef::Shell(shell) => {
+            let mut texts = match &shell.command {
+                ShellCommand::Shell(script) => vec![script.clone()],
+                ShellCommand::Argv(words) => words.clone(),
+            };
+            texts.extend(shell.env.values().cloned());
+            texts.push(shell.workdir.clone());
+            texts
+        }
+        StepDef::Git(git) => {
+            let mut texts = vec![git.repourl.clone(), git.branch.clone(), git.workdir.clone()];
+            texts.extend(git.env.values().cloned());
+            texts
+        }
+        StepDef::Upload(upload) => {
+            vec![upload.workdir.clone(), upload.workersrc.clone(), upload.masterdest.to_string_lossy().into_owned()]
+        }
+        StepDef::Download(download) => vec![
+            download.workdir.clone(),
+            download.workerdest.clone(),
+            download.mastersrc.to_string_lossy().into_owned(),
+        ],
+        // What a trigger step passes on is stored with the triggered buildsets: it never renders a secret.
+        StepDef::Trigger(_) => Vec::new(),
+    }
+}
+
+/// The secrets step `step` uses, each once.
+pub(super) fn of_step(step: &StepDef) -> Vec<String> {
+    let mut names = Vec::new();
+    for text in templates(step) {
+        for name in secret_names(&text) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// Every secret a build of `builder` may use: its steps' and its string properties'.
+pub(super) fn of_builder(builder: &BuilderDef) -> Vec<String> {
+    let mut names = Vec::new();
+    let properties = builder.properties.values().filter_map(|v| v.as_str()).flat_map(secret_names);
+    for name in builder.steps.iter().flat_map(of_step).chain(properties) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Why `step` cannot run: the secrets it uses that the build could not fetch. `None` when it has them all.
+pub(super) fn missing<'p>(step: &StepDef, props: &'p BuildProperties) -> Option<Vec<&'p SecretError>> {
+    let problems: Vec<&SecretError> = of_step(step).iter().filter_map(|name| props.secrets().error(name)).collect();
+    (!problems.is_empty()).then_some(problems)
+}
