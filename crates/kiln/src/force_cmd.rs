@@ -2,15 +2,11 @@
 //! end, printing its logs as they grow.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use serde_json::json;
 
-use crate::client::{print_lines, result, Api};
-
-/// How often `--wait` asks the master for news.
-const POLL: Duration = Duration::from_millis(300);
+use crate::client::{print_lines, result, Api, Wakeups};
 
 pub struct ForceArgs {
     pub master: String,
@@ -47,11 +43,14 @@ async fn force(args: ForceArgs) -> anyhow::Result<bool> {
 }
 
 /// Follows request `brid`: prints each build's logs as they grow (a RETRY build is followed by the next one)
-/// until the request completes; returns whether it ended SUCCESS or WARNINGS.
+/// until the request completes; returns whether it ended SUCCESS or WARNINGS. A round of reads runs at each event
+/// of the master's stream about requests, builds, steps and logs (see [`Wakeups`]).
 ///
 /// The request is read before its builds' logs in each round: once it is complete, its builds and their logs are
 /// complete too, so the round that sees it complete prints the last lines of every log before returning.
 pub async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
+    let paths = ["buildrequests/{brid}/*", "builds/*/*", "steps/*/*", "logs/*/*"];
+    let wakeups = Wakeups::start(api, paths.iter().map(|p| p.replace("{brid}", &brid.to_string())).collect()).await;
     let mut printed: HashMap<i64, i64> = HashMap::new();
     let mut announced = HashSet::new();
     let mut ended = HashSet::new();
@@ -93,7 +92,7 @@ pub async fn follow(api: &Api, brid: i64) -> anyhow::Result<bool> {
             println!("build request {brid}: {}", result(&json!(results)));
             return Ok(results == 0 || results == 1);
         }
-        tokio::time::sleep(POLL).await;
+        wakeups.next().await;
     }
 }
 

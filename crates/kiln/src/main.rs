@@ -5,6 +5,7 @@ mod demo;
 mod force_cmd;
 mod master_cmd;
 mod master_lock;
+mod reconfig_cmd;
 mod sendchange_cmd;
 mod service;
 
@@ -39,7 +40,7 @@ enum Commands {
     /// Create a master directory with a commented sample master.toml.
     CreateMaster { dir: PathBuf },
     /// Run a master in the foreground (SIGTERM/SIGINT stop it; SIGUSR1 stops it after its running builds, and a
-    /// SIGTERM/SIGINT then stops it at once; SIGHUP is logged and ignored). One master per directory.
+    /// SIGTERM/SIGINT then stops it at once; SIGHUP reloads master.toml, as `kiln reconfig` does). One master per directory.
     Start { dir: PathBuf },
     /// Stop the master running in DIR.
     Stop {
@@ -53,6 +54,14 @@ enum Commands {
     },
     /// Check DIR/master.toml and report every problem with file, line and key.
     Checkconfig { dir: PathBuf },
+    /// Reload DIR/master.toml into the running master (as SIGHUP does) and print what changed; a config with a
+    /// problem, or one that changes what needs a restart, is refused and the running one stays.
+    Reconfig {
+        dir: PathBuf,
+        /// Seconds to wait for the master's answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Print when each nightly scheduler of DIR/master.toml fires: `<date-time with offset> <scheduler> <builders>`.
     SchedulePreview {
         dir: PathBuf,
@@ -123,6 +132,9 @@ fn main() -> ExitCode {
             master_cmd::stop(&dir, clean, Duration::from_secs(timeout)).map(|()| true)
         }
         Commands::Checkconfig { dir } => master_cmd::checkconfig(&dir).map(|()| true),
+        Commands::Reconfig { dir, timeout } => {
+            reconfig_cmd::reconfig(&dir, Duration::from_secs(timeout)).map(|()| true)
+        }
         Commands::SchedulePreview { dir, from, days } => {
             master_cmd::schedule_preview(&dir, from.as_deref(), days).map(|()| true)
         }

@@ -89,7 +89,7 @@ pub async fn launch(dir: &Path, stop: CancellationToken) -> anyhow::Result<Runni
 
 /// `kiln start DIR`: runs the master in the foreground. SIGTERM/SIGINT stop it (running builds end RETRY and
 /// run again at the next start); SIGUSR1 stops it cleanly (no new builds; running ones finish), and a SIGTERM or
-/// SIGINT during a clean stop makes it a normal one. SIGHUP is logged and changes nothing (no reload yet).
+/// SIGINT during a clean stop makes it a normal one. SIGHUP reloads `master.toml` (see [`crate::reconfig_cmd`]).
 ///
 /// The directory's lock is taken before anything else is touched: a second `kiln start` on a running master's
 /// directory is refused before it opens the store.
@@ -112,9 +112,10 @@ pub fn start(dir: &Path) -> anyhow::Result<()> {
 /// Starts the master of `dir` and runs it until a stop signal.
 async fn run_master(dir: &Path, signals: &mut Signals) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
+    let mut starting = || tracing::warn!("SIGHUP while the master starts: ignored");
     let running = tokio::select! {
         running = launch(dir, stop.clone()) => running?,
-        _ = signals.wait_for_stop() => {
+        _ = signals.wait_for_stop(&mut starting) => {
             tracing::info!("stop signal while starting: the master does not start");
             return Ok(());
         }
@@ -126,7 +127,13 @@ async fn run_master(dir: &Path, signals: &mut Signals) -> anyhow::Result<()> {
         running.worker_address
     );
     crate::service::notify("READY=1");
-    let clean = signals.wait_for_stop().await;
+    let mut reloads = 0;
+    let clean = signals
+        .wait_for_stop(&mut || {
+            reloads += 1;
+            tokio::spawn(crate::reconfig_cmd::reload(dir.to_path_buf(), running.master.clone(), reloads));
+        })
+        .await;
     crate::service::notify("STOPPING=1");
     if clean {
         tracing::info!("clean stop: no new build starts; the master exits when the running builds have ended");
@@ -157,9 +164,6 @@ struct Signals {
     hup: tokio::signal::unix::Signal,
 }
 
-/// What SIGHUP does until the master can reload its configuration.
-const SIGHUP_MESSAGE: &str = "SIGHUP received: reload is not implemented yet; the running configuration stays";
-
 impl Signals {
     fn install() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
@@ -172,14 +176,14 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT (`false`) or SIGUSR1 (`true`: a clean stop); logs each SIGHUP meanwhile.
-    async fn wait_for_stop(&mut self) -> bool {
+    /// Waits for SIGTERM or SIGINT (`false`) or SIGUSR1 (`true`: a clean stop); calls `on_hup` at each SIGHUP.
+    async fn wait_for_stop(&mut self, on_hup: &mut dyn FnMut()) -> bool {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return false,
                 _ = self.int.recv() => return false,
                 _ = self.usr1.recv() => return true,
-                _ = self.hup.recv() => tracing::warn!("{SIGHUP_MESSAGE}"),
+                _ = self.hup.recv() => on_hup(),
             }
         }
     }
@@ -191,16 +195,14 @@ impl Signals {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
                 _ = self.usr1.recv() => tracing::info!("SIGUSR1 received: the clean stop goes on (SIGTERM stops now)"),
-                _ = self.hup.recv() => tracing::warn!("{SIGHUP_MESSAGE}"),
+                _ = self.hup.recv() => tracing::warn!("SIGHUP during a clean stop: no reload"),
             }
         }
     }
 }
 
-/// `kiln stop DIR [--clean]`: signals the master and waits for it to exit.
-pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
+/// The process id of the master running in `dir`, from its pid file; a stale pid file is removed.
+pub fn running_pid(dir: &Path) -> anyhow::Result<nix::unistd::Pid> {
     let path = dir.join(PID_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: no master seems to run in {}", path.display(), dir.display()))?;
@@ -215,7 +217,14 @@ pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let pid = Pid::from_raw(pid);
+    Ok(nix::unistd::Pid::from_raw(pid))
+}
+
+/// `kiln stop DIR [--clean]`: signals the master and waits for it to exit.
+pub fn stop(dir: &Path, clean: bool, timeout: Duration) -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    let pid = running_pid(dir)?;
+    let path = dir.join(PID_FILE);
     let signal = if clean { Signal::SIGUSR1 } else { Signal::SIGTERM };
     if let Err(e) = kill(pid, signal) {
         let _ = std::fs::remove_file(&path);

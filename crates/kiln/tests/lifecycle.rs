@@ -186,10 +186,10 @@ async fn kiln_stop_signals_no_stranger_named_by_a_stale_pid_file() {
 // ---------------------------------------------------------------------------------------------------------------
 // Signals.
 
-/// SIGHUP does not kill the master (Buildbot users send it to reconfigure): it is logged, and the master keeps
-/// answering and building.
+/// SIGHUP does not kill the master (Buildbot users send it to reconfigure): it reloads the config (here
+/// unchanged), and the master keeps answering and building. (tests/reconfig.rs tests what a reload changes.)
 #[tokio::test]
-async fn sighup_is_logged_and_the_master_keeps_running() {
+async fn sighup_reloads_and_the_master_keeps_running() {
     let mut master = KilnMaster::builder()
         .worker("w", "pw")
         .builder("quick", "[[builder.step]]\nname = \"hi\"\ncommand = \"echo hi\"\n")
@@ -200,7 +200,7 @@ async fn sighup_is_logged_and_the_master_keeps_running() {
     let pid = master.master_process().expect("the master runs").pid().as_raw();
 
     master.master_process().expect("the master runs").signal(Signal::SIGHUP);
-    master.wait_output_line("SIGHUP received: reload is not implemented yet").await;
+    master.wait_output_line("reconfig: nothing changed").await;
     assert!(master.master_process().is_some_and(|m| m.exit_status().is_none()), "the master exited on SIGHUP");
     assert_eq!(pid_file(&master), Some(pid), "kiln.pid still names the master");
     let brid = master.force("quick").await;
@@ -387,6 +387,31 @@ async fn wait_worker_output(master: &KilnMaster, name: &str, text: &str) -> Stri
             output.lines().find(|l| l.contains(text)).map(str::to_owned)
         })
         .await
+}
+
+/// SIGHUP does not kill a Kiln worker either (it used to die of it, a closed terminal too): it is logged, the
+/// worker stays connected and its running build goes on to succeed.
+#[tokio::test]
+async fn sighup_does_not_stop_a_worker_or_its_build() {
+    let gate = tempfile::tempdir().expect("tempdir");
+    let go = gate.path().join("go");
+    let step = format!(
+        "[[builder.step]]\nname = \"gated\"\ncommand = \"while [ ! -e {} ]; do sleep 0.05; done; echo done\"\n",
+        go.display()
+    );
+    let mut master = KilnMaster::builder().worker("w", "pw").builder("gated", &step).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    let brid = master.force("gated").await;
+    master.wait_builds_of_request(brid, 1).await;
+
+    master.signal_worker("w", Signal::SIGHUP);
+    wait_worker_output(&master, "w", "SIGHUP received: ignored").await;
+    std::fs::write(&go, "").expect("open the gate");
+    let request = master.wait_request_complete(brid).await;
+    assert_eq!(master.results(&request), results::SUCCESS, "the build through a SIGHUP: {request:#}");
+    let again = master.wait_request_complete(master.force("gated").await).await;
+    assert_eq!(master.results(&again), results::SUCCESS, "a build after the SIGHUP: {again:#}");
 }
 
 /// `kiln worker create --master` takes a URL of the worker port (the worker then connects), and a worker pointed

@@ -6,10 +6,12 @@
 
 mod build_handle;
 mod dispatch;
+mod reconfig;
+mod services;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,21 +19,19 @@ use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::changes::git_poller::GitPoller;
-use crate::changes::release_poller::ReleasePoller;
 use crate::changes::NewChange;
-use crate::config::ChangeSourceDef;
-use crate::config::{BuilderDef, DependentSchedulerDef, MasterConfig, StoreUrl, SubmitDef, TimedSchedulerDef};
+use crate::config::{BuilderDef, MasterConfig, StoreUrl, SubmitDef};
 use crate::events::Event;
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
 use crate::results::CANCELLED;
-use crate::schedulers::timed::{self, Clock};
-use crate::schedulers::{dependent, force, on_change};
+use crate::schedulers::force;
 use crate::store::{Change, NewBuildset, Property, SourceStamp, StateWrite, Store, StoreError};
 use crate::workers::{Liveness, WorkerAccount, Workers};
 pub use dispatch::WaitingRequest;
 use dispatch::{complete_requests, dispatch_loop};
+pub use reconfig::{ReconfigError, Reconfigured};
+use services::Services;
 
 pub use crate::model::Submitted;
 
@@ -71,13 +71,23 @@ struct Running {
     stop: CancellationToken,
 }
 
+/// Builder name → (store id, definition).
+type Builders = HashMap<String, (i64, Arc<BuilderDef>)>;
+
 struct Inner {
-    config: MasterConfig,
+    /// The configuration in force: replaced whole by a reconfig, so a reader sees one config or the other.
+    config: RwLock<Arc<MasterConfig>>,
+    /// The master's directory (change sources keep their state under it; a reconfig reads `master.toml` there).
+    dir: PathBuf,
     store: Store,
     masterid: i64,
     workers: Workers,
-    /// Builder name → (store id, definition).
-    builders: HashMap<String, (i64, Arc<BuilderDef>)>,
+    /// The configured builders, replaced with the config.
+    builders: RwLock<Arc<Builders>>,
+    /// The schedulers and change sources running, each stoppable on its own (by a reconfig).
+    services: Mutex<Services>,
+    /// Held while a reconfig runs: reconfigs apply one after the other.
+    reconfiguring: tokio::sync::Mutex<()>,
     running: Mutex<HashMap<i64, Running>>,
     builds: TaskTracker,
     wake: Notify,
@@ -91,17 +101,9 @@ struct Inner {
     name: String,
     /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
     connection_limits: crate::connections::Fitted,
-    /// Git poller name → what makes it poll now (the `poller` change hook).
-    poll_now: HashMap<String, Arc<Notify>>,
-}
-
-/// A wake-up per git poller, by name.
-fn poll_now_of(sources: &[ChangeSourceDef]) -> HashMap<String, Arc<Notify>> {
-    sources
-        .iter()
-        .filter(|s| matches!(s, ChangeSourceDef::Git(_)))
-        .map(|s| (s.name().to_string(), Arc::new(Notify::new())))
-        .collect()
+    /// Git poller name → what makes it poll now (the `poller` change hook); a poller started again (by a
+    /// reconfig) gets its entry anew.
+    poll_now: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// A running master. Cheap to clone.
@@ -173,21 +175,7 @@ impl Master {
         for worker in &config.workers {
             workerids.insert(worker.name.clone(), store.find_or_add_worker(&worker.name).await?);
         }
-        let accounts = config
-            .workers
-            .iter()
-            .map(|w| WorkerAccount {
-                name: w.name.clone(),
-                password: w.password.clone(),
-                max_builds: w.max_builds.map(|m| m as usize),
-                builder_dirs: config
-                    .builders
-                    .iter()
-                    .filter(|b| b.workers.contains(&w.name))
-                    .map(|b| b.builddir.clone())
-                    .collect(),
-            })
-            .collect();
+        let accounts = worker_accounts(&config);
         let liveness =
             Liveness { interval: config.worker_listener.ping_interval, timeout: config.worker_listener.ping_timeout };
         let workers = Workers::new(accounts, liveness).publishing_on(store.events().clone(), workerids);
@@ -201,13 +189,16 @@ impl Master {
             None => None,
         };
         let locks = config.locks.clone();
-        let config_sources = config.change_sources.clone();
+        let handshake_timeout = config.worker_listener.handshake_timeout;
         let inner = Arc::new(Inner {
-            config,
+            config: RwLock::new(Arc::new(config)),
+            dir: dir.to_path_buf(),
             store,
             masterid,
             workers: workers.clone(),
-            builders,
+            builders: RwLock::new(Arc::new(builders)),
+            services: Mutex::default(),
+            reconfiguring: tokio::sync::Mutex::new(()),
             running: Mutex::default(),
             builds: TaskTracker::new(),
             wake: Notify::new(),
@@ -216,85 +207,19 @@ impl Master {
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
-            poll_now: poll_now_of(&config_sources),
+            poll_now: Mutex::default(),
         });
-        let port = crate::workers::WorkerPort {
-            tls,
-            limits: connection_limits.workers,
-            handshake_timeout: inner.config.worker_listener.handshake_timeout,
-        };
+        let port = crate::workers::WorkerPort { tls, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         let master = Master { inner: inner.clone() };
         // A scheduler seen for the first time takes the changes stored from now on. Each subscribes before the
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
         let start_after = inner.store.last_change_id().await?;
-        for def in &inner.config.timed_schedulers {
-            master.start_timed_scheduler(def.clone(), start_after);
-        }
-        master.start_change_schedulers(start_after);
-        for def in &inner.config.dependent_schedulers {
-            master.start_dependent_scheduler(def.clone());
-        }
-        for def in &inner.config.change_sources {
-            master.start_change_source(def.clone(), dir);
-        }
+        master.start_services(start_after);
         inner.store.events().publish(Event::MasterStarted { masterid, name: master_name.clone() });
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))
-    }
-
-    /// Runs the on-change schedulers until the master stops (new ones take the changes after `start_after`).
-    fn start_change_schedulers(&self, start_after: i64) {
-        for def in &self.inner.config.change_schedulers {
-            let master = self.clone();
-            let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
-            let stop = self.inner.shutting_down.clone();
-            let (store, changes) = (self.inner.store.clone(), self.subscribe_changes());
-            tokio::spawn(on_change::run(def.clone(), store, start_after, changes, stop, move |group, state| {
-                let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
-                async move {
-                    match master.submit_changes(&name, &builders, priority, &group, state).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
-                            false
-                        }
-                    }
-                }
-            }));
-        }
-    }
-
-    /// Runs a change source until the master stops; what it finds is stored (and so reaches the schedulers).
-    fn start_change_source(&self, def: ChangeSourceDef, dir: &Path) {
-        let master = self.clone();
-        let stop = self.inner.shutting_down.clone();
-        let deliver = move |changes: Vec<crate::changes::NewChange>| {
-            let master = master.clone();
-            async move {
-                for change in changes {
-                    if let Err(e) = master.add_polled_change(change).await {
-                        tracing::error!(error = %e, "storing a change failed; it will be found again");
-                        return false;
-                    }
-                }
-                true
-            }
-        };
-        let now = self.inner.poll_now.get(def.name()).cloned().unwrap_or_default();
-        match def {
-            ChangeSourceDef::Git(git) => {
-                let interval = git.poll_interval;
-                let poller = GitPoller::new(git, dir, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver));
-            }
-            ChangeSourceDef::Package(package) => {
-                let interval = package.poll_interval;
-                let poller = ReleasePoller::new(package, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver));
-            }
-        }
     }
 
     /// Submits a buildset for a scheduler's group of changes: the source stamp of the last one. `state` is
@@ -319,7 +244,7 @@ impl Master {
         };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
-        let cancels = self.inner.config.change_schedulers.iter().any(|s| s.name == scheduler && s.cancel_superseded);
+        let cancels = self.config().change_schedulers.iter().any(|s| s.name == scheduler && s.cancel_superseded);
         if cancels {
             self.cancel_superseded(scheduler, submitted.buildsetid).await;
         }
@@ -344,43 +269,14 @@ impl Master {
         }
     }
 
-    /// Runs a timed scheduler until the master stops: each firing that builds submits a buildset for its
-    /// builders (with the source stamp of the last change it classified, if it takes changes:
-    /// `only_if_changed`; a new one takes the changes after `start_after`).
-    fn start_timed_scheduler(&self, def: TimedSchedulerDef, start_after: i64) {
-        let master = self.clone();
-        let (name, builders, priority) = (def.name.clone(), def.builders.clone(), def.priority);
-        let stop = self.inner.shutting_down.clone();
-        let changes = def.only_if_changed.then(|| self.subscribe_changes().into());
-        let store = self.inner.store.clone();
-        tokio::spawn(timed::run(def, Clock::System, store, start_after, changes, stop, move |at, changes, state| {
-            let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
-            async move {
-                let submitted = if changes.is_empty() {
-                    let reason = format!("The scheduler named '{name}' triggered this build at {}", at.to_rfc3339());
-                    let buildset = NewBuildset { reason, priority, state, ..NewBuildset::default() };
-                    master.submit_for(&name, &builders, buildset).await.map(|_| ())
-                } else {
-                    master.submit_changes(&name, &builders, priority, &changes, state).await
-                };
-                match submitted {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
-                        false
-                    }
-                }
-            }
-        }));
-    }
-
     /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
     pub fn connection_limits(&self) -> crate::connections::Fitted {
         self.inner.connection_limits
     }
 
-    pub fn config(&self) -> &MasterConfig {
-        &self.inner.config
+    /// The configuration in force (a reconfig replaces it; the one returned stays whole).
+    pub fn config(&self) -> Arc<MasterConfig> {
+        self.inner.config()
     }
 
     pub fn store(&self) -> &Store {
@@ -397,7 +293,7 @@ impl Master {
 
     /// The store id of a builder.
     pub fn builder_id(&self, name: &str) -> Option<i64> {
-        self.inner.builders.get(name).map(|(id, _)| *id)
+        self.inner.builders().get(name).map(|(id, _)| *id)
     }
 
     /// Forces builds through the force scheduler `scheduler` (all its builders, or only `builder` of them), with
@@ -409,9 +305,8 @@ impl Master {
         builder: Option<&str>,
         values: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Submitted, ActionError> {
-        let def = self
-            .inner
-            .config
+        let config = self.config();
+        let def = config
             .force_schedulers
             .iter()
             .find(|s| s.name == scheduler)
@@ -447,7 +342,7 @@ impl Master {
                 .builderids
                 .push(self.builder_id(name).ok_or_else(|| ActionError::UnknownBuilder(name.to_string()))?);
         }
-        if let Some(submit) = self.inner.config.scheduler_submits.get(scheduler) {
+        if let Some(submit) = self.config().scheduler_submits.get(scheduler) {
             with_scheduler_defaults(&mut buildset, submit);
         }
         // The scheduler's own property wins over one of the same name (from a trigger step or a force form).
@@ -465,7 +360,7 @@ impl Master {
     }
 
     async fn submit(&self, mut new: NewBuildset) -> Result<Submitted, ActionError> {
-        new.builder_priorities = self.inner.builders.values().map(|(id, def)| (*id, def.priority)).collect();
+        new.builder_priorities = self.inner.builders().values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
         let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
         let requests: Vec<(i64, i64)> = builderids.into_iter().zip(brids).collect();
@@ -481,7 +376,7 @@ impl Master {
 
     /// Collapses the older queued requests of builder `builderid` that the new request `brid` covers.
     async fn collapse_into(&self, builderid: i64, buildsetid: i64, brid: i64) -> Result<(), StoreError> {
-        let collapses = self.inner.builders.values().any(|(id, def)| *id == builderid && def.collapse_requests);
+        let collapses = self.inner.builders().values().any(|(id, def)| *id == builderid && def.collapse_requests);
         if !collapses {
             return Ok(());
         }
@@ -550,7 +445,10 @@ impl Master {
 
     /// Makes the git poller `name` poll now (the `poller` change hook); false when there is none by that name.
     pub fn poll_now(&self, name: &str) -> bool {
-        match self.inner.poll_now.get(name) {
+        if !self.git_poller_names().iter().any(|n| n == name) {
+            return false;
+        }
+        match lock(&self.inner.poll_now).get(name) {
             Some(now) => {
                 // Kept when the poller is busy polling: it polls again right after.
                 now.notify_one();
@@ -560,11 +458,24 @@ impl Master {
         }
     }
 
-    /// The names of the git pollers the `poller` change hook can wake.
+    /// The names of the git pollers of the configuration in force (those the `poller` change hook can wake).
     pub fn git_poller_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.poll_now.keys().cloned().collect();
+        let config = self.config();
+        let mut names: Vec<String> = config
+            .change_sources
+            .iter()
+            .filter(|s| matches!(s, crate::config::ChangeSourceDef::Git(_)))
+            .map(|s| s.name().to_string())
+            .collect();
         names.sort();
         names
+    }
+
+    /// What makes the git poller `name` poll now: a new one for each start of the poller.
+    fn new_poll_now(&self, name: &str) -> Arc<Notify> {
+        let now = Arc::new(Notify::new());
+        lock(&self.inner.poll_now).insert(name.to_string(), now.clone());
+        now
     }
 
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {
@@ -578,30 +489,13 @@ impl Master {
 
     /// Submits a buildset through the triggerable scheduler `scheduler` (for its builders), as a trigger step does.
     pub async fn trigger(&self, scheduler: &str, buildset: NewBuildset) -> Result<Submitted, ActionError> {
-        let def = self
-            .inner
-            .config
+        let config = self.config();
+        let def = config
             .triggerable_schedulers
             .iter()
             .find(|s| s.name == scheduler)
             .ok_or_else(|| ActionError::UnknownScheduler(scheduler.to_string()))?;
         self.submit_for(scheduler, &def.builders, buildset).await
-    }
-
-    /// Runs a dependent scheduler until the master stops (see [`dependent::run`]).
-    fn start_dependent_scheduler(&self, def: DependentSchedulerDef) {
-        let master = self.clone();
-        let completed = self.inner.store.events().subscribe();
-        let stop = self.inner.shutting_down.clone();
-        let (name, builders) = (def.name.clone(), def.builders.clone());
-        tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
-            let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
-            async move {
-                if let Err(e) = master.submit_for(&name, &builders, buildset).await {
-                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
-                }
-            }
-        }));
     }
 
     /// Cancelled when the master begins to stop (cleanly or not).
@@ -683,7 +577,7 @@ impl Master {
     }
 
     async fn set_paused(&self, name: &str, paused: bool, reason: Option<&str>) -> Result<(), ActionError> {
-        if !self.inner.config.workers.iter().any(|w| w.name == name) {
+        if !self.config().workers.iter().any(|w| w.name == name) {
             return Err(ActionError::UnknownWorker(name.to_string()));
         }
         if !self.inner.store.set_worker_paused(name, paused, reason).await? {
@@ -726,6 +620,25 @@ impl Master {
     }
 }
 
+/// The workers a config lets connect, each with the directories of the builders it serves.
+fn worker_accounts(config: &MasterConfig) -> Vec<WorkerAccount> {
+    config
+        .workers
+        .iter()
+        .map(|w| WorkerAccount {
+            name: w.name.clone(),
+            password: w.password.clone(),
+            max_builds: w.max_builds.map(|m| m as usize),
+            builder_dirs: config
+                .builders
+                .iter()
+                .filter(|b| b.workers.contains(&w.name))
+                .map(|b| b.builddir.clone())
+                .collect(),
+        })
+        .collect()
+}
+
 /// Gives a buildset what its scheduler's config adds: the configured reason, the properties the buildset does not
 /// set already, and a source stamp for each configured codebase it has none of.
 fn with_scheduler_defaults(buildset: &mut NewBuildset, submit: &SubmitDef) {
@@ -747,6 +660,16 @@ fn with_scheduler_defaults(buildset: &mut NewBuildset, submit: &SubmitDef) {
                 codebase: codebase.codebase.clone(),
             });
         }
+    }
+}
+
+impl Inner {
+    fn config(&self) -> Arc<MasterConfig> {
+        self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn builders(&self) -> Arc<Builders> {
+        self.builders.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

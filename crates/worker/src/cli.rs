@@ -95,22 +95,32 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
-/// Cancels `stop` at the first SIGTERM or SIGINT; a second one exits at once.
+/// Cancels `stop` at the first SIGTERM or SIGINT; a second one exits at once. SIGHUP (a closed terminal, or an
+/// operator used to reloading a master) is logged and ignored: the worker keeps running its builds.
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let hup_message = "SIGHUP received: ignored (a worker has nothing to reload; restart it to read a changed config)";
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::warn!("{hup_message}"),
+        }
     }
     tracing::info!("stopping: ending running commands");
     stop.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::warn!("{hup_message}"),
+        }
     }
     tracing::warn!("second signal: exiting now");
     std::process::exit(130);

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A master's `/api/v2`.
+/// A master's `/api/v2`. Cheap to clone.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     token: Option<String>,
@@ -44,6 +45,24 @@ impl Api {
             bail!("GET {url}: {status}: {}", body["error"].as_str().unwrap_or(&body.to_string()));
         }
         Ok(body)
+    }
+
+    /// `GET events?path=…` (Server-Sent Events), connected: the response's body is the stream, without the
+    /// timeout of other requests.
+    pub async fn events(&self, paths: &[String]) -> anyhow::Result<reqwest::Response> {
+        // Routing-key patterns are ids, names, `*` and `/`: nothing a query string must escape.
+        let query: Vec<String> = paths.iter().map(|p| format!("path={p}")).collect();
+        let url = format!("{}/events?{}", self.base, query.join("&"));
+        // A stream lasts as long as the build it follows: no overall timeout, only one for connecting.
+        let request = self.http.get(&url).timeout(Duration::from_secs(365 * 24 * 3600));
+        let response = tokio::time::timeout(TIMEOUT, self.authorized(request).send())
+            .await
+            .with_context(|| format!("GET {url}: no answer within {TIMEOUT:?}"))?
+            .with_context(|| format!("GET {url}"))?;
+        if !response.status().is_success() {
+            bail!("GET {url}: {}", response.status());
+        }
+        Ok(response)
     }
 
     /// The `plural` list of `GET path`.

@@ -1,8 +1,6 @@
 //! One function per client command. Each asks the API, then prints for people (or the API's JSON with `--json`).
 //! They return whether what was asked about went well (`false` → exit code 1), or an error (exit code 2).
 
-use std::time::Duration;
-
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -10,8 +8,6 @@ use serde_json::{json, Value};
 use super::table::{self, cell, duration, result, time};
 use super::{Api, Connection};
 
-/// How often `log --follow` looks for new lines of a running build.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
 /// Most lines of a log asked for at once (the API answers at most 100,000): what a client holds in memory.
 const PAGE_LINES: i64 = 10_000;
 
@@ -256,6 +252,11 @@ async fn logs(
     let api = conn.api()?;
     let buildid = build_id(&api.build(build).await?)?;
     let mut printed: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    let paths = vec![format!("builds/{buildid}/*"), format!("builds/{buildid}/steps/*/*"), "logs/*/*".to_string()];
+    let wakeups = match follow {
+        true => Some(super::Wakeups::start(&api, paths).await),
+        false => None,
+    };
     loop {
         // Read the build before its logs: if it was complete then, every line is stored by now.
         let build = api.get_one(&format!("builds/{buildid}")).await?;
@@ -291,7 +292,9 @@ async fn logs(
             }
             return Ok(!follow || matches!(results, Some(0 | 1)));
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
+        if let Some(wakeups) = &wakeups {
+            wakeups.next().await;
+        }
     }
 }
 

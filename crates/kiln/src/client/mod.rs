@@ -5,10 +5,12 @@
 mod api;
 mod commands;
 mod table;
+mod wakeups;
 
 pub use api::Api;
 pub use commands::{print_lines, run, ClientCommand};
 pub use table::result;
+pub use wakeups::Wakeups;
 
 /// Where the master is and how to talk to it: every client command takes these.
 #[derive(clap::Args, Clone, Debug)]

@@ -26,8 +26,8 @@ pub trait MasterHandle: Send + Sync {
     fn stopping(&self) -> &CancellationToken;
 
     /// The name of the builder with store id `builderid`, if the config has it.
-    fn builder_name(&self, builderid: i64) -> Option<&str>;
+    fn builder_name(&self, builderid: i64) -> Option<String>;
 
     /// The master's web address (`url` in the config), for links in logs.
-    fn url(&self) -> &str;
+    fn url(&self) -> String;
 }

@@ -174,7 +174,7 @@ async fn log_submitted(
 ) -> Result<(), StoreError> {
     let mut text = format!("triggered '{scheduler}': buildset {}\n", submitted.buildsetid);
     for (builderid, brid) in &submitted.requests {
-        let builder = job.master.builder_name(*builderid).unwrap_or("?");
+        let builder = job.master.builder_name(*builderid).unwrap_or_else(|| "?".into());
         text.push_str(&format!(
             "  build request {brid} on builder '{builder}': {}#/buildrequests/{brid}\n",
             job.master.url()

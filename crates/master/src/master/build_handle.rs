@@ -25,11 +25,11 @@ impl MasterHandle for Master {
         Master::stopping(self)
     }
 
-    fn builder_name(&self, builderid: i64) -> Option<&str> {
-        self.config().builders.iter().map(|b| b.name.as_str()).find(|name| self.builder_id(name) == Some(builderid))
+    fn builder_name(&self, builderid: i64) -> Option<String> {
+        self.inner.builders().iter().find(|(_, (id, _))| *id == builderid).map(|(name, _)| name.clone())
     }
 
-    fn url(&self) -> &str {
-        &self.config().url
+    fn url(&self) -> String {
+        self.config().url.clone()
     }
 }

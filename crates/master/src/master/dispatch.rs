@@ -41,11 +41,12 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
 /// requests start where, then claims and starts them.
 async fn dispatch_once(inner: &Arc<Inner>) -> Result<(), StoreError> {
     let Some(queue) = gather(inner).await? else { return Ok(()) };
+    let builders = inner.builders();
     for assignment in plan(&queue.pending, &queue.workers, &inner.locks.snapshot()) {
         if inner.shutting_down.is_cancelled() {
             return Ok(());
         }
-        let Some((builderid, def)) = inner.builders.get(&assignment.builder) else { continue };
+        let Some((builderid, def)) = builders.get(&assignment.builder) else { continue };
         // The locks first: a step may have taken one since the plan was made.
         let Some(locks) = inner.locks.try_acquire(&def.locks, &assignment.worker) else { continue };
         if !inner.store.claim_requests(&[assignment.brid], inner.masterid).await? {
@@ -67,7 +68,7 @@ struct Gathered {
 /// Reads the queue's state; `None` when no request is pending.
 async fn gather(inner: &Inner) -> Result<Option<Gathered>, StoreError> {
     let mut pending = Vec::new();
-    for (name, (id, def)) in &inner.builders {
+    for (name, (id, def)) in inner.builders().iter() {
         let requests = inner.store.unclaimed_requests(*id).await?;
         if !requests.is_empty() {
             let (workers, locks) = (def.workers.clone(), def.locks.clone());
@@ -81,7 +82,7 @@ async fn gather(inner: &Inner) -> Result<Option<Gathered>, StoreError> {
     let workers = {
         let running = lock(&inner.running);
         inner
-            .config
+            .config()
             .workers
             .iter()
             .filter(|w| inner.workers.connected(&w.name).is_some_and(|c| !c.is_closed()))
@@ -160,7 +161,7 @@ impl Master {
                     .iter()
                     .filter(|(_, r)| {
                         self.inner
-                            .builders
+                            .builders()
                             .get(&r.builder)
                             .is_some_and(|(_, def)| def.locks.iter().any(|l| &l.name == name))
                     })

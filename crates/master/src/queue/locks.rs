@@ -163,6 +163,12 @@ impl Locks {
         Locks { table: Arc::new(Mutex::new(LockTable::new(defs))), released: Arc::new(watch::channel(0).0) }
     }
 
+    /// Replaces the definitions (a reconfig): holders keep what they hold; takers from now on get the new counts.
+    pub fn set_defs(&self, defs: BTreeMap<String, LockDef>) {
+        self.table().defs = Arc::new(defs);
+        self.released.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, LockTable> {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -111,7 +111,7 @@ fn id_or_name<'a>(text: &str, number_field: &'a str, name_field: &'a str) -> (&'
 }
 
 /// The builder named or numbered `text`, with its store id.
-fn find_builder<'m>(master: &'m Master, text: &str) -> Result<(i64, &'m BuilderDef), ApiError> {
+fn find_builder(master: &Master, text: &str) -> Result<(i64, BuilderDef), ApiError> {
     let number: Option<i64> = text.parse().ok();
     master
         .config()
@@ -119,6 +119,7 @@ fn find_builder<'m>(master: &'m Master, text: &str) -> Result<(i64, &'m BuilderD
         .iter()
         .filter_map(|def| master.builder_id(&def.name).map(|id| (id, def)))
         .find(|(id, def)| number.map_or(def.name == text, |n| n == *id))
+        .map(|(id, def)| (id, def.clone()))
         .ok_or_else(|| ApiError::not_found(format!("no builder '{text}'")))
 }
 
@@ -158,7 +159,7 @@ pub(super) async fn builders(State(m): State<Master>, params: Params) -> ApiResu
 pub(super) async fn builder(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
     let spec = Spec::parse(&params)?;
     let (id, def) = find_builder(&m, &b)?;
-    Ok(page("builders", vec![spec.select(render::builder(&m, id, def))], 1))
+    Ok(page("builders", vec![spec.select(render::builder(&m, id, &def))], 1))
 }
 
 pub(super) async fn builder_builds(State(m): State<Master>, Path(b): Path<String>, params: Params) -> ApiResult {
@@ -367,8 +368,8 @@ pub(super) async fn forceschedulers(State(m): State<Master>, params: Params) -> 
 
 pub(super) async fn forcescheduler(State(m): State<Master>, Path(name): Path<String>, params: Params) -> ApiResult {
     let spec = Spec::parse(&params)?;
-    let def = m
-        .config()
+    let config = m.config();
+    let def = config
         .force_schedulers
         .iter()
         .find(|s| s.name == name)

@@ -56,8 +56,8 @@ pub struct Workers {
     inner: Arc<RwLock<Inner>>,
     events: broadcast::Sender<WorkerEvent>,
     liveness: Liveness,
-    /// Where attaches and detaches are published, with the workers' store ids by name.
-    bus: Option<(EventBus, Arc<HashMap<String, i64>>)>,
+    /// Where attaches and detaches are published (for the workers whose store ids `Inner::ids` knows).
+    bus: Option<EventBus>,
     /// The warnings each refused or failed connection writes, at most once a second (a flood writes few).
     refusals: SharedLog,
 }
@@ -66,6 +66,8 @@ pub struct Workers {
 struct Inner {
     accounts: HashMap<String, WorkerAccount>,
     connected: HashMap<String, Arc<WorkerConnection>>,
+    /// The workers' store ids by name, for the events published.
+    ids: HashMap<String, i64>,
 }
 
 impl Workers {
@@ -83,13 +85,14 @@ impl Workers {
 
     /// Publishes on `bus` each worker of `ids` (name → store id) that attaches or detaches.
     pub fn publishing_on(mut self, bus: EventBus, ids: HashMap<String, i64>) -> Workers {
-        self.bus = Some((bus, Arc::new(ids)));
+        self.bus = Some(bus);
+        self.write().ids = ids;
         self
     }
 
     fn publish(&self, name: &str, attached: bool) {
-        let Some((bus, ids)) = &self.bus else { return };
-        let Some(&workerid) = ids.get(name) else { return };
+        let Some(bus) = &self.bus else { return };
+        let Some(workerid) = self.read().ids.get(name).copied() else { return };
         let name = name.to_string();
         bus.publish(match attached {
             true => Event::WorkerAttached { workerid, name },
@@ -97,9 +100,24 @@ impl Workers {
         });
     }
 
-    /// Replaces the accounts (a reconfig); connected workers stay connected.
+    /// Replaces the accounts; connected workers stay connected (see [`Workers::reconfigure`]).
     pub fn set_accounts(&self, accounts: Vec<WorkerAccount>) {
         self.write().accounts = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
+    }
+
+    /// A reconfig: replaces the accounts and the store ids, and closes the connections of workers no longer
+    /// configured (as Buildbot does); the others stay connected.
+    pub fn reconfigure(&self, accounts: Vec<WorkerAccount>, ids: HashMap<String, i64>) {
+        let removed: Vec<Arc<WorkerConnection>> = {
+            let mut inner = self.write();
+            inner.accounts = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
+            inner.ids.extend(ids);
+            let Inner { accounts, connected, .. } = &*inner;
+            connected.iter().filter(|(name, _)| !accounts.contains_key(*name)).map(|(_, c)| c.clone()).collect()
+        };
+        for connection in removed {
+            connection.close();
+        }
     }
 
     pub fn account(&self, name: &str) -> Option<WorkerAccount> {
