@@ -511,7 +511,7 @@ impl Master {
         }
     }
 
-    /// The names of the git pollers the `poller` change hook can wake.
+    /// The names of the git pollers of the configuration in force (those the `poller` change hook can wake).
     pub fn git_poller_names(&self) -> Vec<String> {
         let config = self.config();
         let git = config.change_sources.iter().filter(|s| matches!(s, ChangeSourceDef::Git(_)));
@@ -520,9 +520,11 @@ impl Master {
         names
     }
 
-    /// What makes the change source `name` poll now, made on first use.
-    fn poll_now_of(&self, name: &str) -> Arc<Notify> {
-        lock(&self.inner.poll_now).entry(name.to_string()).or_default().clone()
+    /// What makes the git poller `name` poll now: a new one for each start of the poller.
+    fn new_poll_now(&self, name: &str) -> Arc<Notify> {
+        let now = Arc::new(Notify::new());
+        lock(&self.inner.poll_now).insert(name.to_string(), now.clone());
+        now
     }
 
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {
