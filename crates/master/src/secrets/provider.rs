@@ -65,6 +65,8 @@ pub enum SecretError {
         "'{name}' is not a secret name (letters, digits, '_', '-', '.', '/' between names; not starting with '.')"
     )]
     BadName { name: String },
+    #[error("{error}")]
+    Template { error: String },
     #[error("secret '{name}' is unknown: no provider has it (asked: {asked})")]
     Unknown { name: String, asked: String },
     #[error(

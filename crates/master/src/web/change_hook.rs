@@ -52,7 +52,7 @@ async fn hook(
         .map(|(_, value)| value.trim().to_string())
         .filter(|value| !value.is_empty());
     let changes = if dialect == "base" {
-        let token = &hooks.base.as_ref().ok_or_else(not_configured)?.token;
+        let token = hooks.base.as_ref().ok_or_else(not_configured)?.token.expose();
         let body = body.map_err(rejected)?;
         base_changes(token, &HookRequest { headers: &headers, body: &body })
     } else {
@@ -82,7 +82,7 @@ async fn hook(
 
 fn hook_config(def: &HookDef) -> HookConfig {
     HookConfig {
-        secret: def.secret.clone(),
+        secret: def.secret.as_ref().map(|s| s.expose().to_string()),
         with_tags: def.with_tags,
         project: def.project.clone(),
         codebase: def.codebase.clone(),
