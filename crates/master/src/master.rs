@@ -6,6 +6,7 @@
 
 mod build_handle;
 mod dispatch;
+mod janitor;
 mod reconfig;
 mod services;
 
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::changes::NewChange;
-use crate::config::{BuilderDef, MasterConfig, StoreUrl, SubmitDef};
+use crate::config::{BuilderDef, ChangeSourceDef, MasterConfig, StoreUrl, SubmitDef};
 use crate::events::Event;
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
@@ -103,6 +104,9 @@ struct Inner {
     connection_limits: crate::connections::Fitted,
     /// Where builds (and reporters) fetch their secrets; replaced with the config.
     secrets: RwLock<crate::secrets::Providers>,
+    /// Change source name → what makes it poll now (the `poller` change hook); a source started by a reconfig
+    /// gets its entry when it starts.
+    poll_now: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// A running master. Cheap to clone.
@@ -242,6 +246,7 @@ impl Master {
             name: master_name.clone(),
             connection_limits,
             secrets: RwLock::new(secrets),
+            poll_now: Mutex::default(),
         });
         let port = crate::workers::WorkerPort { tls, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
@@ -251,6 +256,7 @@ impl Master {
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
         let start_after = inner.store.last_change_id().await?;
         master.start_services(start_after);
+        tokio::spawn(janitor::run(master.clone()));
         inner.store.events().publish(Event::MasterStarted { masterid, name: master_name.clone() });
         tracing::info!(workers = %worker_address, name = %master_name, "master started");
         Ok((master, Addresses { workers: worker_address }))
@@ -278,7 +284,29 @@ impl Master {
         };
         let submitted = self.submit_for(scheduler, builders, buildset).await?;
         tracing::info!(scheduler, buildset = submitted.buildsetid, changes = group.len(), "changes scheduled");
+        let cancels = self.config().change_schedulers.iter().any(|s| s.name == scheduler && s.cancel_superseded);
+        if cancels {
+            self.cancel_superseded(scheduler, submitted.buildsetid).await;
+        }
         Ok(())
+    }
+
+    /// Cancels the queued requests and stops the running builds of `scheduler`'s buildsets that buildset `newer`
+    /// supersedes (the same branch, submitted before). A failure is logged: the newer buildset stands.
+    async fn cancel_superseded(&self, scheduler: &str, newer: i64) {
+        let requests = match self.inner.store.superseded_requests(scheduler, newer).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::warn!(scheduler, buildset = newer, error = %e, "superseded requests not found");
+                return;
+            }
+        };
+        for brid in requests {
+            tracing::info!(scheduler, buildrequest = brid, by = newer, "cancelling a superseded request");
+            if let Err(e) = self.cancel_request(brid).await {
+                tracing::warn!(scheduler, buildrequest = brid, error = %e, "a superseded request was not cancelled");
+            }
+        }
     }
 
     /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
@@ -467,6 +495,34 @@ impl Master {
             }
         }
         Ok(delivered.ids)
+    }
+
+    /// Makes the git poller `name` poll now (the `poller` change hook); false when there is none by that name.
+    pub fn poll_now(&self, name: &str) -> bool {
+        let is_git =
+            self.config().change_sources.iter().any(|s| s.name() == name && matches!(s, ChangeSourceDef::Git(_)));
+        match lock(&self.inner.poll_now).get(name).filter(|_| is_git) {
+            Some(now) => {
+                // Kept when the poller is busy polling: it polls again right after.
+                now.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names of the git pollers the `poller` change hook can wake.
+    pub fn git_poller_names(&self) -> Vec<String> {
+        let config = self.config();
+        let git = config.change_sources.iter().filter(|s| matches!(s, ChangeSourceDef::Git(_)));
+        let mut names: Vec<String> = git.map(|s| s.name().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// What makes the change source `name` poll now, made on first use.
+    fn poll_now_of(&self, name: &str) -> Arc<Notify> {
+        lock(&self.inner.poll_now).entry(name.to_string()).or_default().clone()
     }
 
     async fn announce_change(&self, id: i64) -> Result<Change, ActionError> {

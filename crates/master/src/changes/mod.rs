@@ -26,11 +26,17 @@ pub trait Poller {
     fn discard(&mut self);
 }
 
-/// Polls every `interval` (the first time at once) until `stop`: each poll's changes go to `deliver`, which
-/// answers whether it stored them; only then is the source's state saved, so a failure or a crash in between
-/// delivers the changes again rather than losing them. Errors are logged and the next poll tries again.
-pub async fn run_poller<P, F, Fut>(mut poller: P, interval: Duration, stop: CancellationToken, mut deliver: F)
-where
+/// Polls every `interval` (the first time at once) until `stop`, and at once whenever `now` is notified (the
+/// `poller` change hook): each poll's changes go to `deliver`, which answers whether it stored them; only then
+/// is the source's state saved, so a failure or a crash in between delivers the changes again rather than losing
+/// them. Errors are logged and the next poll tries again.
+pub async fn run_poller<P, F, Fut>(
+    mut poller: P,
+    interval: Duration,
+    now: std::sync::Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+    mut deliver: F,
+) where
     P: Poller,
     F: FnMut(Vec<NewChange>) -> Fut,
     Fut: Future<Output = bool>,
@@ -41,6 +47,11 @@ where
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
+            _ = now.notified() => {
+                tracing::info!(source = %poller.name(), "polling now, as asked through the poller hook");
+                // The next periodic poll counts from this one.
+                ticks.reset();
+            }
         }
         let polled = tokio::select! {
             _ = stop.cancelled() => return,

@@ -78,6 +78,57 @@ pub struct HookDef {
     pub with_tags: bool,
     pub project: Option<String>,
     pub codebase: Option<String>,
+    /// Pull and merge requests make changes (category `pull`).
+    #[serde(default = "yes")]
+    pub pull_requests: bool,
+    /// Pull requests from forks make changes too (off: the safe default).
+    #[serde(default)]
+    pub build_forks: bool,
+    /// GitHub: a draft marked ready for review makes a change.
+    #[serde(default)]
+    pub ready_for_review: bool,
+    /// GitHub: adding one of these labels to a pull request makes a change.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// GitHub: the ref a pull request's change names (`head`, the default, or `merge`).
+    #[serde(default)]
+    pub pull_request_ref: PullRequestRef,
+    /// GitLab: a comment on a merge request containing this text builds its head again.
+    pub note_trigger: Option<String>,
+    /// Regular expressions; a push whose head commit's message matches one makes no changes. Absent: Buildbot's
+    /// `[ci skip]` and `[skip ci]`; `[]`: nothing is skipped.
+    pub skip_markers: Option<SkipMarkers>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `pull_request_ref`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullRequestRef {
+    #[default]
+    Head,
+    Merge,
+}
+
+/// `skip_markers`: regular expressions, each checked when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipMarkers(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for SkipMarkers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let patterns = Vec::<String>::deserialize(deserializer)?;
+        for pattern in &patterns {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(serde::de::Error::custom(format!(
+                    "skip marker {pattern:?} is not a regular expression: {e}"
+                )));
+            }
+        }
+        Ok(SkipMarkers(patterns))
+    }
 }
 
 /// `[change_hooks.base]`: changes POSTed as JSON by scripts and `kiln sendchange`, with a token.
@@ -97,6 +148,18 @@ pub struct ChangeHooksConfig {
     pub gitea: Option<HookDef>,
     pub bitbucket: Option<HookDef>,
     pub base: Option<BaseHookDef>,
+    /// `[change_hooks.poller]`: `/change_hook/poller?poller=NAME` makes a git poller poll now.
+    pub poller: Option<PollerHookDef>,
+}
+
+/// `[change_hooks.poller]` (Buildbot's `poller` dialect).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollerHookDef {
+    /// Sent as `Authorization: Bearer <token>`, as to the base hook.
+    pub token: String,
+    /// The pollers it may wake (by name); absent: every git poller.
+    pub allowed: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

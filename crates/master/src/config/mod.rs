@@ -27,11 +27,16 @@ pub use error::{ConfigError, ConfigProblem};
 mod changes;
 mod force;
 mod locks;
+mod retention;
 mod schedulers;
 mod secrets;
-pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
+pub use changes::{
+    BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, PollerHookDef, PullRequestRef,
+    ReleasePollerDef, SkipMarkers,
+};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
+pub use retention::{parse_duration, RetentionConfig};
 pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, CodebaseDef, DependentSchedulerDef, SubmitDef, TimedSchedulerDef, Timing,
     TriggerableSchedulerDef,
@@ -84,6 +89,8 @@ pub struct MasterConfig {
     pub locks: BTreeMap<String, LockDef>,
     /// Where `%(secret:NAME)s` forms are looked up (`[[secret_provider]]`), and `[secrets]`.
     pub secrets: crate::secrets::SecretsConfig,
+    /// How long logs are kept (`[retention]`).
+    pub retention: RetentionConfig,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -195,6 +202,16 @@ pub struct BuilderDef {
     pub collapse_requests: bool,
     /// The locks each build holds from its start to its end.
     pub locks: Vec<LockUse>,
+    /// How long its builds' logs are kept (`log_retention`): `None` takes `[retention] logs`; `Some(None)` is
+    /// forever.
+    pub log_retention: Option<Option<Duration>>,
+}
+
+impl BuilderDef {
+    /// How long this builder's logs are kept under `retention`; `None`: forever.
+    pub fn logs_kept(&self, retention: &RetentionConfig) -> Option<Duration> {
+        self.log_retention.unwrap_or(retention.logs)
+    }
 }
 
 /// A force scheduler: lets a user start builds from the web UI (`[[force_scheduler]]`).

@@ -119,6 +119,7 @@ struct RawMaster {
     change_hooks: super::changes::ChangeHooksConfig,
     #[serde(default)]
     secrets: super::secrets::RawSecrets,
+    retention: super::retention::RawRetention,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,6 +180,7 @@ struct RawBuilder {
     collapse_requests: Option<bool>,
     locks: Option<Vec<Spanned<RawLockUse>>>,
     log_environ: Option<bool>,
+    log_retention: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +204,7 @@ struct MasterSettings {
     web: WebConfig,
     change_hooks: super::changes::ChangeHooksConfig,
     secrets: super::secrets::RawSecrets,
+    retention: super::RetentionConfig,
 }
 
 /// Reads and checks a whole file.
@@ -263,6 +266,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_hooks: settings.change_hooks,
             locks,
             secrets,
+            retention: settings.retention,
         }),
         _ => Err(problems.into_error()),
     }
@@ -316,6 +320,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
     let store = check_store(raw.store, problems);
     let worker_listener = check_worker_listener(raw.worker_listener, problems);
     let web = check_web(raw.web, problems);
+    let retention = super::retention::check_retention(raw.retention, problems);
     let url = match (raw.url, &web) {
         (Some(url), _) if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) => {
             problems.add(url.span(), None, "url", format!("'{}' is not an http:// or https:// URL", url.get_ref()));
@@ -334,6 +339,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
         web: web?,
         change_hooks: raw.change_hooks,
         secrets: raw.secrets,
+        retention: retention?,
     })
 }
 
@@ -675,7 +681,11 @@ fn read_builders(
         let name_valid = check_name(&raw.name, &mut names, &context, "builder", problems);
         let workers_valid = check_references(&raw.workers, worker_names, &context, "workers", "worker", problems);
         let properties = builder_properties(raw.properties, &context, problems);
-        if name_valid && workers_valid && env_valid && workdir_valid {
+        let log_retention = raw
+            .log_retention
+            .as_ref()
+            .map(|text| super::retention::read_retention(text, Some(&context), "log_retention", problems));
+        if name_valid && workers_valid && env_valid && workdir_valid && log_retention.is_none_or(|r| r.is_some()) {
             let name = raw.name.into_inner();
             builders.push(BuilderDef {
                 workers: raw.workers.into_inner().into_iter().map(Spanned::into_inner).collect(),
@@ -690,6 +700,7 @@ fn read_builders(
                 priority: raw.priority.unwrap_or(0),
                 collapse_requests: raw.collapse_requests.unwrap_or(true),
                 locks: lock_uses,
+                log_retention: log_retention.flatten(),
                 name,
             });
         }

@@ -54,6 +54,9 @@ pub struct ChangeSchedulerDef {
     pub tree_stable_timer: Option<Duration>,
     /// The priority of the requests it makes; `None`: each builder's own.
     pub priority: Option<i32>,
+    /// A newer buildset of this scheduler for the same branch (a pull request's ref, or a branch) cancels the
+    /// queued requests and stops the running builds of the older ones (Buildbot's `OldBuildCanceller`).
+    pub cancel_superseded: bool,
 }
 
 /// Which changes a scheduler sees; an absent key lets every change through.
@@ -217,6 +220,8 @@ struct RawScheduler {
     files: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     only_important: bool,
+    #[serde(default)]
+    cancel_superseded: bool,
     tree_stable_timer: Option<u64>,
     #[serde(default)]
     only_if_changed: bool,
@@ -355,9 +360,9 @@ pub(super) fn read_schedulers(
             problems.add(upstream.span(), Some(&context), "upstream", "only a dependent scheduler has one");
             continue;
         }
-        let on_change_only = raw.only_important || raw.tree_stable_timer.is_some();
+        let on_change_only = raw.only_important || raw.tree_stable_timer.is_some() || raw.cancel_superseded;
         if kind != "on_change" && on_change_only {
-            let message = "only_important and tree_stable_timer are for on_change schedulers";
+            let message = "only_important, tree_stable_timer and cancel_superseded are for on_change schedulers";
             problems.add(span.clone(), Some(&context), "type", message);
             continue;
         }
@@ -389,6 +394,7 @@ pub(super) fn read_schedulers(
                         only_important: raw.only_important,
                         tree_stable_timer: raw.tree_stable_timer.filter(|s| *s > 0).map(Duration::from_secs),
                         priority: raw.priority,
+                        cancel_superseded: raw.cancel_superseded,
                     });
                 }
                 continue;

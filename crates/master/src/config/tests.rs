@@ -508,8 +508,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "collapse_requests",
             "locks",
             "log_environ",
+            "log_retention",
         ],
     ),
+    ("`[retention]`", &["logs", "interval"]),
     ("`[[factory]]`", &["name", "description"]),
     (
         "`[[builder.step]]`",
@@ -599,6 +601,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "codebase",
             "files",
             "only_important",
+            "cancel_superseded",
             "tree_stable_timer",
             "only_if_changed",
             "upstream",
@@ -625,7 +628,24 @@ const KEYS: &[(&str, &[&str])] = &[
             "codebase",
         ],
     ),
-    ("`[change_hooks]`", &["secret", "with_tags", "project", "codebase", "token"]),
+    (
+        "`[change_hooks]`",
+        &[
+            "secret",
+            "with_tags",
+            "project",
+            "codebase",
+            "pull_requests",
+            "build_forks",
+            "ready_for_review",
+            "labels",
+            "pull_request_ref",
+            "note_trigger",
+            "skip_markers",
+            "token",
+            "allowed",
+        ],
+    ),
 ];
 
 #[test]
@@ -1028,4 +1048,63 @@ fn unknown_key_messages_list_every_valid_key() {
     for key in ["`command`", "`name`", "`type`", "`halt_on_failure`", "`always_run`", "`locks`"] {
         assert!(step.contains(key), "{step} should list {key}");
     }
+}
+
+#[test]
+fn retention_defaults_to_ninety_days_and_takes_durations_or_forever() {
+    let config = load(MINIMAL);
+    assert_eq!(config.retention.logs, Some(std::time::Duration::from_secs(90 * 86_400)));
+    assert_eq!(config.builders[0].logs_kept(&config.retention), config.retention.logs);
+    let config = load(&format!(
+        "[retention]\nlogs = \"forever\"\ninterval = \"10m\"\n{}",
+        MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nlog_retention = \"2w\"\n")
+    ));
+    assert_eq!(config.retention.logs, None);
+    assert_eq!(config.retention.interval, std::time::Duration::from_secs(600));
+    assert_eq!(config.builders[0].logs_kept(&config.retention), Some(std::time::Duration::from_secs(14 * 86_400)));
+}
+
+#[test]
+fn a_bad_retention_names_its_line_and_key() {
+    let text = format!(
+        "[retention]\nlogs = \"3 days\"\ninterval = \"0s\"\n{}",
+        MINIMAL.replace("workers = [\"linux-1\"]\n", "workers = [\"linux-1\"]\nlog_retention = \"0d\"\n")
+    );
+    let found: Vec<_> = problems(&text).iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect();
+    assert!(found.contains(&(2, "logs".into())), "{found:?}");
+    assert!(found.contains(&(3, "interval".into())), "{found:?}");
+    assert!(found.iter().any(|(_, key)| key == "log_retention"), "{found:?}");
+}
+
+#[test]
+fn change_hooks_take_the_pull_request_keys_and_check_skip_markers() {
+    let text = format!(
+        "{MINIMAL}\n[change_hooks.github]\nsecret = \"s\"\nbuild_forks = true\nlabels = [\"ci\"]\n\
+         pull_request_ref = \"merge\"\nskip_markers = ['\\[no build\\]']\n\n[change_hooks.gitlab]\n\
+         note_trigger = \"/rebuild\"\npull_requests = false\n\n[change_hooks.poller]\ntoken = \"t\"\n\
+         allowed = [\"p\"]\n"
+    );
+    let config = load(&text);
+    let github = config.change_hooks.github.as_ref().expect("github");
+    assert!(github.build_forks && github.pull_requests && !github.ready_for_review);
+    assert_eq!(github.labels, ["ci"]);
+    assert_eq!(github.pull_request_ref, crate::config::PullRequestRef::Merge);
+    assert_eq!(github.skip_markers, Some(crate::config::SkipMarkers(vec!["\\[no build\\]".into()])));
+    let gitlab = config.change_hooks.gitlab.as_ref().expect("gitlab");
+    assert_eq!(gitlab.note_trigger.as_deref(), Some("/rebuild"));
+    assert!(!gitlab.pull_requests && !gitlab.build_forks);
+    assert_eq!(gitlab.skip_markers, None);
+    let poller = config.change_hooks.poller.as_ref().expect("poller");
+    assert_eq!((poller.token.as_str(), poller.allowed.as_deref()), ("t", Some(&["p".to_string()][..])));
+
+    let bad = format!("{MINIMAL}\n[change_hooks.github]\nskip_markers = ['[ci skip']\n");
+    let found = problems(&bad);
+    assert!(
+        found.iter().any(|p| p.message.contains("skip marker \"[ci skip\" is not a regular expression")),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|p| p.line > 0 && p.key.as_deref() == Some("skip_markers")), "{found:?}");
+    let bad = format!("{MINIMAL}\n[change_hooks.github]\npull_request_ref = \"tip\"\n");
+    let found = problems(&bad);
+    assert!(found.iter().any(|p| p.key.as_deref() == Some("pull_request_ref") && p.line > 0), "{found:?}");
 }

@@ -139,16 +139,17 @@ impl Master {
                 true
             }
         };
+        let now = self.poll_now_of(def.name());
         match def {
             ChangeSourceDef::Git(git) => {
                 let interval = git.poll_interval;
                 let poller = GitPoller::new(git, &self.inner.dir, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver))
+                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver))
             }
             ChangeSourceDef::Package(package) => {
                 let interval = package.poll_interval;
                 let poller = ReleasePoller::new(package, self.inner.store.clone());
-                tokio::spawn(crate::changes::run_poller(poller, interval, stop, deliver))
+                tokio::spawn(crate::changes::run_poller(poller, interval, now, stop, deliver))
             }
         }
     }

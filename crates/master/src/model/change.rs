@@ -39,6 +39,9 @@ pub const CHANGE_PROPERTY_SOURCE: &str = "Change";
 pub struct Change {
     pub id: i64,
     pub sourcestampid: i64,
+    /// Buildbot's `parent_changeids`: the change stored before it on the same branch, repository, project and
+    /// codebase, if any.
+    pub parent_changeids: Vec<i64>,
     /// What the source reported; `when_timestamp` is when it was stored if the source did not say. Its
     /// properties are stored with the source [`CHANGE_PROPERTY_SOURCE`].
     pub reported: NewChange,

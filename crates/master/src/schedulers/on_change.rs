@@ -332,6 +332,7 @@ mod tests {
             only_important: false,
             tree_stable_timer: timer.map(Duration::from_secs),
             priority: None,
+            cancel_superseded: false,
         }
     }
 

@@ -29,6 +29,7 @@ pub fn change(id: i64, branch: &str, files: &[&str]) -> Change {
     Change {
         id,
         sourcestampid: id,
+        parent_changeids: Vec::new(),
         reported: NewChange {
             author: "a <a@example.org>".into(),
             comments: format!("change {id}"),

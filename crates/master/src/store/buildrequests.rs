@@ -29,6 +29,28 @@ pub(super) fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> 
 }
 
 impl Store {
+    /// The incomplete requests of the buildsets scheduler `scheduler` submitted before buildset `newer` for the
+    /// same branch: a source stamp with the same codebase, repository and branch as one of `newer`'s
+    /// (what `cancel_superseded` cancels).
+    pub async fn superseded_requests(&self, scheduler: &str, newer: i64) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT br.id FROM buildrequests br \
+             JOIN buildsets bs ON bs.id = br.buildsetid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = bs.id \
+             JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+             JOIN sourcestamps nss ON nss.codebase = ss.codebase AND nss.repository = ss.repository \
+                  AND nss.branch IS ss.branch \
+             JOIN buildset_sourcestamps nbss ON nbss.sourcestampid = nss.id AND nbss.buildsetid = ? \
+             WHERE br.complete = 0 AND bs.complete = 0 AND bs.scheduler = ? AND bs.id < ? ORDER BY br.id",
+        )
+        .bind(newer)
+        .bind(scheduler)
+        .bind(newer)
+        .fetch_all(&self.pool)
+        .await
+        .context(|| format!("find the requests of {scheduler} that buildset {newer} supersedes"))
+    }
+
     /// The build request `brid`, if it exists.
     pub async fn build_request(&self, brid: i64) -> Result<Option<BuildRequest>, StoreError> {
         let op = || format!("get build request {brid}");
@@ -262,6 +284,45 @@ mod tests {
     async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {
         let new = NewBuildset { reason: "test".into(), builderids, priority: Some(priority), ..NewBuildset::default() };
         store.add_buildset(&new).await.expect("buildset").1
+    }
+
+    #[tokio::test]
+    async fn superseded_requests_are_the_schedulers_older_incomplete_ones_on_the_same_branch() {
+        use crate::model::SourceStamp;
+        let (store, _dir) = temp_store().await;
+        let b = store.find_or_add_builder("b").await.expect("builder");
+        let stamp = |branch: &str, revision: &str| SourceStamp {
+            branch: Some(branch.into()),
+            revision: Some(revision.into()),
+            repository: "https://example.org/r".into(),
+            project: "p".into(),
+            codebase: String::new(),
+        };
+        let submit = |scheduler: &'static str, ss: SourceStamp| {
+            let store = store.clone();
+            async move {
+                let new = NewBuildset {
+                    reason: "test".into(),
+                    scheduler: Some(scheduler.into()),
+                    builderids: vec![b, b],
+                    sourcestamps: vec![ss],
+                    ..NewBuildset::default()
+                };
+                store.add_buildset(&new).await.expect("buildset")
+            }
+        };
+        let (_, first) = submit("prs", stamp("refs/pull/2/head", "a1")).await;
+        let (_, other_branch) = submit("prs", stamp("refs/pull/3/head", "b1")).await;
+        let (_, other_scheduler) = submit("nightly", stamp("refs/pull/2/head", "a1")).await;
+        let (_, done) = submit("prs", stamp("refs/pull/2/head", "a2")).await;
+        assert!(store.complete_requests(&done, SUCCESS).await.expect("complete"));
+        let (newer, _) = submit("prs", stamp("refs/pull/2/head", "a3")).await;
+        let superseded = store.superseded_requests("prs", newer).await.expect("superseded");
+        assert_eq!(superseded, first, "not {other_branch:?}, {other_scheduler:?} nor the complete {done:?}");
+        // The newest supersedes nothing newer than itself.
+        let (_, newest) = submit("prs", stamp("refs/pull/2/head", "a4")).await;
+        let bsid = store.build_request(newest[0]).await.expect("get").expect("exists").buildsetid;
+        assert_eq!(store.superseded_requests("prs", bsid).await.expect("superseded").len(), 4);
     }
 
     #[tokio::test]

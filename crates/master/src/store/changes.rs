@@ -154,6 +154,7 @@ pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error>
     Ok(Change {
         id: r.try_get("id")?,
         sourcestampid: r.try_get::<Option<i64>, _>("sourcestampid")?.unwrap_or_default(),
+        parent_changeids: r.try_get::<Option<i64>, _>("parent_changeid")?.into_iter().collect(),
         reported: NewChange {
             author: r.try_get("author")?,
             committer: r.try_get("committer")?,

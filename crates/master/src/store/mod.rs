@@ -20,6 +20,7 @@ mod properties;
 mod published;
 mod queries;
 mod resources;
+mod retention;
 mod state;
 mod steps;
 mod workers;
@@ -31,7 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{SqlSafeStr, Sqlite, Transaction};
 
 pub use crate::model::{
@@ -43,6 +46,7 @@ pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
+pub use retention::Expired;
 
 use crate::events::{Event, EventBus};
 use error::Context;
@@ -126,6 +130,9 @@ impl Store {
         let in_memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
         let options = options
             .create_if_missing(true)
+            // A new store gives pages freed by log retention back to the file system, a few at a time
+            // (`Store::vacuum_some`); a store created before keeps reusing them (SQLite only sets this at creation).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)

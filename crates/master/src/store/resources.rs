@@ -162,17 +162,25 @@ impl Resource for Change {
         shown("files", |c| json!(c.files));
         shown("properties", change_properties);
         shown("sourcestamp", change_sourcestamp);
+        shown("revlink", |c| c.properties.get("revlink").filter(|v| v.is_string()).cloned().unwrap_or(Value::Null));
+        shown("parent_changeids", |c| json!(c.parent_changeids));
         Int: when_timestamp;
         Text: author, committer, comments, branch, revision, repository, project, codebase, category;
     };
     const TABLES: &'static str = "changes";
-    const MORE_COLUMNS: &'static [&'static str] = &["files", "properties", "sourcestampid"];
+    const MORE_COLUMNS: &'static [&'static str] = &["files", "properties", "sourcestampid", PARENT_CHANGE];
     const ID: &'static str = "id";
 
     fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
         super::changes::change(r)
     }
 }
+
+/// Buildbot's parent of a change: the one stored last before it with the same branch, repository, project and
+/// codebase (on the index `changes_lineage`, so a page of changes costs a lookup per change).
+const PARENT_CHANGE: &str = "(SELECT p.id FROM changes p WHERE p.repository = changes.repository \
+     AND p.branch IS changes.branch AND p.project = changes.project AND p.codebase = changes.codebase \
+     AND p.id < changes.id ORDER BY p.id DESC LIMIT 1) AS parent_changeid";
 
 /// A change's source stamp as Buildbot shows it with the change.
 fn change_sourcestamp(c: &Change) -> Value {

@@ -195,3 +195,97 @@ async fn a_github_redelivery_stores_nothing_again_and_gets_the_same_ids() {
     assert_ne!(other, first);
     assert_eq!(f.changes().await.len(), 6);
 }
+
+const GITHUB_PR_CLOSED: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/pull_request_closed.json");
+const GITHUB_PR_OPENED: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/pull_request_opened.json");
+
+#[tokio::test]
+async fn an_authenticated_event_that_makes_no_changes_is_answered_200_and_stores_nothing() {
+    let f = fixture().await;
+    let signature = format!("sha256={}", sign(SECRET, GITHUB_PR_CLOSED));
+    let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
+    let (status, body) = f.post("/change_hook/github", &headers, GITHUB_PR_CLOSED).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["changes"], json!([]));
+    assert_eq!(body["ignored"], json!("github: pull request #2 closed: no changes"));
+    assert!(f.changes().await.is_empty());
+
+    // Unsigned, the same is refused.
+    let (status, _) = f.post("/change_hook/github", &[("X-GitHub-Event", "pull_request")], GITHUB_PR_CLOSED).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Malformed, signed: still a bad request.
+    let signature = format!("sha256={}", sign(SECRET, b"{"));
+    let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
+    assert_eq!(f.post("/change_hook/github", &headers, "{").await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_pull_request_is_stored_as_a_change_with_its_properties() {
+    let f = fixture().await;
+    let signature = format!("sha256={}", sign(SECRET, GITHUB_PR_OPENED));
+    let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
+    let (status, body) = f.post("/change_hook/github", &headers, GITHUB_PR_OPENED).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = f.changes().await;
+    assert_eq!(listed.len(), 1);
+    let change = &listed[0];
+    assert_eq!(change["branch"], json!("refs/pull/2/head"));
+    assert_eq!(change["category"], json!("pull"));
+    assert_eq!(change["revision"], json!("ec26c3e57ca3a959ca5aad62de7213c562f8c821"));
+    assert_eq!(change["properties"]["pr_number"], json!([2, "Change"]));
+    assert_eq!(change["properties"]["head_branch"], json!(["changes", "Change"]));
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+    let f = fixture().await;
+    // The body sent is small: what is refused is what Content-Length announces, before reading.
+    let request = Request::post("/change_hook/github")
+        .header("X-GitHub-Event", "push")
+        .header("Content-Length", (20 * 1024 * 1024).to_string())
+        .header("Expect", "100-continue")
+        .body(Body::from(GITHUB_PUSH))
+        .expect("request");
+    let (status, body) = f.send_json(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("over the limit")), "{body}");
+}
+
+#[tokio::test]
+async fn the_poller_hook_wants_its_token_and_a_known_poller() {
+    let f = fixture().await;
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, body) = f.post("/change_hook/poller?poller=nope", &[("Authorization", &bearer)], "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("\"nope\"")), "{body}");
+    let (status, _) = f.post("/change_hook/poller?poller=nope", &[], "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = f.post("/change_hook/poller", &[("Authorization", "Bearer wrong")], "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // No name: every git poller (this master has none).
+    let (status, body) = f.post("/change_hook/poller", &[("Authorization", &bearer)], "").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"polled": []})));
+}
+
+#[tokio::test]
+async fn changes_show_their_revlink_and_their_parent_on_the_same_branch() {
+    let f = fixture().await;
+    let (status, body) = f.github_push(&format!("sha256={}", sign(SECRET, GITHUB_PUSH))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let signature = format!("sha256={}", sign(SECRET, GITHUB_PR_OPENED));
+    let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
+    assert_eq!(f.post("/change_hook/github", &headers, GITHUB_PR_OPENED).await.0, StatusCode::OK);
+    let listed = f.changes().await;
+    let ids: Vec<i64> = listed.iter().filter_map(|c| c["changeid"].as_i64()).collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(
+        listed[0]["revlink"],
+        json!("https://github.com/octo-org/hello-world/commit/c441029cf673f84c8b7db52d0a5944ee5c52ff89")
+    );
+    assert_eq!(listed[0]["parent_changeids"], json!([]));
+    assert_eq!(listed[1]["parent_changeids"], json!([ids[0]]));
+    assert_eq!(listed[2]["parent_changeids"], json!([ids[1]]));
+    // Another repository and branch: no parent.
+    assert_eq!(listed[3]["parent_changeids"], json!([]));
+    assert_eq!(listed[3]["revlink"], json!("https://github.com/Codertocat/Hello-World/pull/2"));
+}

@@ -80,6 +80,7 @@ async fn every_resource_renders_as_before() {
     let change = Change {
         id: 41,
         sourcestampid: 51,
+        parent_changeids: vec![40],
         reported: NewChange {
             author: "Ada <ada@example.org>".into(),
             committer: Some("Bob <bob@example.org>".into()),
@@ -92,15 +93,21 @@ async fn every_resource_renders_as_before() {
             codebase: "cb".into(),
             category: Some("push".into()),
             when_timestamp: 1_699_999_000,
-            properties: BTreeMap::from([("event".to_string(), json!("push")), ("n".to_string(), json!(2))]),
+            properties: BTreeMap::from([
+                ("event".to_string(), json!("push")),
+                ("n".to_string(), json!(2)),
+                ("revlink".to_string(), json!("https://example.org/r/commit/abc123")),
+            ]),
         },
     };
     let bare = Change {
+        parent_changeids: Vec::new(),
         reported: NewChange {
             committer: None,
             revision: None,
             branch: None,
             category: None,
+            properties: BTreeMap::from([("event".to_string(), json!("push")), ("n".to_string(), json!(2))]),
             ..change.reported.clone()
         },
         ..change.clone()
@@ -162,8 +169,8 @@ async fn every_resource_renders_as_before() {
         r#"{"builderid":2,"buildrequestid":21,"buildsetid":31,"claimed":false,"claimed_by_masterid":null,"complete":false,"complete_at":null,"priority":7,"results":null,"submitted_at":1699999990,"superseded_by":null,"waited_for":false}"#.to_string(),
         r#"{"bsid":31,"complete":true,"complete_at":1700000061,"external_idstring":"ext","parent_buildid":10,"reason":"forced","results":6,"scheduler":"force-all","submitted_at":1699999990}"#.to_string(),
         r#"{"bsid":31,"complete":false,"complete_at":null,"external_idstring":null,"parent_buildid":null,"reason":"forced","results":null,"scheduler":null,"submitted_at":1699999990}"#.to_string(),
-        r#"{"author":"Ada <ada@example.org>","branch":"main","category":"push","changeid":41,"codebase":"cb","comments":"fix \"quotes\"\nand lines","committer":"Bob <bob@example.org>","files":["src/a.rs","README.md"],"project":"p","properties":{"event":["push","Change"],"n":[2,"Change"]},"repository":"https://example.org/r.git","revision":"abc123","sourcestamp":{"branch":"main","codebase":"cb","project":"p","repository":"https://example.org/r.git","revision":"abc123","ssid":51},"when_timestamp":1699999000}"#.to_string(),
-        r#"{"author":"Ada <ada@example.org>","branch":null,"category":null,"changeid":41,"codebase":"cb","comments":"fix \"quotes\"\nand lines","committer":null,"files":["src/a.rs","README.md"],"project":"p","properties":{"event":["push","Change"],"n":[2,"Change"]},"repository":"https://example.org/r.git","revision":null,"sourcestamp":{"branch":null,"codebase":"cb","project":"p","repository":"https://example.org/r.git","revision":null,"ssid":51},"when_timestamp":1699999000}"#.to_string(),
+        r#"{"author":"Ada <ada@example.org>","branch":"main","category":"push","changeid":41,"codebase":"cb","comments":"fix \"quotes\"\nand lines","committer":"Bob <bob@example.org>","files":["src/a.rs","README.md"],"parent_changeids":[40],"project":"p","properties":{"event":["push","Change"],"n":[2,"Change"],"revlink":["https://example.org/r/commit/abc123","Change"]},"repository":"https://example.org/r.git","revision":"abc123","revlink":"https://example.org/r/commit/abc123","sourcestamp":{"branch":"main","codebase":"cb","project":"p","repository":"https://example.org/r.git","revision":"abc123","ssid":51},"when_timestamp":1699999000}"#.to_string(),
+        r#"{"author":"Ada <ada@example.org>","branch":null,"category":null,"changeid":41,"codebase":"cb","comments":"fix \"quotes\"\nand lines","committer":null,"files":["src/a.rs","README.md"],"parent_changeids":[],"project":"p","properties":{"event":["push","Change"],"n":[2,"Change"]},"repository":"https://example.org/r.git","revision":null,"revlink":null,"sourcestamp":{"branch":null,"codebase":"cb","project":"p","repository":"https://example.org/r.git","revision":null,"ssid":51},"when_timestamp":1699999000}"#.to_string(),
         r#"{"buildid":11,"complete":true,"complete_at":1700000050,"hidden":true,"name":"compile","number":0,"results":2,"started_at":1700000001,"state_string":"'make' failed","stepid":61,"urls":[]}"#.to_string(),
         r#"{"buildid":11,"complete":false,"complete_at":null,"hidden":false,"name":"compile","number":0,"results":null,"started_at":1700000001,"state_string":"'make' failed","stepid":61,"urls":[]}"#.to_string(),
         r#"{"complete":true,"logid":71,"name":"stdio","num_lines":12,"slug":"stdio","stepid":61,"type":"s"}"#.to_string(),

@@ -93,6 +93,9 @@ secret = "{HOOK_SECRET}"
 
 [change_hooks.base]
 token = "{HOOK_TOKEN}"
+
+[change_hooks.poller]
+token = "{HOOK_TOKEN}"
 "#,
         dir.path().join("state.sqlite").display()
     );

@@ -1,14 +1,20 @@
-//! Bitbucket Cloud push hooks (Buildbot's `www/hooks/bitbucketcloud.py`): event `repo:push` in `X-Event-Key`,
-//! signed (when the webhook has a secret) with `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+//! Bitbucket Cloud hooks (Buildbot's `www/hooks/bitbucketcloud.py`): events `repo:push`,
+//! `pullrequest:created` and `pullrequest:updated` in `X-Event-Key` (any other event makes no changes), signed
+//! (when the webhook has a secret) with `X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>`.
 //!
-//! A push lists its ref updates in `push.changes[]`; each has the ref's `new` state (`null` when it was deleted)
-//! and up to a few of its new `commits` (newest first). No file lists: Bitbucket does not send them.
+//! A push lists its ref updates in `push.changes[]`; each has the ref's `new` state (`null` when it was deleted),
+//! its `old` one (`null` for a new branch) and up to a few of its new `commits` (newest first; for a new branch
+//! the tip's ancestors, most of them built before). No file lists: Bitbucket does not send them.
+//!
+//! Bitbucket Cloud keeps no ref of a pull request in the base repository: its change names the source branch
+//! of the source repository (the fork's, for a pull request from a fork).
 
 use serde_json::Value;
 
+use super::pull::{self, PullRequest};
 use super::{
-    json_payload, oldest_first, pushed_ref, verify_hmac_sha256, HookConfig, HookError, HookRequest, Node, PushContext,
-    PushedRef,
+    ignored, json_payload, oldest_first, pushed_ref, verify_hmac_sha256, HookConfig, HookError, HookRequest, Node,
+    PushContext, PushedRef,
 };
 use crate::changes::NewChange;
 
@@ -25,12 +31,64 @@ pub(super) fn changes(config: &HookConfig, request: &HookRequest) -> Result<Vec<
     match request.header(EVENT_HEADER).ok_or(HookError::MissingHeader { header: EVENT_HEADER })? {
         "diagnostics:ping" => Ok(Vec::new()),
         "repo:push" => push(config, &json_payload(request)?),
-        other => Err(HookError::UnsupportedEvent { forge: "bitbucket", event: other.to_string() }),
+        event @ ("pullrequest:created" | "pullrequest:updated") => pull_request(config, event, &json_payload(request)?),
+        other => Err(ignored("bitbucket", format!("event {other:?}"))),
     }
 }
 
-/// For each updated ref: one change per listed commit, oldest first, else one for its new tip; none for a
-/// deleted ref.
+/// A pull request created or updated → one change for the head of its source branch.
+fn pull_request(config: &HookConfig, event: &str, payload: &Value) -> Result<Vec<NewChange>, HookError> {
+    let root = Node::root(payload);
+    let pr = root.field("pullrequest")?;
+    let number = pr.field("id")?;
+    let number = number.value.as_i64().ok_or_else(|| number.wrong_type("an integer"))?;
+    if !config.pull_requests {
+        return Err(ignored("bitbucket", format!("pull request #{number}: pull_requests is off")));
+    }
+    let source = pr.field("source")?;
+    let destination = pr.field("destination")?;
+    let head_repository = source.opt("repository")?.map(|r| r.str_field("full_name")).transpose()?;
+    let base_repository = destination.field("repository")?.str_field("full_name")?;
+    let base_url = root.field("repository")?.field("links")?.field("html")?.str_field("href")?;
+    // The source branch lives in the source repository: the fork's web address, built like the base's.
+    let fork_url = head_repository.filter(|h| *h != base_repository).map(|h| {
+        let prefix = base_url.strip_suffix(base_repository).unwrap_or("https://bitbucket.org/");
+        format!("{prefix}{h}")
+    });
+    let head_branch = source.field("branch")?.str_field("name")?;
+    let author = pr.field("author")?;
+    let author = match author.opt_str("display_name")? {
+        Some(name) => name,
+        None => author.str_field("nickname")?,
+    };
+    let title = pr.str_field("title")?;
+    let when_timestamp = match pr.opt("updated_on")? {
+        Some(t) => t.timestamp()?,
+        None => 0,
+    };
+    let request = PullRequest {
+        event,
+        action: event.trim_start_matches("pullrequest:"),
+        number,
+        title,
+        url: pr.field("links")?.field("html")?.str_field("href")?,
+        author,
+        head_revision: source.field("commit")?.str_field("hash")?,
+        head_branch,
+        head_repository,
+        base_branch: destination.field("branch")?.str_field("name")?,
+        base_repository,
+        repository: fork_url.as_deref().unwrap_or(base_url),
+        build_ref: head_branch.to_string(),
+        comments: pull::comments(title, pr.opt_str("description")?),
+        when_timestamp,
+    };
+    let change = request.change(config).map_err(|reason| ignored("bitbucket", format!("pull request {reason}")))?;
+    Ok(vec![change])
+}
+
+/// For each updated ref: one change per listed commit, oldest first, else one for its new tip; for a new branch
+/// (`old` null) one for its tip only; none for a deleted ref, nor for a tip whose message has a skip marker.
 fn push(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookError> {
     let root = Node::root(payload);
     let repository = root.field("repository")?;
@@ -61,8 +119,12 @@ fn push(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookErro
             context.property("pusher", pusher);
         }
         let target = new.field("target")?;
+        if target.opt_str("message")?.is_some_and(|m| config.skips(m)) {
+            continue;
+        }
+        let created = ref_change.opt("old")?.is_none();
         let commits = oldest_first(ref_change.opt_items("commits")?, "hash", target.opt_str("hash")?);
-        if commits.is_empty() {
+        if commits.is_empty() || created {
             changes.push(commit_change(&context, &target)?);
         } else {
             for commit in &commits {
@@ -79,7 +141,8 @@ fn commit_change(context: &PushContext, commit: &Node) -> Result<NewChange, Hook
     let mut change = context.change();
     change.revision = Some(commit.str_field("hash")?.to_string());
     change.comments = commit.opt_str("message")?.unwrap_or_default().to_string();
-    change.when_timestamp = commit.field("date")?.timestamp()?;
+    // Without a date, the time the master receives it (0 here).
+    change.when_timestamp = commit.opt("date")?.map(|d| d.timestamp()).transpose()?.unwrap_or(0);
     let author = commit.field("author")?;
     change.author = match author.opt_str("raw")? {
         Some(raw) => raw.to_string(),
@@ -186,9 +249,9 @@ mod tests {
         assert_eq!(run(&config, &[("X-Event-Key", "diagnostics:ping")], b""), Ok(Vec::new()));
         let err = run(&config, &[], PUSH).unwrap_err();
         assert_eq!(err, HookError::MissingHeader { header: "X-Event-Key" });
-        let err = run(&config, &[("X-Event-Key", "pullrequest:created")], PUSH).unwrap_err();
-        assert_eq!(err.to_string(), "bitbucket event \"pullrequest:created\" is not supported");
-        assert_eq!(err.status(), 400);
+        let err = run(&config, &[("X-Event-Key", "issue:created")], PUSH).unwrap_err();
+        assert_eq!(err.to_string(), "bitbucket: event \"issue:created\": no changes");
+        assert_eq!(err.status(), 200);
         assert!(matches!(push(&config, b"{}}").unwrap_err(), HookError::MalformedBody { .. }));
 
         let body = edited(PUSH, |v| {
@@ -202,5 +265,8 @@ mod tests {
         assert_eq!(err.to_string(), "missing field push.changes[0].commits[0].author.raw");
         let body = edited(PUSH, |v| v["push"]["changes"][0]["commits"][0]["date"] = json!("2024-06-01"));
         assert_eq!(push(&config, &body).unwrap_err().status(), 400);
+        // A malformed pull request is a bad request too.
+        let err = run(&config, &[("X-Event-Key", "pullrequest:created")], PUSH).unwrap_err();
+        assert_eq!(err.to_string(), "missing field pullrequest");
     }
 }

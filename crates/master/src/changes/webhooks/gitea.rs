@@ -1,13 +1,14 @@
-//! Gitea, Forgejo and Gogs push hooks (the `buildbot-gitea` plugin): event `push` in `X-Gitea-Event`,
-//! `X-Forgejo-Event` or `X-Gogs-Event`, signed with the hex HMAC-SHA256 of the body (no prefix) in
+//! Gitea, Forgejo and Gogs hooks (the `buildbot-gitea` plugin): events `push` and `pull_request` in
+//! `X-Gitea-Event`, `X-Forgejo-Event` or `X-Gogs-Event` (any other event makes no changes), signed with the hex HMAC-SHA256 of the body (no prefix) in
 //! `X-Forgejo-Signature`, `X-Gitea-Signature` or `X-Gogs-Signature`. The payload is shaped like GitHub's, but
 //! lists commits newest first.
 
 use serde_json::Value;
 
+use super::pull::{self, PullRequest};
 use super::{
-    is_null_sha, json_payload, oldest_first, pushed_ref, verify_hmac_sha256, HookConfig, HookError, HookRequest, Node,
-    PushContext,
+    ignored, is_null_sha, json_payload, oldest_first, pushed_ref, verify_hmac_sha256, HookConfig, HookError,
+    HookRequest, Node, PushContext,
 };
 use crate::changes::NewChange;
 
@@ -28,8 +29,56 @@ pub(super) fn changes(config: &HookConfig, request: &HookRequest) -> Result<Vec<
         .ok_or(HookError::MissingHeader { header: "X-Gitea-Event" })?;
     match event {
         "push" => push(config, &json_payload(request)?),
-        other => Err(HookError::UnsupportedEvent { forge: "gitea", event: other.to_string() }),
+        "pull_request" => pull_request(config, &json_payload(request)?),
+        other => Err(ignored("gitea", format!("event {other:?}"))),
     }
+}
+
+/// A pull request opened, reopened or pushed to (`synchronized`) → one change for its head on
+/// `refs/pull/N/head`; any other action → none.
+fn pull_request(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookError> {
+    let root = Node::root(payload);
+    let action = root.str_field("action")?;
+    let pr = root.field("pull_request")?;
+    let number = match root.opt("number")? {
+        Some(n) => n.value.as_i64().ok_or_else(|| n.wrong_type("an integer"))?,
+        None => pr.field("number")?.value.as_i64().ok_or_else(|| pr.wrong_type("an integer"))?,
+    };
+    if !config.pull_requests || !matches!(action, "opened" | "reopened" | "synchronized" | "synchronize") {
+        return Err(ignored("gitea", format!("pull request #{number} {action}")));
+    }
+    let head = pr.field("head")?;
+    let base = pr.field("base")?;
+    let repository = root.field("repository")?;
+    let title = pr.str_field("title")?;
+    let when_timestamp = match pr.opt("updated_at")? {
+        Some(t) => t.timestamp()?,
+        None => 0,
+    };
+    let request = PullRequest {
+        event: "pull_request",
+        action,
+        number,
+        title,
+        url: pr.str_field("html_url")?,
+        author: pr.field("user")?.str_field("login")?,
+        head_revision: head.str_field("sha")?,
+        head_branch: head.str_field("ref")?,
+        head_repository: head.opt("repo")?.map(|r| r.str_field("full_name")).transpose()?,
+        base_branch: base.str_field("ref")?,
+        base_repository: base.field("repo")?.str_field("full_name")?,
+        repository: repository.str_field("html_url")?,
+        build_ref: format!("refs/pull/{number}/head"),
+        comments: pull::comments(title, pr.opt_str("body")?),
+        when_timestamp,
+    };
+    let mut change = request.change(config).map_err(|reason| ignored("gitea", format!("pull request {reason}")))?;
+    for url in ["clone_url", "ssh_url"] {
+        if let Some(value) = repository.opt_str(url)? {
+            change.properties.insert(url.to_string(), value.into());
+        }
+    }
+    Ok(vec![change])
 }
 
 /// One change per commit, oldest first; a new ref without new commits → its head commit; a deleted ref → none.
@@ -63,6 +112,13 @@ fn push(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookErro
     let mut commits = oldest_first(root.opt_items("commits")?, "id", after);
     if commits.is_empty() {
         commits.extend(root.opt("head_commit")?);
+    }
+    let head = match root.opt("head_commit")? {
+        Some(head) => Some(head),
+        None => commits.iter().find(|c| c.value.get("id").and_then(Value::as_str) == after).or(commits.last()).cloned(),
+    };
+    if head.map(|c| c.opt_str("message")).transpose()?.flatten().is_some_and(|m| config.skips(m)) {
+        return Err(ignored("gitea", "push: the head commit's message has a skip marker"));
     }
     commits.iter().map(|commit| context.commit_change(commit)).collect()
 }
@@ -164,8 +220,8 @@ mod tests {
         let err = run(&config, &[], PUSH).unwrap_err();
         assert_eq!(err, HookError::MissingHeader { header: "X-Gitea-Event" });
         let err = run(&config, &[("X-Gitea-Event", "issues")], PUSH).unwrap_err();
-        assert_eq!(err.to_string(), "gitea event \"issues\" is not supported");
-        assert_eq!(err.status(), 400);
+        assert_eq!(err.to_string(), "gitea: event \"issues\": no changes");
+        assert_eq!(err.status(), 200);
         assert_eq!(push(&config, b"").unwrap_err().status(), 400);
         let body = edited(PUSH, |v| v["commits"][0]["timestamp"] = json!(1489427531));
         assert_eq!(push(&config, &body).unwrap_err().to_string(), "field commits[0].timestamp is not a string");

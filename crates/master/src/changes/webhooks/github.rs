@@ -1,29 +1,105 @@
-//! GitHub push hooks (Buildbot's `www/hooks/github.py`): events `ping` and `push`, signed with
-//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+//! GitHub hooks (Buildbot's `www/hooks/github.py`): events `ping`, `push` and `pull_request`, signed with
+//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` (or, without that header, the older
+//! `X-Hub-Signature: sha1=<hex HMAC-SHA1>` of GitHub Enterprise Server before 3.x).
 
 use serde_json::Value;
 
+use super::pull::{self, PullRequest};
 use super::{
-    json_payload, oldest_first, pushed_ref, verify_hmac_sha256, HookConfig, HookError, HookRequest, Node, PushContext,
+    ignored, json_payload, oldest_first, pushed_ref, verify_hmac_sha1, verify_hmac_sha256, HookConfig, HookError,
+    HookRequest, Node, PullRef, PushContext,
 };
 use crate::changes::NewChange;
 
 const EVENT_HEADER: &str = "X-GitHub-Event";
 const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+const SHA1_SIGNATURE_HEADER: &str = "X-Hub-Signature";
 
 pub(super) fn changes(config: &HookConfig, request: &HookRequest) -> Result<Vec<NewChange>, HookError> {
     if let Some(secret) = &config.secret {
-        let signature =
-            request.header(SIGNATURE_HEADER).ok_or(HookError::MissingSignature { header: SIGNATURE_HEADER })?;
-        let hex = signature.strip_prefix("sha256=").ok_or(HookError::BadSignature { header: SIGNATURE_HEADER })?;
-        verify_hmac_sha256(secret, request.body, hex, SIGNATURE_HEADER)?;
+        match (request.header(SIGNATURE_HEADER), request.header(SHA1_SIGNATURE_HEADER)) {
+            (Some(signature), _) => {
+                let hex =
+                    signature.strip_prefix("sha256=").ok_or(HookError::BadSignature { header: SIGNATURE_HEADER })?;
+                verify_hmac_sha256(secret, request.body, hex, SIGNATURE_HEADER)?;
+            }
+            (None, Some(signature)) => {
+                let bad = HookError::BadSignature { header: SHA1_SIGNATURE_HEADER };
+                let hex = signature.strip_prefix("sha1=").ok_or(bad)?;
+                verify_hmac_sha1(secret, request.body, hex, SHA1_SIGNATURE_HEADER)?;
+            }
+            (None, None) => return Err(HookError::MissingSignature { header: SIGNATURE_HEADER }),
+        }
     }
     let event = request.header(EVENT_HEADER).ok_or(HookError::MissingHeader { header: EVENT_HEADER })?;
     match event {
         "ping" => Ok(Vec::new()),
         "push" => push(config, &json_payload(request)?),
-        other => Err(HookError::UnsupportedEvent { forge: "github", event: other.to_string() }),
+        "pull_request" => pull_request(config, &json_payload(request)?),
+        other => Err(ignored("github", format!("event {other:?}"))),
     }
+}
+
+/// A pull request opened, reopened or pushed to (`synchronize`), and when configured one marked ready for
+/// review or given one of `labels` → one change for its head; any other action → none.
+fn pull_request(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookError> {
+    let root = Node::root(payload);
+    let action = root.str_field("action")?;
+    let pr = root.field("pull_request")?;
+    let number = match root.opt("number")? {
+        Some(n) => n.value.as_i64().ok_or_else(|| n.wrong_type("an integer"))?,
+        None => pr.field("number")?.value.as_i64().ok_or_else(|| pr.wrong_type("an integer"))?,
+    };
+    if !config.pull_requests {
+        return Err(ignored("github", format!("pull request #{number}: pull_requests is off")));
+    }
+    let wanted = match action {
+        "opened" | "reopened" | "synchronize" => true,
+        "ready_for_review" => config.ready_for_review,
+        "labeled" => {
+            let label = root.opt("label")?.map(|l| l.opt_str("name")).transpose()?.flatten();
+            label.is_some_and(|name| config.labels.iter().any(|l| l == name))
+        }
+        _ => false,
+    };
+    if !wanted {
+        return Err(ignored("github", format!("pull request #{number} {action}")));
+    }
+    let head = pr.field("head")?;
+    let base = pr.field("base")?;
+    let head_repository = head.opt("repo")?.map(|r| r.str_field("full_name")).transpose()?;
+    let repository = root.field("repository")?;
+    let when_timestamp = match pr.opt("updated_at")? {
+        Some(t) => t.timestamp()?,
+        None => 0,
+    };
+    let title = pr.str_field("title")?;
+    let request = PullRequest {
+        event: "pull_request",
+        action,
+        number,
+        title,
+        url: pr.str_field("html_url")?,
+        author: pr.field("user")?.str_field("login")?,
+        head_revision: head.str_field("sha")?,
+        head_branch: head.str_field("ref")?,
+        head_repository,
+        base_branch: base.str_field("ref")?,
+        base_repository: base.field("repo")?.str_field("full_name")?,
+        repository: repository.str_field("html_url")?,
+        build_ref: format!("refs/pull/{number}/{}", config.pull_request_ref.name()),
+        comments: pull::comments(title, pr.opt_str("body")?),
+        when_timestamp,
+    };
+    let mut change = request.change(config).map_err(|reason| ignored("github", format!("pull request {reason}")))?;
+    if let Some(clone_url) = repository.opt_str("clone_url")? {
+        change.properties.insert("clone_url".to_string(), clone_url.into());
+    }
+    if config.pull_request_ref == PullRef::Merge {
+        // GitHub's trial merge: its revision is not known here, so the build takes the ref's tip.
+        change.revision = None;
+    }
+    Ok(vec![change])
 }
 
 /// One change per commit; a new ref without new commits (a tag, a branch at an existing commit) → its head
@@ -35,6 +111,10 @@ fn push(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookErro
     };
     if root.opt_bool("deleted")?.unwrap_or(false) {
         return Ok(Vec::new());
+    }
+    let head_message = root.opt("head_commit")?.map(|c| c.opt_str("message")).transpose()?.flatten();
+    if head_message.is_some_and(|m| config.skips(m)) {
+        return Err(ignored("github", "push: the head commit's message has a skip marker"));
     }
     let repository = root.field("repository")?;
     let mut context =
@@ -197,9 +277,10 @@ mod tests {
         assert_eq!(err, HookError::MissingHeader { header: "X-GitHub-Event" });
         assert_eq!(err.status(), 400);
 
-        let err = run(&config, "pull_request", PUSH).unwrap_err();
-        assert_eq!(err.to_string(), "github event \"pull_request\" is not supported");
-        assert_eq!(err.status(), 400);
+        let err = run(&config, "issues", PUSH).unwrap_err();
+        assert_eq!(err.to_string(), "github: event \"issues\": no changes");
+        assert_eq!(err.status(), 200);
+        assert_eq!(run(&config, "pull_request", PUSH).unwrap_err().to_string(), "missing field action");
 
         let err = run(&config, "push", b"{\"ref\": ").unwrap_err();
         assert!(matches!(err, HookError::MalformedBody { .. }), "{err}");

@@ -1,11 +1,13 @@
-//! GitLab push hooks (Buildbot's `www/hooks/gitlab.py`): events `Push Hook` and `Tag Push Hook`, authenticated
-//! by the secret token in `X-Gitlab-Token` (no signature).
+//! GitLab hooks (Buildbot's `www/hooks/gitlab.py`): events `Push Hook`, `Tag Push Hook`, `Merge Request Hook`
+//! and (opt-in, [`HookConfig::note_trigger`]) `Note Hook` on a merge request, authenticated by the secret token
+//! in `X-Gitlab-Token` (no signature). Every other event (System Hook, Pipeline Hook, …) makes no changes.
 
 use serde_json::Value;
 
+use super::pull::{self, PullRequest};
 use super::{
-    is_null_sha, json_payload, oldest_first, pushed_ref, tokens_equal, HookConfig, HookError, HookRequest, Node,
-    PushContext,
+    ignored, is_null_sha, json_payload, oldest_first, pushed_ref, tokens_equal, HookConfig, HookError, HookRequest,
+    Node, PushContext,
 };
 use crate::changes::NewChange;
 
@@ -22,26 +24,40 @@ pub(super) fn changes(config: &HookConfig, request: &HookRequest) -> Result<Vec<
     let event = match request.header(EVENT_HEADER).ok_or(HookError::MissingHeader { header: EVENT_HEADER })? {
         "Push Hook" => "push",
         "Tag Push Hook" => "tag_push",
-        other => return Err(HookError::UnsupportedEvent { forge: "gitlab", event: other.to_string() }),
+        "Merge Request Hook" => return merge_request(config, &json_payload(request)?),
+        "Note Hook" => return note(config, &json_payload(request)?),
+        other => return Err(ignored("gitlab", format!("event {other:?}"))),
     };
     push(config, event, &json_payload(request)?)
 }
 
 /// One change per commit; a new ref without new commits (a tag, a branch at an existing commit) → one change for
-/// `checkout_sha`, with the pusher as author and no time; a deleted ref → none.
+/// `checkout_sha` (an older GitLab's push without it: `after`), with the pusher as author and no time; a deleted
+/// ref (`after` all zeros) → none; a head commit whose message has a skip marker → none.
 fn push(config: &HookConfig, event: &str, payload: &Value) -> Result<Vec<NewChange>, HookError> {
     let root = Node::root(payload);
     let Some(pushed) = pushed_ref(root.str_field("ref")?, config.with_tags) else {
         return Ok(Vec::new());
     };
-    let checkout_sha = root.opt_str("checkout_sha")?;
-    if checkout_sha.is_none() || root.opt_str("after")?.is_some_and(is_null_sha) {
+    let after = root.opt_str("after")?;
+    if after.is_some_and(is_null_sha) {
         return Ok(Vec::new());
     }
+    let Some(checkout_sha) = root.opt_str("checkout_sha")?.or(after) else {
+        return Ok(Vec::new());
+    };
+    let checkout_sha = Some(checkout_sha);
     let project = root.opt("project")?;
     let repository = match project.as_ref().map(|p| p.opt_str("git_http_url")).transpose()?.flatten() {
         Some(url) => url,
-        None => root.field("repository")?.str_field("git_http_url")?,
+        None => {
+            // Older GitLab: the repository's `url` (its SSH address) when it has no `git_http_url`.
+            let repository = root.field("repository")?;
+            match repository.opt_str("git_http_url")? {
+                Some(url) => url,
+                None => repository.str_field("url")?,
+            }
+        }
     };
     let full_name = match project.as_ref().map(|p| p.opt_str("path_with_namespace")).transpose()?.flatten() {
         Some(path) => path,
@@ -59,6 +75,12 @@ fn push(config: &HookConfig, event: &str, payload: &Value) -> Result<Vec<NewChan
     }
 
     let commits = oldest_first(root.field("commits")?.items()?, "id", checkout_sha);
+    let head = commits.iter().find(|c| c.value.get("id").and_then(Value::as_str) == checkout_sha).or(commits.last());
+    if let Some(message) = head.map(|c| c.opt_str("message")).transpose()?.flatten() {
+        if config.skips(message) {
+            return Err(ignored("gitlab", "push: the head commit's message has a skip marker"));
+        }
+    }
     if !commits.is_empty() {
         return commits.iter().map(|commit| context.commit_change(commit)).collect();
     }
@@ -72,6 +94,102 @@ fn push(config: &HookConfig, event: &str, payload: &Value) -> Result<Vec<NewChan
         };
     }
     Ok(vec![change])
+}
+
+/// A merge request opened, reopened, or updated with new commits (`oldrev`) → one change for its head on
+/// `refs/merge-requests/N/head` of the target project; any other action (a new description, a close, a merge,
+/// an approval) → none.
+fn merge_request(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookError> {
+    let root = Node::root(payload);
+    let attributes = root.field("object_attributes")?;
+    let iid = integer(&attributes.field("iid")?)?;
+    let action = attributes.opt_str("action")?.unwrap_or_default();
+    let wanted = match action {
+        "open" | "reopen" => true,
+        "update" => attributes.opt("oldrev")?.is_some(),
+        _ => false,
+    };
+    if !config.pull_requests || !wanted {
+        let action = if action.is_empty() { "without action" } else { action };
+        return Err(ignored("gitlab", format!("merge request !{iid} {action}")));
+    }
+    merge_request_change(config, &root, &attributes, "merge_request", action)
+}
+
+/// A comment on a merge request that contains [`HookConfig::note_trigger`] → its head again; any other comment
+/// → none.
+fn note(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, HookError> {
+    let root = Node::root(payload);
+    let attributes = root.field("object_attributes")?;
+    let on = attributes.opt_str("noteable_type")?.unwrap_or_default();
+    let text = attributes.opt_str("note")?.unwrap_or_default();
+    let triggered = config.note_trigger.as_deref().is_some_and(|t| text.contains(t));
+    if on != "MergeRequest" || !triggered || !config.pull_requests {
+        return Err(ignored("gitlab", format!("a comment on a {on} without the note trigger")));
+    }
+    let request = root.field("merge_request")?;
+    merge_request_change(config, &root, &request, "note", "comment")
+}
+
+fn merge_request_change(
+    config: &HookConfig,
+    root: &Node,
+    request: &Node,
+    event: &str,
+    action: &str,
+) -> Result<Vec<NewChange>, HookError> {
+    let iid = integer(&request.field("iid")?)?;
+    let last_commit = request.field("last_commit")?;
+    if let Some(message) = last_commit.opt_str("message")? {
+        if config.skips(message) {
+            return Err(ignored(
+                "gitlab",
+                format!("merge request !{iid}: its last commit's message has a skip marker"),
+            ));
+        }
+    }
+    let project = root.field("project")?;
+    let source = request.opt("source")?;
+    let source_name = source.as_ref().map(|s| s.opt_str("path_with_namespace")).transpose()?.flatten();
+    let base_repository = project.str_field("path_with_namespace")?;
+    let same_project = request.opt("source_project_id")?.map(|n| n.value.clone())
+        == request.opt("target_project_id")?.map(|n| n.value.clone());
+    let head_repository = if same_project { Some(base_repository) } else { source_name.or(Some("")) };
+    let user = root.opt("user")?;
+    let author = match user.as_ref().map(|u| u.opt_str("username")).transpose()?.flatten() {
+        Some(username) => username,
+        None => user.as_ref().map(|u| u.opt_str("name")).transpose()?.flatten().unwrap_or_default(),
+    };
+    let title = request.str_field("title")?;
+    let when_timestamp = match request.opt("updated_at")? {
+        Some(t) => t.timestamp()?,
+        None => 0,
+    };
+    let pull = PullRequest {
+        event,
+        action,
+        number: iid,
+        title,
+        url: request.str_field("url")?,
+        author,
+        head_revision: last_commit.str_field("id")?,
+        head_branch: request.str_field("source_branch")?,
+        head_repository,
+        base_branch: request.str_field("target_branch")?,
+        base_repository,
+        repository: project.str_field("git_http_url")?,
+        build_ref: format!("refs/merge-requests/{iid}/head"),
+        comments: pull::comments(title, request.opt_str("description")?),
+        when_timestamp,
+    };
+    let change = pull
+        .change(config)
+        .map_err(|reason| ignored("gitlab", format!("merge request {}", reason.replacen('#', "!", 1))))?;
+    Ok(vec![change])
+}
+
+fn integer(node: &Node) -> Result<i64, HookError> {
+    node.value.as_i64().ok_or_else(|| node.wrong_type("an integer"))
 }
 
 #[cfg(test)]
@@ -196,7 +314,7 @@ mod tests {
         assert_eq!(err.status(), 400);
 
         let err = run(&config, &[("X-Gitlab-Event", "Merge Request Hook")], PUSH).unwrap_err();
-        assert_eq!(err.to_string(), "gitlab event \"Merge Request Hook\" is not supported");
+        assert_eq!(err.to_string(), "missing field object_attributes");
         assert_eq!(err.status(), 400);
 
         let err = push(&config, b"[1, 2").unwrap_err();
