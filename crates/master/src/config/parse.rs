@@ -119,6 +119,7 @@ struct RawMaster {
     change_hooks: super::changes::ChangeHooksConfig,
     #[serde(default)]
     secrets: super::secrets::RawSecrets,
+    #[serde(default)]
     retention: super::retention::RawRetention,
 }
 
