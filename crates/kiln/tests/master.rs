@@ -499,6 +499,10 @@ async fn create_master_writes_a_config_that_checkconfig_accepts() {
     let master_dir = master_dir.to_str().expect("a UTF-8 path");
     let out = run_kiln(&["create-master", master_dir], Duration::from_secs(30)).await;
     assert!(out.status.success(), "kiln create-master {}", show(&out));
+    // It holds passwords and tokens: readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("m/master.toml")).expect("master.toml").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "master.toml has mode {:o}", mode & 0o777);
     let out = run_kiln(&["checkconfig", master_dir], Duration::from_secs(30)).await;
     assert!(out.status.success(), "kiln checkconfig of the sample {}", show(&out));
 }

@@ -264,7 +264,7 @@ fn matching_paren(text: &str) -> Option<usize> {
 
 fn parse_substitution(key: &str) -> Result<Substitution, String> {
     let Some((kind, arg)) = key.split_once(':') else {
-        return Err(format!("'{key}' has no selector (prop:, src: or worker:)"));
+        return Err(format!("'{key}' has no selector (prop:, src:, worker: or secret:)"));
     };
     let (selector, modifier) = match kind {
         "prop" | "worker" => {

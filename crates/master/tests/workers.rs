@@ -152,10 +152,14 @@ async fn worker_passwords_may_be_argon2_hashes_or_secrets() {
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").expect("salt");
     let hash = argon.hash_password(b"hashed-pw", &salt).expect("hash").to_string();
-    std::env::set_var("KILN_WORKERS_TEST_w2pw", "w2-secret-pw");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).expect("secrets dir");
+    std::fs::write(secrets.join("w2pw"), "w2-secret-pw\n").expect("write the secret");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(secrets.join("w2pw"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let config = format!(
         "[store]\nurl = \"sqlite:state.sqlite\"\n\n[worker_listener]\naddress = \"127.0.0.1:0\"\n\n\
-         [web]\naddress = \"127.0.0.1:0\"\n\n[[secret_provider]]\ntype = \"env\"\nprefix = \"KILN_WORKERS_TEST_\"\n\n\
+         [web]\naddress = \"127.0.0.1:0\"\n\n[[secret_provider]]\ntype = \"dir\"\npath = \"secrets\"\n\n\
          [[worker]]\nname = \"w1\"\npassword_hash = \"{hash}\"\n\n\
          [[worker]]\nname = \"w2\"\npassword = \"%(secret:w2pw)s\"\n\n\
          [[builder]]\nname = \"b\"\nworkers = [\"w1\", \"w2\"]\n\n  [[builder.step]]\n  command = \"true\"\n"

@@ -72,7 +72,7 @@ pub struct ReleasePollerDef {
 #[serde(deny_unknown_fields)]
 pub struct HookDef {
     /// The shared secret (HMAC key, or GitLab's token); without it requests are not verified.
-    pub secret: Option<String>,
+    pub secret: Option<crate::secrets::Secret>,
     /// Tag pushes become changes too.
     #[serde(default)]
     pub with_tags: bool,
@@ -136,7 +136,7 @@ impl<'de> Deserialize<'de> for SkipMarkers {
 #[serde(deny_unknown_fields)]
 pub struct BaseHookDef {
     /// Sent as `Authorization: Bearer <token>`.
-    pub token: String,
+    pub token: crate::secrets::Secret,
 }
 
 /// `[change_hooks]`: which hook endpoints the web listener serves; an absent one answers 404.

@@ -65,6 +65,8 @@ pub enum SecretError {
         "'{name}' is not a secret name (letters, digits, '_', '-', '.', '/' between names; not starting with '.')"
     )]
     BadName { name: String },
+    #[error("{error}")]
+    Template { error: String },
     #[error("secret '{name}' is unknown: no provider has it (asked: {asked})")]
     Unknown { name: String, asked: String },
     #[error(
@@ -342,14 +344,21 @@ mod tests {
     async fn providers_are_asked_in_order() {
         let dir = tempfile::tempdir().expect("dir");
         write(&dir.path().join("both"), "from-the-dir", 0o600);
-        std::env::set_var("KILN_TEST_PROVIDER_both", "from-the-env");
-        std::env::set_var("KILN_TEST_PROVIDER_only_env", "only-env-value");
+        // The environment is read, never written (set_var races with other tests' threads): PATH is set.
+        let path = std::env::var("PATH").expect("PATH");
+        write(&dir.path().join("PATH"), "from-the-dir", 0o600);
+        let p = providers(vec![
+            ProviderDef::Dir { path: dir.path().to_path_buf() },
+            ProviderDef::Env { prefix: String::new() },
+        ]);
+        assert_eq!(p.get("both").await.expect("both").expose(), "from-the-dir");
+        assert_eq!(p.get("PATH").await.expect("dir first").expose(), "from-the-dir");
+        let env_only = providers(vec![ProviderDef::Env { prefix: String::new() }]);
+        assert_eq!(env_only.get("PATH").await.expect("env").expose(), path);
         let p = providers(vec![
             ProviderDef::Dir { path: dir.path().to_path_buf() },
             ProviderDef::Env { prefix: "KILN_TEST_PROVIDER_".into() },
         ]);
-        assert_eq!(p.get("both").await.expect("both").expose(), "from-the-dir");
-        assert_eq!(p.get("only_env").await.expect("env").expose(), "only-env-value");
         let unknown = p.get("nowhere").await.expect_err("unknown").to_string();
         assert!(unknown.contains("'nowhere'") && unknown.contains("env KILN_TEST_PROVIDER_*"), "{unknown}");
     }
@@ -387,9 +396,10 @@ mod tests {
 
     #[tokio::test]
     async fn short_values_are_refused() {
-        std::env::set_var("KILN_TEST_SHORT_pin", "123");
-        std::env::set_var("KILN_TEST_SHORT_multi", "long-enough\nab\n");
-        let p = providers(vec![ProviderDef::Env { prefix: "KILN_TEST_SHORT_".into() }]);
+        let dir = tempfile::tempdir().expect("dir");
+        write(&dir.path().join("pin"), "123\n", 0o600);
+        write(&dir.path().join("multi"), "long-enough\nab\n", 0o600);
+        let p = providers(vec![ProviderDef::Dir { path: dir.path().to_path_buf() }]);
         let error = p.get("pin").await.expect_err("short");
         assert_eq!(error, SecretError::TooShort { name: "pin".into(), len: 3, min: 4 });
         assert!(matches!(p.get("multi").await, Err(SecretError::TooShort { len: 2, .. })));
@@ -399,8 +409,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_setting_renders_with_its_secrets() {
-        std::env::set_var("KILN_TEST_RENDER_smtp", "smtp-password");
-        let p = providers(vec![ProviderDef::Env { prefix: "KILN_TEST_RENDER_".into() }]);
+        let dir = tempfile::tempdir().expect("dir");
+        write(&dir.path().join("smtp"), "smtp-password\n", 0o600);
+        let p = providers(vec![ProviderDef::Dir { path: dir.path().to_path_buf() }]);
         let (text, fetched) = p.render("user:%(secret:smtp)s").await.expect("render");
         assert_eq!(text.expose(), "user:smtp-password");
         assert_eq!(fetched.redactor().redact(text.expose()), "user:<secret:smtp>");

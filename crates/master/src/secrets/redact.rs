@@ -116,14 +116,6 @@ impl Redactor {
     pub(super) fn upgrade(weak: &std::sync::Weak<Patterns>) -> Option<Redactor> {
         weak.upgrade().map(|inner| Redactor { inner: Some(inner) })
     }
-
-    /// The length of the longest pattern, in bytes (0 when empty).
-    pub fn longest(&self) -> usize {
-        match self.inner.as_deref() {
-            Some(Patterns::Values { names, .. }) => names.keys().map(String::len).max().unwrap_or(0),
-            _ => 0,
-        }
-    }
 }
 
 /// The lines of a value that are patterns: each line without its `\r`, empty ones left out.

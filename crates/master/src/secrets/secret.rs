@@ -57,6 +57,13 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Read from the config as a string.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
 impl PartialEq for Secret {
     fn eq(&self, other: &Secret) -> bool {
         equal(self.expose(), other.expose())

@@ -88,7 +88,7 @@ async fn hook(
         .map(|(_, value)| value.trim().to_string())
         .filter(|value| !value.is_empty());
     let decoded = if dialect == "base" {
-        let token = &hooks.base.as_ref().ok_or_else(not_configured)?.token;
+        let token = hooks.base.as_ref().ok_or_else(not_configured)?.token.expose();
         let body = body().await?;
         base_changes(token, &HookRequest { headers: &headers, body: &body })
     } else {
@@ -157,7 +157,7 @@ fn poll_now(master: &Master, def: &PollerHookDef, query: &str, request: &HookReq
 
 fn hook_config(def: &HookDef) -> HookConfig {
     HookConfig {
-        secret: def.secret.clone(),
+        secret: def.secret.as_ref().map(|s| s.expose().to_string()),
         with_tags: def.with_tags,
         project: def.project.clone(),
         codebase: def.codebase.clone(),
