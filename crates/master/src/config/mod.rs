@@ -27,10 +27,15 @@ pub use error::{ConfigError, ConfigProblem};
 mod changes;
 mod force;
 mod locks;
+mod reporters;
 mod schedulers;
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
+pub use reporters::{
+    parse_smtp_url, valid_address, ChatService, Credentials, Forge, ForgeDef, Generator, MailDef, Mode, PreviousRule,
+    ReporterDef, ReporterFilter, SmtpSecurity, SmtpServer, Target, TemplateDef, DEFAULT_CONTEXT,
+};
 pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, CodebaseDef, DependentSchedulerDef, SubmitDef, TimedSchedulerDef, Timing,
     TriggerableSchedulerDef,
@@ -80,6 +85,8 @@ pub struct MasterConfig {
     pub change_hooks: ChangeHooksConfig,
     /// The locks builders and steps take (`[[lock]]`), by name.
     pub locks: BTreeMap<String, LockDef>,
+    /// Who is told about builds, and how (`[[reporter]]`), in the file's order.
+    pub reporters: Vec<ReporterDef>,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -240,6 +247,11 @@ impl MasterConfig {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
                 StepDef::Shell(_) | StepDef::Trigger(_) | StepDef::Git(_) => {}
+            }
+        }
+        for reporter in &mut self.reporters {
+            if let Target::Mail(MailDef { ca_file: Some(path), .. }) = &mut reporter.target {
+                *path = dir.join(&*path);
             }
         }
     }
