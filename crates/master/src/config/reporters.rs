@@ -438,6 +438,9 @@ pub(super) fn read_reporters(
     reporters
 }
 
+/// A key, where it is if given, and the types it is for.
+type Misplaced<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+
 fn check_reporter(
     mut raw: RawReporter,
     known: &KnownNames<'_>,
@@ -542,7 +545,7 @@ fn check_reporter(
     };
     // Keys the type did not take belong to another type.
     const FORGES: &[&str] = &["github", "gitlab", "gitea", "bitbucket"];
-    let misplaced: [(&str, Option<std::ops::Range<usize>>, &[&str]); 8] = [
+    let misplaced: [Misplaced<'_>; 8] = [
         ("webhook_url", raw.webhook_url.as_ref().map(Spanned::span), &["slack", "mattermost", "discord"]),
         ("homeserver", raw.homeserver.as_ref().map(Spanned::span), &["matrix"]),
         ("room", raw.room.as_ref().map(Spanned::span), &["matrix"]),
