@@ -15,6 +15,7 @@ mod deliveries;
 mod error;
 mod logs;
 mod masters;
+mod notifications;
 mod properties;
 #[cfg(test)]
 mod published;
@@ -42,6 +43,7 @@ pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
+pub use notifications::{NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::{Event, EventBus};
@@ -90,6 +92,14 @@ fn migrator() -> Migrator {
             Cow::Borrowed("buildset changes"),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
+            false,
+        ),
+        // Numbered after the issue that brought it, so that migrations added beside it do not collide.
+        Migration::new(
+            14,
+            Cow::Borrowed("notifications"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0014_notifications.sql").into_sql_str(),
             false,
         ),
     ])
