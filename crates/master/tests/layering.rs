@@ -55,6 +55,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("workers", &["model", "results", "events", "config", "store", "tls", "connections"]),
     // A build's steps on a worker; the master only through `build::MasterHandle`.
     ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers"]),
+    // Who is told about builds: the decision (pure, called inside the store's transaction) and the senders.
+    ("reporters", &["model", "results", "events", "config", "store"]),
     // The Prometheus metrics, counted from the events bus.
     ("metrics", &["model", "results", "events"]),
     // The running master: services, actions, dispatch.
@@ -75,6 +77,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "queue",
             "workers",
             "build",
+            "reporters",
         ],
     ),
     // HTTP: the REST API, change hooks, live events.
@@ -94,6 +97,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "build",
             "master",
             "metrics",
+            "reporters",
         ],
     ),
 ];

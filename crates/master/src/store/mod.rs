@@ -43,7 +43,7 @@ pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
-pub use notifications::{NotificationQuery, Outcome};
+pub use notifications::{now_ms, Decide, NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::{Event, EventBus};

@@ -132,6 +132,15 @@ impl Store {
         read_facts(&mut conn, buildid, true).await.context(op)
     }
 
+    /// The logs of step `stepid`, in the order they were added: id, name and number of lines.
+    pub async fn step_logs(&self, stepid: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        sqlx::query_as("SELECT id, name, num_lines FROM logs WHERE stepid = ? ORDER BY id")
+            .bind(stepid)
+            .fetch_all(&self.pool)
+            .await
+            .context(|| format!("get the logs of step {stepid}"))
+    }
+
     /// Keeps `rows` in the outbox (those whose dedupe key is kept already are skipped); returns how many were new.
     pub async fn add_notifications(&self, rows: &[NewNotification]) -> Result<usize, StoreError> {
         let op = || format!("add {} notifications", rows.len());
