@@ -91,6 +91,8 @@ struct Inner {
     name: String,
     /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
     connection_limits: crate::connections::Fitted,
+    /// The reporters: their decisions run in the store's build writes, their senders beside the master.
+    reporters: Arc<crate::reporters::Reporters>,
 }
 
 /// A running master. Cheap to clone.
@@ -190,6 +192,7 @@ impl Master {
             None => None,
         };
         let locks = config.locks.clone();
+        let reporters = Arc::new(crate::reporters::Reporters::new(&config));
         let inner = Arc::new(Inner {
             config,
             store,
@@ -204,6 +207,7 @@ impl Master {
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
+            reporters,
         });
         let port = crate::workers::WorkerPort {
             tls,
@@ -212,6 +216,7 @@ impl Master {
         };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
+        inner.reporters.start(&inner.store, inner.shutting_down.clone());
         let master = Master { inner: inner.clone() };
         // A scheduler seen for the first time takes the changes stored from now on. Each subscribes before the
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
@@ -648,6 +653,11 @@ impl Master {
 
     /// Stops the master. Without `clean`, running builds are stopped and end RETRY (their requests run again
     /// at the next start); with `clean`, no new build starts and the running ones are waited for.
+    /// The configured reporters (for sending a notice now, and the API).
+    pub fn reporters(&self) -> &Arc<crate::reporters::Reporters> {
+        &self.inner.reporters
+    }
+
     pub async fn shutdown(&self, clean: bool) {
         self.inner.shutting_down.cancel();
         if !clean {

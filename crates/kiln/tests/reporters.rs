@@ -1,0 +1,357 @@
+//! Reporters against real servers: mail to a real SMTP server (aiosmtpd, `support/smtp_sink.py`) and HTTP
+//! targets to a local recorder that checks each request's documented shape. The notices go through the real
+//! store's outbox and the real senders; faults (a server down, 451, 550, 500, 429, a hang) are the servers'.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_master::config::MasterConfig;
+use kiln_master::model::{Build, BuildFacts, Change, NewChange, Notification, NotificationState, SourceStamp};
+use kiln_master::reporters::mode::Outcome;
+use kiln_master::reporters::Reporters;
+use kiln_master::results::{FAILURE, SUCCESS};
+use kiln_master::store::{NotificationQuery, Store};
+use serde_json::Value;
+use support::recorder::{Answer, Recorder};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A master's config with `reporters` appended (one builder, `devel`).
+fn config(reporters: &str) -> MasterConfig {
+    let text = format!(
+        "title = \"Scipion\"\nurl = \"http://ci.example.org/\"\n[[worker]]\nname = \"w\"\npassword = \"p\"\n\
+         [[builder]]\nname = \"devel\"\nworkers = [\"w\"]\n  [[builder.step]]\n  command = \"make\"\n{reporters}"
+    );
+    MasterConfig::from_str(&text, "master.toml").unwrap_or_else(|e| panic!("config:\n{e}"))
+}
+
+/// A failed build of `devel` on `main` at revision `abc123…`, by Alice and Bob.
+fn failed_build() -> BuildFacts {
+    let change = |author: &str, comments: &str| Change {
+        id: 1,
+        sourcestampid: 1,
+        reported: NewChange { author: author.into(), comments: comments.into(), ..NewChange::default() },
+    };
+    BuildFacts {
+        build: Build {
+            id: 42,
+            number: 7,
+            builderid: 1,
+            results: Some(FAILURE),
+            state_string: "failed 'make' (failure)".into(),
+            ..Build::default()
+        },
+        builder: "devel".into(),
+        worker: Some("w".into()),
+        reason: "change".into(),
+        sourcestamps: vec![SourceStamp {
+            branch: Some("main".into()),
+            revision: Some("abc1234567890".into()),
+            repository: "https://github.com/scipion/scipion.git".into(),
+            ..SourceStamp::default()
+        }],
+        changes: vec![
+            change("Alice <alice@example.org>", "break <script>it</script>"),
+            change("Bob <bob@example.org>", "and more"),
+        ],
+        ..BuildFacts::default()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Store,
+    _reporters: Arc<Reporters>,
+    stop: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Harness {
+    /// A real store, the reporters of `config`, and the notices `facts` makes for reporter `name`, kept; the
+    /// senders run.
+    async fn start(config: &MasterConfig, name: &str, facts: &BuildFacts) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("state.sqlite").display())).await.expect("store");
+        let reporters = Arc::new(Reporters::new(config));
+        let def = reporters.get(name).expect("reporter").clone();
+        let outcome = Outcome { results: facts.build.results.unwrap_or(SUCCESS), previous: None, streak: 1 };
+        let rows = reporters.notices(&def, "build.finished", facts, outcome, None);
+        assert!(!rows.is_empty(), "the reporter makes a notice");
+        store.add_notifications(&rows).await.expect("keep the notices");
+        let stop = CancellationToken::new();
+        reporters.start(&store, stop.clone());
+        Harness { _dir: dir, store, _reporters: reporters, stop }
+    }
+
+    async fn notices(&self) -> Vec<Notification> {
+        let mut all = self.store.notifications(&NotificationQuery::default()).await.expect("list");
+        all.reverse();
+        all
+    }
+
+    /// Waits until every notice satisfies `done`.
+    async fn wait_notices(&self, what: &str, done: impl Fn(&Notification) -> bool) -> Vec<Notification> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notices = self.notices().await;
+            if notices.iter().all(&done) {
+                return notices;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{what}: {notices:#?}");
+            }
+            // The store has no event for a settled notice: look again shortly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A running `smtp_sink.py`; killed when dropped.
+struct SmtpSink {
+    child: tokio::process::Child,
+    port: u16,
+    record: PathBuf,
+}
+
+impl SmtpSink {
+    async fn start(dir: &Path, port: u16, args: &[&str]) -> SmtpSink {
+        let python = support::buildbot::venv().join("bin/python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let port_file = dir.join(format!("smtp-{port}.port"));
+        let record = dir.join("mail.jsonl");
+        let _ = std::fs::remove_file(&port_file);
+        let child = tokio::process::Command::new(python)
+            .arg(script)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--record")
+            .arg(&record)
+            .arg("--port")
+            .arg(port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the SMTP sink");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
+                break port;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the SMTP sink did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        SmtpSink { child, port, record }
+    }
+
+    /// The messages it accepted.
+    fn messages(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn mail_reporter(port: u16, extra: &str) -> MasterConfig {
+    config(&format!(
+        "[[reporter]]\nname = \"mail\"\ntype = \"mail\"\nfrom = \"Kiln <kiln@ci.example.org>\"\n\
+         smtp_url = \"smtp://127.0.0.1:{port}\"\n{extra}"
+    ))
+}
+
+#[tokio::test]
+async fn a_failure_mail_reaches_the_blamelist_with_headers_and_escaped_html() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = SmtpSink::start(dir.path(), 0, &[]).await;
+    let harness = Harness::start(
+        &mail_reporter(sink.port, "extra_recipients = [\"team@example.org\"]\n"),
+        "mail",
+        &failed_build(),
+    )
+    .await;
+    let notices = harness.wait_notices("all sent", |n| n.state == NotificationState::Sent).await;
+    assert_eq!(notices.len(), 3, "one copy per recipient: Alice, Bob, and the team in CC");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let mut rcpts: Vec<&str> = messages.iter().map(|m| m["rcpt_tos"][0].as_str().expect("rcpt")).collect();
+    rcpts.sort_unstable();
+    assert_eq!(rcpts, ["alice@example.org", "bob@example.org", "team@example.org"]);
+    let data = messages[0]["data"].as_str().expect("data");
+    for header in [
+        "Subject: =?utf-8?",
+        "To: Alice <alice@example.org>, Bob <bob@example.org>",
+        "Cc: team@example.org",
+        "Auto-Submitted: auto-generated",
+        "Message-ID: <kiln.",
+        "Content-Type: multipart/alternative",
+    ] {
+        assert!(data.contains(header), "{header:?} in\n{data}");
+    }
+    let ids: Vec<&str> =
+        messages.iter().filter_map(|m| m["data"].as_str()?.lines().find(|l| l.starts_with("Message-ID:"))).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "every copy is the same message: {ids:?}");
+    // The HTML part is quoted-printable: undo its soft line breaks.
+    let unfolded = data.replace("=\r\n", "").replace("=\n", "");
+    assert!(unfolded.contains("break &lt;script&gt;it&lt;&#x2f;script&gt;"), "the HTML part escapes: {data}");
+    assert!(!unfolded.contains("break <script>it</script></li>"), "{data}");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_down_then_up_delivers_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let harness = Harness::start(&mail_reporter(port, "timeout = 3\n"), "mail", &failed_build()).await;
+    harness.wait_notices("a failed attempt", |n| n.attempts >= 1 && n.last_error.is_some()).await;
+    let sink = SmtpSink::start(dir.path(), port, &[]).await;
+    let notices = harness.wait_notices("sent once the server is up", |n| n.state == NotificationState::Sent).await;
+    assert_eq!(notices.len(), 2);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "each recipient once: {messages:#?}");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn smtp_451_is_retried_and_550_for_one_recipient_is_recorded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = SmtpSink::start(dir.path(), 0, &["--tempfail-data", "2", "--reject-rcpt", "bob@example.org"]).await;
+    let harness = Harness::start(&mail_reporter(sink.port, ""), "mail", &failed_build()).await;
+    let notices =
+        harness.wait_notices("settled", |n| matches!(n.state, NotificationState::Sent | NotificationState::Dead)).await;
+    let alice = notices.iter().find(|n| n.target.contains("alice")).expect("alice's copy");
+    let bob = notices.iter().find(|n| n.target.contains("bob")).expect("bob's copy");
+    assert_eq!(bob.state, NotificationState::Dead, "{bob:#?}");
+    assert!(bob.last_error.as_deref().unwrap_or("").contains("550"), "{bob:#?}");
+    assert_eq!(alice.state, NotificationState::Sent, "{alice:#?}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "alice got it once: {messages:#?}");
+    assert_eq!(messages[0]["rcpt_tos"][0], "alice@example.org");
+    // The two 451s went to whichever copies reached DATA first: three or more attempts in all.
+    let attempts: i64 = notices.iter().map(|n| n.attempts).sum();
+    assert!(attempts >= 3, "{notices:#?}");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_smtp_server_times_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = SmtpSink::start(dir.path(), 0, &["--hang-data"]).await;
+    let harness = Harness::start(&mail_reporter(sink.port, "timeout = 1\n"), "mail", &failed_build()).await;
+    let notices = harness.wait_notices("timed out", |n| n.attempts >= 1 && n.state != NotificationState::Sent).await;
+    let error = notices[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("timed out") || error.contains("no answer within"), "{error}");
+    assert!(sink.messages().is_empty());
+    sink.stop().await;
+}
+
+fn github(url: &str) -> MasterConfig {
+    config(&format!(
+        "[[reporter]]\nname = \"gh\"\ntype = \"github\"\nbase_url = \"{url}\"\ntoken = \"T0KEN\"\ntimeout = 2\n"
+    ))
+}
+
+#[tokio::test]
+async fn http_500_three_times_then_201_posts_one_status() {
+    let recorder = Recorder::start(vec![Answer::status(500), Answer::status(502), Answer::status(503)]).await;
+    let harness = Harness::start(&github(&recorder.url), "gh", &failed_build()).await;
+    let notices = harness.wait_notices("sent", |n| n.state == NotificationState::Sent).await;
+    assert_eq!((notices.len(), notices[0].attempts), (1, 4), "{notices:#?}");
+    let requests = recorder.wait_requests(4, WAIT).await;
+    assert_eq!(requests.len(), 4);
+    for request in &requests {
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/repos/scipion/scipion/statuses/abc1234567890")
+        );
+        assert_eq!(request.headers.get("authorization").map(String::as_str), Some("token T0KEN"));
+        let body = request.json();
+        assert_eq!(body["state"], "failure");
+        assert_eq!(body["context"], "kiln/devel");
+        assert_eq!(body["target_url"], "http://ci.example.org/#/builders/1/builds/7");
+        assert!(body["description"].as_str().expect("description").chars().count() <= 140);
+    }
+    assert_eq!(requests[0].body, requests[3].body, "a retry sends the same bytes");
+}
+
+#[tokio::test]
+async fn http_429_retry_after_is_honoured() {
+    let recorder = Recorder::start(vec![Answer::status(429).header("retry-after", "2")]).await;
+    let harness = Harness::start(&github(&recorder.url), "gh", &failed_build()).await;
+    harness.wait_notices("sent", |n| n.state == NotificationState::Sent).await;
+    let requests = recorder.wait_requests(2, WAIT).await;
+    let waited = requests[1].at - requests[0].at;
+    assert!(waited >= Duration::from_millis(1900), "waited {waited:?} after Retry-After: 2");
+}
+
+#[tokio::test]
+async fn a_hanging_http_server_times_out() {
+    let recorder = Recorder::start(vec![Answer::hang()]).await;
+    let harness = Harness::start(&github(&recorder.url), "gh", &failed_build()).await;
+    let notices = harness.wait_notices("sent after the timeout", |n| n.state == NotificationState::Sent).await;
+    assert_eq!(notices[0].attempts, 2);
+    let requests = recorder.wait_requests(2, WAIT).await;
+    assert_eq!(requests.len(), 2);
+}
+
+#[tokio::test]
+async fn chat_matrix_and_signed_push_have_their_shapes() {
+    let recorder = Recorder::start(Vec::new()).await;
+    let url = &recorder.url;
+    let config = config(&format!(
+        "[[reporter]]\nname = \"slack\"\ntype = \"slack\"\nwebhook_url = \"{url}/services/T/B/X\"\n\
+         [[reporter]]\nname = \"discord\"\ntype = \"discord\"\nwebhook_url = \"{url}/api/webhooks/1/t\"\n\
+         [[reporter]]\nname = \"matrix\"\ntype = \"matrix\"\nhomeserver = \"{url}\"\nroom = \"!r:m.org\"\ntoken = \"MX\"\n\
+         [[reporter]]\nname = \"push\"\ntype = \"http\"\nurl = \"{url}/hook\"\nsecret = \"s3cret\"\n"
+    ));
+    let facts = failed_build();
+    let mut harnesses = Vec::new();
+    for name in ["slack", "discord", "matrix", "push"] {
+        harnesses.push(Harness::start(&config, name, &facts).await);
+    }
+    let requests = recorder.wait_requests(4, WAIT).await;
+    let find = |prefix: &str| requests.iter().find(|r| r.path.starts_with(prefix)).expect(prefix).clone();
+    let slack = find("/services/").json();
+    assert!(slack["text"].as_str().expect("text").contains("devel"));
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    let discord = find("/api/webhooks/");
+    assert!(discord.path.ends_with("?wait=true"), "{}", discord.path);
+    let embed = &discord.json()["embeds"][0];
+    assert!(embed["color"].is_u64() && embed["title"].is_string(), "{embed}");
+    let matrix = find("/_matrix/");
+    assert_eq!(matrix.method, "PUT");
+    assert!(matrix.path.starts_with("/_matrix/client/v3/rooms/%21r%3Am.org/send/m.room.message/"), "{}", matrix.path);
+    assert_eq!(matrix.headers.get("authorization").map(String::as_str), Some("Bearer MX"));
+    let body = matrix.json();
+    assert_eq!((body["msgtype"].as_str(), body["format"].as_str()), (Some("m.notice"), Some("org.matrix.custom.html")));
+    assert!(!body["formatted_body"].as_str().expect("html").contains("<script>"));
+    let push = find("/hook");
+    let delivery = push.headers.get("x-kiln-delivery").expect("delivery id");
+    assert_eq!(push.json()["delivery_id"].as_str(), Some(delivery.as_str()));
+    assert_eq!(push.json()["version"], 1);
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("key");
+    mac.update(&push.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(push.headers.get("x-kiln-signature"), Some(&expected));
+    drop(harnesses);
+}
