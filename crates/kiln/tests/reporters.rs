@@ -355,3 +355,112 @@ async fn chat_matrix_and_signed_push_have_their_shapes() {
     assert_eq!(push.headers.get("x-kiln-signature"), Some(&expected));
     drop(harnesses);
 }
+
+use support::buildbot::WorkerKind;
+use support::kiln::{toml_str, KilnMaster};
+
+/// A master whose `devel` builder fails while `flag` exists, with `reporters` appended.
+async fn master_with(flag: &Path, reporters: &str) -> KilnMaster {
+    let step = format!(
+        "[[builder.step]]\nname = \"make\"\ncommand = [\"sh\", \"-c\", {}]\n",
+        toml_str(format!("echo building; if [ -e '{}' ]; then echo 'error: it broke'; exit 1; fi", flag.display()))
+    );
+    let mut master =
+        KilnMaster::builder().worker("w", "pw").builder("devel", &step).extra_toml(reporters).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    master.wait_worker_connected("w").await;
+    master
+}
+
+/// Forces a build of `devel` owned by Alice and waits for its end.
+async fn build_as_alice(master: &KilnMaster) -> i64 {
+    let brid = master.force_with("devel", serde_json::json!({"owner": "Alice <alice@example.org>"})).await;
+    master.wait_request_complete(brid).await;
+    master.id(&master.builds_of_request(brid).await[0], "buildid")
+}
+
+/// Waits until the notices listed by the API for build `buildid` are all sent (and there are `n`).
+async fn wait_sent(master: &KilnMaster, buildid: i64, n: usize) -> Vec<Value> {
+    master
+        .wait_for(&format!("{n} notices of build {buildid} sent"), WAIT, async || {
+            let listed = master.try_get(&format!("notifications?subject_id={buildid}")).await?;
+            let notices = listed["notifications"].as_array()?.clone();
+            (notices.len() == n && notices.iter().all(|n| n["state"] == "sent")).then_some(notices)
+        })
+        .await
+}
+
+#[tokio::test]
+async fn failure_then_still_failing_then_fixed_end_to_end() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = SmtpSink::start(dir.path(), 0, &[]).await;
+    let slack = Recorder::start(Vec::new()).await;
+    let flag = dir.path().join("broken");
+    let reporters = format!(
+        "\n[[reporter]]\nname = \"authors\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n\
+         smtp_url = \"smtp://127.0.0.1:{}\"\nmode = [\"problem\", \"fixed\"]\n\
+         [[reporter]]\nname = \"team\"\ntype = \"slack\"\nwebhook_url = \"{}/services/T/B/X\"\n\
+         mode = [\"failing\", \"fixed\"]\n",
+        sink.port, slack.url
+    );
+    let master = master_with(&flag, &reporters).await;
+
+    let passing = build_as_alice(&master).await;
+    std::fs::write(&flag, "").expect("break the build");
+    let broken = build_as_alice(&master).await;
+    let mails = wait_sent(&master, broken, 2).await; // Alice's mail and the Slack post
+    assert!(
+        mails.iter().any(|n| n["reporter"] == "authors" && n["target"] == "Alice <alice@example.org>"),
+        "{mails:#?}"
+    );
+    let still = build_as_alice(&master).await;
+    wait_sent(&master, still, 1).await; // Slack only: `problem` does not mail a second failure
+    std::fs::remove_file(&flag).expect("fix the build");
+    let fixed = build_as_alice(&master).await;
+    wait_sent(&master, fixed, 2).await;
+    let none = master.get(&format!("notifications?subject_id={passing}")).await;
+    assert_eq!(none["notifications"].as_array().map(Vec::len), Some(0), "a first success reports nothing: {none}");
+
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "the failure and the fix: {messages:#?}");
+    let failure = messages[0]["data"].as_str().expect("data");
+    let fix = messages[1]["data"].as_str().expect("data");
+    assert!(failure.contains("new failure has been detected on builder devel"), "{failure}");
+    assert!(failure.contains("error: it broke"), "the failing step's last lines: {failure}");
+    assert!(fix.contains("restored build") && fix.contains("In-Reply-To: <kiln."), "{fix}");
+    let first_id = failure.lines().find_map(|l| l.strip_prefix("Message-ID: ")).expect("Message-ID");
+    assert!(fix.contains(&format!("In-Reply-To: {first_id}")), "the fix replies to the failure: {fix}");
+    let posts = slack.wait_requests(3, WAIT).await;
+    assert_eq!(posts.len(), 3, "Slack hears each failure and the fix");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn a_master_killed_before_delivery_delivers_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").expect("fail every build");
+    let reporters = format!(
+        "\n[[reporter]]\nname = \"authors\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n\
+         smtp_url = \"smtp://127.0.0.1:{port}\"\nmode = [\"failing\"]\ntimeout = 2\n"
+    );
+    let mut master = master_with(&flag, &reporters).await;
+    let buildid = build_as_alice(&master).await;
+    // The SMTP server is down: the notice waits in the outbox.
+    master
+        .wait_for("a failed attempt", WAIT, async || {
+            let listed = master.try_get(&format!("notifications?subject_id={buildid}")).await?;
+            let notice = listed["notifications"].get(0)?.clone();
+            (notice["attempts"].as_i64()? >= 1 && notice["state"] == "pending").then_some(notice)
+        })
+        .await;
+    master.kill_master(nix::sys::signal::Signal::SIGKILL).await;
+    let sink = SmtpSink::start(dir.path(), port, &[]).await;
+    master.restart().await;
+    wait_sent(&master, buildid, 1).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "delivered exactly once: {messages:#?}");
+    assert_eq!(messages[0]["rcpt_tos"][0], "alice@example.org");
+    sink.stop().await;
+}

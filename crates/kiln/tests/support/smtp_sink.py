@@ -40,7 +40,7 @@ class Sink:
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
             "tls": session.ssl is not None,
-            "auth_user": (getattr(session, "login_data", None) or b"").decode("utf-8", "replace") or None,
+            "auth_user": session.auth_data if isinstance(session.auth_data, str) else None,
         }
         with open(self.args.record, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
@@ -52,9 +52,7 @@ def authenticator(expected):
 
     def check(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-        if ok:
-            session.login_data = auth_data.login
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, auth_data=auth_data.login.decode() if ok else None)
 
     return check
 
