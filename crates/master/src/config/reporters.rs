@@ -1127,6 +1127,25 @@ workers = ["w"]
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let section = doc.split("\n## `[[reporter]]`\n").nth(1).expect("the section");
+        let example = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("an example");
+        let config = MasterConfig::from_str(&format!("{example}\n{BASE}"), "master.toml")
+            .unwrap_or_else(|e| panic!("the example should load:\n{e}"));
+        assert_eq!(config.reporters.len(), 3);
+        for path in ["notifications.md"] {
+            let doc = std::fs::read_to_string(format!("{}/../../docs/{path}", env!("CARGO_MANIFEST_DIR")))
+                .expect("the notifications page");
+            for example in doc.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()) {
+                let text = if example.contains("[[builder]]") { example.to_owned() } else { format!("{example}\n{BASE}") };
+                MasterConfig::from_str(&text, path).unwrap_or_else(|e| panic!("docs/{path}: an example should load:\n{e}"));
+            }
+        }
+    }
+
+    #[test]
     fn names_are_unique() {
         let r = "[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\n";
         problem(&format!("{r}{r}"), "another reporter has this name");
