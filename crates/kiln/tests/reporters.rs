@@ -464,3 +464,30 @@ async fn a_master_killed_before_delivery_delivers_exactly_once_after_restart() {
     assert_eq!(messages[0]["rcpt_tos"][0], "alice@example.org");
     sink.stop().await;
 }
+
+#[tokio::test]
+async fn test_reporter_sends_one_notice_and_prints_the_answer() {
+    let recorder = Recorder::start(vec![Answer::status(200).body("ok")]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!(
+        "[[worker]]\nname = \"w\"\npassword = \"p\"\n[[builder]]\nname = \"devel\"\nworkers = [\"w\"]\n\
+         [[builder.step]]\ncommand = \"make\"\n[[reporter]]\nname = \"team\"\ntype = \"slack\"\n\
+         webhook_url = \"{}/services/T/B/X\"\n",
+        recorder.url
+    );
+    std::fs::write(dir.path().join("master.toml"), text).expect("master.toml");
+    let dir_arg = dir.path().to_str().expect("a UTF-8 path");
+    let output = support::kiln::run_kiln(&["test-reporter", dir_arg, "team"], WAIT).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", support::kiln::show(&output));
+    assert!(stdout.contains("webhook: sent: 200"), "{stdout}");
+    let posts = recorder.wait_requests(1, WAIT).await;
+    assert!(posts[0].json()["text"].as_str().expect("text").contains("devel"), "{:?}", posts[0]);
+    let output = support::kiln::run_kiln(&["test-reporter", dir_arg, "nobody"], WAIT).await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no reporter 'nobody'"),
+        "{}",
+        support::kiln::show(&output)
+    );
+}

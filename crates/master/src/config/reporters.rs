@@ -1139,8 +1139,10 @@ workers = ["w"]
             let doc = std::fs::read_to_string(format!("{}/../../docs/{path}", env!("CARGO_MANIFEST_DIR")))
                 .expect("the notifications page");
             for example in doc.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()) {
-                let text = if example.contains("[[builder]]") { example.to_owned() } else { format!("{example}\n{BASE}") };
-                MasterConfig::from_str(&text, path).unwrap_or_else(|e| panic!("docs/{path}: an example should load:\n{e}"));
+                let text =
+                    if example.contains("[[builder]]") { example.to_owned() } else { format!("{example}\n{BASE}") };
+                MasterConfig::from_str(&text, path)
+                    .unwrap_or_else(|e| panic!("docs/{path}: an example should load:\n{e}"));
             }
         }
     }

@@ -318,7 +318,7 @@ impl Reporters {
 }
 
 /// A build's modes outcome under a reporter's previous-build rule.
-fn outcome(def: &ReporterDef, facts: &BuildFacts) -> Outcome {
+pub fn outcome(def: &ReporterDef, facts: &BuildFacts) -> Outcome {
     Outcome {
         results: facts.build.results.unwrap_or(RETRY),
         previous: previous::previous_results(def.previous, facts),
