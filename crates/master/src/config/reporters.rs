@@ -18,6 +18,8 @@ const DEFAULT_MAX_AGE_SECONDS: u64 = 24 * 3600;
 /// How long one attempt to send may take, by default: SMTP's exchanges are slower than one HTTP request.
 const DEFAULT_MAIL_TIMEOUT_SECONDS: u64 = 30;
 const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 10;
+/// How long a worker is away before it is reported missing, by default (Buildbot's `missing_timeout`).
+const DEFAULT_MISSING_TIMEOUT_SECONDS: u64 = 3600;
 /// The lines of the failing step's log a message quotes, by default.
 const DEFAULT_LOG_LINES: usize = 20;
 /// A commit status's context, by default (a minijinja template).
@@ -48,6 +50,8 @@ pub struct ReporterDef {
     pub max_age: Duration,
     /// How long one attempt may take (connect, TLS, the whole exchange).
     pub timeout: Duration,
+    /// With `generator = "worker_missing"`: how long a worker is away before it is reported missing.
+    pub missing_timeout: Duration,
     /// Every setting that is a secret, in one place (tokens, passwords, signing keys).
     pub credentials: Credentials,
 }
@@ -364,6 +368,7 @@ struct RawReporter {
     log_lines: Option<usize>,
     max_age: Option<Spanned<u64>>,
     timeout: Option<Spanned<u64>>,
+    missing_timeout: Option<Spanned<u64>>,
     // mail
     from: Option<Spanned<String>>,
     smtp_url: Option<Spanned<String>>,
@@ -614,6 +619,14 @@ fn check_reporter(
     let template = check_templates(&raw, context, problems);
     let max_age = seconds(raw.max_age.take(), DEFAULT_MAX_AGE_SECONDS, context, "max_age", problems);
     let timeout = seconds(raw.timeout.take(), timeout_default, context, "timeout", problems);
+    if let (Some(t), Some(g)) = (raw.missing_timeout.as_ref(), generator) {
+        if g != Generator::WorkerMissing {
+            problems.add(t.span(), ctx, "missing_timeout", "applies only with generator 'worker_missing'");
+            valid = false;
+        }
+    }
+    let missing_timeout =
+        seconds(raw.missing_timeout.take(), DEFAULT_MISSING_TIMEOUT_SECONDS, context, "missing_timeout", problems);
 
     if !valid {
         return None;
@@ -630,6 +643,7 @@ fn check_reporter(
         log_lines: raw.log_lines.unwrap_or(DEFAULT_LOG_LINES),
         max_age: max_age?,
         timeout: timeout?,
+        missing_timeout: missing_timeout?,
         credentials,
     })
 }

@@ -591,6 +591,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "log_lines",
             "max_age",
             "timeout",
+            "missing_timeout",
             "from",
             "smtp_url",
             "smtp_user",

@@ -9,6 +9,7 @@
 
 pub mod blamelist;
 pub mod message;
+pub mod missing;
 pub mod mode;
 pub mod outbox;
 pub mod previous;
@@ -34,6 +35,8 @@ pub struct Reporters {
     site: Site,
     /// Told when notices were added, so senders look at once.
     wake: Arc<Notify>,
+    /// Each worker's `notify_on_missing`.
+    notify_on_missing: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The body of an HTTP request a notice makes (the target adds its credentials when it sends).
@@ -69,6 +72,7 @@ impl Reporters {
             defs: config.reporters.iter().cloned().map(Arc::new).collect(),
             site: Site { title: config.title.clone(), url: config.url.clone() },
             wake: Arc::new(Notify::new()),
+            notify_on_missing: config.workers.iter().map(|w| (w.name.clone(), w.notify_on_missing.clone())).collect(),
         }
     }
 
@@ -104,6 +108,12 @@ impl Reporters {
             };
             let outbox = outbox::Outbox::new(def.clone(), store.clone(), sender, self.wake.clone());
             tokio::spawn(outbox.run(stop.clone()));
+        }
+        let missing: Vec<Arc<ReporterDef>> =
+            self.defs.iter().filter(|d| d.generator == Generator::WorkerMissing).cloned().collect();
+        if !missing.is_empty() {
+            let (notify, site, wake) = (self.notify_on_missing.clone(), self.site.clone(), self.wake.clone());
+            tokio::spawn(missing::run(missing, notify, site, store.clone(), wake, stop));
         }
     }
 
