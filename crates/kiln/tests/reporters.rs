@@ -491,3 +491,87 @@ async fn test_reporter_sends_one_notice_and_prints_the_answer() {
         support::kiln::show(&output)
     );
 }
+
+/// A CA and a certificate for 127.0.0.1 it signed, as PEM files in `dir`: (cert, key, ca).
+fn certificates(dir: &Path) -> (String, String, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .expect("leaf");
+    let (cert, key_path, ca_path) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    std::fs::write(&cert, leaf.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    std::fs::write(&ca_path, ca.pem()).expect("ca");
+    (cert.display().to_string(), key_path.display().to_string(), ca_path)
+}
+
+#[tokio::test]
+async fn implicit_tls_is_verified_against_the_ca_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key, ca) = certificates(dir.path());
+    let sink = SmtpSink::start(dir.path(), 0, &["--implicit-tls", &cert, &key]).await;
+    let port = sink.port;
+    let trusted =
+        format!("smtp_url = \"smtps://127.0.0.1:{port}\"\nca_file = {}\n", toml_str(ca.display().to_string()));
+    let config = config(&format!(
+        "[[reporter]]\nname = \"mail\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n{trusted}\n\
+         [[reporter]]\nname = \"untrusted\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n\
+         smtp_url = \"smtps://127.0.0.1:{port}\"\n"
+    ));
+    let harness = Harness::start(&config, "mail", &failed_build()).await;
+    harness.wait_notices("sent over TLS", |n| n.state == NotificationState::Sent).await;
+    let messages = sink.messages();
+    assert!(messages.len() == 2 && messages.iter().all(|m| m["tls"] == true), "{messages:#?}");
+    // Without the CA, the server's certificate is not trusted: nothing is sent.
+    let untrusted = Harness::start(&config, "untrusted", &failed_build()).await;
+    let notices = untrusted.wait_notices("refused", |n| n.attempts >= 1).await;
+    assert!(notices.iter().all(|n| n.state != NotificationState::Sent), "{notices:#?}");
+    let error = notices[0].last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(error.contains("certificate") || error.contains("tls") || error.contains("unknownissuer"), "{error}");
+    assert_eq!(sink.messages().len(), 2);
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn starttls_required_with_auth_and_refused_without_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key, ca) = certificates(dir.path());
+    let sink = SmtpSink::start(dir.path(), 0, &["--starttls", &cert, &key, "--auth", "kiln:s3cret"]).await;
+    let plain = SmtpSink::start(&dir.path().join("plain").tap_create(), 0, &[]).await;
+    let ca = toml_str(ca.display().to_string());
+    let config = config(&format!(
+        "[[reporter]]\nname = \"mail\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n\
+         smtp_url = \"smtp://kiln:s3cret@127.0.0.1:{}?tls=required\"\nca_file = {ca}\n\
+         [[reporter]]\nname = \"no-starttls\"\ntype = \"mail\"\nfrom = \"kiln@ci.example.org\"\n\
+         smtp_url = \"smtp://127.0.0.1:{}?tls=required\"\nca_file = {ca}\n",
+        sink.port, plain.port
+    ));
+    let harness = Harness::start(&config, "mail", &failed_build()).await;
+    harness.wait_notices("sent", |n| n.state == NotificationState::Sent).await;
+    let messages = sink.messages();
+    assert!(messages.iter().all(|m| m["tls"] == true && m["auth_user"] == "kiln"), "{messages:#?}");
+    // A server that does not offer STARTTLS gets nothing when TLS is required.
+    let refused = Harness::start(&config, "no-starttls", &failed_build()).await;
+    let notices = refused.wait_notices("refused", |n| n.attempts >= 1).await;
+    assert!(notices.iter().all(|n| n.state != NotificationState::Sent), "{notices:#?}");
+    assert!(plain.messages().is_empty());
+    sink.stop().await;
+    plain.stop().await;
+}
+
+trait TapCreate {
+    fn tap_create(self) -> Self;
+}
+
+impl TapCreate for PathBuf {
+    /// Creates the directory and returns it.
+    fn tap_create(self) -> Self {
+        std::fs::create_dir_all(&self).expect("create a directory");
+        self
+    }
+}

@@ -39,7 +39,8 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
-            "tls": session.ssl is not None,
+            # An implicit-TLS server speaks nothing but TLS; aiosmtpd sets session.ssl for STARTTLS only.
+            "tls": session.ssl is not None or bool(self.args.implicit_tls),
             "auth_user": session.auth_data if isinstance(session.auth_data, str) else None,
         }
         with open(self.args.record, "a", encoding="utf-8") as out:
