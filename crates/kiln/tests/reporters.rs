@@ -66,7 +66,7 @@ fn failed_build() -> BuildFacts {
 struct Harness {
     _dir: tempfile::TempDir,
     store: Store,
-    _reporters: Arc<Reporters>,
+    reporters: Arc<Reporters>,
     stop: CancellationToken,
 }
 
@@ -90,7 +90,7 @@ impl Harness {
         store.add_notifications(&rows).await.expect("keep the notices");
         let stop = CancellationToken::new();
         reporters.start(&store, stop.clone());
-        Harness { _dir: dir, store, _reporters: reporters, stop }
+        Harness { _dir: dir, store, reporters, stop }
     }
 
     async fn notices(&self) -> Vec<Notification> {
@@ -574,4 +574,45 @@ impl TapCreate for PathBuf {
         std::fs::create_dir_all(&self).expect("create a directory");
         self
     }
+}
+
+#[tokio::test]
+async fn gitlab_asks_the_project_id_once_and_takes_cannot_transition_as_done() {
+    let recorder = Recorder::start(vec![
+        Answer::status(200).body("{\"id\": 77, \"path_with_namespace\": \"scipion/scipion\"}"),
+        Answer::status(400).body("{\"message\": \"Cannot transition status via :run from :running\"}"),
+    ])
+    .await;
+    let config = config(&format!(
+        "[[reporter]]\nname = \"gl\"\ntype = \"gitlab\"\nbase_url = \"{}\"\ntoken = \"GLT\"\ncontext = \"ci/{{{{ buildername }}}}\"\n",
+        recorder.url
+    ));
+    let harness = Harness::start(&config, "gl", &failed_build()).await;
+    let notices = harness.wait_notices("done", |n| n.state == NotificationState::Sent).await;
+    assert!(notices[0].answer.as_deref().unwrap_or("").contains("already in that state"), "{notices:#?}");
+    let requests = recorder.wait_requests(2, WAIT).await;
+    assert_eq!((requests[0].method.as_str(), requests[0].path.as_str()), ("GET", "/api/v4/projects/scipion%2Fscipion"));
+    assert_eq!(requests[1].path, "/api/v4/projects/77/statuses/abc1234567890");
+    assert_eq!(requests[1].headers.get("private-token").map(String::as_str), Some("GLT"));
+    let body = requests[1].json();
+    assert_eq!(
+        (body["state"].as_str(), body["name"].as_str(), body["ref"].as_str()),
+        (Some("failed"), Some("ci/devel"), Some("main"))
+    );
+    // The id is kept in the store: a second status asks nothing more.
+    let mut next = failed_build();
+    next.build.id = 43;
+    let def = harness.reporters.get("gl").expect("def").clone();
+    let outcome = Outcome { results: SUCCESS, previous: None, streak: 0 };
+    next.build.results = Some(SUCCESS);
+    harness
+        .store
+        .add_notifications(&harness.reporters.notices(&def, "build.finished", &next, outcome, None))
+        .await
+        .expect("add");
+    harness.reporters.wake();
+    let requests = recorder.wait_requests(3, WAIT).await;
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[2].path, "/api/v4/projects/77/statuses/abc1234567890");
+    assert_eq!(requests[2].json()["state"], "success");
 }
