@@ -581,6 +581,14 @@ fn check_reporter(
                 problems.add(text.span(), ctx, "generator", "a forge reporter posts statuses: generator 'status'");
                 None
             }
+            Some(Generator::Buildset | Generator::Request) => {
+                let message = format!(
+                    "generator '{}' is not supported yet (known: build, start_end, worker_missing, status)",
+                    text.get_ref()
+                );
+                problems.add(text.span(), ctx, "generator", message);
+                None
+            }
             Some(g) => Some(g),
             None => {
                 let message = format!(
@@ -1125,6 +1133,10 @@ workers = ["w"]
             "apply only to type 'mail'",
         );
         problem("[[reporter]]\nname = \"g\"\ntype = \"gitea\"\ntoken = \"t\"\n", "needs base_url");
+        problem(
+            "[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\ngenerator = \"buildset\"\n",
+            "not supported yet",
+        );
         let r = one("[[reporter]]\nname = \"g\"\ntype = \"github\"\ntoken = \"t\"\n");
         assert_eq!(r.generator, Generator::Status);
         let Target::Forge(forge) = &r.target else { panic!("forge") };

@@ -15,10 +15,10 @@ use crate::config::ReporterDef;
 use crate::model::Notification;
 use crate::store::{now_ms, Outcome, Store};
 
-/// How long a claimed notice is leased: longer than any send (timeouts are shorter).
-const LEASE: Duration = Duration::from_secs(300);
-/// Notices claimed at once.
-const BATCH: i64 = 16;
+/// Notices claimed at once: one, so that its lease (twice the reporter's timeout, plus [`LEASE_MARGIN`]) outlives
+/// its send but not by much — a notice a killed master was sending is claimable soon after the restart.
+const BATCH: i64 = 1;
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// The first retry's wait, doubled each attempt up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -48,7 +48,7 @@ impl Outbox {
 
     /// Sends until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
-        let lease = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        let lease = i64::try_from((self.def.timeout * 2 + LEASE_MARGIN).as_millis()).unwrap_or(i64::MAX);
         loop {
             // Listen before looking, so a notice added meanwhile wakes this sender.
             let woken = self.wake.notified();
