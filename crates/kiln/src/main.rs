@@ -8,6 +8,7 @@ mod master_lock;
 mod reconfig_cmd;
 mod sendchange_cmd;
 mod service;
+mod test_reporter_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +106,15 @@ enum Commands {
         #[arg(long, default_value = "kiln")]
         user: String,
     },
+    /// Send one notice of reporter NAME of DIR/master.toml now (about build ID, or a made-up failed build) and
+    /// print what the server answered; exit 1 if it was not sent.
+    TestReporter {
+        dir: PathBuf,
+        name: String,
+        /// The build (its id in the master's store) to report on.
+        #[arg(long)]
+        build: Option<i64>,
+    },
     /// Send a change to a running master's `change_hook/base` (needs `[change_hooks.base]`); prints its id.
     Sendchange(sendchange_cmd::SendchangeArgs),
     /// Create and run workers.
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
             true
         }),
         Commands::Sendchange(args) => sendchange_cmd::run(args).map(|()| true),
+        Commands::TestReporter { dir, name, build } => test_reporter_cmd::run(&dir, &name, build),
         Commands::Worker(command) => kiln_worker::cli::run(command).map(|()| true),
         Commands::Client(command) => client::run(command),
     };

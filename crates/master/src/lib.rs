@@ -18,6 +18,7 @@ pub mod master;
 pub mod metrics;
 pub mod model;
 pub mod queue;
+pub mod reporters;
 pub mod results;
 pub mod schedulers;
 pub mod secrets;

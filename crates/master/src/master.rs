@@ -107,6 +107,8 @@ struct Inner {
     poll_now: Mutex<HashMap<String, Arc<Notify>>>,
     /// Where builds (and reporters) fetch their secrets; replaced with the config.
     secrets: RwLock<crate::secrets::Providers>,
+    /// The reporters: their decisions run in the store's build writes, their senders beside the master.
+    reporters: Arc<crate::reporters::Reporters>,
 }
 
 /// A running master. Cheap to clone.
@@ -228,6 +230,7 @@ impl Master {
         };
         let locks = config.locks.clone();
         let handshake_timeout = config.worker_listener.handshake_timeout;
+        let reporters = Arc::new(crate::reporters::Reporters::new(&config));
         let inner = Arc::new(Inner {
             config: RwLock::new(Arc::new(config)),
             dir: dir.to_path_buf(),
@@ -247,10 +250,12 @@ impl Master {
             connection_limits,
             poll_now: Mutex::default(),
             secrets: RwLock::new(secrets),
+            reporters,
         });
         let port = crate::workers::WorkerPort { tls, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
+        inner.reporters.start(&inner.store, inner.shutting_down.clone());
         let master = Master { inner: inner.clone() };
         // A scheduler seen for the first time takes the changes stored from now on. Each subscribes before the
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
@@ -646,6 +651,11 @@ impl Master {
 
     /// Stops the master. Without `clean`, running builds are stopped and end RETRY (their requests run again
     /// at the next start); with `clean`, no new build starts and the running ones are waited for.
+    /// The configured reporters (for sending a notice now, and the API).
+    pub fn reporters(&self) -> &Arc<crate::reporters::Reporters> {
+        &self.inner.reporters
+    }
+
     pub async fn shutdown(&self, clean: bool) {
         self.inner.shutting_down.cancel();
         if !clean {

@@ -57,6 +57,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("workers", &["model", "results", "events", "config", "store", "tls", "connections", "secrets"]),
     // A build's steps on a worker; the master only through `build::MasterHandle`.
     ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers", "secrets"]),
+    // Who is told about builds: the decision (pure, called inside the store's transaction) and the senders.
+    ("reporters", &["model", "results", "events", "config", "store"]),
     // The Prometheus metrics, counted from the events bus.
     ("metrics", &["model", "results", "events"]),
     // The running master: services, actions, dispatch.
@@ -78,6 +80,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "workers",
             "build",
             "secrets",
+            "reporters",
         ],
     ),
     // HTTP: the REST API, change hooks, live events.
@@ -98,6 +101,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "master",
             "metrics",
             "secrets",
+            "reporters",
         ],
     ),
 ];

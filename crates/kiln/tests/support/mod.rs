@@ -12,6 +12,7 @@ pub mod api;
 pub mod buildbot;
 pub mod kiln;
 pub mod process;
+pub mod recorder;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

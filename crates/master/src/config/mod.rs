@@ -27,6 +27,7 @@ pub use error::{ConfigError, ConfigProblem};
 mod changes;
 mod force;
 mod locks;
+mod reporters;
 mod retention;
 mod schedulers;
 pub use changes::{
@@ -36,6 +37,10 @@ pub use changes::{
 mod secrets;
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
+pub use reporters::{
+    parse_smtp_url, valid_address, ChatService, Credentials, Forge, ForgeDef, Generator, MailDef, Mode, PreviousRule,
+    ReporterDef, ReporterFilter, SmtpSecurity, SmtpServer, Target, TemplateDef, DEFAULT_CONTEXT,
+};
 pub use retention::{parse_duration, RetentionConfig};
 pub use schedulers::{
     ChangeFilterDef, ChangeSchedulerDef, CodebaseDef, DependentSchedulerDef, SubmitDef, TimedSchedulerDef, Timing,
@@ -91,6 +96,8 @@ pub struct MasterConfig {
     pub retention: RetentionConfig,
     /// Where `%(secret:NAME)s` forms are looked up (`[[secret_provider]]`), and `[secrets]`.
     pub secrets: crate::secrets::SecretsConfig,
+    /// Who is told about builds, and how (`[[reporter]]`), in the file's order.
+    pub reporters: Vec<ReporterDef>,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -266,6 +273,11 @@ impl MasterConfig {
                 StepDef::Upload(upload) => upload.masterdest = dir.join(&upload.masterdest),
                 StepDef::Download(download) => download.mastersrc = dir.join(&download.mastersrc),
                 StepDef::Shell(_) | StepDef::Trigger(_) | StepDef::Git(_) => {}
+            }
+        }
+        for reporter in &mut self.reporters {
+            if let Target::Mail(MailDef { ca_file: Some(path), .. }) = &mut reporter.target {
+                *path = dir.join(&*path);
             }
         }
     }

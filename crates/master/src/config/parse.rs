@@ -36,8 +36,17 @@ const DEFAULT_WORKDIR: &str = "build";
 const DEFAULT_FORCE_REASON: &str = "force build";
 
 /// The `[[…]]` lists of a file, read apart from its other keys.
-const TABLE_LISTS: [&str; 8] =
-    ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock", "secret_provider"];
+const TABLE_LISTS: [&str; 9] = [
+    "worker",
+    "factory",
+    "builder",
+    "force_scheduler",
+    "scheduler",
+    "change_source",
+    "lock",
+    "secret_provider",
+    "reporter",
+];
 
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
@@ -220,7 +229,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     }
     let span = document.span();
     let mut document = document.into_inner();
-    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks, secret_providers] =
+    let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks, secret_providers, reporters] =
         TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
 
     let document = Spanned::new(span, DeValue::Table(document));
@@ -237,7 +246,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let (builders, builder_names) = read_builders(builders, &worker_names, &locks, &mut problems);
     let force_schedulers = read_force_schedulers(force_schedulers, &builders, &builder_names, &mut problems);
     let mut scheduler_names: BTreeSet<String> = force_schedulers.iter().map(|s| s.name.clone()).collect();
-    let builder_tags = builders.iter().map(|b| (b.name.clone(), b.tags.clone())).collect();
+    let builder_tags: BTreeMap<String, Vec<String>> =
+        builders.iter().map(|b| (b.name.clone(), b.tags.clone())).collect();
     let schedulers = super::schedulers::read_schedulers(
         timed_schedulers,
         &builder_names,
@@ -247,6 +257,12 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     );
     check_trigger_steps(&builders, &schedulers.triggerable, &mut problems);
     let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
+    let known = super::reporters::KnownNames {
+        builders: &builder_names,
+        builder_tags: &builder_tags,
+        schedulers: &scheduler_names,
+    };
+    let reporters = super::reporters::read_reporters(reporters, &known, &mut problems);
 
     match settings {
         Some(settings) if problems.is_empty() => Ok(MasterConfig {
@@ -268,6 +284,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             locks,
             retention: settings.retention,
             secrets,
+            reporters,
         }),
         _ => Err(problems.into_error()),
     }

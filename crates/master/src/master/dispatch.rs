@@ -190,7 +190,11 @@ async fn start_build(
         return Ok(());
     };
     let workerid = inner.store.find_or_add_worker(worker).await?;
-    let (buildid, number) = inner.store.add_build(builderid, brid, workerid, inner.masterid).await?;
+    let reporters = inner.reporters.clone();
+    let decide = |facts: &crate::model::BuildFacts| reporters.decide_started(facts);
+    let decide: Option<crate::store::Decide<'_>> = (!reporters.is_empty()).then_some(&decide);
+    let (buildid, number) = inner.store.add_build_notifying(builderid, brid, workerid, inner.masterid, decide).await?;
+    reporters.wake();
     let stop = CancellationToken::new();
     lock(&inner.running).insert(
         buildid,
@@ -235,7 +239,20 @@ async fn finish_build(
     result: i32,
     state_string: &str,
 ) -> Result<(), StoreError> {
-    inner.store.finish_build_as(buildid, result, Some(state_string)).await?;
+    let reporters = inner.reporters.clone();
+    if reporters.is_empty() {
+        inner.store.finish_build_as(buildid, result, Some(state_string)).await?;
+    } else {
+        // The failing step's last lines are read first (the steps have ended); the decision itself runs in the
+        // transaction that stores the result.
+        let tail = reporters.log_tail(&inner.store, buildid).await.unwrap_or_else(|e| {
+            tracing::warn!(buildid, error = %e, "reading the failing step's log for the reporters failed");
+            None
+        });
+        let decide = |facts: &crate::model::BuildFacts| reporters.decide_finished(facts, tail.as_ref());
+        inner.store.finish_build_notifying(buildid, result, Some(state_string), Some(&decide)).await?;
+        reporters.wake();
+    }
     if result == RETRY {
         inner.store.unclaim_requests(&[brid], inner.masterid).await
     } else {

@@ -1,7 +1,7 @@
 //! Builds, their steps and logs, and the workers they run on, as stored.
 
 /// A stored build.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Build {
     pub id: i64,
     pub number: i64,
@@ -16,7 +16,7 @@ pub struct Build {
 }
 
 /// A stored step.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Step {
     pub id: i64,
     pub number: i64,

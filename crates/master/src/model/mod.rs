@@ -9,6 +9,7 @@
 mod build;
 mod buildset;
 mod change;
+mod notification;
 mod results;
 
 pub use build::{Build, Log, Step, Worker};
@@ -16,4 +17,5 @@ pub use buildset::{
     BuildRequest, Buildset, CompletedBuildset, NewBuildset, Property, SourceStamp, StateWrite, Submitted,
 };
 pub use change::{Change, NewChange, CHANGE_PROPERTY_SOURCE};
+pub use notification::{BuildFacts, NewNotification, Notification, NotificationState, PastBuild, HISTORY};
 pub use results::{Results, UnknownResults};

@@ -48,28 +48,7 @@ impl Store {
         workerid: i64,
         masterid: i64,
     ) -> Result<(i64, i64), StoreError> {
-        let op = || format!("add build of request {brid} on builder {builderid}");
-        let mut tx = self.write(op).await?;
-        // The write lock is held, so MAX + 1 cannot race (UNIQUE (builderid, number) backs this up).
-        let row: (i64, i64) = sqlx::query_as(
-            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, state_string) \
-             SELECT COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ?, ? FROM builds WHERE builderid = ? \
-             RETURNING id, number",
-        )
-        .bind(builderid)
-        .bind(brid)
-        .bind(workerid)
-        .bind(masterid)
-        .bind(now())
-        .bind(STARTING)
-        .bind(builderid)
-        .fetch_one(&mut *tx)
-        .await
-        .context(op)?;
-        tx.commit().await.context(op)?;
-        let (buildid, number) = row;
-        self.publish(Event::BuildStarted { buildid, builderid, number, brid, workerid, masterid });
-        Ok(row)
+        self.add_build_notifying(builderid, brid, workerid, masterid, None).await
     }
 
     /// Sets what the running build `buildid` is doing (its state string, Buildbot's `setBuildStateString`).
@@ -103,22 +82,7 @@ impl Store {
         results: i32,
         state_string: Option<&str>,
     ) -> Result<(), StoreError> {
-        let finished: Option<(i64, String)> = sqlx::query_as(
-            "UPDATE builds SET complete_at = ?, results = ?, state_string = COALESCE(?, state_string) \
-             WHERE id = ? AND complete_at IS NULL RETURNING builderid, state_string",
-        )
-        .bind(now())
-        .bind(results)
-        .bind(state_string)
-        .bind(buildid)
-        .fetch_optional(&self.pool)
-        .await
-        .context(|| format!("finish build {buildid}"))?;
-        let Some((builderid, state_string)) = finished else {
-            return Err(StoreError::NotFound { what: "running build", id: buildid });
-        };
-        self.publish(Event::BuildFinished { buildid, builderid, results, state_string });
-        Ok(())
+        self.finish_build_notifying(buildid, results, state_string, None).await.map(|_| ())
     }
 
     /// The build `buildid`, if it exists.

@@ -180,7 +180,7 @@ pub(super) async fn find_or_add_sourcestamp(
     sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
 }
 
-fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
+pub(super) fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
     Ok(SourceStamp {
         branch: r.try_get("branch")?,
         revision: r.try_get("revision")?,

@@ -15,6 +15,7 @@ mod deliveries;
 mod error;
 mod logs;
 mod masters;
+mod notifications;
 mod properties;
 #[cfg(test)]
 mod published;
@@ -45,6 +46,7 @@ pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{LogType, LogWriter};
+pub use notifications::{now_ms, Decide, NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 pub use retention::Expired;
 
@@ -94,6 +96,21 @@ fn migrator() -> Migrator {
             Cow::Borrowed("buildset changes"),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            Cow::Borrowed("changes lineage"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
+            false,
+        ),
+        // Numbered after the issue that brought it, so that migrations added beside it do not collide.
+        Migration::new(
+            14,
+            Cow::Borrowed("notifications"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0014_notifications.sql").into_sql_str(),
             false,
         ),
     ])

@@ -15,6 +15,7 @@ mod handlers;
 mod live_tests;
 mod logs;
 mod metrics;
+mod notifications;
 mod params;
 mod queue;
 mod render;
@@ -92,6 +93,7 @@ pub fn router(master: Master) -> Router {
         .route("/changes", get(h::changes))
         .route("/changes/{id}", get(h::change))
         .route("/queue", get(queue::queue))
+        .route("/notifications", get(notifications::notifications))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
         .fallback(api_not_found);
