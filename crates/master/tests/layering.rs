@@ -55,6 +55,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("workers", &["model", "results", "events", "config", "store", "tls", "connections"]),
     // A build's steps on a worker; the master only through `build::MasterHandle`.
     ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers"]),
+    // Users, logins, sessions, API tokens and who may do what.
+    ("auth", &["model", "config", "store"]),
     // The Prometheus metrics, counted from the events bus.
     ("metrics", &["model", "results", "events"]),
     // The running master: services, actions, dispatch.
@@ -94,6 +96,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "build",
             "master",
             "metrics",
+            "auth",
         ],
     ),
 ];

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
+mod auth;
 mod changes;
 mod force;
 mod locks;
 mod schedulers;
+pub use auth::{Action, AuthConfig, ProxyDef, RuleDef, UserDef, ADMIN_ROLE, BUILT_IN_ROLES};
 pub use changes::{BaseHookDef, Branches, ChangeHooksConfig, ChangeSourceDef, GitPollerDef, HookDef, ReleasePollerDef};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
@@ -80,6 +82,8 @@ pub struct MasterConfig {
     pub change_hooks: ChangeHooksConfig,
     /// The locks builders and steps take (`[[lock]]`), by name.
     pub locks: BTreeMap<String, LockDef>,
+    /// Users, logins and who may do what (`[auth]`, `[[user]]`, `[[rule]]`).
+    pub auth: AuthConfig,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -234,6 +238,9 @@ impl MasterConfig {
         if let Some(tls) = &mut self.worker_listener.tls {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
+        }
+        if let Some(htpasswd) = &mut self.auth.htpasswd {
+            *htpasswd = dir.join(&*htpasswd);
         }
         for step in self.builders.iter_mut().flat_map(|b| b.steps.iter_mut()) {
             match step {

@@ -39,6 +39,20 @@ const DEFAULT_FORCE_REASON: &str = "force build";
 const TABLE_LISTS: [&str; 7] =
     ["worker", "factory", "builder", "force_scheduler", "scheduler", "change_source", "lock"];
 
+/// The top-level keys taken out before the rest of the file is read: the `[[…]]` lists and `[auth]`'s keys.
+const ALSO_VALID: [&str; 10] = [
+    TABLE_LISTS[0],
+    TABLE_LISTS[1],
+    TABLE_LISTS[2],
+    TABLE_LISTS[3],
+    TABLE_LISTS[4],
+    TABLE_LISTS[5],
+    TABLE_LISTS[6],
+    super::auth::KEYS[0],
+    super::auth::KEYS[1],
+    super::auth::KEYS[2],
+];
+
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
     /// The builder's environment.
@@ -202,10 +216,11 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let mut document = document.into_inner();
     let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks] =
         TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
+    let auth = super::auth::take_auth(&mut document, &mut problems);
 
     let document = Spanned::new(span, DeValue::Table(document));
     let settings = problems
-        .also_valid(&TABLE_LISTS, |problems| read::<RawMaster>(document, problems, None, "master"))
+        .also_valid(&ALSO_VALID, |problems| read::<RawMaster>(document, problems, None, "master"))
         .and_then(|raw| check_settings(raw, &mut problems));
     let (workers, worker_names) = read_workers(workers, &mut problems);
     let factories = super::factory::read_factories(factories, &mut problems);
@@ -225,8 +240,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     check_trigger_steps(&builders, &schedulers.triggerable, &mut problems);
     let change_sources = super::changes::read_change_sources(change_sources, &mut problems);
 
-    match settings {
-        Some(settings) if problems.is_empty() => Ok(MasterConfig {
+    match (settings, auth) {
+        (Some(settings), Some(auth)) if problems.is_empty() => Ok(MasterConfig {
             title: settings.title,
             url: settings.url,
             store: settings.store,
@@ -243,6 +258,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             change_sources,
             change_hooks: settings.change_hooks,
             locks,
+            auth,
         }),
         _ => Err(problems.into_error()),
     }

@@ -5,6 +5,7 @@
 //! Operations that must be atomic run in one transaction; on SQLite writers take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two writers wait for each other (busy timeout) instead of failing half-way.
 
+mod auth;
 mod builders;
 mod buildrequests;
 mod builds;
@@ -38,6 +39,7 @@ pub use crate::model::{
     Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, StateWrite,
     Step, Worker, CHANGE_PROPERTY_SOURCE,
 };
+pub use auth::{ApiToken, AuditEntry, AuditFilter, NewAuditEntry, SessionRow};
 pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
@@ -90,6 +92,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("buildset changes"),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            12,
+            Cow::Borrowed("auth"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0012_auth.sql").into_sql_str(),
             false,
         ),
     ])
