@@ -427,8 +427,8 @@ mod tests {
     use super::*;
     use crate::config::MasterConfig;
 
-    /// `kiln hash-password` of "pw", with cheap parameters.
-    const HASH: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$mJ8uTqbvUMYbJjW3yZqJcQ";
+    /// An argon2 hash of "kiln-test-password", with cheap parameters.
+    const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$a2lsbi10ZXN0LXNhbHQ$QXq7j3egqTpIiaCCSe5AdBnGT+vRQNgIoDSocFatnfg";
 
     fn parse(extra: &str) -> Result<MasterConfig, String> {
         let text = format!(
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn problems_name_line_and_key() {
         let cases = [
-            ("[[user]]\nname = \"a\"\npassword_hash = \"plain\"\n", "master.toml:10: user 'a', key 'password_hash'"),
+            ("[[user]]\nname = \"a\"\npassword_hash = \"plain\"\n", "master.toml:11: user 'a', key 'password_hash'"),
             ("[[user]]\nname = \"a:b\"\npassword_hash = \"plain\"\n", "key 'name'"),
             ("[[rule]]\nactions = [\"explode\"]\nroles = [\"x\"]\n", "master.toml:10: rule #1, key 'actions'"),
             ("[[rule]]\nactions = [\"force\"]\n", "grants nothing"),

@@ -5,6 +5,7 @@
 //! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
 //! [`crate::store::ListQuery`]).
 
+pub mod auth;
 mod change_hook;
 #[cfg(test)]
 mod change_hook_tests;
@@ -13,6 +14,7 @@ mod follow;
 mod handlers;
 #[cfg(test)]
 mod live_tests;
+mod login;
 mod logs;
 mod metrics;
 mod params;
@@ -24,6 +26,7 @@ mod rpc;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod ws;
 
 use axum::http::{StatusCode, Uri};
@@ -53,6 +56,10 @@ pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToke
 /// The web API's routes, on the state `master`.
 pub fn router(master: Master) -> Router {
     use handlers as h;
+    let gate = std::sync::Arc::new(auth::Gate::new(
+        master.config(),
+        crate::auth::Auth::new(master.config().auth.clone(), master.store().clone()),
+    ));
     let counted = metrics::start(&master);
     let timed = axum::middleware::from_fn_with_state(counted.clone(), metrics::track);
     let api = Router::new()
@@ -94,10 +101,15 @@ pub fn router(master: Master) -> Router {
         .route("/queue", get(queue::queue))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
         .fallback(api_not_found);
     let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
         .route("/", get(front))
+        .route("/login", get(login::page).post(login::login))
+        .route("/logout", axum::routing::post(login::logout))
         .route("/change_hook/{dialect}", change_hook::route())
         .route("/ws", get(ws::ws))
         // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
@@ -107,6 +119,8 @@ pub fn router(master: Master) -> Router {
         .fallback(not_found)
         .with_state(master)
         .merge(scrape)
+        .layer(axum::Extension(gate.clone()))
+        .layer(axum::middleware::from_fn_with_state(gate, auth::identify))
         .layer(axum::middleware::map_response(errors_in_json))
         .layer(axum::middleware::from_fn(bounded_uri))
 }
@@ -128,7 +142,7 @@ async fn errors_in_json(response: Response) -> Response {
     let json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
     if !(status.is_client_error() || status.is_server_error()) || json {
         return response;
     }
@@ -184,6 +198,9 @@ const ENDPOINTS: &[&str] = &[
     "forceschedulers",
     "forceschedulers/{schedulername}",
     "queue",
+    "tokens",
+    "tokens/{id}",
+    "audit",
 ];
 
 async fn root() -> Json<serde_json::Value> {

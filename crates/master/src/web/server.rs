@@ -41,7 +41,7 @@ pub(super) async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        connections.spawn(serve_connection(tcp, admitted, app.clone(), header_timeout, stop.clone()));
+        connections.spawn(serve_connection(tcp, peer, admitted, app.clone(), header_timeout, stop.clone()));
     }
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), connections.wait()).await.is_err() {
@@ -52,11 +52,19 @@ pub(super) async fn run(
 
 async fn serve_connection(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     admitted: Admitted,
     app: Router,
     header_timeout: Duration,
     stop: CancellationToken,
 ) {
+    // Every request knows its client's address (for logins, the audit, HTTP Basic from loopback only).
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(super::auth::Peer(peer));
+            request
+        })
+        .service(app);
     let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
