@@ -17,7 +17,12 @@ pub fn create_master(dir: &Path) -> anyhow::Result<()> {
     if file.exists() {
         bail!("{}: already exists; not overwritten", file.display());
     }
-    std::fs::write(&file, SAMPLE).with_context(|| format!("writing {}", file.display()))?;
+    // It will hold passwords and tokens: readable by its owner only.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&file).with_context(|| format!("creating {}", file.display()))?;
+    std::io::Write::write_all(&mut out, SAMPLE.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
     println!("master created: {}", file.display());
     println!("edit it, check it with `kiln checkconfig {0}`, run it with `kiln start {0}`", dir.display());
     Ok(())

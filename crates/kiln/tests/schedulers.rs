@@ -181,9 +181,8 @@ async fn a_dependent_scheduler_follows_successes_only_and_force_parameters_are_t
     assert_eq!(props["clean"], json!([true, "Force Build Form"]));
     assert_eq!(props["flavour"], json!(["debug", "Force Build Form"]));
     let call = json!({ "jsonrpc": "2.0", "method": "force", "params": { "jobs": "many" }, "id": 1 });
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v2/forceschedulers/up", master.url()))
-        .json(&call)
+    let response = master
+        .authorized(reqwest::Client::new().post(format!("{}/api/v2/forceschedulers/up", master.url())).json(&call))
         .send()
         .await
         .expect("POST force");

@@ -5,10 +5,12 @@
 mod api;
 mod commands;
 mod table;
+mod tokens;
 
 pub use api::Api;
 pub use commands::{print_lines, run, ClientCommand};
 pub use table::result;
+pub use tokens::{hash_password, TokenCommand};
 
 /// Where the master is and how to talk to it: every client command takes these.
 #[derive(clap::Args, Clone, Debug)]
