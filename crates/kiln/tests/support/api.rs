@@ -268,7 +268,7 @@ impl Api {
     }
 
     async fn try_get_text(&self, url: &str) -> reqwest::Result<(reqwest::StatusCode, String)> {
-        let response = self.http.get(url).timeout(GET_TIMEOUT).send().await?;
+        let response = self.authorized(self.http.get(url)).timeout(GET_TIMEOUT).send().await?;
         let status = response.status();
         Ok((status, response.text().await?))
     }

@@ -104,6 +104,7 @@ pub fn router(master: Master) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
+        .route("/me", get(tokens::me))
         .fallback(api_not_found);
     let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
@@ -201,6 +202,7 @@ const ENDPOINTS: &[&str] = &[
     "tokens",
     "tokens/{id}",
     "audit",
+    "me",
 ];
 
 async fn root() -> Json<serde_json::Value> {

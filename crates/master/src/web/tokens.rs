@@ -1,4 +1,4 @@
-//! `/api/v2/tokens`: the logged-in user's API tokens (create: shown once; list; revoke), and `/api/v2/audit`:
+//! `/api/v2/me`: who is asking; `/api/v2/tokens`: the logged-in user's API tokens (create: shown once; list; revoke), and `/api/v2/audit`:
 //! the control actions recorded, with who, when and from where.
 
 use std::sync::Arc;
@@ -68,6 +68,18 @@ pub(super) async fn create(
         Err(TokenError::Invalid(why)) => refused(StatusCode::BAD_REQUEST, why),
         Err(TokenError::Store(e)) => ApiError::from(e).into_response(),
     }
+}
+
+/// `GET /api/v2/me`: who the request's viewer is: `{"user": name or null, "roles": […], "via": …, "csrf": …}`,
+/// `csrf` being the session's CSRF token when logged in by cookie (for pages' scripts; another origin cannot
+/// read this answer).
+pub(super) async fn me(Extension(viewer): Extension<Viewer>) -> Json<Value> {
+    Json(json!({
+        "user": viewer.name(),
+        "roles": viewer.user.as_ref().map(|u| u.roles.clone()).unwrap_or_default(),
+        "via": viewer.via.map(Via::name),
+        "csrf": viewer.csrf_token(),
+    }))
 }
 
 /// `GET /api/v2/tokens`: the user's tokens (never their text).
