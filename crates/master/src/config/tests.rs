@@ -487,6 +487,20 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("`[web]`", &["address", "header_timeout", "max_connections", "max_connections_per_address"]),
+    (
+        "`[auth]`",
+        &[
+            "private",
+            "session_hours",
+            "htpasswd",
+            "htpasswd_roles",
+            "proxy_header",
+            "proxy_groups_header",
+            "trusted_proxies",
+        ],
+    ),
+    ("`[[user]]`", &["name", "password_hash", "roles"]),
+    ("`[[rule]]`", &["actions", "builders", "tags", "roles", "owner"]),
     ("`[[worker]]`", &["name", "password", "max_builds", "notify_on_missing"]),
     (
         "`[[builder]]`",
