@@ -130,6 +130,11 @@ fn public_path(path: &str) -> bool {
     path == "/login" || path == "/logout" || path.starts_with("/change_hook/")
 }
 
+/// Paths whose requests are refused outright when they carry bad credentials: the API, `/ws`, `/metrics`.
+fn credentialed_path(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/ws" || path == "/metrics"
+}
+
 /// The layer: finds the viewer, and refuses what must be refused before any handler runs.
 pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
@@ -153,7 +158,10 @@ pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request
                 viewer.user = Some(user);
                 viewer.via = Some(via);
             }
-            Err(response) => return response,
+            // Elsewhere (a page, or a worker knocking at the wrong port with its own Basic credentials) bad
+            // credentials make an anonymous request, which `private` and the control checks then refuse.
+            Err(response) if credentialed_path(request.uri().path()) => return response,
+            Err(_) => {}
         }
     } else if let Some(id) = headers.get(header::COOKIE).and_then(|c| headers::cookie(c.as_bytes(), session::COOKIE)) {
         match gate.auth.session(id).await {

@@ -6,6 +6,8 @@
 //! [`crate::store::ListQuery`]).
 
 pub mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod change_hook;
 #[cfg(test)]
 mod change_hook_tests;
