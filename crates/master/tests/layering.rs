@@ -97,6 +97,7 @@ const MODULES: &[(&str, &[&str])] = &[
             "master",
             "metrics",
             "auth",
+            "tls",
         ],
     ),
 ];

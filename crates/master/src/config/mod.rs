@@ -144,6 +144,8 @@ pub struct TlsFiles {
 pub struct WebConfig {
     /// The address the web server listens on.
     pub address: SocketAddr,
+    /// The certificate and key to serve https with; plain http without.
+    pub tls: Option<TlsFiles>,
     /// How long a connection has to send a whole request head, from its opening and again after each answer
     /// (so also how long an idle keep-alive connection stays open).
     pub header_timeout: Duration,
@@ -236,6 +238,10 @@ impl MasterConfig {
             *path = dir.join(&*path);
         }
         if let Some(tls) = &mut self.worker_listener.tls {
+            tls.cert = dir.join(&tls.cert);
+            tls.key = dir.join(&tls.key);
+        }
+        if let Some(tls) = &mut self.web.tls {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
         }

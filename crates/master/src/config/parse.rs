@@ -145,6 +145,8 @@ struct RawWorkerListener {
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     address: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
     header_timeout: Option<Spanned<u64>>,
     max_connections: Option<Spanned<usize>>,
     max_connections_per_address: Option<Spanned<usize>>,
@@ -318,7 +320,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
             None
         }
         (Some(url), _) => Some(url.into_inner()),
-        (None, Some(web)) => Some(web_url(web.address)),
+        (None, Some(web)) => Some(web_url(web.address, web.tls.is_some())),
         (None, None) => None,
     }
     .map(|url| if url.ends_with('/') { url } else { format!("{url}/") });
@@ -333,11 +335,12 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
 }
 
 /// The URL of a web UI served on `address`: a wildcard address is reached as `localhost`.
-fn web_url(address: SocketAddr) -> String {
+fn web_url(address: SocketAddr, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
     if address.ip().is_unspecified() {
-        format!("http://localhost:{}/", address.port())
+        format!("{scheme}://localhost:{}/", address.port())
     } else {
-        format!("http://{address}/")
+        format!("{scheme}://{address}/")
     }
 }
 
@@ -364,20 +367,7 @@ fn check_store(raw: RawStore, problems: &mut Problems<'_>) -> Option<StoreConfig
 fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) -> Option<WorkerListenerConfig> {
     const CONTEXT: &str = "[worker_listener]";
     let address = address(raw.address, DEFAULT_WORKER_ADDRESS, CONTEXT, problems);
-    let tls = match (raw.tls_cert, raw.tls_key) {
-        (None, None) => Some(None),
-        (Some(cert), Some(key)) => {
-            Some(Some(TlsFiles { cert: cert.into_inner().into(), key: key.into_inner().into() }))
-        }
-        (Some(cert), None) => {
-            problems.add(cert.span(), Some(CONTEXT), "tls_key", "tls_cert is set but tls_key is missing");
-            None
-        }
-        (None, Some(key)) => {
-            problems.add(key.span(), Some(CONTEXT), "tls_cert", "tls_key is set but tls_cert is missing");
-            None
-        }
-    };
+    let tls = tls_files(raw.tls_cert, raw.tls_key, CONTEXT, problems);
     let interval = raw.ping_interval.as_ref().map_or(DEFAULT_PING_INTERVAL_SECONDS, |seconds| *seconds.get_ref());
     let timeout = raw.ping_timeout.as_ref().map_or(DEFAULT_PING_TIMEOUT_SECONDS, |seconds| *seconds.get_ref());
     let mut pings_valid = true;
@@ -411,9 +401,33 @@ fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) ->
     })
 }
 
+/// A certificate and key given together, or neither.
+fn tls_files(
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Option<TlsFiles>> {
+    match (cert, key) {
+        (None, None) => Some(None),
+        (Some(cert), Some(key)) => {
+            Some(Some(TlsFiles { cert: cert.into_inner().into(), key: key.into_inner().into() }))
+        }
+        (Some(cert), None) => {
+            problems.add(cert.span(), Some(context), "tls_key", "tls_cert is set but tls_key is missing");
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(key.span(), Some(context), "tls_cert", "tls_key is set but tls_cert is missing");
+            None
+        }
+    }
+}
+
 fn check_web(raw: RawWeb, problems: &mut Problems<'_>) -> Option<WebConfig> {
     const CONTEXT: &str = "[web]";
     let address = address(raw.address, DEFAULT_WEB_ADDRESS, CONTEXT, problems);
+    let tls = tls_files(raw.tls_cert, raw.tls_key, CONTEXT, problems);
     let header_timeout =
         at_least_one(raw.header_timeout, DEFAULT_HEADER_TIMEOUT_SECONDS, CONTEXT, "header_timeout", problems);
     let (max_connections, max_connections_per_address) = connection_caps(
@@ -424,6 +438,7 @@ fn check_web(raw: RawWeb, problems: &mut Problems<'_>) -> Option<WebConfig> {
     )?;
     Some(WebConfig {
         address: address?,
+        tls: tls?,
         header_timeout: Duration::from_secs(header_timeout?),
         max_connections,
         max_connections_per_address,

@@ -486,7 +486,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_connections_per_address",
         ],
     ),
-    ("`[web]`", &["address", "header_timeout", "max_connections", "max_connections_per_address"]),
+    (
+        "`[web]`",
+        &["address", "tls_cert", "tls_key", "header_timeout", "max_connections", "max_connections_per_address"],
+    ),
     (
         "`[auth]`",
         &[

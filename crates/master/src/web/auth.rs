@@ -82,7 +82,8 @@ impl Gate {
         }
         let any_ip_port = address.ip().is_unspecified().then_some(port);
         let any_port = port == 0;
-        Gate { auth, hosts, any_ip_port, any_port, secure: config.url.starts_with("https://") }
+        let secure = config.url.starts_with("https://") || config.web.tls.is_some();
+        Gate { auth, hosts, any_ip_port, any_port, secure }
     }
 
     /// Whether `host` (a `Host` header, or the authority of an `Origin`) names this master.

@@ -12,13 +12,18 @@ use super::tests::basic;
 use crate::config::MasterConfig;
 use crate::master::Master;
 
-async fn master(extra: &str, dir: &tempfile::TempDir) -> Master {
-    let text = format!(
-        "[store]\nurl = \"sqlite:{}\"\n[worker_listener]\naddress = \"127.0.0.1:0\"\n[web]\naddress = \"127.0.0.1:0\"\n\
+/// A config with one builder `b`; `web` is the `[web]` table and anything before the lists.
+fn master_text(web: &str, dir: &tempfile::TempDir) -> String {
+    format!(
+        "[store]\nurl = \"sqlite:{}\"\n[worker_listener]\naddress = \"127.0.0.1:0\"\n{web}\n\
          [[worker]]\nname = \"w\"\npassword = \"p\"\n[[builder]]\nname = \"b\"\nworkers = [\"w\"]\n\
-         [[builder.step]]\ncommand = \"true\"\n{extra}",
+         [[builder.step]]\ncommand = \"true\"\n",
         dir.path().join("state.sqlite").display()
-    );
+    )
+}
+
+async fn master(extra: &str, dir: &tempfile::TempDir) -> Master {
+    let text = master_text(&format!("{extra}\n[web]\naddress = \"127.0.0.1:0\""), dir);
     let mut config = MasterConfig::from_str(&text, "master.toml").expect("config");
     if let Some(path) = &mut config.auth.htpasswd {
         *path = dir.path().join(&*path);
@@ -68,4 +73,44 @@ async fn htpasswd_users_log_in_with_their_roles_and_basic_needs_loopback_over_ht
     let (status, body) = force(&m, [10, 0, 0, 7], Some(&basic("hal", "hal's password"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "Basic over http from another machine: {body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("https")), "{body}");
+}
+
+#[tokio::test]
+async fn the_web_port_serves_https_with_secure_cookies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .expect("leaf");
+    std::fs::write(dir.path().join("cert.pem"), leaf.pem()).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key");
+    let tls = format!(
+        "[web]\naddress = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        dir.path().join("cert.pem").display(),
+        dir.path().join("key.pem").display()
+    );
+    let text = master_text(&tls, &dir);
+    let config = MasterConfig::from_str(&text, "master.toml").expect("config");
+    assert!(config.url.starts_with("https://"), "{}", config.url);
+    let m = Master::start_with(dir.path(), config).await.expect("master").0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(super::serve(listener, m.clone(), stop.clone()));
+
+    let ca = reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA certificate");
+    let https = reqwest::Client::builder().add_root_certificate(ca).build().expect("client");
+    let page = https.get(format!("https://localhost:{port}/login")).send().await.expect("GET over https");
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = page.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let plain = reqwest::get(format!("http://localhost:{port}/api/v2/builders")).await;
+    assert!(plain.map_or(true, |r| !r.status().is_success()), "plain http is not served on the https port");
+    stop.cancel();
+    server.await.expect("join").expect("serve");
 }

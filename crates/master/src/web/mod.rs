@@ -52,7 +52,14 @@ const MAX_URI: usize = 60 * 1024;
 pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToken) -> std::io::Result<()> {
     let limits = master.connection_limits().web;
     let header_timeout = master.config().web.header_timeout;
-    server::run(listener, router(master), limits, header_timeout, stop).await
+    let tls = match &master.config().web.tls {
+        Some(files) => Some(
+            crate::tls::acceptor(&files.cert, &files.key)
+                .map_err(|e| std::io::Error::other(format!("the web port's TLS certificate: {e:#}")))?,
+        ),
+        None => None,
+    };
+    server::run(listener, router(master), limits, header_timeout, tls, stop).await
 }
 
 /// The web API's routes, on the state `master`.
