@@ -186,7 +186,8 @@ roles = ["developer"]
     let plug = master.builder_id("plug").await;
     let brid = body["result"][1][plug.to_string()].as_i64().expect("a request");
     let buildid = running_build(&master, brid).await;
-    let properties = master.get_one(&format!("builds/{buildid}/properties")).await;
+    let bsid = body["result"][0].as_i64().expect("a buildset");
+    let properties = master.get_one(&format!("buildsets/{bsid}/properties")).await;
     assert_eq!(properties["owner"][0], "dora", "the owner is who forced, whatever the form said: {properties}");
 
     let (status, body) = call(&master, &format!("builds/{buildid}"), "stop", json!({}), rex).await;
@@ -493,8 +494,19 @@ trusted_proxies = ["127.0.0.2"]
         .expect("JSON");
     assert_eq!((&me["user"], &me["roles"], &me["via"]), (&json!("pat"), &json!(["developer", "ops"]), &json!("proxy")));
     let body = json!({ "jsonrpc": "2.0", "method": "force", "params": {}, "id": 1 });
-    let forced = proxy.post(format!("{}/api/v2/forceschedulers/force-b", master.url())).headers(headers).json(&body);
+    let forced = proxy
+        .post(format!("{}/api/v2/forceschedulers/force-b", master.url()))
+        .headers(headers)
+        .header("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+        .json(&body);
     assert_eq!(forced.send().await.expect("POST").status(), StatusCode::OK, "a developer may force");
+    let (_, audit) = get(&master, "/api/v2/audit?username=pat", As::Basic(TEST_ADMIN, TEST_PASSWORD)).await;
+    let entry = &audit["audit"][0];
+    assert_eq!(
+        (&entry["how"], &entry["address"]),
+        (&json!("proxy"), &json!("203.0.113.9")),
+        "the client the proxy saw"
+    );
 }
 
 #[tokio::test]

@@ -147,8 +147,8 @@ pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request
             return refuse(StatusCode::MISDIRECTED_REQUEST, message);
         }
     }
-    let peer = request.extensions().get::<Peer>().map(|p| p.0);
-    let address = peer.map(|p| p.ip());
+    let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+    let address = client_address(&gate, peer, headers);
     let same_origin = same_origin(&gate, headers);
     let mut viewer = Viewer { address, same_origin, ..Viewer::default() };
     // A forge's hook request carries the hook's own token, which the hook checks.
@@ -180,7 +180,7 @@ pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request
         if let Some(proxy) = &gate.auth.config().proxy {
             let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
             let groups = proxy.groups_header.as_deref().and_then(text);
-            if let Some(user) = gate.auth.proxy_user(address, text(&proxy.header), groups) {
+            if let Some(user) = gate.auth.proxy_user(peer, text(&proxy.header), groups) {
                 viewer.user = Some(user);
                 viewer.via = Some(Via::Proxy);
             }
@@ -195,6 +195,23 @@ pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request
     headers.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
     headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
     response
+}
+
+/// The client's address: the peer's, or behind a trusted proxy the last address its `X-Forwarded-For` names (the
+/// one the proxy saw), so that logins are limited and audited per client, not per proxy.
+fn client_address(gate: &Gate, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let trusted = gate.auth.config().proxy.as_ref().is_some_and(|p| peer.is_some_and(|a| p.trusted.contains(&a)));
+    if !trusted {
+        return peer;
+    }
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).last();
+    forwarded.and_then(|list| list.rsplit(',').next()).and_then(|a| a.trim().parse().ok()).or(peer)
+}
+
+/// The CSRF token of the request whose extensions are `extensions` (see [`Viewer::csrf_token`]), for a page's
+/// `<meta name="kiln-csrf" content=…>`.
+pub fn csrf_token(extensions: &axum::http::Extensions) -> Option<&str> {
+    extensions.get::<Viewer>().and_then(Viewer::csrf_token)
 }
 
 /// An anonymous read of a private master: a page goes to the login form, the API answers 401.

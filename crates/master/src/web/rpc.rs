@@ -226,7 +226,16 @@ pub(super) async fn build(
         };
         let build = m.store().build(buildid).await?.ok_or(ActionError::UnknownBuild(buildid))?;
         let (builder, tags) = builder_of(&m, build.builderid);
-        let owner = owner_in(&m.store().build_properties(buildid).await?);
+        // The owner is the buildset's (who forced it), stored before the build started.
+        let request = m.store().build_request(build.buildrequestid).await?;
+        let owner = match request {
+            Some(request) => owner_in(&m.store().buildset_properties(request.buildsetid).await?),
+            None => None,
+        };
+        let owner = match owner {
+            Some(owner) => Some(owner),
+            None => owner_in(&m.store().build_properties(buildid).await?),
+        };
         actor.may(&m, action, &Target { builder: builder.as_deref(), tags: &tags, owner: owner.as_deref() })?;
         let mut entry = NewAuditEntry {
             action: action.name().to_string(),
