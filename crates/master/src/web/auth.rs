@@ -204,7 +204,7 @@ fn client_address(gate: &Gate, peer: Option<IpAddr>, headers: &HeaderMap) -> Opt
     if !trusted {
         return peer;
     }
-    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).last();
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
     forwarded.and_then(|list| list.rsplit(',').next()).and_then(|a| a.trim().parse().ok()).or(peer)
 }
 
