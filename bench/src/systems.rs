@@ -22,6 +22,10 @@ use crate::Env;
 
 const WORKER: &str = "w";
 const PASSWORD: &str = "bench-pass";
+/// The user Kiln's control calls log in as (HTTP Basic from 127.0.0.1), and the argon2 hash of its password with
+/// argon2's smallest cost (a login is not what is measured).
+const USER: (&str, &str) = ("bench", "kiln-test-password");
+const USER_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$a2lsbi10ZXN0LXNhbHQ$QXq7j3egqTpIiaCCSe5AdBnGT+vRQNgIoDSocFatnfg";
 /// How long a master gets to serve its API and worker port, and a worker to attach.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a stopped process gets before SIGKILL.
@@ -429,7 +433,11 @@ impl System {
     pub async fn force(&self, builder: &str, builder_id: i64) -> Result<i64> {
         let body = json!({"jsonrpc": "2.0", "method": "force", "params": {"builderid": builder_id}, "id": 1});
         let url = format!("{}forceschedulers/force-{builder}", self.api);
-        let response = self.http.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+        let mut request = self.http.post(&url).json(&body);
+        if self.kind == Kind::Kiln {
+            request = request.basic_auth(USER.0, Some(USER.1));
+        }
+        let response = request.send().await.with_context(|| format!("POST {url}"))?;
         let text = response.text().await?;
         let reply: Value = serde_json::from_str(&text).with_context(|| format!("POST {url}: {text}"))?;
         reply["result"][1][builder_id.to_string()].as_i64().with_context(|| format!("POST {url}: {text}"))
@@ -507,6 +515,8 @@ address = \"127.0.0.1:{web_port}\"
         }
     }
     toml.push_str(&extras.kiln_toml);
+    let _ =
+        write!(toml, "\n[[user]]\nname = {}\npassword_hash = {}\nroles = [\"admin\"]\n", lit(USER.0), lit(USER_HASH));
     toml
 }
 

@@ -34,7 +34,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let master_dir = root.path().join("master");
     std::fs::create_dir_all(&master_dir)?;
     let password = format!("demo-{}", std::process::id());
-    std::fs::write(master_dir.join("master.toml"), master_toml(&repo, &password, &args.web))?;
+    // An admin whose password is made up now and printed below: the demo's UI can act, nobody else's can.
+    let admin_password: String = kiln_master::auth::session::new_secret().chars().take(20).collect();
+    let admin_hash = kiln_master::auth::password::hash(&admin_password)?;
+    let mut toml = master_toml(&repo, &password, &args.web);
+    toml.push_str(&format!("\n[[user]]\nname = \"admin\"\npassword_hash = \"{admin_hash}\"\nroles = [\"admin\"]\n"));
+    std::fs::write(master_dir.join("master.toml"), toml)?;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -61,6 +66,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         println!("  master:     {}", master_dir.display());
         println!("  repository: {}", repo.display());
         println!("  API:        {}", api_url(running.web_address));
+        println!("  log in:     http://{}/login as admin, password {admin_password}", running.web_address);
         let mut values = serde_json::Map::new();
         values.insert("reason".into(), "kiln demo: first build".into());
         values.insert("owner".into(), "demo".into());

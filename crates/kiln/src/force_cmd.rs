@@ -15,6 +15,7 @@ pub struct ForceArgs {
     pub reason: String,
     pub properties: Vec<(String, String)>,
     pub wait: bool,
+    pub token: Option<String>,
 }
 
 /// Forces the build; returns whether it succeeded (always true without `--wait`).
@@ -24,7 +25,7 @@ pub fn run(args: ForceArgs) -> anyhow::Result<bool> {
 }
 
 async fn force(args: ForceArgs) -> anyhow::Result<bool> {
-    let api = Api::new(&args.master, None)?;
+    let api = Api::new(&args.master, args.token.as_deref())?;
     let scheduler = args.scheduler.clone().unwrap_or_else(|| format!("force-{}", args.builder));
     let builder = api.get_one(&format!("builders/{}", args.builder)).await?;
     let builderid = builder["builderid"].as_i64().ok_or_else(|| anyhow!("the master sent a builder without id"))?;

@@ -96,7 +96,12 @@ enum Commands {
         /// Follow the build, printing its logs; exit 0 on SUCCESS or WARNINGS, 1 otherwise.
         #[arg(long)]
         wait: bool,
+        /// An API token of a user who may force (`kiln token create`).
+        #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
+    /// Read a password on standard input and print its argon2 hash, for a `[[user]]`'s `password_hash`.
+    HashPassword,
     /// Print a systemd unit for the master or a worker of DIR (docs/operations.md: installing it).
     SystemdUnit {
         /// `master` or `worker`.
@@ -149,11 +154,12 @@ fn main() -> ExitCode {
         Commands::SchedulePreview { dir, from, days } => {
             master_cmd::schedule_preview(&dir, from.as_deref(), days).map(|()| true)
         }
-        Commands::Force { builder, master, scheduler, reason, mut properties, branch, revision, wait } => {
+        Commands::Force { builder, master, scheduler, reason, mut properties, branch, revision, wait, token } => {
             properties.extend(branch.map(|b| ("branch".to_string(), b)));
             properties.extend(revision.map(|r| ("revision".to_string(), r)));
-            force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait })
+            force_cmd::run(force_cmd::ForceArgs { master, builder, scheduler, reason, properties, wait, token })
         }
+        Commands::HashPassword => client::hash_password().map(|()| true),
         Commands::SystemdUnit { kind, dir, user } => service::unit(&kind, &dir, &user).map(|unit| {
             print!("{unit}");
             true

@@ -16,8 +16,9 @@ const RUN: Duration = Duration::from_secs(120);
 /// Runs `kiln ARGS --master URL`; returns (exit code, stdout).
 async fn kiln(master: &KilnMaster, args: &[&str]) -> (i32, String) {
     let url = master.url().to_string();
+    let token = master.admin_token().await;
     let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--master", &url]);
+    all.extend(["--master", &url, "--token", &token]);
     let output = run_kiln(&all, RUN).await;
     let code = output.status.code().unwrap_or(-1);
     if code == 2 {
@@ -133,8 +134,9 @@ async fn force_wait_says_why_the_build_waits_then_follows_it() {
         .start()
         .await;
     let url = master.url().to_string();
+    let token = master.admin_token().await;
     let mut force = tokio::process::Command::new(support::kiln::kiln_bin())
-        .args(["force", "b", "--wait", "--master", &url])
+        .args(["force", "b", "--wait", "--master", &url, "--token", &token])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -271,7 +271,8 @@ async fn the_api_root_answers_with_and_without_a_slash() {
 
 /// Runs `kiln force BUILDER --wait` on `master`; fails unless it exits 0. Returns its standard output.
 async fn force_wait(master: &KilnMaster, builder: &str) -> String {
-    let out = run_kiln(&["force", builder, "--master", master.url(), "--wait"], BUILD_TIMEOUT).await;
+    let token = master.admin_token().await;
+    let out = run_kiln(&["force", builder, "--master", master.url(), "--wait", "--token", &token], BUILD_TIMEOUT).await;
     if out.status.code() != Some(0) {
         master.fail(&format!("kiln force {builder} --wait {}", show(&out)));
     }

@@ -483,7 +483,9 @@ async fn force_wait_exit_codes_and_output() {
     master.wait_worker_connected("w").await;
 
     for (builder, code, text) in [("pass", 0, "pass-output"), ("fail", 1, "fail-output")] {
-        let out = run_kiln(&["force", builder, "--master", master.url(), "--wait"], BUILD_TIMEOUT).await;
+        let token = master.admin_token().await;
+        let args = ["force", builder, "--master", master.url(), "--wait", "--token", &token];
+        let out = run_kiln(&args, BUILD_TIMEOUT).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.code() != Some(code) || !stdout.lines().any(|l| l == text) {
             master

@@ -360,24 +360,51 @@ async fn chat_matrix_and_signed_push_have_their_shapes() {
 use support::buildbot::WorkerKind;
 use support::kiln::{toml_str, KilnMaster};
 
-/// A master whose `devel` builder fails while `flag` exists, with `reporters` appended.
+/// A master whose `devel` builder fails while `flag` exists and is built by each change of the base hook, with
+/// `reporters` appended.
 async fn master_with(flag: &Path, reporters: &str) -> KilnMaster {
     let step = format!(
         "[[builder.step]]\nname = \"make\"\ncommand = [\"sh\", \"-c\", {}]\n",
         toml_str(format!("echo building; if [ -e '{}' ]; then echo 'error: it broke'; exit 1; fi", flag.display()))
     );
-    let mut master =
-        KilnMaster::builder().worker("w", "pw").builder("devel", &step).extra_toml(reporters).start().await;
+    let changes = "[change_hooks.base]\ntoken = \"t0ken\"\n\n[[scheduler]]\nname = \"on-push\"\ntype = \"on_change\"\n\
+                   builders = [\"devel\"]\n";
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("devel", &step)
+        .extra_toml(changes)
+        .extra_toml(reporters)
+        .start()
+        .await;
     master.start_worker(WorkerKind::Kiln, "w").await;
     master.wait_worker_connected("w").await;
     master
 }
 
-/// Forces a build of `devel` owned by Alice and waits for its end.
+/// Pushes a commit by Alice (a change through the base hook), which builds `devel`; waits for that build's end.
 async fn build_as_alice(master: &KilnMaster) -> i64 {
-    let brid = master.force_with("devel", serde_json::json!({"owner": "Alice <alice@example.org>"})).await;
-    master.wait_request_complete(brid).await;
-    master.id(&master.builds_of_request(brid).await[0], "buildid")
+    let before = master.get("builders/devel/builds").await["meta"]["total"].as_i64().unwrap_or(0);
+    let change = serde_json::json!({
+        "author": "Alice <alice@example.org>", "comments": format!("commit {}", before + 1),
+        "revision": format!("r{}", before + 1), "branch": "main", "repository": "https://example.invalid/r.git",
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/change_hook/base", master.url()))
+        .bearer_auth("t0ken")
+        .json(&change)
+        .send()
+        .await
+        .expect("POST change_hook/base");
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+    let number = before + 1;
+    let build = master
+        .wait_for(&format!("build {number} of devel to end"), WAIT, async || {
+            let build = master.try_get(&format!("builders/devel/builds/{number}")).await?;
+            let build = build["builds"].get(0)?.clone();
+            build["complete"].as_bool()?.then_some(build)
+        })
+        .await;
+    master.id(&build, "buildid")
 }
 
 /// Waits until the notices listed by the API for build `buildid` are all sent (and there are `n`).

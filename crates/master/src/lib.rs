@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing of the command line; `kiln` calls [`master::Master::start`].
 
+pub mod auth;
 pub mod build;
 pub mod calendar;
 pub mod changes;

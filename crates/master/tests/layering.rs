@@ -59,6 +59,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("build", &["model", "results", "events", "config", "interpolate", "store", "queue", "workers", "secrets"]),
     // Who is told about builds: the decision (pure, called inside the store's transaction) and the senders.
     ("reporters", &["model", "results", "events", "config", "store"]),
+    // Users, logins, sessions, API tokens and who may do what.
+    ("auth", &["model", "config", "store"]),
     // The Prometheus metrics, counted from the events bus.
     ("metrics", &["model", "results", "events"]),
     // The running master: services, actions, dispatch.
@@ -102,6 +104,8 @@ const MODULES: &[(&str, &[&str])] = &[
             "metrics",
             "secrets",
             "reporters",
+            "auth",
+            "tls",
         ],
     ),
 ];

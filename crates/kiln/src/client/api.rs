@@ -13,6 +13,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     base: String,
     token: Option<String>,
+    /// A user name and password, sent with HTTP Basic instead of the token.
+    login: Option<(String, String)>,
     http: reqwest::Client,
 }
 
@@ -25,14 +27,38 @@ impl Api {
         }
         let base = if master.ends_with("/api/v2") { master.to_string() } else { format!("{master}/api/v2") };
         let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
-        Ok(Api { base, token: token.map(str::to_owned), http })
+        Ok(Api { base, token: token.map(str::to_owned), login: None, http })
+    }
+
+    /// Sends `user` and `password` (HTTP Basic) instead of a token.
+    pub fn with_login(mut self, user: &str, password: &str) -> Api {
+        self.login = Some((user.to_string(), password.to_string()));
+        self
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+        match (&self.login, &self.token) {
+            (Some((user, password)), _) => request.basic_auth(user, Some(password)),
+            (None, Some(token)) => request.bearer_auth(token),
+            (None, None) => request,
         }
+    }
+
+    /// Sends `method` to `path` with a JSON `body` (none for `DELETE`); returns the answer, or an error with
+    /// the master's message.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.authorized(request).send().await.with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let answer: Value = response.json().await.with_context(|| format!("{method} {url}: the answer is not JSON"))?;
+        if !status.is_success() {
+            bail!("{method} {url}: {status}: {}", answer["error"].as_str().unwrap_or(&answer.to_string()));
+        }
+        Ok(answer)
     }
 
     /// `GET path` (relative to `/api/v2`) as JSON; an error answer becomes an error naming the URL.

@@ -98,6 +98,9 @@ pub enum ClientCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Create, list and revoke your API tokens.
+    #[command(subcommand)]
+    Token(super::TokenCommand),
 }
 
 /// Runs a client command; returns whether what it was asked about went well.
@@ -122,6 +125,7 @@ async fn dispatch(command: ClientCommand) -> anyhow::Result<bool> {
         Unpause { worker, conn } => action(&conn, &format!("workers/{worker}"), "unpause", json!({})).await,
         Queue { conn } => queue(&conn).await,
         Workers { conn } => workers(&conn).await,
+        Token(command) => super::tokens::run(command).await,
     }
 }
 

@@ -5,11 +5,13 @@
 mod api;
 mod commands;
 mod table;
+mod tokens;
 mod wakeups;
 
 pub use api::Api;
 pub use commands::{print_lines, run, ClientCommand};
 pub use table::result;
+pub use tokens::{hash_password, TokenCommand};
 pub use wakeups::Wakeups;
 
 /// Where the master is and how to talk to it: every client command takes these.

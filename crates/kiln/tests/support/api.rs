@@ -36,6 +36,8 @@ pub struct Api {
     worker_port: u16,
     /// The workers the master accepts: name, password.
     passwords: Vec<(String, String)>,
+    /// The user control calls log in as (HTTP Basic), if the master needs one.
+    credentials: Option<(String, String)>,
     /// The master process, once started.
     pub(super) master: Option<ChildProcess>,
     /// The workers started with [`Api::start_worker`], by name.
@@ -61,12 +63,31 @@ impl Api {
             www: String::new(),
             worker_port: 0,
             passwords,
+            credentials: None,
             master: None,
             workers: Vec::new(),
             dead: Vec::new(),
             diagnostics_shown: AtomicBool::new(false),
             dir,
         }
+    }
+
+    /// Makes [`Api::rpc`] log in as `user` with `password` (HTTP Basic).
+    pub fn set_credentials(&mut self, user: &str, password: &str) {
+        self.credentials = Some((user.to_string(), password.to_string()));
+    }
+
+    /// Adds the login of [`Api::set_credentials`] to `request`.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+
+    /// The HTTP client (its timeout is the JSON-RPC calls').
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Points the client at the master's web port and workers at its worker port (both on 127.0.0.1).
@@ -247,7 +268,7 @@ impl Api {
     }
 
     async fn try_get_text(&self, url: &str) -> reqwest::Result<(reqwest::StatusCode, String)> {
-        let response = self.http.get(url).timeout(GET_TIMEOUT).send().await?;
+        let response = self.authorized(self.http.get(url)).timeout(GET_TIMEOUT).send().await?;
         let status = response.status();
         Ok((status, response.text().await?))
     }
@@ -262,7 +283,7 @@ impl Api {
     pub async fn rpc(&self, path: &str, method: &str, params: Value) -> Value {
         let url = self.api_url(path);
         let request = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 });
-        let response = match self.http.post(&url).json(&request).send().await {
+        let response = match self.authorized(self.http.post(&url).json(&request)).send().await {
             Ok(response) => response,
             Err(e) => self.fail(&format!("POST {url} {request}: {}", chain(&e))),
         };

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigProblem};
+mod auth;
 mod changes;
 mod force;
 mod locks;
@@ -35,6 +36,7 @@ pub use changes::{
     ReleasePollerDef, SkipMarkers,
 };
 mod secrets;
+pub use auth::{Action, AuthConfig, ProxyDef, RuleDef, UserDef, ADMIN_ROLE, BUILT_IN_ROLES};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use reporters::{
@@ -98,6 +100,8 @@ pub struct MasterConfig {
     pub secrets: crate::secrets::SecretsConfig,
     /// Who is told about builds, and how (`[[reporter]]`), in the file's order.
     pub reporters: Vec<ReporterDef>,
+    /// Users, logins and who may do what (`[auth]`, `[[user]]`, `[[rule]]`).
+    pub auth: AuthConfig,
 }
 
 /// Where the master keeps its state (`[store]`).
@@ -158,6 +162,8 @@ pub struct TlsFiles {
 pub struct WebConfig {
     /// The address the web server listens on.
     pub address: SocketAddr,
+    /// The certificate and key to serve https with; plain http without.
+    pub tls: Option<TlsFiles>,
     /// How long a connection has to send a whole request head, from its opening and again after each answer
     /// (so also how long an idle keep-alive connection stays open).
     pub header_timeout: Duration,
@@ -267,6 +273,13 @@ impl MasterConfig {
         if let Some(tls) = &mut self.worker_listener.tls {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
+        }
+        if let Some(tls) = &mut self.web.tls {
+            tls.cert = dir.join(&tls.cert);
+            tls.key = dir.join(&tls.key);
+        }
+        if let Some(htpasswd) = &mut self.auth.htpasswd {
+            *htpasswd = dir.join(&*htpasswd);
         }
         for step in self.builders.iter_mut().flat_map(|b| b.steps.iter_mut()) {
             match step {

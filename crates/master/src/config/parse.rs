@@ -48,6 +48,20 @@ const TABLE_LISTS: [&str; 9] = [
     "reporter",
 ];
 
+/// The top-level keys taken out before the rest of the file is read: the `[[…]]` lists and `[auth]`'s keys.
+const ALSO_VALID: [&str; 10] = [
+    TABLE_LISTS[0],
+    TABLE_LISTS[1],
+    TABLE_LISTS[2],
+    TABLE_LISTS[3],
+    TABLE_LISTS[4],
+    TABLE_LISTS[5],
+    TABLE_LISTS[6],
+    super::auth::KEYS[0],
+    super::auth::KEYS[1],
+    super::auth::KEYS[2],
+];
+
 /// What a builder's steps inherit from it.
 pub(super) struct Defaults<'a> {
     /// The builder's environment.
@@ -155,6 +169,8 @@ struct RawWorkerListener {
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     address: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
     header_timeout: Option<Spanned<u64>>,
     max_connections: Option<Spanned<usize>>,
     max_connections_per_address: Option<Spanned<usize>>,
@@ -231,10 +247,11 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     let mut document = document.into_inner();
     let [workers, factories, builders, force_schedulers, timed_schedulers, change_sources, locks, secret_providers, reporters] =
         TABLE_LISTS.map(|key| take_tables(&mut document, key, &mut problems));
+    let auth = super::auth::take_auth(&mut document, &mut problems);
 
     let document = Spanned::new(span, DeValue::Table(document));
     let settings = problems
-        .also_valid(&TABLE_LISTS, |problems| read::<RawMaster>(document, problems, None, "master"))
+        .also_valid(&ALSO_VALID, |problems| read::<RawMaster>(document, problems, None, "master"))
         .and_then(|raw| check_settings(raw, &mut problems));
     let mut settings = settings;
     let raw_secrets = settings.as_mut().map(|s| std::mem::take(&mut s.secrets)).unwrap_or_default();
@@ -264,8 +281,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
     };
     let reporters = super::reporters::read_reporters(reporters, &known, &mut problems);
 
-    match settings {
-        Some(settings) if problems.is_empty() => Ok(MasterConfig {
+    match (settings, auth) {
+        (Some(settings), Some(auth)) if problems.is_empty() => Ok(MasterConfig {
             title: settings.title,
             url: settings.url,
             store: settings.store,
@@ -285,6 +302,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<MasterConfig, ConfigError>
             retention: settings.retention,
             secrets,
             reporters,
+            auth,
         }),
         _ => Err(problems.into_error()),
     }
@@ -345,7 +363,7 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
             None
         }
         (Some(url), _) => Some(url.into_inner()),
-        (None, Some(web)) => Some(web_url(web.address)),
+        (None, Some(web)) => Some(web_url(web.address, web.tls.is_some())),
         (None, None) => None,
     }
     .map(|url| if url.ends_with('/') { url } else { format!("{url}/") });
@@ -362,11 +380,12 @@ fn check_settings(raw: RawMaster, problems: &mut Problems<'_>) -> Option<MasterS
 }
 
 /// The URL of a web UI served on `address`: a wildcard address is reached as `localhost`.
-fn web_url(address: SocketAddr) -> String {
+fn web_url(address: SocketAddr, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
     if address.ip().is_unspecified() {
-        format!("http://localhost:{}/", address.port())
+        format!("{scheme}://localhost:{}/", address.port())
     } else {
-        format!("http://{address}/")
+        format!("{scheme}://{address}/")
     }
 }
 
@@ -393,20 +412,7 @@ fn check_store(raw: RawStore, problems: &mut Problems<'_>) -> Option<StoreConfig
 fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) -> Option<WorkerListenerConfig> {
     const CONTEXT: &str = "[worker_listener]";
     let address = address(raw.address, DEFAULT_WORKER_ADDRESS, CONTEXT, problems);
-    let tls = match (raw.tls_cert, raw.tls_key) {
-        (None, None) => Some(None),
-        (Some(cert), Some(key)) => {
-            Some(Some(TlsFiles { cert: cert.into_inner().into(), key: key.into_inner().into() }))
-        }
-        (Some(cert), None) => {
-            problems.add(cert.span(), Some(CONTEXT), "tls_key", "tls_cert is set but tls_key is missing");
-            None
-        }
-        (None, Some(key)) => {
-            problems.add(key.span(), Some(CONTEXT), "tls_cert", "tls_key is set but tls_cert is missing");
-            None
-        }
-    };
+    let tls = tls_files(raw.tls_cert, raw.tls_key, CONTEXT, problems);
     let interval = raw.ping_interval.as_ref().map_or(DEFAULT_PING_INTERVAL_SECONDS, |seconds| *seconds.get_ref());
     let timeout = raw.ping_timeout.as_ref().map_or(DEFAULT_PING_TIMEOUT_SECONDS, |seconds| *seconds.get_ref());
     let mut pings_valid = true;
@@ -440,9 +446,33 @@ fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) ->
     })
 }
 
+/// A certificate and key given together, or neither.
+fn tls_files(
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    context: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Option<TlsFiles>> {
+    match (cert, key) {
+        (None, None) => Some(None),
+        (Some(cert), Some(key)) => {
+            Some(Some(TlsFiles { cert: cert.into_inner().into(), key: key.into_inner().into() }))
+        }
+        (Some(cert), None) => {
+            problems.add(cert.span(), Some(context), "tls_key", "tls_cert is set but tls_key is missing");
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(key.span(), Some(context), "tls_cert", "tls_key is set but tls_cert is missing");
+            None
+        }
+    }
+}
+
 fn check_web(raw: RawWeb, problems: &mut Problems<'_>) -> Option<WebConfig> {
     const CONTEXT: &str = "[web]";
     let address = address(raw.address, DEFAULT_WEB_ADDRESS, CONTEXT, problems);
+    let tls = tls_files(raw.tls_cert, raw.tls_key, CONTEXT, problems);
     let header_timeout =
         at_least_one(raw.header_timeout, DEFAULT_HEADER_TIMEOUT_SECONDS, CONTEXT, "header_timeout", problems);
     let (max_connections, max_connections_per_address) = connection_caps(
@@ -453,6 +483,7 @@ fn check_web(raw: RawWeb, problems: &mut Problems<'_>) -> Option<WebConfig> {
     )?;
     Some(WebConfig {
         address: address?,
+        tls: tls?,
         header_timeout: Duration::from_secs(header_timeout?),
         max_connections,
         max_connections_per_address,

@@ -486,10 +486,27 @@ const KEYS: &[(&str, &[&str])] = &[
             "max_connections_per_address",
         ],
     ),
-    ("`[web]`", &["address", "header_timeout", "max_connections", "max_connections_per_address"]),
     ("`[[worker]]`", &["name", "password", "password_hash", "max_builds", "notify_on_missing"]),
     ("`[[secret_provider]]`", &["type", "path", "prefix", "argv", "shell", "timeout"]),
     ("`[secrets]`", &["min_length"]),
+    (
+        "`[web]`",
+        &["address", "tls_cert", "tls_key", "header_timeout", "max_connections", "max_connections_per_address"],
+    ),
+    (
+        "`[auth]`",
+        &[
+            "private",
+            "session_hours",
+            "htpasswd",
+            "htpasswd_roles",
+            "proxy_header",
+            "proxy_groups_header",
+            "trusted_proxies",
+        ],
+    ),
+    ("`[[user]]`", &["name", "password_hash", "roles"]),
+    ("`[[rule]]`", &["actions", "builders", "tags", "roles", "owner"]),
     (
         "`[[builder]]`",
         &[

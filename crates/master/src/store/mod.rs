@@ -5,6 +5,7 @@
 //! Operations that must be atomic run in one transaction; on SQLite writers take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two writers wait for each other (busy timeout) instead of failing half-way.
 
+mod auth;
 mod builders;
 mod buildrequests;
 mod builds;
@@ -42,6 +43,7 @@ pub use crate::model::{
     Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, StateWrite,
     Step, Worker, CHANGE_PROPERTY_SOURCE,
 };
+pub use auth::{ApiToken, AuditEntry, AuditFilter, NewAuditEntry, SessionRow};
 pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
@@ -69,6 +71,8 @@ const MAX_CONNECTIONS: u32 = 8;
 /// The schema migrations, embedded in the binary. (Listed here rather than with `sqlx::migrate!`, which needs
 /// sqlx's proc-macros and would build SQLite a second time for the host.)
 fn migrator() -> Migrator {
+    // Versions from 6 on were numbered by the issue that brought them, so that migrations made side by side do
+    // not collide; they apply in this order.
     Migrator::with_migrations(vec![
         Migration::new(
             1,
@@ -105,7 +109,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
             false,
         ),
-        // Numbered after the issue that brought it, so that migrations added beside it do not collide.
+        Migration::new(
+            12,
+            Cow::Borrowed("auth"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0012_auth.sql").into_sql_str(),
+            false,
+        ),
         Migration::new(
             14,
             Cow::Borrowed("notifications"),

@@ -5,6 +5,9 @@
 //! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
 //! [`crate::store::ListQuery`]).
 
+pub mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod change_hook;
 #[cfg(test)]
 mod change_hook_tests;
@@ -13,6 +16,7 @@ mod follow;
 mod handlers;
 #[cfg(test)]
 mod live_tests;
+mod login;
 mod logs;
 mod metrics;
 mod notifications;
@@ -25,6 +29,7 @@ mod rpc;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod ws;
 
 use axum::http::{StatusCode, Uri};
@@ -48,12 +53,23 @@ const MAX_URI: usize = 60 * 1024;
 pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToken) -> std::io::Result<()> {
     let limits = master.connection_limits().web;
     let header_timeout = master.config().web.header_timeout;
-    server::run(listener, router(master), limits, header_timeout, stop).await
+    let tls = match &master.config().web.tls {
+        Some(files) => Some(
+            crate::tls::acceptor(&files.cert, &files.key)
+                .map_err(|e| std::io::Error::other(format!("the web port's TLS certificate: {e:#}")))?,
+        ),
+        None => None,
+    };
+    server::run(listener, router(master), limits, header_timeout, tls, stop).await
 }
 
 /// The web API's routes, on the state `master`.
 pub fn router(master: Master) -> Router {
     use handlers as h;
+    let gate = std::sync::Arc::new(auth::Gate::new(
+        &master.config(),
+        crate::auth::Auth::new(master.config().auth.clone(), master.store().clone()),
+    ));
     let counted = metrics::start(&master);
     let timed = axum::middleware::from_fn_with_state(counted.clone(), metrics::track);
     let api = Router::new()
@@ -96,10 +112,16 @@ pub fn router(master: Master) -> Router {
         .route("/notifications", get(notifications::notifications))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
+        .route("/me", get(tokens::me))
         .fallback(api_not_found);
     let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
         .route("/", get(front))
+        .route("/login", get(login::page).post(login::login))
+        .route("/logout", axum::routing::post(login::logout))
         .route("/change_hook/{dialect}", change_hook::route())
         .route("/ws", get(ws::ws))
         // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
@@ -109,6 +131,8 @@ pub fn router(master: Master) -> Router {
         .fallback(not_found)
         .with_state(master)
         .merge(scrape)
+        .layer(axum::Extension(gate.clone()))
+        .layer(axum::middleware::from_fn_with_state(gate, auth::identify))
         .layer(axum::middleware::map_response(errors_in_json))
         .layer(axum::middleware::from_fn(bounded_uri))
 }
@@ -130,7 +154,7 @@ async fn errors_in_json(response: Response) -> Response {
     let json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
     if !(status.is_client_error() || status.is_server_error()) || json {
         return response;
     }
@@ -186,6 +210,10 @@ const ENDPOINTS: &[&str] = &[
     "forceschedulers",
     "forceschedulers/{schedulername}",
     "queue",
+    "tokens",
+    "tokens/{id}",
+    "audit",
+    "me",
 ];
 
 async fn root() -> Json<serde_json::Value> {

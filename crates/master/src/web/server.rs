@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,6 +23,7 @@ pub(super) async fn run(
     app: Router,
     limits: Limits,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let mut acceptor = Acceptor::new(listener, "web");
@@ -41,7 +42,23 @@ pub(super) async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        connections.spawn(serve_connection(tcp, admitted, app.clone(), header_timeout, stop.clone()));
+        let (app, stop) = (app.clone(), stop.clone());
+        match tls.clone() {
+            None => connections.spawn(serve_connection(tcp, peer, admitted, app, header_timeout, stop)),
+            Some(tls) => connections.spawn(async move {
+                // The TLS handshake counts against the same deadline as a request head.
+                let accepted = tokio::select! {
+                    accepted = tokio::time::timeout(header_timeout, tls.accept(tcp)) => accepted,
+                    () = admitted.replaced() => return,
+                    () = stop.cancelled() => return,
+                };
+                match accepted {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, admitted, app, header_timeout, stop).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "web TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "web TLS handshake timed out"),
+                }
+            }),
+        };
     }
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), connections.wait()).await.is_err() {
@@ -50,13 +67,23 @@ pub(super) async fn run(
     Ok(())
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
+async fn serve_connection<S>(
+    tcp: S,
+    peer: std::net::SocketAddr,
     admitted: Admitted,
     app: Router,
     header_timeout: Duration,
     stop: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Every request knows its client's address (for logins, the audit, HTTP Basic from loopback only).
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(super::auth::Peer(peer));
+            request
+        })
+        .service(app);
     let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);

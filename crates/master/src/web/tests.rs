@@ -25,6 +25,22 @@ pub(super) struct Fixture {
 /// The change hooks' secret and token in the fixture's config.
 pub(super) const HOOK_SECRET: &str = "It's a Secret to Everybody";
 pub(super) const HOOK_TOKEN: &str = "s3cret-token";
+/// The fixture's admin user, who makes the control calls (with HTTP Basic, from loopback).
+pub(super) const USER: &str = "alice";
+pub(super) const PASSWORD: &str = "alice's password";
+
+/// `Authorization` for HTTP Basic as `name`.
+pub(super) fn basic(name: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}")))
+}
+
+/// A request from 127.0.0.1, as the web server marks each one.
+pub(super) fn from_loopback(mut request: Request<Body>) -> Request<Body> {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    request.extensions_mut().insert(super::auth::Peer(peer));
+    request
+}
 
 pub(super) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -96,8 +112,13 @@ token = "{HOOK_TOKEN}"
 
 [change_hooks.poller]
 token = "{HOOK_TOKEN}"
+[[user]]
+name = "{USER}"
+password_hash = "{hash}"
+roles = ["admin"]
 "#,
-        dir.path().join("state.sqlite").display()
+        dir.path().join("state.sqlite").display(),
+        hash = crate::auth::password::cheap_hash(PASSWORD),
     );
     let config = MasterConfig::from_str(&text, "master.toml").expect("config");
     let (master, _) = Master::start_with(dir.path(), config).await.expect("master");
@@ -131,16 +152,17 @@ impl Fixture {
             .method(Method::POST)
             .uri(uri)
             .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, basic(USER, PASSWORD))
             .body(Body::from(call.to_string()))
             .expect("request");
-        let (status, body, _) = self.send(request).await;
+        let (status, body, _) = self.send(from_loopback(request)).await;
         (status, serde_json::from_slice(&body).expect("JSON"))
     }
 
     /// Forces `builder` (or every builder) through `force-all`; returns the buildset id and the request ids by
     /// builder id.
     async fn force(&self, builder: Option<&str>) -> (i64, Value) {
-        let mut params = json!({ "reason": "testing", "owner": "alice", "branch": "main" });
+        let mut params = json!({ "reason": "testing", "owner": "mallory", "branch": "main" });
         if let Some(b) = builder {
             params["builderid"] = json!(b);
         }
@@ -331,10 +353,20 @@ async fn errors_are_json_with_the_right_status() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = f.rpc("/api/v2/forceschedulers/force-all", "force", json!({ "builderid": "windows" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let request = Request::post("/api/v2/builds/1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, basic(USER, PASSWORD))
+        .body(Body::from("{not json"))
+        .expect("request");
+    let (status, body, _) = f.send(from_loopback(request)).await;
+    let body: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!((status, &body["error"]["code"], &body["id"]), (StatusCode::BAD_REQUEST, &json!(-32700), &Value::Null));
+    // Without its content type, a call is refused before it is read (as Buildbot does).
     let request = Request::post("/api/v2/builds/1").body(Body::from("{not json")).expect("request");
     let (status, body, _) = f.send(request).await;
     let body: Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!((status, &body["error"]["code"], &body["id"]), (StatusCode::BAD_REQUEST, &json!(-32700), &Value::Null));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], "Invalid content-type (use application/json)", "{body}");
 }
 
 #[tokio::test]
