@@ -19,6 +19,7 @@ mod properties;
 #[cfg(test)]
 mod published;
 mod queries;
+mod recent;
 mod resources;
 mod state;
 mod steps;
