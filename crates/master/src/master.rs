@@ -91,6 +91,8 @@ struct Inner {
     name: String,
     /// The listeners' connection caps, as fitted under the file-descriptor limit at start.
     connection_limits: crate::connections::Fitted,
+    /// The master's directory (its `master.toml`).
+    dir: std::path::PathBuf,
 }
 
 /// A running master. Cheap to clone.
@@ -204,6 +206,7 @@ impl Master {
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
+            dir: dir.to_path_buf(),
         });
         let port = crate::workers::WorkerPort {
             tls,
@@ -341,6 +344,16 @@ impl Master {
     /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
     pub fn connection_limits(&self) -> crate::connections::Fitted {
         self.inner.connection_limits
+    }
+
+    /// The master's directory, where its `master.toml` is.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The master's name in the store.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     pub fn config(&self) -> &MasterConfig {

@@ -23,7 +23,6 @@ pub(crate) struct BuilderSummary {
     pub href: String,
     pub description: String,
     pub tags: Vec<String>,
-    pub workers: Vec<String>,
     /// Newest first.
     pub boxes: Vec<BuildBox>,
     /// The last finished build's outcome (or none yet).
@@ -49,7 +48,6 @@ pub(crate) async fn summaries(
                 href: format!("/builders/{}", segment(&def.name)),
                 description: def.description.clone().unwrap_or_default(),
                 tags: def.tags.clone(),
-                workers: def.workers.clone(),
                 boxes: builds.iter().map(|b| BuildBox::new(&def.name, b)).collect(),
                 last,
             }

@@ -12,22 +12,23 @@
 //! `/console`, and the badges `/badges/{builder}.svg`. The log page (`…/steps/{step}/logs/{slug}`) is not
 //! here; pages link to it.
 
-// mod about;
-mod assets;
-// mod badge;
-// mod build;
-// mod builder;
+mod about;
+pub(crate) mod assets;
+mod badge;
+mod build;
+mod builder;
 mod builders;
-// mod changes;
-// mod console;
-// mod grid;
+mod changes;
+mod console;
+mod grid;
 mod home;
-// mod requests;
-// mod schedulers;
-// #[cfg(test)] mod tests;
+mod requests;
+mod schedulers;
+#[cfg(test)]
+mod tests;
 mod view;
-// mod waterfall;
-// mod workers;
+mod waterfall;
+mod workers;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -38,7 +39,6 @@ use axum::Router;
 
 use crate::master::Master;
 use crate::store::StoreError;
-pub use assets::asset_url;
 pub(crate) use view::Frame;
 
 /// The UI's routes (merged into the web router at its root).
@@ -46,19 +46,19 @@ pub(super) fn routes() -> Router<Master> {
     Router::new()
         .route("/", get(home::page))
         .route("/builders", get(builders::page))
-        // .route("/builders/{name}", get(builder::page))
-        // .route("/builders/{name}/builds/{number}", get(build::page))
-        // .route("/workers", get(workers::list))
-        // .route("/workers/{name}", get(workers::page))
-        // .route("/changes", get(changes::list))
-        // .route("/changes/{id}", get(changes::page))
-        // .route("/requests", get(requests::page))
-        // .route("/schedulers", get(schedulers::page))
-        // .route("/about", get(about::page))
-        // .route("/waterfall", get(waterfall::page))
-        // .route("/grid", get(grid::page))
-        // .route("/console", get(console::page))
-        // .route("/badges/{file}", get(badge::badge))
+        .route("/builders/{name}", get(builder::page))
+        .route("/builders/{name}/builds/{number}", get(build::page))
+        .route("/workers", get(workers::list))
+        .route("/workers/{name}", get(workers::page))
+        .route("/changes", get(changes::list))
+        .route("/changes/{id}", get(changes::page))
+        .route("/requests", get(requests::page))
+        .route("/schedulers", get(schedulers::page))
+        .route("/about", get(about::page))
+        .route("/waterfall", get(waterfall::page))
+        .route("/grid", get(grid::page))
+        .route("/console", get(console::page))
+        .route("/badges/{file}", get(badge::badge))
         .route("/assets/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(page_headers))
 }

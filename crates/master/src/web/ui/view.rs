@@ -86,7 +86,6 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     pub const RUNNING: Outcome = Outcome { class: "running", symbol: "◔", word: "running" };
-    pub const PENDING: Outcome = Outcome { class: "pending", symbol: "◌", word: "pending" };
     pub const NONE: Outcome = Outcome { class: "none", symbol: "·", word: "no builds" };
 
     /// The outcome of a finished thing with result code `results`, else running.
@@ -146,6 +145,11 @@ pub(crate) fn now() -> i64 {
     since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Now, as a UTC instant.
+pub(crate) fn now_utc() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(now(), 0).unwrap_or_default()
+}
+
 /// A duration in seconds as people read it: `45s`, `4m12s`, `2h05m`, `3d4h`.
 pub(crate) fn duration(seconds: i64) -> String {
     let s = seconds.max(0);
@@ -168,11 +172,6 @@ pub(crate) fn segment(text: &str) -> String {
         }
     }
     out
-}
-
-/// A query value, percent-encoded.
-pub(crate) fn query_value(text: &str) -> String {
-    segment(text)
 }
 
 /// A build as a box: a link to its page with its outcome (class, symbol, word) and a tooltip.
