@@ -144,7 +144,8 @@ mod tests {
             .add_change(&crate::model::NewChange { author: "x".into(), ..Default::default() })
             .await
             .expect("change");
-        let new = NewBuildset { reason: "t".into(), builderids: vec![a], changeids: vec![change], ..Default::default() };
+        let new =
+            NewBuildset { reason: "t".into(), builderids: vec![a], changeids: vec![change], ..Default::default() };
         let (bsid, brids) = store.add_buildset(&new).await.expect("buildset");
         let (parent, _) = store.add_build(a, brids[0], worker, master).await.expect("build");
         let child = NewBuildset {

@@ -12,8 +12,8 @@ use super::home::{queue, running, Queued, Running};
 use super::schedulers::{schedulers, SchedulerInfo};
 use super::view::{now_utc, segment, BuildRow, Frame, Names, Outcome};
 use super::{page_view, respond, UiError, Wanted};
-use crate::config::ParameterType;
 use crate::config::BuilderDef;
+use crate::config::ParameterType;
 use crate::master::Master;
 use crate::model::Build;
 use crate::store::{FilterValue, ListQuery, Op};
@@ -153,8 +153,7 @@ pub(super) async fn page(
     let before = match paging.before.as_deref().filter(|b| !b.is_empty()) {
         None => None,
         Some(text) => Some(
-            text.parse::<i64>()
-                .map_err(|_| UiError::BadRequest(format!("before={text}: expected a build number")))?,
+            text.parse::<i64>().map_err(|_| UiError::BadRequest(format!("before={text}: expected a build number")))?,
         ),
     };
     let mut query = ListQuery::<Build>::new();

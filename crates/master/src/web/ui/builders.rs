@@ -42,7 +42,8 @@ pub(crate) async fn summaries(
         .map(|def| {
             let id = master.builder_id(&def.name);
             let builds: Vec<_> = recent.iter().filter(|b| Some(b.builderid) == id).collect();
-            let last = builds.iter().find(|b| b.complete_at.is_some()).map_or(Outcome::NONE, |b| Outcome::of(b.results));
+            let last =
+                builds.iter().find(|b| b.complete_at.is_some()).map_or(Outcome::NONE, |b| Outcome::of(b.results));
             BuilderSummary {
                 name: def.name.clone(),
                 href: format!("/builders/{}", segment(&def.name)),

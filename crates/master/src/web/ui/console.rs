@@ -80,7 +80,10 @@ pub(super) async fn page(
         .collect();
     let page = ConsolePage {
         frame: Frame::new(&master, "Console", "console").live(&["builds/*/new", "builds/*/finished", "changes/*/*"]),
-        builders: shown.iter().map(|d| Head { name: d.name.clone(), href: format!("/builders/{}", segment(&d.name)) }).collect(),
+        builders: shown
+            .iter()
+            .map(|d| Head { name: d.name.clone(), href: format!("/builders/{}", segment(&d.name)) })
+            .collect(),
         rows,
         query,
         page,

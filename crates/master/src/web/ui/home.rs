@@ -74,7 +74,9 @@ pub(crate) async fn running(master: &Master, names: &Names, builderid: Option<i6
     let mut query = ListQuery::<Build>::new();
     query.filter("buildid", Op::Eq, ids).map_err(|e| UiError::BadRequest(e.to_string()))?;
     if let Some(id) = builderid {
-        query.filter("builderid", Op::Eq, vec![FilterValue::Int(id)]).map_err(|e| UiError::BadRequest(e.to_string()))?;
+        query
+            .filter("builderid", Op::Eq, vec![FilterValue::Int(id)])
+            .map_err(|e| UiError::BadRequest(e.to_string()))?;
     }
     query.order_by("buildid", true).map_err(|e| UiError::BadRequest(e.to_string()))?.page(Some(50), 0);
     let builds = master.store().list(&query).await?.items;

@@ -86,9 +86,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Wanted {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let fragment = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|pair| pair.strip_prefix("fragment=").map(|v| v.to_string()))
-        });
+        let fragment = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("fragment=").map(|v| v.to_string())));
         Ok(Wanted { fragment })
     }
 }
@@ -159,7 +160,8 @@ impl IntoResponse for UiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let page = view::ErrorPage { frame: Frame::bare(status.as_str()), status: status.as_u16(), message: self.to_string() };
+        let page =
+            view::ErrorPage { frame: Frame::bare(status.as_str()), status: status.as_u16(), message: self.to_string() };
         match askama::Template::render(&page) {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, self.to_string()).into_response(),

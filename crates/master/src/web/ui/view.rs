@@ -104,18 +104,8 @@ impl Outcome {
     }
 
     /// The classes every favicon exists for.
-    pub const CLASSES: [&'static str; 10] = [
-        "success",
-        "warnings",
-        "failure",
-        "skipped",
-        "exception",
-        "retry",
-        "cancelled",
-        "running",
-        "pending",
-        "none",
-    ];
+    pub const CLASSES: [&'static str; 10] =
+        ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled", "running", "pending", "none"];
 }
 
 /// An instant: `<time datetime="ISO">text</time>`, UTC on the server; `live.js` shows it in the reader's zone

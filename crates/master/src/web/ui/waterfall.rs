@@ -45,12 +45,8 @@ pub(crate) fn select<'m>(
     let filter = Filter::from_query(pairs);
     let kept: Vec<&BuilderDef> = master.config().builders.iter().filter(|b| filter.keeps(b)).collect();
     let pages = kept.len().div_ceil(per_page).max(1);
-    let page = pairs
-        .iter()
-        .find(|(k, _)| k == "page")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, pages);
+    let page =
+        pairs.iter().find(|(k, _)| k == "page").and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
     let shown = kept.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     let mut query: Vec<String> = filter.tags.iter().map(|t| format!("tag={}", super::view::segment(t))).collect();
     if !filter.name.is_empty() {
