@@ -133,10 +133,21 @@ pub(crate) async fn worker_states(master: &Master) -> Result<Vec<WorkerState>, U
         .collect())
 }
 
-/// The last finished builds that failed (failure or exception), newest first.
+/// How far back (in builds) the home page looks for failures: a history of successes is not read to its start.
+const FAILURES_WITHIN: i64 = 5_000;
+
+/// The last builds that failed (failure or exception) among the last [`FAILURES_WITHIN`], newest first.
 pub(crate) async fn failures(master: &Master, names: &Names, limit: usize) -> Result<Vec<BuildRow>, UiError> {
+    let bad = |e: crate::store::QueryError| UiError::BadRequest(e.to_string());
+    let mut newest = ListQuery::<Build>::new();
+    newest.order_by("buildid", true).map_err(bad)?.page(Some(1), 0);
+    let Some(newest) = master.store().list(&newest).await?.items.first().map(|b| b.id) else {
+        return Ok(Vec::new());
+    };
     let mut query = ListQuery::<Build>::new();
     query
+        .filter("buildid", Op::Gt, vec![FilterValue::Int(newest - FAILURES_WITHIN)])
+        .map_err(bad)?
         .filter("results", Op::Eq, vec![FilterValue::Int(i64::from(FAILURE)), FilterValue::Int(i64::from(EXCEPTION))])
         .map_err(|e| UiError::BadRequest(e.to_string()))?
         .order_by("buildid", true)
