@@ -119,6 +119,12 @@ impl Page {
         found[0]
     }
 
+    /// The routing-key patterns whose events refresh the page.
+    fn events(&self) -> Vec<String> {
+        let events = self.one("body").value().attr("data-events").unwrap_or("");
+        events.split(' ').filter(|p| !p.is_empty()).map(str::to_string).collect()
+    }
+
     fn texts(&self, css: &str) -> Vec<String> {
         self.all(css).iter().map(|e| e.text().collect::<String>()).collect()
     }
@@ -440,4 +446,55 @@ async fn a_badge_tells_the_last_result() {
     let labelled = f.ok("/badges/linux.svg?label=%3Cb%3E").await;
     assert!(labelled.text.contains("&lt;b&gt;") && !labelled.text.contains("<b>"));
     assert_eq!(f.page("/badges/nope.svg").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn each_page_listens_to_the_events_a_build_publishes_and_its_fragment_shows_the_change() {
+    let f = fixture().await;
+    let uris = ["/", "/builders", "/builders/linux", "/waterfall", "/grid", "/console"];
+    f.finished_build("linux", SUCCESS, None).await;
+    let mut listening = Vec::new();
+    for uri in uris {
+        listening.push((uri, f.ok(uri).await.events()));
+    }
+    // What the store publishes while a second build of linux runs and fails.
+    let mut subscription = f.master.store().events().subscribe();
+    let change = f.change().await;
+    f.finished_build("linux", FAILURE, Some(change)).await;
+    let keys = published(&mut subscription);
+    for (uri, patterns) in &listening {
+        let heard = keys.iter().any(|k| patterns.iter().any(|p| crate::events::key_matches(p, k)));
+        assert!(heard, "{uri} listens to {patterns:?}, none of which matches {keys:?}");
+    }
+    let fragment = f.ok("/builders/linux?fragment=live").await;
+    let newest = fragment.one("table.builds tbody tr:first-child");
+    assert!(newest.value().classes().any(|c| c == "failure"), "{}", newest.html());
+
+    // A running build's page hears its own steps, and not another build's.
+    let store = f.master.store();
+    let linux = f.master.builder_id("linux").expect("builder");
+    let new = NewBuildset { reason: "r".into(), builderids: vec![linux], ..NewBuildset::default() };
+    let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+    assert!(store.claim_requests(&brids, f.master.masterid()).await.expect("claim"));
+    let worker = store.find_or_add_worker("w1").await.expect("worker");
+    let (buildid, number) = store.add_build(linux, brids[0], worker, f.master.masterid()).await.expect("build");
+    let patterns = f.ok(&format!("/builders/linux/builds/{number}")).await.events();
+    let mut subscription = store.events().subscribe();
+    store.start_step(buildid, "compile", "compiling").await.expect("step");
+    let keys = published(&mut subscription);
+    assert!(keys.iter().any(|k| patterns.iter().any(|p| crate::events::key_matches(p, k))), "{patterns:?} {keys:?}");
+    let other = format!("builds/{}/steps/9/started", buildid - 1);
+    assert!(!patterns.iter().any(|p| crate::events::key_matches(p, &other)), "{patterns:?}");
+    let live = f.ok(&format!("/builders/linux/builds/{number}?fragment=live")).await;
+    assert_eq!(live.texts("li.step .step-name"), vec!["compile"]);
+    assert_eq!(live.one("button.action").value().attr("data-method"), Some("stop"));
+}
+
+/// The routing keys of the events `subscription` has received.
+fn published(subscription: &mut crate::events::Subscription) -> Vec<String> {
+    let mut keys = Vec::new();
+    while let Ok(Some(event)) = subscription.try_recv() {
+        keys.extend(event.event.keys());
+    }
+    keys
 }
