@@ -93,6 +93,14 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
             false,
         ),
+        // Numbered apart from the others' next ones, so that branches adding migrations do not collide.
+        Migration::new(
+            10,
+            Cow::Borrowed("web UI indexes"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0010_ui_indexes.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
