@@ -167,4 +167,16 @@ mod tests {
         let triggered = store.triggered_builds(parent).await.expect("triggered");
         assert_eq!(triggered.iter().map(|b| b.id).collect::<Vec<_>>(), vec![child_build]);
     }
+
+    #[tokio::test]
+    async fn the_indexes_these_reads_need_are_migrated() {
+        let (store, _dir) = temp_store().await;
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(&store.pool)
+            .await
+            .expect("indexes");
+        for index in ["buildset_changes_changeid", "buildsets_parent_buildid"] {
+            assert!(names.iter().any(|n| n == index), "{index} missing from {names:?}");
+        }
+    }
 }
