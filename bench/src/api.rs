@@ -20,9 +20,10 @@ use crate::systems::{run_setup_within, Builder, Kind, System, START_TIMEOUT};
 use crate::{figures, Env};
 
 const WORKLOAD: &str = "5 API under history";
-const BUILDER: &str = "history";
+pub(crate) const BUILDER: &str = "history";
 /// Lines of every generated log (as bench/history.py writes them).
 const LOG_LINES: usize = 20;
+pub(crate) const LOG_TEXT_LINES: usize = LOG_LINES;
 /// The p99 target, at every size.
 const P99_MS: f64 = 10.0;
 
@@ -84,7 +85,7 @@ async fn measure(
     for &size in sizes {
         let step = async {
             let generated = Instant::now();
-            generate(env, kind, &system.store_path(), size - stored, &chunk, budget)?;
+            generate_history(env, kind, &system.store_path(), size - stored, &chunk, budget)?;
             let generated = generated.elapsed();
             let started = Instant::now();
             system.spawn_master()?;
@@ -126,7 +127,14 @@ fn log_text() -> String {
 }
 
 /// Adds `builds` builds to the stopped master's store with bench/history.py, within `timeout`.
-fn generate(env: &Env, kind: Kind, db: &Path, builds: usize, chunk: &Path, timeout: Duration) -> Result<()> {
+pub(crate) fn generate_history(
+    env: &Env,
+    kind: Kind,
+    db: &Path,
+    builds: usize,
+    chunk: &Path,
+    timeout: Duration,
+) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("history.py");
     let system = if kind == Kind::Kiln { "kiln" } else { "buildbot" };
     let mut command = Command::new(env.venv.join("bin/python"));
@@ -184,17 +192,17 @@ async fn timed(system: &System, path: &str) -> Result<(f64, Value)> {
 }
 
 /// p50 and p99 (nearest rank).
-fn percentiles(values: &mut [f64]) -> (f64, f64) {
+pub(crate) fn percentiles(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
     let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
     (rank(0.50), rank(0.99))
 }
 
 /// xorshift64: random enough to pick builds, and the same picks in every run.
-struct Random(u64);
+pub(crate) struct Random(pub(crate) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

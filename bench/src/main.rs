@@ -7,6 +7,7 @@ mod idle;
 mod latency;
 mod logs;
 mod measure;
+mod pages;
 mod polls;
 mod repo;
 mod report;
@@ -57,6 +58,8 @@ enum Workload {
     Api,
     /// 6. Many workers on one master: memory and CPU.
     Workers,
+    /// 7. The web UI's pages with many builds in the store (Kiln only).
+    Pages,
 }
 
 /// What every workload needs.
@@ -101,9 +104,15 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in
-        [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers]
-    {
+    for workload in [
+        Workload::Throughput,
+        Workload::Logs,
+        Workload::Idle,
+        Workload::Latency,
+        Workload::Api,
+        Workload::Workers,
+        Workload::Pages,
+    ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -115,6 +124,7 @@ async fn main() -> Result<()> {
             Workload::Latency => latency::run(&env).await,
             Workload::Api => api::run(&env).await,
             Workload::Workers => workers::run(&env).await,
+            Workload::Pages => pages::run(&env).await,
         };
         rows.extend(new);
     }

@@ -62,7 +62,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         let worker_stop = CancellationToken::new();
         let worker = tokio::spawn(kiln_worker::run(worker_config, worker_stop.clone()));
 
-        println!("Kiln demo in {}", root.path().display());
+        let web_url = format!("http://{}/", running.web_address);
+        println!("Kiln demo: the web UI is at {web_url}");
+        println!("  directory:  {}", root.path().display());
         println!("  master:     {}", master_dir.display());
         println!("  repository: {}", repo.display());
         println!("  API:        {}", api_url(running.web_address));
@@ -72,12 +74,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         values.insert("owner".into(), "demo".into());
         let submitted = running.master.force("force-demo", None, &values).await?;
         let brid = submitted.requests.first().map(|(_, brid)| *brid).context("no build request was made")?;
-        let web_url = format!("http://{}/", running.web_address);
         let passed = crate::force_cmd::follow(&crate::client::Api::new(&web_url, None)?, brid).await?;
         println!(
-            "first build: {} — see {}builds and {}buildrequests/{brid}/builds",
+            "first build: {} — see {} (API: {}buildrequests/{brid}/builds)",
             if passed { "passed" } else { "failed" },
-            api_url(running.web_address),
+            first_build_page(&running.master, &web_url, brid).await,
             api_url(running.web_address)
         );
         if !args.once {
@@ -90,6 +91,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
         stop.cancel();
         Ok(passed)
     })
+}
+
+/// The UI page of request `brid`'s build, or its builder's page if the build cannot be read.
+async fn first_build_page(master: &kiln_master::master::Master, web_url: &str, brid: i64) -> String {
+    use kiln_master::store::{Build, FilterValue, ListQuery, Op};
+    let mut query = ListQuery::<Build>::new();
+    let number = match query.filter("buildrequestid", Op::Eq, vec![FilterValue::Int(brid)]) {
+        Ok(query) => master.store().list(query).await.ok().and_then(|page| page.items.first().map(|b| b.number)),
+        Err(_) => None,
+    };
+    match number {
+        Some(n) => format!("{web_url}builders/demo/builds/{n}"),
+        None => format!("{web_url}builders/demo"),
+    }
 }
 
 fn which_git() -> anyhow::Result<()> {

@@ -517,6 +517,9 @@ async fn demo_once_succeeds() {
     assert!(out.status.success(), "kiln demo --once {}", show(&out));
     // The git step checked the sample out and the test step was told the revision (got_revision, interpolated).
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("Kiln demo: the web UI is at http://{web}/"), "the UI's address comes first");
+    assert!(stdout.contains(&format!("see http://{web}/builders/demo/builds/1 ")), "{}", show(&out));
     let revision = stdout.lines().find_map(|l| l.strip_prefix("testing revision ")).unwrap_or_default();
     assert!(revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()), "{}", show(&out));
 }

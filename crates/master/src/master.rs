@@ -324,6 +324,16 @@ impl Master {
         self.inner.config()
     }
 
+    /// The master's directory, where its `master.toml` is.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The master's name in the store.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -21,6 +21,7 @@ mod properties;
 #[cfg(test)]
 mod published;
 mod queries;
+mod recent;
 mod resources;
 mod retention;
 mod state;
@@ -107,6 +108,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("changes lineage"),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            10,
+            Cow::Borrowed("ui indexes"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0010_ui_indexes.sql").into_sql_str(),
             false,
         ),
         Migration::new(

@@ -30,6 +30,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod ui;
 mod ws;
 
 use axum::http::{StatusCode, Uri};
@@ -119,9 +120,9 @@ pub fn router(master: Master) -> Router {
         .fallback(api_not_found);
     let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
-        .route("/", get(front))
         .route("/login", get(login::page).post(login::login))
         .route("/logout", axum::routing::post(login::logout))
+        .merge(ui::routes())
         .route("/change_hook/{dialect}", change_hook::route())
         .route("/ws", get(ws::ws))
         // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.
@@ -151,11 +152,11 @@ async fn bounded_uri(request: axum::extract::Request, next: axum::middleware::Ne
 /// 413 for a body over its limit, 400 or 415 for a body it cannot read) come as plain text and are rewritten.
 async fn errors_in_json(response: Response) -> Response {
     let status = response.status();
-    let json = response
+    let own = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
-    if !(status.is_client_error() || status.is_server_error()) || json {
+    if !(status.is_client_error() || status.is_server_error()) || own {
         return response;
     }
     let allow = response.headers().get(axum::http::header::ALLOW).cloned();
@@ -219,10 +220,6 @@ const ENDPOINTS: &[&str] = &[
 async fn root() -> Json<serde_json::Value> {
     let endpoints: Vec<_> = ENDPOINTS.iter().map(|p| json!({ "path": p })).collect();
     Json(json!({ "api_version": 2, "endpoints": endpoints }))
-}
-
-async fn front() -> &'static str {
-    "Kiln: the REST API is at /api/v2 (the web UI comes later).\n"
 }
 
 async fn not_found(uri: Uri) -> ApiError {
