@@ -41,7 +41,7 @@ pub use crate::model::{
 pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
-pub use logs::{LogType, LogWriter};
+pub use logs::{ChunkSpan, LogType, LogWriter};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 
 use crate::events::{Event, EventBus};

@@ -5,6 +5,7 @@
 //! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
 //! [`crate::store::ListQuery`]).
 
+mod ansi;
 mod change_hook;
 #[cfg(test)]
 mod change_hook_tests;
@@ -21,6 +22,7 @@ mod render;
 #[cfg(test)]
 mod render_tests;
 mod rpc;
+mod search;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -79,6 +81,8 @@ pub fn router(master: Master) -> Router {
         .route("/logs/{id}", get(h::log))
         .route("/logs/{id}/contents", get(logs::contents))
         .route("/logs/{id}/raw", get(logs::raw))
+        .route("/logs/{id}/raw_inline", get(logs::raw_inline))
+        .route("/logs/{id}/search", get(search::search))
         .route("/logs/{id}/follow", get(follow::follow))
         .route("/events", get(events::events))
         .route("/workers", get(h::workers))
@@ -169,6 +173,8 @@ const ENDPOINTS: &[&str] = &[
     "logs/{logid}",
     "logs/{logid}/contents",
     "logs/{logid}/raw",
+    "logs/{logid}/raw_inline",
+    "logs/{logid}/search",
     "logs/{logid}/follow",
     "events",
     "workers",
