@@ -297,6 +297,8 @@ fn raw_stream(reader: RawReader) -> impl futures_util::Stream<Item = Result<Byte
     })
 }
 
+type Gzip = flate2::write::GzEncoder<Vec<u8>>;
+
 /// `stream` gzipped, each piece compressed on a blocking thread.
 fn gzip_stream(
     stream: impl futures_util::Stream<Item = Result<Bytes, StoreError>> + Send + 'static,
@@ -310,7 +312,7 @@ fn gzip_stream(
         let mut encoder = encoder?;
         let piece = stream.next().await;
         let done = piece.is_none();
-        let work = move || -> std::io::Result<(Vec<u8>, Option<GzEncoder<Vec<u8>>>)> {
+        let work = move || -> std::io::Result<(Vec<u8>, Option<Gzip>)> {
             match piece {
                 Some(Ok(bytes)) => {
                     encoder.write_all(&bytes)?;

@@ -26,6 +26,7 @@ mod search;
 mod server;
 #[cfg(test)]
 mod tests;
+mod ui;
 mod ws;
 
 use axum::http::{StatusCode, Uri};
@@ -102,6 +103,7 @@ pub fn router(master: Master) -> Router {
     let scrape = Router::new().route("/metrics", get(metrics::scrape)).with_state((master.clone(), counted));
     Router::new()
         .route("/", get(front))
+        .merge(ui::routes())
         .route("/change_hook/{dialect}", change_hook::route())
         .route("/ws", get(ws::ws))
         // `nest` serves the API's root at `/api/v2` only; `/api/v2/` is what the demo and `kiln start` print.

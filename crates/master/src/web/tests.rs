@@ -509,6 +509,55 @@ async fn raw_logs_answer_ranges_gzip_and_inline() {
 }
 
 #[tokio::test]
+async fn the_log_page_shows_the_first_and_last_lines_without_javascript() {
+    let f = fixture().await;
+    let (logid, _) = stdio_log(&f, 5_000).await;
+    let request = Request::get("/builders/linux/builds/1/steps/compile/logs/stdio").body(Body::empty()).expect("get");
+    let (status, body, headers) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/html"));
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").starts_with("default-src 'self'"));
+    let html = String::from_utf8(body).expect("utf-8");
+    assert!(
+        html.contains(r##"<div class="l h" id="L1"><a class="n" href="#L1">1</a><span class="t">make all</span>"##),
+        "{html}"
+    );
+    assert!(
+        html.contains(r##"id="L5001"><a class="n" href="#L5001">5001</a><span class="t">coloured line 4999</span>"##)
+    );
+    assert!(html.contains(r##"<div class="l e" id="L5"><a class="n" href="#L5">5</a><span class="t">line 3</span>"##));
+    assert!(html.contains("4901 lines not shown"), "{html}");
+    assert!(!html.contains("id=\"L51\"") && !html.contains("\u{1b}"), "only the first and last 50 lines, plain");
+    assert!(html.contains(&format!("href=\"/api/v2/logs/{logid}/raw\"")));
+    assert!(html.contains(&format!("data-logid=\"{logid}\"")) && !html.contains("<script>"));
+    // The step by number too; and its assets are served under the names the page gives.
+    let by_number = Request::get("/builders/linux/builds/1/steps/0/logs/stdio").body(Body::empty()).expect("get");
+    assert_eq!(f.send(by_number).await.0, StatusCode::OK);
+    for asset in html.split('"').filter(|p| p.starts_with("/assets/log/")) {
+        let (status, body, headers) = f.send(Request::get(asset).body(Body::empty()).expect("get")).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(headers[header::CACHE_CONTROL].to_str().expect("ascii").contains("immutable"));
+        assert!(body.len() > 1000, "{asset}");
+    }
+    assert_eq!(
+        f.send(Request::get("/assets/log/log.js").body(Body::empty()).expect("get")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    for missing in [
+        "/builders/nope/builds/1/steps/0/logs/stdio",
+        "/builders/linux/builds/9/steps/0/logs/stdio",
+        "/builders/linux/builds/1/steps/7/logs/stdio",
+        "/builders/linux/builds/1/steps/0/logs/nope",
+    ] {
+        assert_eq!(
+            f.send(Request::get(missing).body(Body::empty()).expect("get")).await.0,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_log_is_searched_on_the_server_forward_back_and_in_pages() {
     let f = fixture().await;
     let (logid, _) = stdio_log(&f, 40_000).await;
