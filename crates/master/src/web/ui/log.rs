@@ -50,6 +50,7 @@ pub(crate) struct LogPage {
     pub tail: Vec<Line>,
     pub css: String,
     pub js: String,
+    pub favicon: String,
 }
 
 /// `text` as one segment of a URL path.
@@ -128,12 +129,18 @@ pub(super) async fn page(
         tail: shown(tail, tail_from, stdio),
         css: asset_url("log.css"),
         js: asset_url("log.js"),
+        favicon: asset_url("favicon.svg"),
     };
     let html = page.render().map_err(|e| ApiError::internal(format!("the log page could not be rendered: {e}")))?;
     let mut response = Html(html).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
+
+/// The page's icon (the browser asks for one; without it, it asks for `/favicon.ico`).
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <rect x=\"1\" y=\"2\" width=\"14\" height=\"12\" rx=\"2\" fill=\"#e65100\"/>\
+    <path d=\"M4 6h8M4 9h6M4 12h7\" stroke=\"#fff\" stroke-width=\"1.5\"/></svg>";
 
 /// An embedded asset of the log page: its name, type, text and content-hashed file name.
 struct Asset {
@@ -149,11 +156,12 @@ fn assets() -> &'static [Asset] {
         [
             ("log.js", "text/javascript; charset=utf-8", include_str!("../../../assets/log.js")),
             ("log.css", "text/css; charset=utf-8", include_str!("../../../assets/log.css")),
+            ("favicon.svg", "image/svg+xml", FAVICON),
         ]
         .into_iter()
         .map(|(name, content_type, body)| {
             let hash = hex::encode(&Sha256::digest(body.as_bytes())[..6]);
-            let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+            let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
             Asset { name, content_type, body, hashed: format!("{stem}.{hash}.{ext}") }
         })
         .collect()
