@@ -5,6 +5,7 @@
 mod api;
 mod idle;
 mod latency;
+mod logpage;
 mod logs;
 mod measure;
 mod polls;
@@ -57,6 +58,8 @@ enum Workload {
     Api,
     /// 6. Many workers on one master: memory and CPU.
     Workers,
+    /// 7. The log page in headless Chromium: a 100 MB (and 1 GB) log, a log growing 20,000 lines/s.
+    LogPage,
 }
 
 /// What every workload needs.
@@ -101,9 +104,15 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
-    for workload in
-        [Workload::Throughput, Workload::Logs, Workload::Idle, Workload::Latency, Workload::Api, Workload::Workers]
-    {
+    for workload in [
+        Workload::Throughput,
+        Workload::Logs,
+        Workload::Idle,
+        Workload::Latency,
+        Workload::Api,
+        Workload::Workers,
+        Workload::LogPage,
+    ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
         }
@@ -115,6 +124,7 @@ async fn main() -> Result<()> {
             Workload::Latency => latency::run(&env).await,
             Workload::Api => api::run(&env).await,
             Workload::Workers => workers::run(&env).await,
+            Workload::LogPage => logpage::run(&env).await,
         };
         rows.extend(new);
     }

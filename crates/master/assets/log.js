@@ -34,6 +34,7 @@ function start() {
   let expectTop = -1; // the scrollTop this script set last
   let frame = 0;
   let failed = '';
+  let marked = false;
   const status = (text) => {
     $('log-found').textContent = text;
   };
@@ -90,8 +91,18 @@ function start() {
     const end = Math.min(n, Math.ceil(f + view() / ROW) + OVER);
     rows.style.transform = `translateY(${main.scrollTop - (f - first) * ROW}px)`;
     const out = document.createDocumentFragment();
-    for (let i = first; i < end; i++) out.append(row(i));
+    let shown = 0;
+    for (let i = first; i < end; i++) {
+      const r = row(i);
+      if (!r.classList.contains('wait')) shown++;
+      out.append(r);
+    }
     rows.replaceChildren(out);
+    // For measurements (bench/): when the first lines came on screen.
+    if (shown && !marked) {
+      marked = true;
+      performance.mark('kiln-log-rows');
+    }
     for (let b = Math.floor(first / BLOCK); b * BLOCK < end; b++) load(b);
   }
 
