@@ -35,6 +35,11 @@ function start() {
   let frame = 0;
   let failed = '';
   let marked = false;
+  let made = new Map(); // line index -> {el, loaded}: the rows on screen
+  const remake = () => {
+    made = new Map();
+    schedule();
+  };
   const status = (text) => {
     $('log-found').textContent = text;
   };
@@ -90,13 +95,19 @@ function start() {
     const first = Math.max(0, Math.floor(f) - OVER);
     const end = Math.min(n, Math.ceil(f + view() / ROW) + OVER);
     rows.style.transform = `translateY(${main.scrollTop - (f - first) * ROW}px)`;
+    // Rows already on screen are kept (a followed log mostly shifts by a few lines): only new ones are made.
     const out = document.createDocumentFragment();
+    const next = new Map();
     let shown = 0;
     for (let i = first; i < end; i++) {
-      const r = row(i);
-      if (!r.classList.contains('wait')) shown++;
-      out.append(r);
+      const loaded = line(i) !== undefined;
+      let r = made.get(i);
+      if (!r || r.loaded !== loaded) r = { el: row(i), loaded };
+      next.set(i, r);
+      if (loaded) shown++;
+      out.append(r.el);
     }
+    made = next;
     rows.replaceChildren(out);
     // For measurements (bench/): when the first lines came on screen.
     if (shown && !marked) {
@@ -218,6 +229,7 @@ function start() {
     sel = [Math.min(a, b), Math.max(a, b)];
     setFollow(false);
     centre(sel[0] - 1);
+    remake();
     return true;
   }
   rows.addEventListener('click', (e) => {
@@ -231,7 +243,7 @@ function start() {
       sel = [i, i];
     }
     history.pushState(null, '', sel[0] === sel[1] ? `#L${i}` : `#L${sel[0]}-L${sel[1]}`);
-    schedule();
+    remake();
   });
   window.addEventListener('hashchange', fromHash);
   window.addEventListener('popstate', fromHash);
@@ -308,6 +320,7 @@ function start() {
         hit = j.matches[0];
         setFollow(false);
         centre(hit);
+        remake();
         status(`Line ${hit + 1}`);
         return;
       }
@@ -327,7 +340,7 @@ function start() {
   for (const input of ['log-q', 'log-regex', 'log-case']) {
     $(input).addEventListener('input', () => {
       hit = -1;
-      schedule();
+      remake();
     });
   }
 
