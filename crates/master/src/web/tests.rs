@@ -537,7 +537,7 @@ async fn the_log_page_shows_the_first_and_last_lines_without_javascript() {
         let (status, body, headers) = f.send(Request::get(asset).body(Body::empty()).expect("get")).await;
         assert_eq!(status, StatusCode::OK, "{asset}");
         assert!(headers[header::CACHE_CONTROL].to_str().expect("ascii").contains("immutable"));
-        assert!(body.len() > 200, "{asset}");
+        assert!(body.len() > 100, "{asset}");
     }
     assert_eq!(
         f.send(Request::get("/assets/log/log.js").body(Body::empty()).expect("get")).await.0,
