@@ -5,6 +5,7 @@
 mod api;
 mod idle;
 mod latency;
+mod logpage;
 mod logs;
 mod measure;
 mod pages;
@@ -60,6 +61,8 @@ enum Workload {
     Workers,
     /// 7. The web UI's pages with many builds in the store (Kiln only).
     Pages,
+    /// 8. The log page in headless Chromium: a 100 MB (and 1 GB) log, a log growing 20,000 lines/s.
+    LogPage,
 }
 
 /// What every workload needs.
@@ -112,6 +115,7 @@ async fn main() -> Result<()> {
         Workload::Api,
         Workload::Workers,
         Workload::Pages,
+        Workload::LogPage,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -125,6 +129,7 @@ async fn main() -> Result<()> {
             Workload::Api => api::run(&env).await,
             Workload::Workers => workers::run(&env).await,
             Workload::Pages => pages::run(&env).await,
+            Workload::LogPage => logpage::run(&env).await,
         };
         rows.extend(new);
     }

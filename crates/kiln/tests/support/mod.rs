@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod browser;
 pub mod buildbot;
 pub mod kiln;
 pub mod process;

@@ -165,6 +165,14 @@ fn chunk_error(logid: i64, first_line: i64) -> impl FnOnce(std::io::Error) -> St
     move |e| StoreError::LogChunk { logid, first_line, reason: e.to_string() }
 }
 
+/// One chunk of a log as stored: the lines it holds and the bytes of their text, newlines included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSpan {
+    pub first_line: i64,
+    pub last_line: i64,
+    pub bytes: u64,
+}
+
 /// Where a log ends, as its one writer knows it: its line count and its raw tail chunk. Appending through it
 /// reads nothing back from the database; a writer that is not the log's only one finds out
 /// ([`StoreError::LogConflict`]) and changes nothing.
@@ -389,6 +397,104 @@ impl Store {
             .ok_or(StoreError::NotFound { what: "log", id: logid })
     }
 
+    /// Where each chunk of log `logid` starts and ends, and how many bytes of text (newlines included) it holds,
+    /// in order. Reads each compressed chunk's frame header, never its text: this is what answers a byte range
+    /// of a raw log without reading the lines before it.
+    pub async fn log_chunk_spans(&self, logid: i64) -> Result<Vec<ChunkSpan>, StoreError> {
+        let op = || format!("read the chunk sizes of log {logid}");
+        let rows = sqlx::query(
+            "SELECT first_line, last_line, compressed, \
+             CASE WHEN compressed = 0 THEN length(content) END AS raw_bytes, \
+             CASE WHEN compressed = 1 THEN substr(content, 1, 18) END AS head \
+             FROM log_chunks WHERE logid = ? ORDER BY first_line",
+        )
+        .bind(logid)
+        .fetch_all(&self.pool)
+        .await
+        .context(op)?;
+        let mut spans = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let first_line: i64 = row.try_get("first_line").context(op)?;
+            let last_line: i64 = row.try_get("last_line").context(op)?;
+            let kind: i16 = row.try_get("compressed").context(op)?;
+            let bytes = if kind == ZSTD {
+                let head: Vec<u8> = row.try_get("head").context(op)?;
+                zstd::zstd_safe::get_frame_content_size(&head).ok().flatten().ok_or_else(|| StoreError::LogChunk {
+                    logid,
+                    first_line,
+                    reason: "its zstd frame does not say its size".into(),
+                })?
+            } else {
+                let raw: i64 = row.try_get("raw_bytes").context(op)?;
+                u64::try_from(raw).unwrap_or(0)
+            };
+            spans.push(ChunkSpan { first_line, last_line, bytes });
+        }
+        Ok(spans)
+    }
+
+    /// The text of up to `count` chunks of log `logid` (whole lines, each ending in `\n`), with the number of
+    /// each one's first line: forward, from the chunk that holds line `from`; or `backward`, the chunks holding
+    /// lines before `from`, the nearest first. A caller walks a log a few chunks at a time, in bounded memory.
+    pub async fn log_chunk_texts(
+        &self,
+        logid: i64,
+        from: i64,
+        count: i64,
+        backward: bool,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let op = || format!("read {count} chunks of log {logid} from line {from}");
+        let query = if backward {
+            "SELECT first_line, compressed, content FROM log_chunks WHERE logid = ? AND first_line < ? \
+             ORDER BY first_line DESC LIMIT ?"
+        } else {
+            "SELECT first_line, compressed, content FROM log_chunks WHERE logid = ?1 AND first_line >= \
+             (SELECT COALESCE(MAX(first_line), 0) FROM log_chunks WHERE logid = ?1 AND first_line <= ?2) \
+             ORDER BY first_line LIMIT ?3"
+        };
+        let rows = sqlx::query(query).bind(logid).bind(from).bind(count).fetch_all(&self.pool).await.context(op)?;
+        let chunks = self.decode_chunks(logid, &rows, op).await?;
+        chunks
+            .into_iter()
+            .map(|(first_line, text)| {
+                String::from_utf8(text).map(|t| (first_line, t)).map_err(|e| StoreError::LogChunk {
+                    logid,
+                    first_line,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The chunks of `rows` (`first_line`, `compressed`, `content`) as text bytes, decompressed off the runtime
+    /// when there is much.
+    async fn decode_chunks(
+        &self,
+        logid: i64,
+        rows: &[sqlx::sqlite::SqliteRow],
+        op: impl Fn() -> String + Copy,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut chunks = Vec::with_capacity(rows.len());
+        let (mut packed, mut packed_at) = (Vec::new(), Vec::new());
+        for row in rows {
+            let first_line: i64 = row.try_get("first_line").context(op)?;
+            let kind: i16 = row.try_get("compressed").context(op)?;
+            let content: Vec<u8> = row.try_get("content").context(op)?;
+            if kind == ZSTD {
+                packed_at.push(chunks.len());
+                packed.push(content);
+                chunks.push((first_line, Vec::new()));
+            } else {
+                chunks.push((first_line, content));
+            }
+        }
+        for (i, text) in packed_at.into_iter().zip(run_codec(op, packed, decompress).await?) {
+            let first_line = chunks[i].0;
+            chunks[i].1 = text.map_err(chunk_error(logid, first_line))?;
+        }
+        Ok(chunks)
+    }
+
     /// Up to `count` lines of log `logid` from line `first` (0-based), without their newlines. Reads only the
     /// chunks that hold those lines.
     pub async fn log_lines(&self, logid: i64, first: i64, count: i64) -> Result<Vec<String>, StoreError> {
@@ -417,25 +523,7 @@ impl Store {
         .await
         .context(op)?;
         drop(conn);
-
-        let mut chunks = Vec::with_capacity(rows.len());
-        let (mut packed, mut packed_at) = (Vec::new(), Vec::new());
-        for row in &rows {
-            let first_line: i64 = row.try_get("first_line").context(op)?;
-            let kind: i16 = row.try_get("compressed").context(op)?;
-            let content: Vec<u8> = row.try_get("content").context(op)?;
-            if kind == ZSTD {
-                packed_at.push(chunks.len());
-                packed.push(content);
-                chunks.push((first_line, Vec::new()));
-            } else {
-                chunks.push((first_line, content));
-            }
-        }
-        for (i, text) in packed_at.into_iter().zip(run_codec(op, packed, decompress).await?) {
-            let first_line = chunks[i].0;
-            chunks[i].1 = text.map_err(chunk_error(logid, first_line))?;
-        }
+        let chunks = self.decode_chunks(logid, &rows, op).await?;
 
         let mut out = Vec::new();
         for (first_line, text) in chunks {
@@ -578,6 +666,46 @@ mod tests {
             .expect("raw");
         assert_eq!(raw, 0, "a finished log is all compressed");
         assert_eq!(store.log_lines(logid, 100, 2).await.expect("lines"), lines[100..102]);
+    }
+
+    #[tokio::test]
+    async fn chunk_spans_and_texts_cover_the_log_in_order() {
+        let (store, _dir) = temp_store().await;
+        let stepid = step(&store).await;
+        let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
+        let lines: Vec<String> = (0..30_000).map(|i| format!("oline number {i} of the log")).collect();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let (head, tail) = text.split_at(text[..text.len() / 2].rfind('\n').expect("newline") + 1);
+        store.append_log(logid, head).await.expect("append");
+        store.append_log(logid, tail).await.expect("append");
+        let spans = store.log_chunk_spans(logid).await.expect("spans");
+        assert!(spans.len() > 3, "{spans:?}");
+        assert_eq!(spans.iter().map(|s| s.bytes).sum::<u64>(), text.len() as u64);
+        assert_eq!(spans.last().expect("last").last_line, 29_999);
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].last_line + 1, pair[1].first_line, "{pair:?}");
+        }
+        // The same after the tail is compressed.
+        store.finish_log(logid).await.expect("finish");
+        assert_eq!(
+            store.log_chunk_spans(logid).await.expect("spans").iter().map(|s| s.bytes).sum::<u64>(),
+            text.len() as u64
+        );
+
+        let middle = spans[2].first_line + 5;
+        let forward = store.log_chunk_texts(logid, middle, 2, false).await.expect("forward");
+        assert_eq!(forward.iter().map(|c| c.0).collect::<Vec<_>>(), vec![spans[2].first_line, spans[3].first_line]);
+        let first = usize::try_from(spans[2].first_line).expect("line");
+        assert!(forward[0].1.starts_with(&format!("{}\n", lines[first])));
+        let backward = store.log_chunk_texts(logid, middle, 5, true).await.expect("backward");
+        assert_eq!(
+            backward.iter().map(|c| c.0).collect::<Vec<_>>(),
+            vec![spans[2].first_line, spans[1].first_line, spans[0].first_line]
+        );
+        let all: String =
+            store.log_chunk_texts(logid, 0, 1000, false).await.expect("all").into_iter().map(|c| c.1).collect();
+        assert_eq!(all, text);
+        assert!(store.log_chunk_texts(logid, 0, 3, true).await.expect("none").is_empty());
     }
 
     #[tokio::test]

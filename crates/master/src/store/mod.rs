@@ -48,7 +48,7 @@ pub use auth::{ApiToken, AuditEntry, AuditFilter, NewAuditEntry, SessionRow};
 pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
-pub use logs::{LogType, LogWriter};
+pub use logs::{ChunkSpan, LogType, LogWriter};
 pub use notifications::{now_ms, Decide, NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 pub use retention::Expired;

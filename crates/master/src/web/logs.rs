@@ -2,7 +2,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -70,10 +70,35 @@ pub(super) async fn contents(
     })))
 }
 
+/// How a raw log is offered to the browser: saved as a file, or shown as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposition {
+    Attachment,
+    Inline,
+}
+
 /// `GET /logs/{id}/raw`: the log's text as a download, without the channel letters of stdio logs, read from the
-/// store [`RAW_BATCH_LINES`] at a time while it is sent.
-pub(super) async fn raw(State(m): State<Master>, Path(l): Path<String>) -> Result<Response, ApiError> {
-    let logid = log_id(&l)?;
+/// store [`RAW_BATCH_LINES`] at a time while it is sent. Answers a `Range: bytes=` request with 206 (one range;
+/// 416 when it starts past the end), and gzips a whole download when the client accepts it.
+pub(super) async fn raw(
+    State(m): State<Master>,
+    Path(l): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve_raw(&m, &l, &headers, Disposition::Attachment).await
+}
+
+/// `GET /logs/{id}/raw_inline`: the same text, shown in the browser (`text/plain`, `inline`).
+pub(super) async fn raw_inline(
+    State(m): State<Master>,
+    Path(l): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve_raw(&m, &l, &headers, Disposition::Inline).await
+}
+
+async fn serve_raw(m: &Master, l: &str, headers: &HeaderMap, disposition: Disposition) -> Result<Response, ApiError> {
+    let logid = log_id(l)?;
     let origin = m.store().log_origin(logid).await?.ok_or_else(|| ApiError::not_found(format!("no log {logid}")))?;
     let filename = download_name(&[
         &origin.builder,
@@ -84,42 +109,224 @@ pub(super) async fn raw(State(m): State<Master>, Path(l): Path<String>) -> Resul
         "log",
         &origin.log.slug,
     ]);
-    let stream = raw_stream(m.store().clone(), logid, origin.log.num_lines, origin.log.log_type == "s");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}.txt\"")),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let strip = origin.log.log_type == "s";
+    let spans = m.store().log_chunk_spans(logid).await?;
+    // Each chunk's size as served: stdio lines lose their channel letter.
+    let sizes: Vec<u64> = spans
+        .iter()
+        .map(|s| {
+            if strip {
+                s.bytes.saturating_sub(u64::try_from(s.last_line - s.first_line + 1).unwrap_or(0))
+            } else {
+                s.bytes
+            }
+        })
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    let end_line = spans.last().map_or(0, |s| s.last_line + 1);
+    let mut reader = RawReader { store: m.store().clone(), logid, next: 0, end: end_line, strip, skip: 0, left: None };
+
+    let disposition = match disposition {
+        Disposition::Attachment => format!("attachment; filename=\"{filename}.txt\""),
+        Disposition::Inline => format!("inline; filename=\"{filename}.txt\""),
+    };
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::VARY, "accept-encoding")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let body = match wanted_range(range, total) {
+        Wanted::Unsatisfiable => {
+            let mut answer = ApiError {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                message: format!("the range '{}' starts past the log's {total} bytes", range.unwrap_or("")),
+            }
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                answer.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(answer);
+        }
+        Wanted::Range { start, end } => {
+            // The chunk holding byte `start`, and where it starts.
+            let (mut at, mut first_line) = (0u64, 0i64);
+            for (span, size) in spans.iter().zip(&sizes) {
+                if at + size > start {
+                    first_line = span.first_line;
+                    break;
+                }
+                at += size;
+            }
+            reader.next = first_line;
+            reader.skip = start - at;
+            reader.left = Some(end - start + 1);
+            response = response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
+                .header(header::CONTENT_LENGTH, end - start + 1);
+            Body::from_stream(raw_stream(reader))
+        }
+        Wanted::Whole if accepts_gzip(headers) => {
+            response = response.header(header::CONTENT_ENCODING, "gzip");
+            Body::from_stream(gzip_stream(raw_stream(reader)))
+        }
+        Wanted::Whole => {
+            response = response.header(header::CONTENT_LENGTH, total);
+            Body::from_stream(raw_stream(reader))
+        }
+    };
+    response.body(body).map_err(|e| ApiError::internal(format!("cannot answer with log {logid}: {e}")))
 }
 
-/// The lines `0..end` of `logid` as text, a batch at a time; `strip` drops each line's channel letter.
-fn raw_stream(
+/// What a client asked of a text of `total` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wanted {
+    /// All of it: no `Range`, or one this server ignores (not bytes, several ranges, invalid), as HTTP allows.
+    Whole,
+    /// Bytes `start..=end`.
+    Range { start: u64, end: u64 },
+    /// A range that starts past the end: 416.
+    Unsatisfiable,
+}
+
+/// The `Range` header `value` (RFC 9110 §14.1.2) against a text of `total` bytes: one `bytes=` range, `a-b`, `a-`
+/// or `-suffix`.
+fn wanted_range(value: Option<&str>, total: u64) -> Wanted {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else { return Wanted::Whole };
+    let spec = spec.trim();
+    if spec.contains(',') {
+        return Wanted::Whole;
+    }
+    let Some((first_text, last_text)) = spec.split_once('-') else { return Wanted::Whole };
+    let number = |t: &str| -> Option<u64> {
+        let t = t.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    let (first, last) = (number(first_text), number(last_text));
+    let open_end = last_text.trim().is_empty();
+    match (first_text.trim().is_empty(), first, last) {
+        // `-n`: the last n bytes.
+        (true, _, Some(suffix)) => {
+            if suffix == 0 || total == 0 {
+                Wanted::Unsatisfiable
+            } else {
+                Wanted::Range { start: total.saturating_sub(suffix), end: total - 1 }
+            }
+        }
+        (false, Some(start), Some(end)) if end >= start => {
+            if start >= total {
+                Wanted::Unsatisfiable
+            } else {
+                Wanted::Range { start, end: end.min(total - 1) }
+            }
+        }
+        (false, Some(start), None) if open_end => {
+            if start >= total {
+                Wanted::Unsatisfiable
+            } else {
+                Wanted::Range { start, end: total - 1 }
+            }
+        }
+        _ => Wanted::Whole,
+    }
+}
+
+/// Whether `Accept-Encoding` takes gzip (with a non-zero quality).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let zero = parts
+                .any(|p| p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !zero
+        },
+    )
+}
+
+/// A reader of a raw log's text: lines `next..end`, dropping the first `skip` bytes and stopping after `left`.
+struct RawReader {
     store: Store,
     logid: i64,
+    next: i64,
     end: i64,
+    /// Drop each line's channel letter.
     strip: bool,
-) -> impl futures_util::Stream<Item = Result<Bytes, StoreError>> + Send {
-    futures_util::stream::try_unfold(0i64, move |next| {
-        let store = store.clone();
-        async move {
-            if next >= end {
+    skip: u64,
+    left: Option<u64>,
+}
+
+/// The text of `reader`'s lines, a batch at a time.
+fn raw_stream(reader: RawReader) -> impl futures_util::Stream<Item = Result<Bytes, StoreError>> + Send {
+    futures_util::stream::try_unfold(reader, move |mut r| async move {
+        loop {
+            if r.next >= r.end || r.left == Some(0) {
                 return Ok(None);
             }
-            let lines = store.log_lines(logid, next, RAW_BATCH_LINES.min(end - next)).await?;
+            let lines = r.store.log_lines(r.logid, r.next, RAW_BATCH_LINES.min(r.end - r.next)).await?;
             if lines.is_empty() {
                 return Ok(None);
             }
-            let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+            r.next = r.next.saturating_add(i64::try_from(lines.len()).unwrap_or(i64::MAX));
+            let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
             for line in &lines {
-                let line = if strip { line.get(1..).unwrap_or("") } else { line.as_str() };
-                text.push_str(line);
-                text.push('\n');
+                let bytes = line.as_bytes();
+                text.extend_from_slice(if r.strip { bytes.get(1..).unwrap_or_default() } else { bytes });
+                text.push(b'\n');
             }
-            let read = i64::try_from(lines.len()).unwrap_or(i64::MAX);
-            Ok(Some((Bytes::from(text), next.saturating_add(read))))
+            let mut text = Bytes::from(text);
+            let len = text.len() as u64;
+            if r.skip >= len {
+                r.skip -= len;
+                continue;
+            }
+            text = text.slice(usize::try_from(r.skip).unwrap_or(usize::MAX)..);
+            r.skip = 0;
+            if let Some(left) = r.left.as_mut() {
+                let keep = (*left).min(text.len() as u64);
+                text.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                *left -= keep;
+            }
+            return Ok(Some((text, r)));
+        }
+    })
+}
+
+type Gzip = flate2::write::GzEncoder<Vec<u8>>;
+
+/// `stream` gzipped, each piece compressed on a blocking thread.
+fn gzip_stream(
+    stream: impl futures_util::Stream<Item = Result<Bytes, StoreError>> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    use flate2::write::GzEncoder;
+    use futures_util::StreamExt;
+    use std::io::Write;
+
+    let encoder = Some(GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    futures_util::stream::unfold((Box::pin(stream), encoder), |(mut stream, encoder)| async move {
+        let mut encoder = encoder?;
+        let piece = stream.next().await;
+        let done = piece.is_none();
+        let work = move || -> std::io::Result<(Vec<u8>, Option<Gzip>)> {
+            match piece {
+                Some(Ok(bytes)) => {
+                    encoder.write_all(&bytes)?;
+                    let out = std::mem::take(encoder.get_mut());
+                    Ok((out, Some(encoder)))
+                }
+                Some(Err(e)) => Err(std::io::Error::other(e.to_string())),
+                None => Ok((encoder.finish()?, None)),
+            }
+        };
+        let result = tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other).and_then(|r| r);
+        match result {
+            Ok((out, next)) => Some((Ok(Bytes::from(out)), (stream, if done { None } else { next }))),
+            Err(e) => Some((Err(e), (stream, None))),
         }
     })
 }
@@ -137,6 +344,41 @@ fn download_name(parts: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{accepts_gzip, wanted_range, Wanted};
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    #[test]
+    fn ranges_follow_http() {
+        let range = |start, end| Wanted::Range { start, end };
+        assert_eq!(wanted_range(None, 100), Wanted::Whole);
+        assert_eq!(wanted_range(Some("bytes=0-99"), 1000), range(0, 99));
+        assert_eq!(wanted_range(Some("bytes=10-"), 100), range(10, 99));
+        assert_eq!(wanted_range(Some("bytes=90-500"), 100), range(90, 99));
+        assert_eq!(wanted_range(Some("bytes=-30"), 100), range(70, 99));
+        assert_eq!(wanted_range(Some("bytes=-300"), 100), range(0, 99));
+        assert_eq!(wanted_range(Some("bytes=100-"), 100), Wanted::Unsatisfiable);
+        assert_eq!(wanted_range(Some("bytes=-0"), 100), Wanted::Unsatisfiable);
+        assert_eq!(wanted_range(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
+        for ignored in ["bytes=5-2", "bytes=0-1,4-5", "lines=1-2", "bytes=a-b", "bytes=-", "bytes=1-2-3"] {
+            assert_eq!(wanted_range(Some(ignored), 100), Wanted::Whole, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            accepts_gzip(&h)
+        };
+        assert!(with("gzip, deflate, br"));
+        assert!(with("br;q=1.0, GZIP;q=0.5"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, zstd"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
     #[test]
     fn download_names_are_safe() {
         assert_eq!(

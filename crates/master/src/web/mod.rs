@@ -5,6 +5,7 @@
 //! `order`, `field`, `<field>[__<op>]=<value>`), and store-backed ones run them in SQL (see
 //! [`crate::store::ListQuery`]).
 
+mod ansi;
 pub mod auth;
 #[cfg(test)]
 mod auth_tests;
@@ -26,6 +27,7 @@ mod render;
 #[cfg(test)]
 mod render_tests;
 mod rpc;
+mod search;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -97,6 +99,8 @@ pub fn router(master: Master) -> Router {
         .route("/logs/{id}", get(h::log))
         .route("/logs/{id}/contents", get(logs::contents))
         .route("/logs/{id}/raw", get(logs::raw))
+        .route("/logs/{id}/raw_inline", get(logs::raw_inline))
+        .route("/logs/{id}/search", get(search::search))
         .route("/logs/{id}/follow", get(follow::follow))
         .route("/events", get(events::events))
         .route("/workers", get(h::workers))
@@ -196,6 +200,8 @@ const ENDPOINTS: &[&str] = &[
     "logs/{logid}",
     "logs/{logid}/contents",
     "logs/{logid}/raw",
+    "logs/{logid}/raw_inline",
+    "logs/{logid}/search",
     "logs/{logid}/follow",
     "events",
     "workers",

@@ -466,6 +466,170 @@ async fn builders_force_schedulers_and_workers_come_from_the_config() {
     assert!(String::from_utf8_lossy(&text).contains("/api/v2"));
 }
 
+/// A finished stdio log of `linux`'s build: a header line, then `oline {i}` for i in 0..n; its raw text.
+async fn stdio_log(f: &Fixture, n: usize) -> (i64, String) {
+    let store = f.master.store();
+    let (_, buildid, _) = f.linux_build().await;
+    let (stepid, _) = store.add_step(buildid, "compile").await.expect("step");
+    let logid = store.add_log(stepid, "stdio", LogType::Stdio).await.expect("log");
+    let mut stored = String::from("hmake all\n");
+    let mut raw = String::from("make all\n");
+    for i in 0..n {
+        let colour = if i % 1000 == 999 { "\u{1b}[31mcoloured\u{1b}[0m " } else { "" };
+        stored.push_str(&format!("{}{colour}line {i}\n", if i % 7 == 3 { 'e' } else { 'o' }));
+        raw.push_str(&format!("{colour}line {i}\n"));
+    }
+    store.append_log(logid, &stored).await.expect("append");
+    store.finish_log(logid).await.expect("finish");
+    (logid, raw)
+}
+
+fn with_header(uri: &str, name: header::HeaderName, value: &str) -> Request<Body> {
+    Request::get(uri).header(name, value).body(Body::empty()).expect("request")
+}
+
+#[tokio::test]
+async fn raw_logs_answer_ranges_gzip_and_inline() {
+    let f = fixture().await;
+    let (logid, raw) = stdio_log(&f, 40_000).await;
+    let uri = format!("/api/v2/logs/{logid}/raw");
+    let total = raw.len();
+
+    let (status, body, headers) = f.send(Request::get(&uri).body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(headers[header::CONTENT_LENGTH], total.to_string().as_str());
+    assert_eq!(String::from_utf8(body).expect("utf-8"), raw);
+
+    // Ranges anywhere, across chunk boundaries, at the end, and as a suffix.
+    for (range, from, to) in [
+        ("bytes=0-99".to_string(), 0, 100),
+        (format!("bytes={}-{}", total / 3, total / 3 + 200_000), total / 3, total / 3 + 200_001),
+        (format!("bytes={}-", total - 10), total - 10, total),
+        ("bytes=-25".to_string(), total - 25, total),
+        (format!("bytes=5-{}", total * 2), 5, total),
+    ] {
+        let (status, body, headers) = f.send(with_header(&uri, header::RANGE, &range)).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(headers[header::CONTENT_RANGE], format!("bytes {from}-{}/{total}", to - 1).as_str(), "{range}");
+        assert_eq!(headers[header::CONTENT_LENGTH], (to - from).to_string().as_str());
+        assert_eq!(String::from_utf8(body).expect("utf-8"), raw[from..to], "{range}");
+    }
+    let (status, body, headers) = f.send(with_header(&uri, header::RANGE, &format!("bytes={total}-"))).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(headers[header::CONTENT_RANGE], format!("bytes */{total}").as_str());
+    assert!(String::from_utf8_lossy(&body).contains("past the log"), "{body:?}");
+
+    // Gzip for a whole download, not for a range.
+    let (status, body, headers) = f.send(with_header(&uri, header::ACCEPT_ENCODING, "gzip, br")).await;
+    assert_eq!((status, headers[header::CONTENT_ENCODING].to_str().ok()), (StatusCode::OK, Some("gzip")));
+    assert!(body.len() * 3 < total, "{} gzipped bytes for {total}", body.len());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).expect("gunzip");
+    assert_eq!(text, raw);
+    let mut request = with_header(&uri, header::ACCEPT_ENCODING, "gzip");
+    request.headers_mut().insert(header::RANGE, header::HeaderValue::from_static("bytes=0-9"));
+    let (status, body, headers) = f.send(request).await;
+    assert_eq!((status, headers.get(header::CONTENT_ENCODING)), (StatusCode::PARTIAL_CONTENT, None));
+    assert_eq!(body, raw.as_bytes()[..10]);
+
+    let request = Request::get(format!("/api/v2/logs/{logid}/raw_inline")).body(Body::empty()).expect("request");
+    let (status, body, headers) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_DISPOSITION].to_str().expect("ascii").starts_with("inline"));
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/plain"));
+    assert_eq!(body, raw.as_bytes());
+    assert_eq!(f.get("/api/v2/logs/999/raw_inline").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_log_page_shows_the_first_and_last_lines_without_javascript() {
+    let f = fixture().await;
+    let (logid, _) = stdio_log(&f, 5_000).await;
+    let request = Request::get("/builders/linux/builds/1/steps/compile/logs/stdio").body(Body::empty()).expect("get");
+    let (status, body, headers) = f.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/html"));
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").starts_with("default-src 'self'"));
+    let html = String::from_utf8(body).expect("utf-8");
+    assert!(
+        html.contains(r##"<div class="l h" id="L1"><a class="n" href="#L1">1</a><span class="t">make all</span>"##),
+        "{html}"
+    );
+    assert!(
+        html.contains(r##"id="L5001"><a class="n" href="#L5001">5001</a><span class="t">coloured line 4999</span>"##)
+    );
+    assert!(html.contains(r##"<div class="l e" id="L5"><a class="n" href="#L5">5</a><span class="t">line 3</span>"##));
+    assert!(html.contains("4901 lines not shown"), "{html}");
+    assert!(!html.contains("id=\"L51\"") && !html.contains("\u{1b}"), "only the first and last 50 lines, plain");
+    assert!(html.contains(&format!("href=\"/api/v2/logs/{logid}/raw\"")));
+    assert!(html.contains(&format!("data-logid=\"{logid}\"")) && !html.contains("<script>"));
+    // The step by number too; and its assets are served under the names the page gives.
+    let by_number = Request::get("/builders/linux/builds/1/steps/0/logs/stdio").body(Body::empty()).expect("get");
+    assert_eq!(f.send(by_number).await.0, StatusCode::OK);
+    for asset in html.split('"').filter(|p| p.starts_with("/assets/log/")) {
+        let (status, body, headers) = f.send(Request::get(asset).body(Body::empty()).expect("get")).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(headers[header::CACHE_CONTROL].to_str().expect("ascii").contains("immutable"));
+        assert!(body.len() > 100, "{asset}");
+    }
+    assert_eq!(
+        f.send(Request::get("/assets/log/log.js").body(Body::empty()).expect("get")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    for missing in [
+        "/builders/nope/builds/1/steps/0/logs/stdio",
+        "/builders/linux/builds/9/steps/0/logs/stdio",
+        "/builders/linux/builds/1/steps/7/logs/stdio",
+        "/builders/linux/builds/1/steps/0/logs/nope",
+    ] {
+        assert_eq!(
+            f.send(Request::get(missing).body(Body::empty()).expect("get")).await.0,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_log_is_searched_on_the_server_forward_back_and_in_pages() {
+    let f = fixture().await;
+    let (logid, _) = stdio_log(&f, 40_000).await;
+    let search = |q: &str| {
+        let f = &f;
+        let uri = format!("/api/v2/logs/{logid}/search?{q}");
+        async move {
+            let (status, body) = f.get(&uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            let matches: Vec<i64> =
+                body["matches"].as_array().expect("matches").iter().filter_map(Value::as_i64).collect();
+            (matches, body["meta"]["next_from"].as_i64())
+        }
+    };
+    // Line 0 is the header; `line i` is line i + 1. The channel letter and colours are not matched.
+    assert_eq!(search("q=line%2039999").await, (vec![40_000], None));
+    assert_eq!(search("q=make%20all").await, (vec![0], None));
+    assert_eq!(search("q=oline").await, (vec![], None));
+    assert_eq!(search("q=COLOURED%20line%20999").await.0, vec![1000, 10_000]);
+    assert_eq!(search("q=COLOURED%20line%20999&case=1").await.0, Vec::<i64>::new());
+    // Regular expressions, pages and going back.
+    assert_eq!(search("q=line%20%5B0-9%5D*999%24&regex=1&limit=3").await, (vec![1000, 2000, 3000], Some(3001)));
+    assert_eq!(
+        search("q=line%20%5B0-9%5D*999%24&regex=1&limit=3&from=3001").await,
+        (vec![4000, 5000, 6000], Some(6001))
+    );
+    assert_eq!(
+        search("q=line%20%5B0-9%5D*999%24&regex=1&limit=2&back=1&from=5000").await,
+        (vec![4000, 3000], Some(3000))
+    );
+    assert_eq!(search("q=line%20%5B0-9%5D*999%24&regex=1&back=1").await.0.first(), Some(&40_000));
+    assert_eq!(search("q=line%201%24&regex=1&back=1&from=100").await, (vec![2], None));
+    let (status, body) = f.get(&format!("/api/v2/logs/{logid}/search?q=(&regex=1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(f.get("/api/v2/logs/999/search?q=x").await.0, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn builds_steps_and_logs_read_back_with_ranges_and_raw_downloads() {
     let f = fixture().await;

@@ -9,8 +9,8 @@
 //!
 //! Pages: `/` (home), `/builders`, `/builders/{name}`, `/builders/{name}/builds/{number}`, `/workers`,
 //! `/workers/{name}`, `/changes`, `/changes/{id}`, `/requests`, `/schedulers`, `/about`, `/waterfall`, `/grid`,
-//! `/console`, and the badges `/badges/{builder}.svg`. The log page (`…/steps/{step}/logs/{slug}`) is not
-//! here; pages link to it.
+//! `/console`, the badges `/badges/{builder}.svg`, and the log page (`…/steps/{step}/logs/{slug}`, `log`: a
+//! windowed viewer, `log.js`, over line ranges of the API).
 
 mod about;
 pub(crate) mod assets;
@@ -22,6 +22,7 @@ mod changes;
 mod console;
 mod grid;
 mod home;
+mod log;
 mod requests;
 mod schedulers;
 #[cfg(test)]
@@ -60,6 +61,8 @@ pub(super) fn routes() -> Router<Master> {
         .route("/console", get(console::page))
         .route("/badges/{file}", get(badge::badge))
         .route("/assets/{file}", get(assets::serve))
+        .route("/builders/{name}/builds/{number}/steps/{step}/logs/{slug}", get(log::page))
+        .route("/assets/log/{file}", get(log::asset))
         .layer(axum::middleware::map_response(page_headers))
 }
 
