@@ -219,7 +219,8 @@ command = "echo version=%(prop:version)s"
         "params": { "version": "1; echo INJECTED-$((6*7))" },
     });
     let url = format!("{}/api/v2/forceschedulers/force-b", master.url());
-    let response = reqwest::Client::new().post(&url).json(&call).send().await.expect("POST");
+    // As the test admin: the refusal is for the parameter, not for want of a login.
+    let response = master.authorized(reqwest::Client::new().post(&url)).json(&call).send().await.expect("POST");
     let status = response.status();
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(status, 400, "{body}");
