@@ -162,14 +162,7 @@ async fn send_change(master: &KilnMaster, revision: &str) {
         "author": "Ada <ada@example.invalid>", "comments": revision, "revision": revision, "branch": "main",
         "repository": "https://example.invalid/r.git", "files": ["src/a.rs"],
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/change_hook/base", master.url()))
-        .bearer_auth("t0ken")
-        .json(&change)
-        .send()
-        .await
-        .expect("POST change_hook/base");
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    master.send_change("t0ken", change).await;
 }
 
 /// The revisions of the complete buildsets of scheduler `scheduler`, once there are `n`.

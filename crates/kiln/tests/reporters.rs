@@ -388,14 +388,7 @@ async fn build_as_alice(master: &KilnMaster) -> i64 {
         "author": "Alice <alice@example.org>", "comments": format!("commit {}", before + 1),
         "revision": format!("r{}", before + 1), "branch": "main", "repository": "https://example.invalid/r.git",
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/change_hook/base", master.url()))
-        .bearer_auth("t0ken")
-        .json(&change)
-        .send()
-        .await
-        .expect("POST change_hook/base");
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    master.send_change("t0ken", change).await;
     let number = before + 1;
     let build = master
         .wait_for(&format!("build {number} of devel to end"), WAIT, async || {

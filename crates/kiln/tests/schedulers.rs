@@ -219,14 +219,7 @@ async fn send_change(master: &KilnMaster, revision: &str, branch: &str, file: &s
         "author": "Ada <ada@example.invalid>", "comments": revision, "revision": revision, "branch": branch,
         "repository": "https://example.invalid/r.git", "files": [file],
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/change_hook/base", master.url()))
-        .bearer_auth("t0ken")
-        .json(&change)
-        .send()
-        .await
-        .expect("POST change_hook/base");
-    assert!(response.status().is_success(), "{:?}", response.text().await);
+    master.send_change("t0ken", change).await;
 }
 
 #[tokio::test]

@@ -419,6 +419,22 @@ impl KilnMaster {
             .unwrap_or_else(|| self.fail(&format!("unexpected answer to force: {result}")))
     }
 
+    /// Posts `change` (the base dialect's JSON) to `/change_hook/base` with the bearer token `token`; fails the
+    /// test unless the hook accepts it.
+    pub async fn send_change(&self, token: &str, change: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/change_hook/base", self.url()))
+            .bearer_auth(token)
+            .json(&change)
+            .send()
+            .await
+            .expect("POST change_hook/base");
+        if !response.status().is_success() {
+            let text = response.text().await.unwrap_or_default();
+            self.fail(&format!("change_hook/base refused a change: {text}"));
+        }
+    }
+
     /// Waits until build request `brid` is complete; returns it.
     pub async fn wait_request_complete(&self, brid: i64) -> Value {
         self.wait_for(&format!("build request {brid} to complete"), BUILD_TIMEOUT, async || {
