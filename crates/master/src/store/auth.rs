@@ -29,7 +29,7 @@ pub struct ApiToken {
 }
 
 /// A control action to record: who did what, on what, from where.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NewAuditEntry {
     pub username: String,
     /// How the user was authenticated: `session`, `token`, `basic`, `proxy`.
@@ -52,16 +52,9 @@ pub struct AuditEntry {
     pub id: i64,
     /// When, in seconds since the epoch.
     pub at: i64,
-    pub username: String,
-    pub how: String,
-    pub address: String,
-    pub action: String,
-    pub builder: Option<String>,
-    pub buildid: Option<i64>,
-    pub buildrequestid: Option<i64>,
-    pub buildsetid: Option<i64>,
-    pub worker: Option<String>,
-    pub detail: Option<String>,
+    /// What was recorded (its fields appear beside `id` and `at` in the JSON).
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
 }
 
 /// Which audit entries to list (all conditions must hold), newest first.
@@ -291,9 +284,7 @@ impl Store {
                     worker,
                     detail,
                 )| {
-                    AuditEntry {
-                        id,
-                        at,
+                    let entry = NewAuditEntry {
                         username,
                         how,
                         address,
@@ -304,7 +295,8 @@ impl Store {
                         buildsetid,
                         worker,
                         detail,
-                    }
+                    };
+                    AuditEntry { id, at, entry }
                 },
             )
             .collect())
@@ -354,7 +346,7 @@ mod tests {
         store.add_audit(&entry("force", Some("a"))).await.expect("add");
         store.add_audit(&entry("pause", None)).await.expect("add");
         let all = store.audit(&AuditFilter { limit: 10, ..AuditFilter::default() }).await.expect("list");
-        assert_eq!(all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["pause", "force"]);
+        assert_eq!(all.iter().map(|e| e.entry.action.as_str()).collect::<Vec<_>>(), ["pause", "force"]);
         let of_a = AuditFilter { builder: Some("a".into()), limit: 10, ..AuditFilter::default() };
         assert_eq!(store.audit(&of_a).await.expect("list").len(), 1);
     }
