@@ -46,10 +46,7 @@ fn pull_request(config: &HookConfig, payload: &Value) -> Result<Vec<NewChange>, 
     let root = Node::root(payload);
     let action = root.str_field("action")?;
     let pr = root.field("pull_request")?;
-    let number = match root.opt("number")? {
-        Some(n) => n.value.as_i64().ok_or_else(|| n.wrong_type("an integer"))?,
-        None => pr.field("number")?.value.as_i64().ok_or_else(|| pr.wrong_type("an integer"))?,
-    };
+    let number = root.pull_request_number(&pr)?;
     if !config.pull_requests {
         return Err(ignored("github", format!("pull request #{number}: pull_requests is off")));
     }

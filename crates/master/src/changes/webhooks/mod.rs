@@ -330,6 +330,15 @@ struct Node<'a> {
 }
 
 impl<'a> Node<'a> {
+    /// A pull request's number (GitHub's and Gitea's payloads): the top-level `number`, else that of `pr`, the
+    /// pull request object.
+    fn pull_request_number(&self, pr: &Node<'a>) -> Result<i64, HookError> {
+        match self.opt("number")? {
+            Some(n) => n.value.as_i64().ok_or_else(|| n.wrong_type("an integer")),
+            None => pr.field("number")?.value.as_i64().ok_or_else(|| pr.wrong_type("an integer")),
+        }
+    }
+
     fn root(value: &'a Value) -> Self {
         Node { value, path: String::new() }
     }
