@@ -83,10 +83,7 @@ async fn hook(
         })
     };
     let delivery = Forge::from_segment(&dialect)
-        .and_then(Forge::delivery_header)
-        .and_then(|name| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|value| !value.is_empty());
+        .and_then(|forge| forge.delivery_id(&HookRequest { headers: &headers, body: b"" }));
     let decoded = if dialect == "base" {
         let token = hooks.base.as_ref().ok_or_else(not_configured)?.token.expose();
         let body = body().await?;

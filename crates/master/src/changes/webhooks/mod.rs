@@ -16,7 +16,8 @@
 //!   on a branch the build can fetch (`refs/pull/N/head`, `refs/merge-requests/N/head`), with the request's
 //!   number, title, URL, author and branches as properties ([`pull`]); one from a fork only with
 //!   [`HookConfig::build_forks`];
-//! - a push whose head commit's message has a skip marker (`[ci skip]`, `[skip ci]`) → no changes;
+//! - a push whose head commit's message has a skip marker (`[ci skip]`, `[skip ci]`) → no changes; so does a
+//!   pull or merge request whose title has one (their events carry no commit message, but GitLab's);
 //! - an authenticated event the hook does not turn into changes → [`HookError::Ignored`], which the web layer
 //!   answers with 200 (a forge disables a hook whose deliveries keep failing).
 //!
@@ -65,8 +66,8 @@ pub struct HookConfig {
     pub pull_request_ref: PullRef,
     /// GitLab: a comment on a merge request that contains this text makes a change for its head again.
     pub note_trigger: Option<String>,
-    /// A push whose head commit's message matches one of these makes no changes (nor does a merge request
-    /// whose last commit's message does).
+    /// A push whose head commit's message matches one of these makes no changes (nor does a pull or merge
+    /// request whose title does, nor a GitLab merge request whose last commit's message does).
     pub skip_markers: Vec<Regex>,
 }
 
@@ -167,16 +168,26 @@ impl Forge {
         }
     }
 
-    /// The header with the forge's id of a delivery, the same when it sends the request again (GitHub's and
-    /// Gitea's delivery GUIDs, GitLab's `Idempotency-Key`); `None` for Bitbucket Cloud, whose request id is not
-    /// documented as kept across retries.
-    pub fn delivery_header(self) -> Option<&'static str> {
+    /// The headers with the forge's id of a delivery, the same when it sends the request again: GitHub's and
+    /// Gitea's delivery GUIDs, GitLab's `Idempotency-Key`, Bitbucket Cloud's `X-Request-UUID` (its retries of a
+    /// request carry the same one, counted by `X-Attempt-Number`) and Bitbucket Data Center's `X-Request-Id`.
+    pub fn delivery_headers(self) -> &'static [&'static str] {
         match self {
-            Forge::GitHub => Some("X-GitHub-Delivery"),
-            Forge::GitLab => Some("Idempotency-Key"),
-            Forge::Gitea => Some("X-Gitea-Delivery"),
-            Forge::Bitbucket => None,
+            Forge::GitHub => &["X-GitHub-Delivery"],
+            Forge::GitLab => &["Idempotency-Key"],
+            Forge::Gitea => &["X-Gitea-Delivery"],
+            Forge::Bitbucket => &["X-Request-UUID", "X-Request-Id"],
         }
+    }
+
+    /// The forge's id of the delivery `request` is (the first of [`Forge::delivery_headers`] it has, not
+    /// empty), which a redelivery repeats.
+    pub fn delivery_id(self, request: &HookRequest) -> Option<String> {
+        self.delivery_headers()
+            .iter()
+            .filter_map(|name| request.header(name))
+            .find(|value| !value.is_empty())
+            .map(str::to_string)
     }
 }
 
@@ -660,6 +671,24 @@ mod tests {
         assert_eq!(Forge::from_segment("gitea"), Some(Forge::Gitea));
         assert_eq!(Forge::from_segment("bitbucket"), Some(Forge::Bitbucket));
         assert_eq!(Forge::from_segment("svn"), None);
+    }
+
+    #[test]
+    fn delivery_ids() {
+        let id = |forge: Forge, pairs: &[(&str, &str)]| {
+            let headers = header_list(pairs);
+            forge.delivery_id(&HookRequest { headers: &headers, body: b"" })
+        };
+        let uuid = "5b4b0c1e-3f0a-4d7e-9a51-7c7d2f0c9e11";
+        let cloud = [("X-Event-Key", "repo:push"), ("x-request-uuid", uuid), ("X-Attempt-Number", "2")];
+        assert_eq!(id(Forge::Bitbucket, &cloud).as_deref(), Some(uuid));
+        let server = [("X-Event-Key", "repo:refs_changed"), ("X-Request-Id", "a1f4c6e2-93b1-4a4e-8a0c-2d1e0b6f7c55")];
+        assert_eq!(id(Forge::Bitbucket, &server).as_deref(), Some("a1f4c6e2-93b1-4a4e-8a0c-2d1e0b6f7c55"));
+        assert_eq!(id(Forge::Bitbucket, &[("X-Request-UUID", " "), ("X-Hook-UUID", uuid)]), None);
+        assert_eq!(id(Forge::GitHub, &[("X-GitHub-Delivery", "72d3162e")]).as_deref(), Some("72d3162e"));
+        assert_eq!(id(Forge::GitLab, &[("Idempotency-Key", "k")]).as_deref(), Some("k"));
+        assert_eq!(id(Forge::Gitea, &[("X-Gitea-Delivery", "g")]).as_deref(), Some("g"));
+        assert_eq!(id(Forge::GitHub, &[("X-Request-UUID", uuid)]), None);
     }
 
     #[test]
