@@ -385,3 +385,31 @@ fn a_push_whose_head_commit_has_a_skip_marker_makes_no_changes() {
     });
     assert_ignored(gitlab(&config, "Merge Request Hook", &mr), "skip marker");
 }
+
+#[test]
+fn a_pull_request_whose_title_has_a_skip_marker_makes_no_changes() {
+    let config = HookConfig::default();
+    let none = HookConfig { skip_markers: Vec::new(), ..HookConfig::default() };
+    let title = "Update the README [skip ci]";
+    let github_pr = edited(fixture!("github/pull_request_opened.json"), |v| v["pull_request"]["title"] = json!(title));
+    assert_ignored(github(&config, "pull_request", &github_pr), "#2: its title has a skip marker");
+    assert_eq!(github(&none, "pull_request", &github_pr).map(|c| c.len()), Ok(1));
+    // The body does not count: it may well explain the markers.
+    let body_only = edited(fixture!("github/pull_request_opened.json"), |v| {
+        v["pull_request"]["body"] = json!("Say [skip ci] in a commit to skip its build.");
+    });
+    assert_eq!(github(&config, "pull_request", &body_only).map(|c| c.len()), Ok(1));
+    let synchronize =
+        edited(fixture!("github/pull_request_synchronize.json"), |v| v["pull_request"]["title"] = json!(title));
+    assert_ignored(github(&config, "pull_request", &synchronize), "skip marker");
+
+    let gitea_pr = edited(fixture!("gitea/pull_request_opened.json"), |v| v["pull_request"]["title"] = json!(title));
+    assert_ignored(gitea(&config, "X-Gitea-Event", "pull_request", &gitea_pr), "its title has a skip marker");
+    let bitbucket_pr =
+        edited(fixture!("bitbucket/pullrequest_created.json"), |v| v["pullrequest"]["title"] = json!("[ci skip] wip"));
+    assert_ignored(bitbucket(&config, "pullrequest:created", &bitbucket_pr), "its title has a skip marker");
+    assert_eq!(bitbucket(&none, "pullrequest:created", &bitbucket_pr).map(|c| c.len()), Ok(1));
+    let gitlab_mr =
+        edited(fixture!("gitlab/merge_request_open.json"), |v| v["object_attributes"]["title"] = json!(title));
+    assert_ignored(gitlab(&config, "Merge Request Hook", &gitlab_mr), "!");
+}

@@ -64,8 +64,14 @@ impl PullRequest<'_> {
         self.head_repository != Some(self.base_repository)
     }
 
-    /// The request's change, or why it makes none (a fork when forks are not built).
+    /// The request's change, or why it makes none: a fork when forks are not built, or a title with a skip
+    /// marker. (The forges' pull request events but GitLab's carry no commit message; a title is what the
+    /// author sets for the whole request, as Drone and Woodpecker read it. GitLab's last commit is checked by
+    /// its hook besides.)
     pub fn change(&self, config: &HookConfig) -> Result<NewChange, String> {
+        if config.skips(self.title) {
+            return Err(format!("#{}: its title has a skip marker", self.number));
+        }
         if self.is_from_fork() && !config.build_forks {
             return Err(format!(
                 "#{} comes from another repository ({}) and build_forks is off",
