@@ -91,7 +91,14 @@ pub async fn run(job: &BuildJob) -> Result<Ended, StoreError> {
         return Ok(Ended { result: RETRY, summaries: Vec::new(), instead: Some("worker not pinged") });
     }
     let mut props = starting_properties(job).await?;
-    let fetched = job.secrets.fetch(secrets::of_builder(&job.builder).iter().map(String::as_str)).await;
+    let names = secrets::of_builder(&job.builder);
+    let fetched = match secrets::withheld(&job.store, &job.builder, job.brid).await? {
+        Some(why) => {
+            tracing::info!(buildid = job.buildid, "{why}: its secrets are withheld");
+            crate::secrets::Fetched::withheld(names.iter().map(String::as_str), &why)
+        }
+        None => job.secrets.fetch(names.iter().map(String::as_str)).await,
+    };
     props.set_secrets(fetched, &job.builder);
     job.store.set_build_properties(job.buildid, &props.to_vec()).await?;
     job.store.set_build_state(job.buildid, summary::BUILDING).await?;

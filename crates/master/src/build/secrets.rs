@@ -2,10 +2,18 @@
 //! workdirs, transfer paths, a git step's repository URL and branch) and its builder's properties name. The build
 //! fetches them all when it starts, so that its redactor knows every value before any line is stored; a step
 //! that needs one that could not be had fails, saying which and why, and runs nothing.
+//!
+//! A build of a pull request from another repository (a fork: its change's `fork` property, set by the change
+//! hook) asks no provider: its code is anyone's, and whatever it can read it can send away. Every secret it
+//! names is withheld, so the steps that name one fail, unless its builder says `fork_secrets = true`.
+//! (GitHub Actions does the same for `pull_request` workflows from forks.)
+
+use serde_json::Value;
 
 use crate::config::{BuilderDef, ShellCommand, StepDef};
 use crate::interpolate::secret_names;
 use crate::secrets::SecretError;
+use crate::store::{Store, StoreError};
 
 use super::properties::BuildProperties;
 
@@ -68,4 +76,29 @@ pub(super) fn of_builder(builder: &BuilderDef) -> Vec<String> {
 pub(super) fn missing<'p>(step: &StepDef, props: &'p BuildProperties) -> Option<Vec<&'p SecretError>> {
     let problems: Vec<&SecretError> = of_step(step).iter().filter_map(|name| props.secrets().error(name)).collect();
     (!problems.is_empty()).then_some(problems)
+}
+
+/// Why a build of request `brid` on `builder` gets no secrets: one of its changes is a pull request from a fork
+/// and the builder does not opt in (`fork_secrets`). `None`: it gets them. A triggered build has the changes of
+/// the build that triggered it, so it is withheld them too.
+pub(super) async fn withheld(store: &Store, builder: &BuilderDef, brid: i64) -> Result<Option<String>, StoreError> {
+    if builder.fork_secrets {
+        return Ok(None);
+    }
+    let Some(request) = store.build_request(brid).await? else { return Ok(None) };
+    for id in store.buildset_change_ids(request.buildsetid).await? {
+        let Some(change) = store.change(id).await? else { continue };
+        if change.properties.get("fork") != Some(&Value::Bool(true)) {
+            continue;
+        }
+        let number = change.properties.get("pr_number").map(Value::to_string).unwrap_or_else(|| "?".into());
+        let head = change.properties.get("head_repository").and_then(Value::as_str).filter(|h| !h.is_empty());
+        return Ok(Some(format!(
+            "the build is of pull request #{number} from another repository ({}), and builder '{}' gets \
+             secrets for those only with fork_secrets = true",
+            head.unwrap_or("a deleted fork"),
+            builder.name
+        )));
+    }
+    Ok(None)
 }

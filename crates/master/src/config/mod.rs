@@ -218,6 +218,8 @@ pub struct BuilderDef {
     /// How long its builds' logs are kept (`log_retention`): `None` takes `[retention] logs`; `Some(None)` is
     /// forever.
     pub log_retention: Option<Option<Duration>>,
+    /// Whether its builds of pull requests from forks get secrets too (`fork_secrets`; off: they get none).
+    pub fork_secrets: bool,
 }
 
 impl BuilderDef {

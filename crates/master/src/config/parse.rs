@@ -207,6 +207,7 @@ struct RawBuilder {
     locks: Option<Vec<Spanned<RawLockUse>>>,
     log_retention: Option<Spanned<String>>,
     log_environ: Option<bool>,
+    fork_secrets: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -750,6 +751,7 @@ fn read_builders(
                 collapse_requests: raw.collapse_requests.unwrap_or(true),
                 locks: lock_uses,
                 log_retention: log_retention.flatten(),
+                fork_secrets: raw.fork_secrets.unwrap_or(false),
                 name,
             });
         }

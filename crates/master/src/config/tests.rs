@@ -526,6 +526,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "locks",
             "log_retention",
             "log_environ",
+            "fork_secrets",
         ],
     ),
     ("`[retention]`", &["logs", "interval"]),

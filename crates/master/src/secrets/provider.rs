@@ -83,6 +83,9 @@ pub enum SecretError {
          {min} (secrets.min_length), and would censor unrelated text"
     )]
     TooShort { name: String, len: usize, min: usize },
+    /// Not asked for at all: the build is one that gets no secrets (a pull request from a fork).
+    #[error("secret '{name}' is withheld: {why}")]
+    Withheld { name: String, why: String },
 }
 
 /// The configured providers. Cheap to clone.
@@ -181,6 +184,15 @@ impl std::fmt::Debug for Fetched {
 }
 
 impl Fetched {
+    /// No secret of `names`, each refused for `why` (a build that gets none; no provider is asked).
+    pub fn withheld<'n>(names: impl IntoIterator<Item = &'n str>, why: &str) -> Fetched {
+        let errors = names
+            .into_iter()
+            .map(|name| (name.to_string(), SecretError::Withheld { name: name.to_string(), why: why.to_string() }))
+            .collect();
+        Fetched { errors, ..Fetched::default() }
+    }
+
     pub fn value(&self, name: &str) -> Option<&Secret> {
         self.values.get(name)
     }
