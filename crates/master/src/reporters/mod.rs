@@ -299,7 +299,8 @@ impl Reporters {
                     .unwrap_or_else(|_| format!("kiln/{}", facts.builder));
                 let mut rows = Vec::new();
                 for ss in &facts.sourcestamps {
-                    let Some(sha) = ss.revision.as_deref().filter(|r| !r.is_empty()) else { continue };
+                    let (sha, branch) = targets::forge::status_commit(ss, &facts.changes);
+                    let Some(sha) = sha.as_deref() else { continue };
                     let Some(repo) = targets::forge::repo_path(&ss.project, &ss.repository) else { continue };
                     let description = match event {
                         "build.started" => "Build started.".to_owned(),
@@ -309,7 +310,7 @@ impl Reporters {
                         forge,
                         &repo,
                         sha,
-                        ss.branch.as_deref(),
+                        branch.as_deref(),
                         event,
                         results,
                         &status_context,

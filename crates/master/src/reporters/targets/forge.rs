@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::config::{Forge, ForgeDef};
+use crate::model::{Change, SourceStamp};
 use crate::results::{CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS};
 
 /// `owner/repo` from a source stamp: its project when it has that form, else its repository URL
@@ -20,6 +21,21 @@ pub fn repo_path(project: &str, repository: &str) -> Option<String> {
     };
     let path = rest.trim_matches('/').trim_end_matches(".git");
     (path.split('/').count() >= 2).then(|| path.to_owned())
+}
+
+/// The commit and branch a status of source stamp `ss` is about: its revision and branch, except for a pull or
+/// merge request's change (category `pull`), whose status belongs on the request's head commit (`head_revision`:
+/// GitHub's trial merge `refs/pull/N/merge` has no revision of its own) and whose branch is the request's source
+/// branch (`head_branch`, GitLab's `ref`; the source stamp's is the forge's `refs/…` of the request).
+pub fn status_commit(ss: &SourceStamp, changes: &[Change]) -> (Option<String>, Option<String>) {
+    let pull = changes.iter().rev().find(|c| {
+        // The change hooks' category of pull requests (`changes::webhooks::pull::CATEGORY`).
+        c.category.as_deref() == Some("pull") && c.codebase == ss.codebase && c.branch == ss.branch
+    });
+    let head = |name: &str| pull.and_then(|c| c.properties.get(name)?.as_str()).filter(|v| !v.is_empty());
+    let sha = head("head_revision").or(ss.revision.as_deref().filter(|r| !r.is_empty()));
+    let branch = head("head_branch").or(ss.branch.as_deref());
+    (sha.map(str::to_owned), branch.map(str::to_owned))
 }
 
 /// The state word a forge takes for an event and result.
@@ -114,6 +130,39 @@ mod tests {
         assert_eq!(repo_path("", "git@github.com:o/r.git").as_deref(), Some("o/r"));
         assert_eq!(repo_path("", "ssh://git@gitlab.example.org/group/sub/r").as_deref(), Some("group/sub/r"));
         assert_eq!(repo_path("scipion", "/srv/git/repo"), None);
+    }
+
+    #[test]
+    fn a_pull_requests_status_is_on_its_head_commit_and_branch() {
+        let ss = SourceStamp {
+            branch: Some("refs/pull/2/merge".into()),
+            revision: None,
+            repository: "https://github.com/o/r".into(),
+            project: "o/r".into(),
+            codebase: String::new(),
+        };
+        let mut change = crate::model::NewChange {
+            branch: ss.branch.clone(),
+            repository: ss.repository.clone(),
+            category: Some("pull".into()),
+            ..Default::default()
+        };
+        change.properties.insert("head_revision".into(), json!("0123abc"));
+        change.properties.insert("head_branch".into(), json!("feature"));
+        let stored = |reported: crate::model::NewChange| Change {
+            id: 1,
+            sourcestampid: 1,
+            parent_changeids: Vec::new(),
+            reported,
+        };
+        let pull = [stored(change.clone())];
+        assert_eq!(status_commit(&ss, &pull), (Some("0123abc".into()), Some("feature".into())));
+        // A push's change, or none: the source stamp's own.
+        let pushed = SourceStamp { revision: Some("fff".into()), branch: Some("main".into()), ..ss.clone() };
+        let push = [stored(crate::model::NewChange { category: Some("push".into()), ..change })];
+        assert_eq!(status_commit(&pushed, &push), (Some("fff".into()), Some("main".into())));
+        assert_eq!(status_commit(&pushed, &[]), (Some("fff".into()), Some("main".into())));
+        assert_eq!(status_commit(&ss, &[]), (None, Some("refs/pull/2/merge".into())));
     }
 
     #[test]
