@@ -94,7 +94,7 @@ pub async fn run(job: &BuildJob) -> Result<Ended, StoreError> {
     let names = secrets::of_builder(&job.builder);
     let fetched = match secrets::withheld(&job.store, &job.builder, job.brid).await? {
         Some(why) => {
-            tracing::info!(buildid = job.buildid, "{why}: its secrets are withheld");
+            tracing::info!(buildid = job.buildid, why = %why, "the build's secrets are withheld");
             crate::secrets::Fetched::withheld(names.iter().map(String::as_str), &why)
         }
         None => job.secrets.fetch(names.iter().map(String::as_str)).await,
