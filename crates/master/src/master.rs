@@ -228,7 +228,9 @@ impl Master {
         let worker_address = listener.local_addr()?;
         let client_certs = config.worker_listener.client_certs.as_ref();
         let tls = match &config.worker_listener.tls {
-            Some(files) => Some(crate::tls::load(&files.cert, &files.key, client_certs.map(|c| c.ca.as_path()))?.acceptor),
+            Some(files) => {
+                Some(crate::tls::load(&files.cert, &files.key, client_certs.map(|c| c.ca.as_path()))?.acceptor)
+            }
             None => None,
         };
         let certificate_names = client_certs.is_some_and(|c| c.name_must_match);

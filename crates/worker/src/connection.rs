@@ -60,8 +60,7 @@ pub(crate) fn tls_connector(config: &WorkerConfig) -> Result<Option<Connector>, 
         None => tls.with_no_client_auth(),
         Some((cert, key)) => {
             let (chain, key) = client_certificate(&cert, &key)?;
-            tls.with_client_auth_cert(chain, key)
-                .map_err(|e| ConnectError::Tls(format!("{}: {e}", cert.display())))?
+            tls.with_client_auth_cert(chain, key).map_err(|e| ConnectError::Tls(format!("{}: {e}", cert.display())))?
         }
     };
     Ok(Some(Connector::Rustls(Arc::new(tls))))
@@ -73,9 +72,8 @@ fn client_certificate(
     key: &std::path::Path,
 ) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ConnectError>
 {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())))
-    };
+    let read =
+        |path: &std::path::Path| std::fs::read(path).map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())));
     let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConnectError::Tls(format!("{}: {e}", cert.display())))?;

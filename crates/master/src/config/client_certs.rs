@@ -21,7 +21,8 @@ pub(super) fn check(
             "worker" => true,
             "any" => false,
             other => {
-                let message = format!("'{other}' is not one of \"worker\" (the certificate is for the worker's name) or \"any\"");
+                let message =
+                    format!("'{other}' is not one of \"worker\" (the certificate is for the worker's name) or \"any\"");
                 problems.add(value.span(), Some(CONTEXT), "tls_client_name", message);
                 return None;
             }
