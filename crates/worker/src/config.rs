@@ -421,4 +421,21 @@ mod tests {
         let err = WorkerConfig::load(dir.path()).expect_err("negative").to_string();
         assert!(err.contains("buffer_timeout"), "{err}");
     }
+    #[test]
+    fn a_client_certificate_needs_its_key_and_tls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "master = \"h:1\"\nname = \"w\"\npassword = \"p\"\n";
+        let load = |text: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).expect("write");
+            WorkerConfig::load(dir.path()).map_err(|e| e.to_string())
+        };
+        let config = load(&format!("{base}tls = true\ntls_cert = \"w.pem\"\ntls_key = \"w.key\"\n")).expect("valid");
+        let (cert, key) = config.client_certificate().expect("a client certificate");
+        assert_eq!((cert, key), (config.basedir.join("w.pem"), config.basedir.join("w.key")));
+        let err = load(&format!("{base}tls = true\ntls_cert = \"w.pem\"\n")).expect_err("no key");
+        assert!(err.contains("tls_key"), "{err}");
+        let err = load(&format!("{base}tls_cert = \"w.pem\"\ntls_key = \"w.key\"\n")).expect_err("no TLS");
+        assert!(err.contains("tls = true"), "{err}");
+        assert!(load(base).expect("valid").client_certificate().is_none());
+    }
 }
