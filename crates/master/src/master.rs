@@ -229,13 +229,20 @@ impl Master {
         let client_certs = config.worker_listener.client_certs.as_ref();
         let tls = match &config.worker_listener.tls {
             Some(files) => {
-                Some(crate::tls::load(&files.cert, &files.key, client_certs.map(|c| c.ca.as_path()))?.acceptor)
+                let ca = client_certs.map(|c| c.ca.as_path());
+                Some(
+                    crate::tls::load(&files.cert, &files.key, ca)
+                        .context("the worker port's TLS certificate")?
+                        .acceptor,
+                )
             }
             None => None,
         };
         let certificate_names = client_certs.is_some_and(|c| c.name_must_match);
         let web_tls = match &config.web.tls {
-            Some(files) => Some(crate::tls::Reloadable::new(crate::tls::load(&files.cert, &files.key, None)?)),
+            Some(files) => Some(crate::tls::Reloadable::new(
+                crate::tls::load(&files.cert, &files.key, None).context("the web port's TLS certificate")?,
+            )),
             None => None,
         };
         let locks = config.locks.clone();
