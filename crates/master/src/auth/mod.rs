@@ -130,12 +130,6 @@ impl Auth {
         Auth { config, store, limits: limit::LoginLimits::default() }
     }
 
-    /// Users, sessions and tokens under a config that never changes.
-    pub fn fixed(config: MasterConfig, store: Store) -> Auth {
-        let config = Arc::new(config);
-        Auth::new(Arc::new(move || config.clone()), store)
-    }
-
     /// The `[auth]` settings, users and rules in force.
     pub fn config(&self) -> Current {
         Current((self.config)())
