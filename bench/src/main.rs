@@ -12,6 +12,7 @@ mod pages;
 mod polls;
 mod repo;
 mod report;
+mod retention;
 mod systems;
 mod throughput;
 mod workers;
@@ -63,6 +64,8 @@ enum Workload {
     Pages,
     /// 8. The log page in headless Chromium: a 100 MB (and 1 GB) log, a log growing 20,000 lines/s.
     LogPage,
+    /// 9. Builds while the janitor empties the logs of many old builds (Kiln only).
+    Retention,
 }
 
 /// What every workload needs.
@@ -116,6 +119,7 @@ async fn main() -> Result<()> {
         Workload::Workers,
         Workload::Pages,
         Workload::LogPage,
+        Workload::Retention,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -130,6 +134,7 @@ async fn main() -> Result<()> {
             Workload::Workers => workers::run(&env).await,
             Workload::Pages => pages::run(&env).await,
             Workload::LogPage => logpage::run(&env).await,
+            Workload::Retention => retention::run(&env).await,
         };
         rows.extend(new);
     }

@@ -201,6 +201,7 @@ roles = ["developer"]
     assert_eq!(status, StatusCode::OK, "{body}");
     master.wait_build_complete(buildid).await;
 
+    assert_eq!(master.build(buildid).await["stopped_by"], "dora", "the build names who stopped it");
     let (_, audit) = get(&master, &format!("/api/v2/audit?buildid={buildid}"), As::Nobody).await;
     let entry = &audit["audit"][0];
     assert_eq!(
@@ -520,4 +521,111 @@ async fn create_master_writes_a_private_file_with_a_user_to_fill_in() {
     assert_eq!(mode & 0o777, 0o600);
     let text = std::fs::read_to_string(&file).expect("master.toml");
     assert!(text.contains("# [[user]]") && text.contains("kiln hash-password"), "{text}");
+}
+
+/// Runs `kiln reconfig DIR`; its standard output (it must succeed).
+async fn reconfig(master: &KilnMaster) -> String {
+    let dir = master.master_dir().to_str().expect("a UTF-8 path").to_owned();
+    let out = run_kiln(&["reconfig", &dir, "--timeout", "60"], Duration::from_secs(90)).await;
+    assert!(out.status.success(), "kiln reconfig {}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Users removed, with a new password or new roles, and new rules apply at the next request after `kiln
+/// reconfig`, which lists them; the build and worker resources name who stopped, rebuilt and paused.
+#[tokio::test]
+async fn users_and_rules_take_a_reconfig() {
+    let (old_hash, new_hash) = (hash_password("old password"), hash_password("new password"));
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("b", "[[builder.step]]\ncommand = \"true\"\n")
+        .extra_toml(&user_toml("bob", &old_hash, &["developer"]))
+        .extra_toml(&user_toml("cy", &old_hash, &["developer"]))
+        .extra_toml(&user_toml("vic", &old_hash, &["viewer"]))
+        .start()
+        .await;
+    let force = |who: As<'static>| call(&master, "forceschedulers/force-b", "force", json!({}), who);
+    let bob_session = log_in(&master, "bob", "old password").await;
+    let cy_session = log_in(&master, "cy", "old password").await;
+    let request =
+        client().post(format!("{}/api/v2/tokens", master.url())).json(&json!({ "name": "ci", "role": "developer" }));
+    let created: Value =
+        with(request, As::Basic("bob", "old password")).send().await.expect("POST").json().await.expect("JSON");
+    let bob_token = created["tokens"][0]["token"].as_str().expect("bob's token").to_string();
+    let cy_token = {
+        let request = client()
+            .post(format!("{}/api/v2/tokens", master.url()))
+            .json(&json!({ "name": "ci", "role": "developer" }));
+        let created: Value =
+            with(request, As::Basic("cy", "old password")).send().await.expect("POST").json().await.expect("JSON");
+        created["tokens"][0]["token"].as_str().expect("cy's token").to_string()
+    };
+    let (status, body) = force(As::Basic("vic", "old password")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer may not force yet: {body}");
+    for (session, user) in [(&bob_session, "bob"), (&cy_session, "cy")] {
+        let (_, me) = get(&master, "/api/v2/me", As::Cookie(session, None)).await;
+        assert_eq!(me["user"], user, "{me}");
+    }
+
+    // bob leaves, cy changes her password, vic becomes a developer, and a rule lets viewers force.
+    let path = master.master_dir().join("master.toml");
+    let text = std::fs::read_to_string(&path).expect("master.toml");
+    let text = text
+        .replace(&user_toml("bob", &old_hash, &["developer"]), "")
+        .replace(&user_toml("cy", &old_hash, &["developer"]), &user_toml("cy", &new_hash, &["developer"]))
+        .replace(&user_toml("vic", &old_hash, &["viewer"]), &user_toml("vic", &old_hash, &["viewer", "developer"]));
+    let rules = "\n[[rule]]\nactions = [\"force\"]\nroles = [\"viewer\"]\n";
+    std::fs::write(&path, format!("{text}{rules}")).expect("write master.toml");
+    let answer = reconfig(&master).await;
+    for line in [
+        "user 'bob' removed: its sessions and tokens are revoked",
+        "user 'cy' password changed: its sessions end",
+        "user 'vic' roles changed (viewer → viewer, developer)",
+        "rules changed (the built-in ones → 1 rules)",
+    ] {
+        assert!(answer.contains(line), "'{line}' missing from:\n{answer}");
+    }
+
+    let (_, me) = get(&master, "/api/v2/me", As::Cookie(&bob_session, None)).await;
+    assert_eq!(me["user"], Value::Null, "bob's session ended: {me}");
+    let (status, _) = get(&master, "/api/v2/me", As::Bearer(&bob_token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "bob's token is revoked");
+    let (status, _) = force(As::Basic("bob", "old password")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "bob is no user any more");
+    let (_, me) = get(&master, "/api/v2/me", As::Cookie(&cy_session, None)).await;
+    assert_eq!(me["user"], Value::Null, "cy logs in again after a new password: {me}");
+    let (status, _) = force(As::Basic("cy", "old password")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "cy's old password");
+    let (status, body) = call(&master, "forceschedulers/force-b", "force", json!({}), As::Bearer(&cy_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "cy's token stays, and the new rules apply to it: {body}");
+    let (status, body) = force(As::Basic("vic", "old password")).await;
+    assert_eq!(status, StatusCode::OK, "the new rule lets viewers force: {body}");
+    let (status, body) = force(As::Basic("cy", "new password")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "developers have no rule now: {body}");
+
+    // Who acted, on the build and the worker.
+    let admin = As::Basic(TEST_ADMIN, TEST_PASSWORD);
+    let (status, body) = call(&master, "workers/w", "pause", json!({ "reason": "disk" }), admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let worker = master.get_one("workers/w").await;
+    assert_eq!((&worker["paused"], &worker["paused_by"]), (&json!(true), &json!(TEST_ADMIN)), "{worker}");
+    let (status, _) = call(&master, "workers/w", "unpause", json!({}), admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(master.get_one("workers/w").await["paused_by"], Value::Null, "not paused any more");
+    let brid = master.force("b").await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let build = master_build(&master, brid).await;
+    assert_eq!(build["stopped_by"], Value::Null, "nobody stopped it");
+    let buildid = master.id(&build, "buildid");
+    let (status, body) = call(&master, &format!("builds/{buildid}"), "rebuild", json!({}), admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bsid = body["result"][0].as_i64().expect("a buildset");
+    let buildset = master.get_one(&format!("buildsets/{bsid}")).await;
+    assert_eq!(buildset["reason"], format!("rebuild of build {buildid} by {TEST_ADMIN}"), "{buildset}");
+}
+
+/// The finished build of request `brid`.
+async fn master_build(master: &KilnMaster, brid: i64) -> Value {
+    master.wait_request_complete(brid).await;
+    master.builds_of_request(brid).await.pop().expect("a build")
 }

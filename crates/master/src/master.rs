@@ -109,6 +109,8 @@ struct Inner {
     secrets: RwLock<crate::secrets::Providers>,
     /// The reporters: their decisions run in the store's build writes, their senders beside the master.
     reporters: Arc<crate::reporters::Reporters>,
+    /// The web port's TLS acceptor, reloaded by a reconfig.
+    web_tls: Option<crate::tls::Reloadable>,
 }
 
 /// A running master. Cheap to clone.
@@ -224,8 +226,23 @@ impl Master {
             .await
             .with_context(|| format!("listening for workers on {}", config.worker_listener.address))?;
         let worker_address = listener.local_addr()?;
+        let client_certs = config.worker_listener.client_certs.as_ref();
         let tls = match &config.worker_listener.tls {
-            Some(files) => Some(crate::tls::acceptor(&files.cert, &files.key)?),
+            Some(files) => {
+                let ca = client_certs.map(|c| c.ca.as_path());
+                Some(
+                    crate::tls::load(&files.cert, &files.key, ca)
+                        .context("the worker port's TLS certificate")?
+                        .acceptor,
+                )
+            }
+            None => None,
+        };
+        let certificate_names = client_certs.is_some_and(|c| c.name_must_match);
+        let web_tls = match &config.web.tls {
+            Some(files) => Some(crate::tls::Reloadable::new(
+                crate::tls::load(&files.cert, &files.key, None).context("the web port's TLS certificate")?,
+            )),
             None => None,
         };
         let locks = config.locks.clone();
@@ -251,8 +268,10 @@ impl Master {
             poll_now: Mutex::default(),
             secrets: RwLock::new(secrets),
             reporters,
+            web_tls,
         });
-        let port = crate::workers::WorkerPort { tls, limits: connection_limits.workers, handshake_timeout };
+        let port =
+            crate::workers::WorkerPort { tls, certificate_names, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
         inner.reporters.start(&inner.store, inner.shutting_down.clone());
@@ -312,6 +331,11 @@ impl Master {
                 tracing::warn!(scheduler, buildrequest = brid, error = %e, "a superseded request was not cancelled");
             }
         }
+    }
+
+    /// The web port's TLS acceptor (a reconfig reloads its certificate), if it serves https.
+    pub fn web_tls(&self) -> Option<crate::tls::Reloadable> {
+        self.inner.web_tls.clone()
     }
 
     /// The listeners' connection caps in force (the config's, fitted under the file-descriptor limit).
@@ -581,8 +605,9 @@ impl Master {
         Ok(())
     }
 
-    /// Runs a build's request again, as a new buildset with the same properties and source stamps.
-    pub async fn rebuild(&self, buildid: i64) -> Result<Submitted, ActionError> {
+    /// Runs a build's request again, as a new buildset with the same properties and source stamps; its reason
+    /// names the user who asked (`by`), if any.
+    pub async fn rebuild(&self, buildid: i64, by: Option<&str>) -> Result<Submitted, ActionError> {
         let store = &self.inner.store;
         let build = store.build(buildid).await?.ok_or(ActionError::UnknownBuild(buildid))?;
         let request = store
@@ -594,7 +619,10 @@ impl Master {
         let sourcestamps = store.buildset_sourcestamps(request.buildsetid).await?;
         let changeids = store.buildset_change_ids(request.buildsetid).await?;
         self.submit(NewBuildset {
-            reason: format!("rebuild of build {buildid}"),
+            reason: match by {
+                Some(user) => format!("rebuild of build {buildid} by {user}"),
+                None => format!("rebuild of build {buildid}"),
+            },
             external_idstring: None,
             scheduler: buildset.and_then(|b| b.scheduler),
             parent_buildid: None,

@@ -34,6 +34,13 @@ pub struct WorkerConfig {
     /// roots). Relative to the worker directory.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM file of this worker's client certificate, for a master that requires one (`tls_client_ca`).
+    /// Relative to the worker directory; needs `tls_key` and `tls = true`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The WebSocket path on the master.
     #[serde(default = "default_path")]
     pub path: String,
@@ -104,6 +111,14 @@ impl WorkerConfig {
             };
             return Err(format!("key 'master': {why}{hint}"));
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("key 'tls_key': tls_cert is set but tls_key is missing".into()),
+            (None, Some(_)) => return Err("key 'tls_cert': tls_key is set but tls_cert is missing".into()),
+            (Some(_), Some(_)) if !self.tls => {
+                return Err("key 'tls_cert': a client certificate needs tls = true".into());
+            }
+            _ => {}
+        }
         if self.max_retry_delay.is_nan() || self.max_retry_delay <= 0.0 {
             return Err("key 'max_retry_delay': must be a positive number of seconds".into());
         }
@@ -138,6 +153,11 @@ impl WorkerConfig {
 
     pub fn ca_file(&self) -> Option<PathBuf> {
         self.ca_file.as_ref().map(|f| self.basedir.join(f))
+    }
+
+    /// The client certificate's and key's files, if the worker has one.
+    pub fn client_certificate(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((self.basedir.join(self.tls_cert.as_ref()?), self.basedir.join(self.tls_key.as_ref()?)))
     }
 }
 
@@ -400,5 +420,22 @@ mod tests {
         std::fs::write(&file, format!("{text}buffer_timeout = -1\n")).expect("write");
         let err = WorkerConfig::load(dir.path()).expect_err("negative").to_string();
         assert!(err.contains("buffer_timeout"), "{err}");
+    }
+    #[test]
+    fn a_client_certificate_needs_its_key_and_tls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "master = \"h:1\"\nname = \"w\"\npassword = \"p\"\n";
+        let load = |text: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).expect("write");
+            WorkerConfig::load(dir.path()).map_err(|e| e.to_string())
+        };
+        let config = load(&format!("{base}tls = true\ntls_cert = \"w.pem\"\ntls_key = \"w.key\"\n")).expect("valid");
+        let (cert, key) = config.client_certificate().expect("a client certificate");
+        assert_eq!((cert, key), (config.basedir.join("w.pem"), config.basedir.join("w.key")));
+        let err = load(&format!("{base}tls = true\ntls_cert = \"w.pem\"\n")).expect_err("no key");
+        assert!(err.contains("tls_key"), "{err}");
+        let err = load(&format!("{base}tls_cert = \"w.pem\"\ntls_key = \"w.key\"\n")).expect_err("no TLS");
+        assert!(err.contains("tls = true"), "{err}");
+        assert!(load(base).expect("valid").client_certificate().is_none());
     }
 }

@@ -23,7 +23,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Why an attempt to connect failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("the master refused worker '{name}': wrong name or password (HTTP {status})")]
+    #[error("the master refused worker '{name}': wrong name or password, or a client certificate not for this name (HTTP {status})")]
     Refused { name: String, status: u16 },
     #[error("connecting to {url}: {message}")]
     Failed { url: String, message: String },
@@ -55,9 +55,35 @@ pub(crate) fn tls_connector(config: &WorkerConfig) -> Result<Option<Connector>, 
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match config.client_certificate() {
+        None => tls.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (chain, key) = client_certificate(&cert, &key)?;
+            tls.with_client_auth_cert(chain, key).map_err(|e| ConnectError::Tls(format!("{}: {e}", cert.display())))?
+        }
+    };
     Ok(Some(Connector::Rustls(Arc::new(tls))))
+}
+
+/// The worker's client certificate chain and key from their PEM files.
+fn client_certificate(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>), ConnectError>
+{
+    let read =
+        |path: &std::path::Path| std::fs::read(path).map_err(|e| ConnectError::Tls(format!("{}: {e}", path.display())));
+    let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConnectError::Tls(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ConnectError::Tls(format!("{}: no PEM certificate in it", cert.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| ConnectError::Tls(format!("{}: {e}", key.display())))?
+        .ok_or_else(|| ConnectError::Tls(format!("{}: no private key in it", key.display())))?;
+    Ok((chain, key))
 }
 
 /// Opens the WebSocket to the master, authenticated with the worker's name and password.

@@ -13,11 +13,12 @@ pub mod session;
 pub mod token;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use rules::{decide, Target, User};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, MasterConfig};
 use crate::store::{ApiToken, Store, StoreError};
 
 /// How a request's user was authenticated.
@@ -82,12 +83,40 @@ pub struct FoundSession {
     pub id_hash: String,
 }
 
+/// Where [`Auth`] reads the config in force: a reconfig swaps it, and the next request sees the new users,
+/// `[auth]` settings and rules.
+pub type ConfigSource = Arc<dyn Fn() -> Arc<MasterConfig> + Send + Sync>;
+
+/// The `[auth]` part of the config in force when it was taken (it stays whole while held).
+#[derive(Debug, Clone)]
+pub struct Current(Arc<MasterConfig>);
+
+impl std::ops::Deref for Current {
+    type Target = AuthConfig;
+
+    fn deref(&self) -> &AuthConfig {
+        &self.0.auth
+    }
+}
+
+impl Current {
+    /// The whole config this is part of.
+    pub fn master(&self) -> &MasterConfig {
+        &self.0
+    }
+}
+
 /// The users and the login state of one master.
-#[derive(Debug)]
 pub struct Auth {
-    config: AuthConfig,
+    config: ConfigSource,
     store: Store,
     limits: limit::LoginLimits,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("config", &*self.config()).field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 fn now() -> i64 {
@@ -95,13 +124,15 @@ fn now() -> i64 {
 }
 
 impl Auth {
-    pub fn new(config: AuthConfig, store: Store) -> Auth {
+    /// Users, sessions and tokens under the config `config` returns each time it is asked (the master's
+    /// config in force, so that a reconfig applies to the next request).
+    pub fn new(config: ConfigSource, store: Store) -> Auth {
         Auth { config, store, limits: limit::LoginLimits::default() }
     }
 
-    /// The `[auth]` settings, users and rules.
-    pub fn config(&self) -> &AuthConfig {
-        &self.config
+    /// The `[auth]` settings, users and rules in force.
+    pub fn config(&self) -> Current {
+        Current((self.config)())
     }
 
     /// Checks a user's password (a `[[user]]`'s, else an htpasswd line's), limited per address and per name.
@@ -138,10 +169,11 @@ impl Auth {
     /// The password hash and roles of user `name`: a `[[user]]`, else a line of the htpasswd file (whose users
     /// have the roles of `[auth] htpasswd_roles`).
     async fn password_hash(&self, name: &str) -> Option<(String, Vec<String>)> {
-        if let Some(user) = self.config.user(name) {
+        let config = self.config();
+        if let Some(user) = config.user(name) {
             return Some((user.password_hash.clone(), user.roles.clone()));
         }
-        let path = self.config.htpasswd.as_ref()?;
+        let path = config.htpasswd.as_ref()?;
         let text = match tokio::fs::read_to_string(path).await {
             Ok(text) => text,
             Err(e) => {
@@ -149,11 +181,12 @@ impl Auth {
                 return None;
             }
         };
-        password::htpasswd_lookup(&text, name).map(|hash| (hash.to_string(), self.config.htpasswd_roles.clone()))
+        password::htpasswd_lookup(&text, name).map(|hash| (hash.to_string(), config.htpasswd_roles.clone()))
     }
 
-    /// The user of API token `text`, if it is a live one; its user must still hold its role when it is a
-    /// configured user.
+    /// The user of API token `text`, if it is a live one whose user still exists and still holds its role: a
+    /// `[[user]]` of the config in force, else a user of the htpasswd file (with `htpasswd_roles`), else, with
+    /// a trusted proxy configured, anyone (the proxy's users are known only to the proxy).
     pub async fn check_token(&self, text: &str) -> Result<Option<(User, ApiToken)>, StoreError> {
         if !text.starts_with(token::PREFIX) {
             return Ok(None);
@@ -163,10 +196,16 @@ impl Auth {
         if found.revoked_at.is_some() || expired {
             return Ok(None);
         }
-        if let Some(user) = self.config.user(&found.username) {
-            if !user.roles.contains(&found.role) {
-                return Ok(None);
-            }
+        let config = self.config();
+        let holds_role = match config.user(&found.username) {
+            Some(user) => user.roles.contains(&found.role),
+            None => match self.password_hash(&found.username).await {
+                Some((_, roles)) => roles.contains(&found.role),
+                None => config.proxy.is_some(),
+            },
+        };
+        if !holds_role {
+            return Ok(None);
         }
         let user = User { name: found.username.clone(), roles: vec![found.role.clone()] };
         Ok(Some((user, found)))
@@ -200,7 +239,7 @@ impl Auth {
     /// Starts a session for `user`.
     pub async fn create_session(&self, user: &User, how: &str) -> Result<NewSession, StoreError> {
         let (id, csrf) = (session::new_secret(), session::new_secret());
-        let lifetime = self.config.session_lifetime;
+        let lifetime = self.config().session_lifetime;
         let expires = now().saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
         self.store.add_session(&session::hash(&id), &user.name, &user.roles, &csrf, how, expires).await?;
         Ok(NewSession { id, csrf, lifetime })
@@ -210,11 +249,15 @@ impl Auth {
     pub async fn session(&self, id: &str) -> Result<Option<FoundSession>, StoreError> {
         let id_hash = session::hash(id);
         let Some(row) = self.store.session(&id_hash).await? else { return Ok(None) };
-        // A configured user's roles are today's config's, and a user removed from it is logged out.
-        let roles = match self.config.user(&row.username) {
+        // A configured user's roles are those of the config in force, and a user removed from it is logged out
+        // (a reconfig also revokes the sessions of a removed user, and of one whose password changed).
+        let config = self.config();
+        let roles = match config.user(&row.username) {
             Some(user) => user.roles.clone(),
-            None if self.config.htpasswd.is_some() => row.roles,
-            None => return Ok(None),
+            None => match self.password_hash(&row.username).await {
+                Some((_, roles)) => roles,
+                None => return Ok(None),
+            },
         };
         Ok(Some(FoundSession { user: User { name: row.username, roles }, csrf: row.csrf, id_hash }))
     }
@@ -232,7 +275,8 @@ impl Auth {
         user_header: Option<&str>,
         groups_header: Option<&str>,
     ) -> Option<User> {
-        let proxy = self.config.proxy.as_ref()?;
+        let config = self.config();
+        let proxy = config.proxy.as_ref()?;
         let peer = peer?;
         if !proxy.trusted.contains(&peer) {
             return None;
@@ -248,7 +292,7 @@ impl Auth {
             .filter(|g| !g.is_empty())
             .map(str::to_string)
             .collect();
-        if let Some(user) = self.config.user(name) {
+        if let Some(user) = config.user(name) {
             roles.extend(user.roles.iter().cloned());
         }
         roles.sort();

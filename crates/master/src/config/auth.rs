@@ -422,6 +422,70 @@ fn read_rules(tables: Vec<Spanned<DeValue<'_>>>, problems: &mut Problems<'_>) ->
     valid.then_some(rules)
 }
 
+/// What a reconfig changes in who may log in and what they may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthChanges {
+    /// One line per change, for the reconfig's answer ("user 'bob' removed: sessions and tokens revoked").
+    pub lines: Vec<String>,
+    /// The users whose login sessions end: the removed ones, and those whose password changed.
+    pub log_out: Vec<String>,
+    /// The users whose API tokens are revoked: the removed ones.
+    pub revoke_tokens: Vec<String>,
+}
+
+impl AuthConfig {
+    /// What taking `new` in place of this config changes. A removed `[[user]]` loses its sessions and its
+    /// tokens; a changed password ends the user's sessions (its tokens stay: they are credentials of their
+    /// own); changed roles apply to the next request of every session and token.
+    pub fn changes_to(&self, new: &AuthConfig) -> AuthChanges {
+        let mut changes = AuthChanges::default();
+        for user in &new.users {
+            let Some(before) = self.user(&user.name) else {
+                changes.lines.push(format!("user '{}' added", user.name));
+                continue;
+            };
+            if before.password_hash != user.password_hash {
+                changes.lines.push(format!("user '{}' password changed: its sessions end", user.name));
+                changes.log_out.push(user.name.clone());
+            }
+            if before.roles != user.roles {
+                let (old, new) = (before.roles.join(", "), user.roles.join(", "));
+                changes.lines.push(format!("user '{}' roles changed ({old} → {new})", user.name));
+            }
+        }
+        for user in self.users.iter().filter(|u| new.user(&u.name).is_none()) {
+            changes.lines.push(format!("user '{}' removed: its sessions and tokens are revoked", user.name));
+            changes.log_out.push(user.name.clone());
+            changes.revoke_tokens.push(user.name.clone());
+        }
+        let mut keys = Vec::new();
+        if self.private != new.private {
+            keys.push(format!("private = {}", new.private));
+        }
+        if (&self.htpasswd, &self.htpasswd_roles) != (&new.htpasswd, &new.htpasswd_roles) {
+            keys.push("htpasswd".to_string());
+        }
+        if self.proxy != new.proxy {
+            keys.push("proxy".to_string());
+        }
+        if self.session_lifetime != new.session_lifetime {
+            keys.push("session_hours".to_string());
+        }
+        if !keys.is_empty() {
+            changes.lines.push(format!("[auth] changed: {}", keys.join(", ")));
+        }
+        if self.rules != new.rules {
+            let count = |n: usize| if n == 0 { "the built-in ones".to_string() } else { format!("{n}") };
+            changes.lines.push(format!(
+                "rules changed ({} → {} rules)",
+                count(self.rules.len()),
+                count(new.rules.len())
+            ));
+        }
+        changes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +545,44 @@ mod tests {
             let error = parse(extra).expect_err(extra);
             assert!(error.contains(expected), "{extra}: {error}");
         }
+    }
+    #[test]
+    fn a_reload_names_users_added_removed_and_changed_and_the_rules() {
+        let user = |name: &str, hash: &str, roles: &[&str]| UserDef {
+            name: name.into(),
+            password_hash: hash.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        let old = AuthConfig {
+            users: vec![user("ann", "h1", &["admin"]), user("bob", "h2", &["developer"]), user("cy", "h3", &[])],
+            ..AuthConfig::default()
+        };
+        let new = AuthConfig {
+            users: vec![user("ann", "h1", &["viewer"]), user("bob", "h9", &["developer"]), user("dee", "h4", &[])],
+            private: true,
+            rules: vec![RuleDef {
+                actions: vec![Action::Force],
+                builders: vec![],
+                tags: vec![],
+                roles: vec!["viewer".into()],
+                owner: false,
+            }],
+            ..AuthConfig::default()
+        };
+        let changes = old.changes_to(&new);
+        assert_eq!(
+            changes.lines,
+            [
+                "user 'ann' roles changed (admin → viewer)",
+                "user 'bob' password changed: its sessions end",
+                "user 'dee' added",
+                "user 'cy' removed: its sessions and tokens are revoked",
+                "[auth] changed: private = true",
+                "rules changed (the built-in ones → 1 rules)",
+            ]
+        );
+        assert_eq!(changes.log_out, ["bob", "cy"]);
+        assert_eq!(changes.revoke_tokens, ["cy"]);
+        assert_eq!(new.changes_to(&new), AuthChanges::default());
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigProblem};
 mod auth;
 mod changes;
+mod client_certs;
 mod force;
 mod locks;
 mod reporters;
@@ -36,7 +37,7 @@ pub use changes::{
     ReleasePollerDef, SkipMarkers,
 };
 mod secrets;
-pub use auth::{Action, AuthConfig, ProxyDef, RuleDef, UserDef, ADMIN_ROLE, BUILT_IN_ROLES};
+pub use auth::{Action, AuthChanges, AuthConfig, ProxyDef, RuleDef, UserDef, ADMIN_ROLE, BUILT_IN_ROLES};
 pub use force::{ForceParameter, ParameterType, RESERVED_NAMES};
 pub use locks::{LockAccess, LockDef, LockKind, LockUse};
 pub use reporters::{
@@ -136,6 +137,8 @@ pub struct WorkerListenerConfig {
     pub address: SocketAddr,
     /// The certificate and key to serve `wss://` with; plain `ws://` without.
     pub tls: Option<TlsFiles>,
+    /// Client certificates the workers must present (mutual TLS), with `tls`.
+    pub client_certs: Option<ClientCerts>,
     /// The time between liveness pings of a connected worker.
     pub ping_interval: Duration,
     /// How long a worker may answer nothing before it is lost (its builds end RETRY).
@@ -155,6 +158,15 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The private key.
     pub key: PathBuf,
+}
+
+/// The client certificates a TLS worker port requires (`tls_client_ca`, `tls_client_name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCerts {
+    /// The PEM file of the CA (or CAs) a worker's certificate must be signed by.
+    pub ca: PathBuf,
+    /// Whether the certificate must be for the worker's name (its common name or a subject alternative name).
+    pub name_must_match: bool,
 }
 
 /// Where the web UI is served (`[web]`).
@@ -275,6 +287,9 @@ impl MasterConfig {
         if let Some(tls) = &mut self.worker_listener.tls {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
+        }
+        if let Some(client) = &mut self.worker_listener.client_certs {
+            client.ca = dir.join(&client.ca);
         }
         if let Some(tls) = &mut self.web.tls {
             tls.cert = dir.join(&tls.cert);

@@ -158,6 +158,8 @@ struct RawWorkerListener {
     address: Option<Spanned<String>>,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
+    tls_client_ca: Option<Spanned<String>>,
+    tls_client_name: Option<Spanned<String>>,
     ping_interval: Option<Spanned<u64>>,
     ping_timeout: Option<Spanned<u64>>,
     handshake_timeout: Option<Spanned<u64>>,
@@ -413,7 +415,9 @@ fn check_store(raw: RawStore, problems: &mut Problems<'_>) -> Option<StoreConfig
 fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) -> Option<WorkerListenerConfig> {
     const CONTEXT: &str = "[worker_listener]";
     let address = address(raw.address, DEFAULT_WORKER_ADDRESS, CONTEXT, problems);
+    let has_tls = raw.tls_cert.is_some();
     let tls = tls_files(raw.tls_cert, raw.tls_key, CONTEXT, problems);
+    let client_certs = super::client_certs::check(raw.tls_client_ca, raw.tls_client_name, has_tls, problems);
     let interval = raw.ping_interval.as_ref().map_or(DEFAULT_PING_INTERVAL_SECONDS, |seconds| *seconds.get_ref());
     let timeout = raw.ping_timeout.as_ref().map_or(DEFAULT_PING_TIMEOUT_SECONDS, |seconds| *seconds.get_ref());
     let mut pings_valid = true;
@@ -439,6 +443,7 @@ fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) ->
     Some(WorkerListenerConfig {
         address: address?,
         tls: tls?,
+        client_certs: client_certs?,
         ping_interval: Duration::from_secs(interval),
         ping_timeout: Duration::from_secs(timeout),
         handshake_timeout: Duration::from_secs(handshake_timeout?),

@@ -282,7 +282,8 @@ fn a_postgres_url_is_accepted() {
 fn relative_paths_are_relative_to_the_master_directory() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[store]\nurl = \"sqlite:db/state.sqlite\"\n[worker_listener]\ntls_cert = \"cert.pem\"\ntls_key = \"/etc/kiln/key.pem\"\n{MINIMAL}"
+        "[store]\nurl = \"sqlite:db/state.sqlite\"\n[worker_listener]\ntls_cert = \"cert.pem\"\ntls_key = \"/etc/kiln/key.pem\"\n\
+         tls_client_ca = \"ca/workers.pem\"\n{MINIMAL}"
     );
     std::fs::write(dir.path().join("master.toml"), text).unwrap();
     let config = MasterConfig::load(dir.path()).unwrap();
@@ -290,6 +291,7 @@ fn relative_paths_are_relative_to_the_master_directory() {
     let tls = config.worker_listener.tls.unwrap();
     assert_eq!(tls.cert, dir.path().join("cert.pem"));
     assert_eq!(tls.key, Path::new("/etc/kiln/key.pem"));
+    assert_eq!(config.worker_listener.client_certs.map(|c| c.ca), Some(dir.path().join("ca/workers.pem")));
 }
 
 #[test]
@@ -479,6 +481,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "address",
             "tls_cert",
             "tls_key",
+            "tls_client_ca",
+            "tls_client_name",
             "ping_interval",
             "ping_timeout",
             "handshake_timeout",

@@ -7,7 +7,9 @@
 //! (the removed and changed ones stop, the new and changed ones start; one left as it was runs on untouched,
 //! timers and all; a restarted one goes on from the state it keeps in the store), force and triggerable
 //! schedulers, locks (holders keep what they hold; new takers get the new counts), change hooks, the title and
-//! the URL. What needs a restart (the store, the listeners' addresses, TLS and limits) is refused, with the
+//! the URL, users, `[auth]` and rules (a removed user's sessions and tokens are revoked, a changed password
+//! ends the user's sessions; the next request is judged by the new rules), and the web port's certificate
+//! (read again by every reconfig: new connections get the new one). What needs a restart (the store, the listeners' addresses, TLS and limits) is refused, with the
 //! running config left in place.
 
 use std::collections::HashMap;
@@ -33,6 +35,8 @@ pub enum ReconfigError {
     Store(#[from] StoreError),
     #[error("the new config could not be applied: {0}")]
     Secret(String),
+    #[error("the new config could not be applied: {0}")]
+    Tls(String),
 }
 
 impl Master {
@@ -63,6 +67,23 @@ impl Master {
         // Worker passwords taken from secret providers are fetched before anything changes, too.
         let secrets = crate::secrets::Providers::new(new.secrets.clone());
         let accounts = worker_accounts(&new, &secrets).await.map_err(|e| ReconfigError::Secret(format!("{e:#}")))?;
+        // The web certificate is read again (a renewed one has the same file names).
+        let web_tls = match &new.web.tls {
+            Some(files) => Some(
+                crate::tls::load(&files.cert, &files.key, None)
+                    .map_err(|e| ReconfigError::Tls(format!("the web port's certificate: {e:#}")))?,
+            ),
+            None => None,
+        };
+        // Users removed or with a new password are logged out before the new config is in force.
+        let auth = old.auth.changes_to(&new.auth);
+        for user in &auth.log_out {
+            self.inner.store.revoke_sessions_of(user).await?;
+        }
+        for user in &auth.revoke_tokens {
+            self.inner.store.revoke_api_tokens_of(user).await?;
+        }
+        changes.extend(auth.lines);
         // Then the swap, which cannot fail.
         let new = Arc::new(new);
         *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
@@ -70,6 +91,11 @@ impl Master {
         *self.inner.secrets.write().unwrap_or_else(|p| p.into_inner()) = secrets;
         self.inner.workers.reconfigure(accounts, workerids);
         self.inner.locks.set_defs(new.locks.clone());
+        if let (Some(served), Some(loaded)) = (&self.inner.web_tls, web_tls) {
+            if served.replace(loaded) {
+                changes.push("[web] TLS certificate reloaded".to_string());
+            }
+        }
         // Services last: the removed and changed ones end before their successors start.
         let wanted = wanted(&new);
         let stopping: Vec<_> = {
@@ -122,6 +148,9 @@ fn needs_restart(old: &MasterConfig, new: &MasterConfig) -> Vec<String> {
     if a.tls != b.tls {
         refused.push("[worker_listener] tls".to_string());
     }
+    if a.client_certs != b.client_certs {
+        refused.push("[worker_listener] tls_client_ca or tls_client_name".to_string());
+    }
     if (a.ping_interval, a.ping_timeout, a.handshake_timeout) != (b.ping_interval, b.ping_timeout, b.handshake_timeout)
     {
         refused.push("[worker_listener] timeouts".to_string());
@@ -129,8 +158,13 @@ fn needs_restart(old: &MasterConfig, new: &MasterConfig) -> Vec<String> {
     if (a.max_connections, a.max_connections_per_address) != (b.max_connections, b.max_connections_per_address) {
         refused.push("[worker_listener] connection limits".to_string());
     }
-    if old.web != new.web {
+    // The web certificate's files may change (and are read again by every reconfig); https on or off may not.
+    let same_files = crate::config::WebConfig { tls: new.web.tls.clone(), ..old.web.clone() };
+    if same_files != new.web {
         refused.push(format!("[web] (address {} → {}, timeouts or limits)", old.web.address, new.web.address));
+    }
+    if old.web.tls.is_some() != new.web.tls.is_some() {
+        refused.push("[web] tls_cert (serving https or not)".to_string());
     }
     refused
 }

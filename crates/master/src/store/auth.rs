@@ -1,6 +1,8 @@
 //! Login sessions, API tokens and the audit of control actions. Session ids and tokens are kept as their SHA-256
 //! only (the callers hash them), so a copy of the store lets nobody log in.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::error::Context;
@@ -80,6 +82,9 @@ macro_rules! token_columns {
         "id, username, name, role, created_at, expires_at, revoked_at"
     };
 }
+
+/// Ids looked up in one query at most by [`Store::build_actors`] and [`Store::worker_actors`].
+const ACTOR_CHUNK: usize = 500;
 
 impl Store {
     /// Stores a session under the hash of its id; expired sessions are deleted on the way.
@@ -214,6 +219,17 @@ impl Store {
             .map(|done| done.rows_affected() == 1)
     }
 
+    /// Revokes every API token of `username` not revoked yet; returns how many.
+    pub async fn revoke_api_tokens_of(&self, username: &str) -> Result<u64, StoreError> {
+        sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL")
+            .bind(now())
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .context(|| format!("revoke the API tokens of {username:?}"))
+            .map(|done| done.rows_affected())
+    }
+
     /// Records a control action.
     pub async fn add_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
         sqlx::query_scalar(
@@ -234,6 +250,49 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .context(|| format!("record {} by {:?}", entry.action, entry.username))
+    }
+
+    /// Who last took `action` (`stop`…) on each of `buildids`: build id → user name.
+    pub async fn build_actors(&self, action: &str, buildids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in buildids.chunks(ACTOR_CHUNK) {
+            // Only placeholders are formatted in; every value is bound.
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT buildid, username FROM audit WHERE action = ? AND buildid IN ({}) ORDER BY id",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut query = sqlx::query_as::<_, (i64, String)>(sql).bind(action);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .context(|| format!("find who took {action} on {} build(s)", chunk.len()))?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Who last took `action` (`pause`…) on each of `workers`: worker name → user name.
+    pub async fn worker_actors(&self, action: &str, workers: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in workers.chunks(ACTOR_CHUNK) {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT worker, username FROM audit WHERE action = ? AND worker IN ({}) ORDER BY id",
+                vec!["?"; chunk.len()].join(", ")
+            ));
+            let mut query = sqlx::query_as::<_, (String, String)>(sql).bind(action);
+            for name in chunk {
+                query = query.bind(*name);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .context(|| format!("find who took {action} on {} worker(s)", chunk.len()))?;
+            found.extend(rows);
+        }
+        Ok(found)
     }
 
     /// The recorded control actions `filter` selects, newest first.
@@ -349,5 +408,32 @@ mod tests {
         assert_eq!(all.iter().map(|e| e.entry.action.as_str()).collect::<Vec<_>>(), ["pause", "force"]);
         let of_a = AuditFilter { builder: Some("a".into()), limit: 10, ..AuditFilter::default() };
         assert_eq!(store.audit(&of_a).await.expect("list").len(), 1);
+    }
+    #[tokio::test]
+    async fn the_last_actor_on_each_build_and_worker_is_found() {
+        let (store, _dir) = temp_store().await;
+        let entry = |user: &str, action: &str, buildid: Option<i64>, worker: Option<&str>| NewAuditEntry {
+            username: user.into(),
+            how: "session".into(),
+            address: "127.0.0.1".into(),
+            action: action.into(),
+            buildid,
+            worker: worker.map(str::to_string),
+            ..NewAuditEntry::default()
+        };
+        for e in [
+            entry("ann", "stop", Some(1), None),
+            entry("bob", "stop", Some(1), None),
+            entry("cy", "rebuild", Some(2), None),
+            entry("dee", "pause", None, Some("w1")),
+        ] {
+            store.add_audit(&e).await.expect("add");
+        }
+        let ids: Vec<i64> = (1..=1200).collect();
+        let stopped = store.build_actors("stop", &ids).await.expect("builds");
+        assert_eq!(stopped, HashMap::from([(1, "bob".to_string())]), "the last stop, rebuilds not counted");
+        assert!(store.build_actors("stop", &[]).await.expect("none").is_empty());
+        let paused = store.worker_actors("pause", &["w1", "w2"]).await.expect("workers");
+        assert_eq!(paused, HashMap::from([("w1".to_string(), "dee".to_string())]));
     }
 }

@@ -54,22 +54,44 @@ impl Viewer {
     }
 }
 
-/// What the layer needs, built once per router.
+/// What the layer needs, built once per router; what it checks comes from the config in force at each request
+/// (a reconfig changes users, rules, `[auth]` and the master's `url` for the next request).
 #[derive(Debug)]
 pub(crate) struct Gate {
     pub(crate) auth: Auth,
+}
+
+impl Gate {
+    pub(crate) fn new(auth: Auth) -> Gate {
+        Gate { auth }
+    }
+
+    /// The hosts the config in force answers to.
+    fn hosts(&self) -> Hosts {
+        Hosts::new(self.auth.config().master())
+    }
+
+    /// Whether the master's URL is https or it serves https itself (cookies get `Secure`, HTTP Basic is
+    /// accepted from anywhere).
+    pub(crate) fn secure(&self) -> bool {
+        let config = self.auth.config();
+        config.master().url.starts_with("https://") || config.master().web.tls.is_some()
+    }
+}
+
+/// The `Host` values a master answers to.
+#[derive(Debug)]
+struct Hosts {
     /// The `Host` values the master answers to, lower case.
     hosts: Vec<String>,
     /// Whether any IP-literal host with the listen port is accepted (a wildcard listen address).
     any_ip_port: Option<u16>,
     /// Whether the listen port is picked when the master starts (port 0): then any port of the listen host.
     any_port: bool,
-    /// Whether the master's URL is https (cookies get `Secure`, HTTP Basic is accepted from anywhere).
-    pub(crate) secure: bool,
 }
 
-impl Gate {
-    pub(crate) fn new(config: &MasterConfig, auth: Auth) -> Gate {
+impl Hosts {
+    fn new(config: &MasterConfig) -> Hosts {
         let mut hosts = Vec::new();
         if let Some(host) = url_host(&config.url) {
             hosts.push(host);
@@ -82,8 +104,7 @@ impl Gate {
         }
         let any_ip_port = address.ip().is_unspecified().then_some(port);
         let any_port = port == 0;
-        let secure = config.url.starts_with("https://") || config.web.tls.is_some();
-        Gate { auth, hosts, any_ip_port, any_port, secure }
+        Hosts { hosts, any_ip_port, any_port }
     }
 
     /// Whether `host` (a `Host` header, or the authority of an `Origin`) names this master.
@@ -139,8 +160,9 @@ fn credentialed_path(path: &str) -> bool {
 /// The layer: finds the viewer, and refuses what must be refused before any handler runs.
 pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
+    let hosts = gate.hosts();
     if let Some(host) = headers.get(header::HOST) {
-        let allowed = host.to_str().is_ok_and(|h| gate.host_allowed(h));
+        let allowed = host.to_str().is_ok_and(|h| hosts.host_allowed(h));
         if !allowed {
             let shown = String::from_utf8_lossy(host.as_bytes()).into_owned();
             let message = format!("Host '{shown}' is not this master's (see `url` and [web] address in master.toml)");
@@ -149,7 +171,7 @@ pub(crate) async fn identify(State(gate): State<Arc<Gate>>, mut request: Request
     }
     let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
     let address = client_address(&gate, peer, headers);
-    let same_origin = same_origin(&gate, headers);
+    let same_origin = same_origin(&hosts, headers);
     let mut viewer = Viewer { address, same_origin, ..Viewer::default() };
     // A forge's hook request carries the hook's own token, which the hook checks.
     let hook = request.uri().path().starts_with("/change_hook/");
@@ -229,14 +251,14 @@ fn private_refusal(request: &Request) -> Response {
     refuse(StatusCode::UNAUTHORIZED, "this master is private: log in (/login) or send a token (Authorization: Bearer)")
 }
 
-fn same_origin(gate: &Gate, headers: &HeaderMap) -> bool {
+fn same_origin(hosts: &Hosts, headers: &HeaderMap) -> bool {
     let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or(""));
     if text("sec-fetch-site") == Some("cross-site") {
         return false;
     }
     match (text(header::ORIGIN.as_str()), text(header::REFERER.as_str())) {
-        (Some(origin), _) => gate.origin_allowed(origin),
-        (None, Some(referer)) => gate.origin_allowed(referer),
+        (Some(origin), _) => hosts.origin_allowed(origin),
+        (None, Some(referer)) => hosts.origin_allowed(referer),
         (None, None) => true,
     }
 }
@@ -253,7 +275,7 @@ async fn credentials(gate: &Gate, value: &[u8], address: Option<IpAddr>) -> Resu
             Err(e) => Err(ApiError::from(e).into_response()),
         },
         Ok(Credentials::Basic { name, password }) => {
-            if !gate.secure && !address.is_some_and(|a| a.is_loopback()) {
+            if !gate.secure() && !address.is_some_and(|a| a.is_loopback()) {
                 let message = "HTTP Basic is accepted only over https or from this machine; send a token \
                                (Authorization: Bearer) instead";
                 return Err(unauthorized(message));
@@ -331,16 +353,14 @@ pub(super) fn control(
 mod tests {
     use super::*;
 
-    async fn gate(url: &str, address: &str) -> Gate {
+    fn hosts(url: &str, address: &str) -> Hosts {
         let text = format!("url = \"{url}\"\n[web]\naddress = \"{address}\"\n");
-        let config = MasterConfig::from_str(&text, "master.toml").expect("config");
-        let store = crate::store::Store::open("sqlite::memory:").await.expect("store");
-        Gate::new(&config, Auth::new(config.auth.clone(), store))
+        Hosts::new(&MasterConfig::from_str(&text, "master.toml").expect("config"))
     }
 
-    #[tokio::test]
-    async fn hosts_and_origins() {
-        let g = gate("https://ci.example.org/", "127.0.0.1:8010").await;
+    #[test]
+    fn hosts_and_origins() {
+        let g = hosts("https://ci.example.org/", "127.0.0.1:8010");
         for good in ["ci.example.org", "CI.example.org", "127.0.0.1:8010", "localhost:8010", "[::1]:8010"] {
             assert!(g.host_allowed(good), "{good}");
         }
@@ -351,7 +371,7 @@ mod tests {
         assert!(g.origin_allowed("http://127.0.0.1:8010/builders?x"));
         assert!(!g.origin_allowed("http://evil.example"));
         assert!(!g.origin_allowed("null"));
-        let wild = gate("http://ci:8010/", "0.0.0.0:8010").await;
+        let wild = hosts("http://ci:8010/", "0.0.0.0:8010");
         assert!(wild.host_allowed("10.1.2.3:8010") && wild.host_allowed("ci:8010"));
         assert!(!wild.host_allowed("evil.example:8010"));
     }

@@ -114,3 +114,68 @@ async fn the_web_port_serves_https_with_secure_cookies() {
     stop.cancel();
     server.await.expect("join").expect("serve");
 }
+
+/// A CA's PEM and a certificate for `localhost` it signed, written to `dir/cert.pem` and `dir/key.pem`.
+fn certify_localhost(dir: &std::path::Path) -> String {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+        .expect("leaf");
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("cert");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key");
+    ca.pem()
+}
+
+#[tokio::test]
+async fn a_reconfig_reloads_the_web_certificate_for_new_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first_ca = certify_localhost(dir.path());
+    let tls = format!(
+        "[web]\naddress = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        dir.path().join("cert.pem").display(),
+        dir.path().join("key.pem").display()
+    );
+    let text = master_text(&tls, &dir);
+    let m = Master::start_with(dir.path(), MasterConfig::from_str(&text, "master.toml").expect("config"))
+        .await
+        .expect("master")
+        .0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(super::serve(listener, m.clone(), stop.clone()));
+    let trusting = |ca: &str| {
+        let ca = reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA certificate");
+        // A new client each time: a new connection, a new handshake.
+        reqwest::Client::builder().add_root_certificate(ca).build().expect("client")
+    };
+    let url = format!("https://localhost:{port}/api/v2/builders");
+    let answer = trusting(&first_ca).get(&url).send().await.expect("GET with the first certificate");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let kept = trusting(&first_ca);
+    assert_eq!(kept.get(&url).send().await.expect("an open connection").status(), StatusCode::OK);
+
+    // A renewed certificate, from another CA, under the same file names.
+    let second_ca = certify_localhost(dir.path());
+    let same = m.reconfig(MasterConfig::from_str(&text, "master.toml").expect("config")).await.expect("reconfig");
+    assert_eq!(same.changes, ["[web] TLS certificate reloaded"], "{same:?}");
+    let answer = trusting(&second_ca).get(&url).send().await.expect("GET with the new certificate");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(trusting(&first_ca).get(&url).send().await.is_err(), "new connections no longer get the old one");
+    // A connection opened before the reload keeps its certificate.
+    assert_eq!(kept.get(&url).send().await.expect("the open connection").status(), StatusCode::OK);
+
+    // A certificate that cannot be read refuses the reconfig and the running one stays.
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").expect("break the certificate");
+    let refused = m.reconfig(MasterConfig::from_str(&text, "master.toml").expect("config")).await;
+    assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("cert.pem")), "{refused:?}");
+    let answer = trusting(&second_ca).get(&url).send().await.expect("GET after the refused reload");
+    assert_eq!(answer.status(), StatusCode::OK);
+    stop.cancel();
+    server.await.expect("join").expect("serve");
+}

@@ -82,7 +82,7 @@ fn id(text: &str, what: &str) -> Result<i64, ApiError> {
 /// Adds `properties` (`{name: [value, source]}`) to each build of `reply` when the query asks for some with
 /// `property=NAME` (repeatable; `*` for all), as Buildbot does.
 async fn with_properties(master: &Master, params: &Params, reply: ApiResult) -> ApiResult {
-    let Json(mut reply) = reply?;
+    let Json(mut reply) = with_actors(master, params, reply).await?;
     let spec = Spec::parse(params)?;
     let wanted = spec.properties();
     if wanted.is_empty() {
@@ -97,6 +97,49 @@ async fn with_properties(master: &Master, params: &Params, reply: ApiResult) -> 
             if let Some(object) = build.as_object_mut() {
                 object.insert("properties".into(), render::properties(&props));
             }
+        }
+    }
+    Ok(Json(reply))
+}
+
+/// Adds who acted on each build of `reply` (from the audit): `stopped_by`, the user who stopped it (null if
+/// nobody did). Buildbot's data API has no such field; its build carries only `state_string`.
+async fn with_actors(master: &Master, params: &Params, reply: ApiResult) -> ApiResult {
+    let Json(mut reply) = reply?;
+    if !Spec::parse(params)?.wants("stopped_by") {
+        return Ok(Json(reply));
+    }
+    let Some(builds) = reply.get_mut("builds").and_then(Value::as_array_mut) else { return Ok(Json(reply)) };
+    let ids: Vec<i64> = builds.iter().filter_map(|b| b.get("buildid").and_then(Value::as_i64)).collect();
+    let stopped = master.store().build_actors(crate::config::Action::Stop.name(), &ids).await?;
+    for build in builds.iter_mut() {
+        let Some(buildid) = build.get("buildid").and_then(Value::as_i64) else { continue };
+        if let Some(object) = build.as_object_mut() {
+            object.insert("stopped_by".into(), stopped.get(&buildid).map_or(Value::Null, |u| json!(u)));
+        }
+    }
+    Ok(Json(reply))
+}
+
+/// Adds `paused_by` to each worker of `reply`: the user who paused it (from the audit), while it is paused.
+async fn with_pausers(master: &Master, params: &Params, reply: ApiResult) -> ApiResult {
+    let Json(mut reply) = reply?;
+    if !Spec::parse(params)?.wants("paused_by") {
+        return Ok(Json(reply));
+    }
+    let Some(workers) = reply.get_mut("workers").and_then(Value::as_array_mut) else { return Ok(Json(reply)) };
+    let names: Vec<String> = workers
+        .iter()
+        .filter(|w| w.get("paused").and_then(Value::as_bool) == Some(true))
+        .filter_map(|w| w.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let paused = master.store().worker_actors(crate::config::Action::Pause.name(), &names).await?;
+    for worker in workers.iter_mut() {
+        let by = worker.get("name").and_then(Value::as_str).and_then(|n| paused.get(n)).cloned();
+        let by = by.filter(|_| worker.get("paused").and_then(Value::as_bool) == Some(true));
+        if let Some(object) = worker.as_object_mut() {
+            object.insert("paused_by".into(), by.map_or(Value::Null, Value::String));
         }
     }
     Ok(Json(reply))
@@ -302,11 +345,12 @@ pub(super) async fn log(State(m): State<Master>, Path(l): Path<String>, params: 
 }
 
 pub(super) async fn workers(State(m): State<Master>, params: Params) -> ApiResult {
-    list::<Worker>(&m, &params, Vec::new()).await
+    with_pausers(&m, &params, list::<Worker>(&m, &params, Vec::new()).await).await
 }
 
 pub(super) async fn worker(State(m): State<Master>, Path(w): Path<String>, params: Params) -> ApiResult {
-    one::<Worker>(&m, &params, vec![id_or_name(&w, "workerid", "name")]).await
+    let reply = one::<Worker>(&m, &params, vec![id_or_name(&w, "workerid", "name")]).await;
+    with_pausers(&m, &params, reply).await
 }
 
 pub(super) async fn buildrequests(State(m): State<Master>, params: Params) -> ApiResult {

@@ -85,7 +85,7 @@ pub(super) async fn page(
     Query(query): Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let next = local_path(query.get("next").map(String::as_str));
-    form_page(StatusCode::OK, &session::new_secret(), &next, None, gate.secure)
+    form_page(StatusCode::OK, &session::new_secret(), &next, None, gate.secure())
 }
 
 /// The fields of a form body.
@@ -100,7 +100,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let secure = gate.secure;
+    let secure = gate.secure();
     if body.len() > MAX_FORM {
         return form_page(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -180,7 +180,7 @@ pub(super) async fn logout(
     }
     tracing::info!(user = ?viewer.name(), "logged out");
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
-    if let Ok(value) = HeaderValue::from_str(&session::clear_cookie(session::COOKIE, "/", gate.secure)) {
+    if let Ok(value) = HeaderValue::from_str(&session::clear_cookie(session::COOKIE, "/", gate.secure())) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

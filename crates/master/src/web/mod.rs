@@ -56,23 +56,16 @@ const MAX_URI: usize = 60 * 1024;
 pub async fn serve(listener: TcpListener, master: Master, stop: CancellationToken) -> std::io::Result<()> {
     let limits = master.connection_limits().web;
     let header_timeout = master.config().web.header_timeout;
-    let tls = match &master.config().web.tls {
-        Some(files) => Some(
-            crate::tls::acceptor(&files.cert, &files.key)
-                .map_err(|e| std::io::Error::other(format!("the web port's TLS certificate: {e:#}")))?,
-        ),
-        None => None,
-    };
+    let tls = master.web_tls();
     server::run(listener, router(master), limits, header_timeout, tls, stop).await
 }
 
 /// The web API's routes, on the state `master`.
 pub fn router(master: Master) -> Router {
     use handlers as h;
-    let gate = std::sync::Arc::new(auth::Gate::new(
-        &master.config(),
-        crate::auth::Auth::new(master.config().auth.clone(), master.store().clone()),
-    ));
+    let config = master.clone();
+    let config: crate::auth::ConfigSource = std::sync::Arc::new(move || config.config());
+    let gate = std::sync::Arc::new(auth::Gate::new(crate::auth::Auth::new(config, master.store().clone())));
     let counted = metrics::start(&master);
     let timed = axum::middleware::from_fn_with_state(counted.clone(), metrics::track);
     let api = Router::new()

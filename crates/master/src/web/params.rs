@@ -269,6 +269,11 @@ impl Spec {
         Ok((items.into_iter().skip(offset).take(limit).collect(), total))
     }
 
+    /// Whether `field=` asks for `name` (every field without it).
+    pub(super) fn wants(&self, name: &str) -> bool {
+        self.fields.is_empty() || self.fields.iter().any(|f| f == name)
+    }
+
     /// `item` with only the fields asked for with `field=` (all of them without).
     pub(super) fn select(&self, item: Value) -> Value {
         match item {

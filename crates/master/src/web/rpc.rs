@@ -251,7 +251,7 @@ pub(super) async fn build(
                 Value::Null
             }
             _ => {
-                let s = m.rebuild(buildid).await?;
+                let s = m.rebuild(buildid, Some(&actor.user.name)).await?;
                 entry.buildsetid = Some(s.buildsetid);
                 submitted(s)
             }

@@ -23,7 +23,7 @@ pub(super) async fn run(
     app: Router,
     limits: Limits,
     header_timeout: Duration,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<crate::tls::Reloadable>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let mut acceptor = Acceptor::new(listener, "web");
@@ -43,7 +43,8 @@ pub(super) async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let (app, stop) = (app.clone(), stop.clone());
-        match tls.clone() {
+        // A reconfig may have reloaded the certificate: each connection takes the one in force.
+        match tls.as_ref().map(crate::tls::Reloadable::current) {
             None => connections.spawn(serve_connection(tcp, peer, admitted, app, header_timeout, stop)),
             Some(tls) => connections.spawn(async move {
                 // The TLS handshake counts against the same deadline as a request head.

@@ -302,6 +302,9 @@ impl Workers {
 #[derive(Clone)]
 pub struct WorkerPort {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// With client certificates required (`tls` checks them): whether a worker's certificate must be for its
+    /// name.
+    pub certificate_names: bool,
     pub limits: Limits,
     pub handshake_timeout: Duration,
 }
@@ -325,17 +328,26 @@ pub async fn serve(listener: TcpListener, port: WorkerPort, workers: Workers, st
         let _ = tcp.set_nodelay(true);
         let workers = workers.clone();
         let tls = port.tls.clone();
+        let check_names = port.certificate_names;
         let deadline = tokio::time::Instant::now() + port.handshake_timeout;
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return welcome(tcp, &workers, admitted, deadline, peer).await;
+                return welcome(tcp, &workers, admitted, deadline, peer, None).await;
             };
             let accepted = tokio::select! {
                 accepted = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => accepted,
                 () = admitted.replaced() => return,
             };
             match accepted {
-                Ok(Ok(stream)) => welcome(stream, &workers, admitted, deadline, peer).await,
+                Ok(Ok(stream)) => {
+                    // The handshake checked the certificate's signature; its names are checked against the
+                    // worker's name the Basic credentials give.
+                    let names = check_names.then(|| {
+                        let certificates = stream.get_ref().1.peer_certificates().unwrap_or_default();
+                        certificates.first().map(|c| crate::tls::certificate_names(c)).unwrap_or_default()
+                    });
+                    welcome(stream, &workers, admitted, deadline, peer, names).await
+                }
                 Ok(Err(e)) => {
                     if let Some(repeats) = workers.refusals.occurred() {
                         tracing::warn!(%peer, error = %e, repeats, "TLS handshake with a worker failed");
@@ -349,12 +361,19 @@ pub async fn serve(listener: TcpListener, port: WorkerPort, workers: Workers, st
 
 /// The WebSocket handshake of an admitted connection, by `deadline` and unless a newer connection replaces it;
 /// then the attach, from which on the connection is never replaced.
-async fn welcome<S>(stream: S, workers: &Workers, admitted: Admitted, deadline: tokio::time::Instant, peer: SocketAddr)
-where
+/// `names`: the names of the worker's client certificate, when they must include the worker's.
+async fn welcome<S>(
+    stream: S,
+    workers: &Workers,
+    admitted: Admitted,
+    deadline: tokio::time::Instant,
+    peer: SocketAddr,
+    names: Option<Vec<String>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let authenticated = tokio::select! {
-        done = tokio::time::timeout_at(deadline, handshake(stream, workers, peer)) => match done {
+        done = tokio::time::timeout_at(deadline, handshake(stream, workers, peer, names)) => match done {
             Ok(authenticated) => authenticated,
             Err(_) => {
                 tracing::debug!(%peer, "worker handshake timed out");
@@ -374,14 +393,15 @@ where
 }
 
 /// The WebSocket handshake with Basic auth (401 for an unknown worker or a wrong password, 400 for a header
-/// that cannot be read, 429 when `peer`'s address failed too often lately: its password is then not checked),
-/// then the attach.
+/// that cannot be read, 429 when `peer`'s address failed too often lately: its password is then not checked,
+/// 403 when the client certificate's `names` do not include the worker's), then the attach.
 // The handshake callback's error type is tungstenite's (an HTTP response), large by nature.
 #[allow(clippy::result_large_err)]
 async fn handshake<S>(
     stream: S,
     workers: &Workers,
     peer: SocketAddr,
+    names: Option<Vec<String>>,
 ) -> Option<(String, tokio_tungstenite::WebSocketStream<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -404,6 +424,14 @@ where
                 tracing::warn!(worker = %name, %peer, repeats, "worker refused: too many failed logins from this address");
             }
             return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address: wait"));
+        }
+        if let Some(names) = names.as_ref().filter(|names| !names.contains(&name)) {
+            workers.attempts.failed(peer.ip());
+            if let Some(repeats) = workers.refusals.occurred() {
+                let names = names.join(", ");
+                tracing::warn!(worker = %name, %peer, certificate = %names, repeats, "worker refused: its client certificate is for another name");
+            }
+            return Err(refuse(StatusCode::FORBIDDEN, "the client certificate is not for this worker's name"));
         }
         if !workers.password_matches(&name, &password) {
             workers.attempts.failed(peer.ip());

@@ -105,6 +105,8 @@ pub(crate) struct BuildPage {
     pub state: String,
     pub reason: String,
     pub owner: String,
+    /// Who stopped it (from the audit), if anyone did.
+    pub stopped_by: String,
     pub started: Time,
     pub finished: Option<Time>,
     pub took: String,
@@ -240,6 +242,11 @@ pub(super) async fn page(
         state: build.state_string.clone(),
         reason: buildset.as_ref().map(|b| b.reason.clone()).unwrap_or_default(),
         owner,
+        stopped_by: store
+            .build_actors(crate::config::Action::Stop.name(), &[build.id])
+            .await?
+            .remove(&build.id)
+            .unwrap_or_default(),
         started: Time::at(build.started_at),
         finished: build.complete_at.map(Time::at),
         took: duration(end - build.started_at),

@@ -498,3 +498,34 @@ fn published(subscription: &mut crate::events::Subscription) -> Vec<String> {
     }
     keys
 }
+
+#[tokio::test]
+async fn the_build_and_worker_pages_name_who_stopped_and_paused() {
+    let f = fixture().await;
+    let number = f.finished_build("linux", FAILURE, None).await;
+    let uri = format!("/builders/linux/builds/{number}");
+    assert!(!f.ok(&uri).await.text.contains("Stopped by"), "nobody stopped it");
+    let store = f.master.store();
+    let buildid = 1; // the fixture's first build
+    let entry = |action: &str, buildid: Option<i64>, worker: Option<&str>| crate::store::NewAuditEntry {
+        username: format!("ann {EVIL}"),
+        how: "session".into(),
+        address: "127.0.0.1".into(),
+        action: action.into(),
+        buildid,
+        worker: worker.map(str::to_string),
+        ..crate::store::NewAuditEntry::default()
+    };
+    store.add_audit(&entry("stop", Some(buildid), None)).await.expect("audit");
+    let page = f.ok(&uri).await;
+    let shown = page.texts("dd");
+    assert!(shown.iter().any(|t| t == &format!("ann {EVIL}")), "the user, as text: {shown:?}");
+    assert!(page.text.contains("<dt>Stopped by</dt>"));
+
+    store.add_audit(&entry("pause", None, Some("w1"))).await.expect("audit");
+    assert!(!f.ok("/workers/w1").await.text.contains(" by ann"), "not paused: nobody is named");
+    store.set_worker_paused("w1", true, Some("disk")).await.expect("pause");
+    let page = f.ok("/workers/w1").await;
+    let paused: Vec<String> = page.all("p").iter().map(|p| p.text().collect()).collect();
+    assert!(paused.iter().any(|p| p.contains(&format!("by ann {EVIL}"))), "{paused:?}");
+}

@@ -32,6 +32,8 @@ pub(crate) struct WorkerPage {
     pub info: Vec<(String, String)>,
     pub builders: Vec<String>,
     pub builds: Vec<BuildRow>,
+    /// Who paused it (from the audit), while it is paused.
+    pub paused_by: String,
 }
 page_view!(WorkerPage);
 
@@ -80,8 +82,13 @@ pub(super) async fn page(
     let builds = master.store().list(&query).await?.items.iter().map(|b| names.row(b)).collect();
     let patterns = [format!("workers/{workerid}/*"), "builds/*/new".into(), "builds/*/finished".into()];
     let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let paused_by = match worker.paused {
+        true => master.store().worker_actors(crate::config::Action::Pause.name(), &[&name]).await?.remove(&name),
+        false => None,
+    };
     let page = WorkerPage {
         frame: Frame::new(&master, name.clone(), "workers").live(&patterns),
+        paused_by: paused_by.unwrap_or_default(),
         worker,
         info,
         builders,
