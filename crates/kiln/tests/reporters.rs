@@ -827,3 +827,74 @@ async fn a_buildset_reporter_sends_one_mail_for_all_its_builders() {
     assert!(data.contains("Subject: =?utf-8?") || data.contains("devel, docs"), "{data}");
     sink.stop().await;
 }
+
+/// `kiln reconfig` adds, changes and removes reporters and lists them; a removed reporter's unsent notice is
+/// given up (dead, with the reason) and its target hears nothing more; the new reporter gets the next build;
+/// `/metrics` counts each reporter's notices by state.
+#[tokio::test]
+async fn reporters_take_a_reconfig_and_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broken = Recorder::start(vec![Answer::status(500); 100]).await;
+    let kept = Recorder::start(Vec::new()).await;
+    let added = Recorder::start(Vec::new()).await;
+    let reporters = format!(
+        "\n[[reporter]]\nname = \"old\"\ntype = \"slack\"\nwebhook_url = \"{}/services/old\"\ntimeout = 2\n\
+         [[reporter]]\nname = \"keep\"\ntype = \"http\"\nurl = \"{}/hook\"\n",
+        broken.url, kept.url
+    );
+    let master = master_with(&dir.path().join("never"), &reporters).await;
+    let first = build_as_alice(&master).await;
+    kept.wait_requests(1, WAIT).await;
+    broken.wait_requests(1, WAIT).await;
+
+    let path = master.master_dir().join("master.toml");
+    let text = std::fs::read_to_string(&path).expect("master.toml");
+    let old = format!(
+        "[[reporter]]\nname = \"old\"\ntype = \"slack\"\nwebhook_url = \"{}/services/old\"\ntimeout = 2\n",
+        broken.url
+    );
+    let new =
+        format!("[[reporter]]\nname = \"new\"\ntype = \"mattermost\"\nwebhook_url = \"{}/hooks/new\"\n", added.url);
+    assert!(text.contains(&old), "{text}");
+    let keep = format!("[[reporter]]\nname = \"keep\"\ntype = \"http\"\nurl = \"{}/hook\"\n", kept.url);
+    assert!(text.contains(&keep), "{text}");
+    let text = text.replace(&old, &new).replace(&keep, &format!("{keep}mode = \"all\"\n"));
+    std::fs::write(&path, text).expect("write master.toml");
+    let dir_arg = master.master_dir().to_str().expect("UTF-8").to_owned();
+    let output = support::kiln::run_kiln(&["reconfig", &dir_arg, "--timeout", "60"], Duration::from_secs(90)).await;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}", support::kiln::show(&output));
+    for line in [
+        "reporter 'old' removed",
+        "reporter 'new' added",
+        "reporter 'keep' changed",
+        "reporter 'old': 1 unsent notice(s) given up",
+    ] {
+        assert!(printed.contains(line), "kiln reconfig did not say {line:?}: {printed}");
+    }
+    let listed = master.get(&format!("notifications?subject_id={first}&reporter=old")).await;
+    let notice = &listed["notifications"][0];
+    assert_eq!(notice["state"], "dead", "{listed}");
+    assert!(notice["last_error"].as_str().unwrap_or("").contains("removed from the config"), "{listed}");
+    let heard = broken.requests().len();
+
+    let second = build_as_alice(&master).await;
+    wait_sent(&master, second, 2).await; // keep (changed) and new
+    let posts = added.wait_requests(1, WAIT).await;
+    assert!(posts[0].json()["text"].as_str().unwrap_or("").contains("devel"), "{:?}", posts[0].json());
+    assert_eq!(kept.requests().len(), 2, "the changed reporter goes on");
+    assert_eq!(broken.requests().len(), heard, "a removed reporter's target hears nothing more");
+
+    let url = format!("{}/metrics", master.url());
+    let response = master.authorized(master.http().get(&url)).send().await.expect("GET /metrics");
+    let metrics = response.text().await.expect("metrics text");
+    for line in [
+        "kiln_notifications{reporter=\"old\",state=\"dead\"} 1",
+        "kiln_notifications{reporter=\"keep\",state=\"sent\"} 2",
+        "kiln_notifications{reporter=\"new\",state=\"sent\"} 1",
+        "kiln_notifications{reporter=\"new\",state=\"pending\"} 0",
+        "kiln_notifications_retrying{reporter=\"new\"} 0",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line:?}:\n{metrics}");
+    }
+}
