@@ -351,4 +351,33 @@ mod tests {
         assert!(text.contains("kiln_queue_wait_seconds_count{builder=\"test\"} 1"), "{text}");
         stop.cancel();
     }
+
+    #[test]
+    fn notices_are_counted_by_reporter_and_state() {
+        let metrics = Metrics::new();
+        let count = |reporter: &str, state: &str, count, retrying| crate::model::NotificationCounts {
+            reporter: reporter.into(),
+            state: state.into(),
+            count,
+            retrying,
+        };
+        let counts = [count("mail", "sent", 3, 0), count("mail", "pending", 2, 1), count("gone", "dead", 4, 0)];
+        metrics.set_notifications(&["mail".to_owned(), "chat".to_owned()], &counts);
+        let text = metrics.encode().expect("encode");
+        for line in [
+            "kiln_notifications{reporter=\"mail\",state=\"sent\"} 3",
+            "kiln_notifications{reporter=\"mail\",state=\"pending\"} 2",
+            "kiln_notifications{reporter=\"mail\",state=\"dead\"} 0",
+            "kiln_notifications{reporter=\"chat\",state=\"sent\"} 0",
+            "kiln_notifications{reporter=\"gone\",state=\"dead\"} 4",
+            "kiln_notifications_retrying{reporter=\"mail\"} 1",
+            "kiln_notifications_retrying{reporter=\"chat\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        // A later scrape replaces the counts.
+        metrics.set_notifications(&["chat".to_owned()], &[]);
+        let text = metrics.encode().expect("encode");
+        assert!(!text.contains("reporter=\"mail\""), "{text}");
+    }
 }

@@ -564,3 +564,121 @@ pub fn forge_of(def: &ReporterDef) -> Option<Forge> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Build, Change, NewChange, SourceStamp};
+
+    fn config(reporters: &str) -> MasterConfig {
+        // Top-level keys (before the first table) go first.
+        let (top, reporters) = reporters.split_at(reporters.find("[[").unwrap_or(0));
+        let text = format!(
+            "{top}[[worker]]\nname = \"w\"\npassword = \"p\"\n[[builder]]\nname = \"devel\"\nworkers = [\"w\"]\n  \
+             [[builder.step]]\n  command = \"make\"\n[[builder]]\nname = \"docs\"\nworkers = [\"w\"]\n  \
+             [[builder.step]]\n  command = \"make\"\n{reporters}"
+        );
+        match MasterConfig::from_str(&text, "master.toml") {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn build(id: i64, builder: &str, results: Option<i32>, authors: &[&str]) -> BuildFacts {
+        let changes = authors
+            .iter()
+            .enumerate()
+            .map(|(i, author)| Change {
+                parent_changeids: Vec::new(),
+                id: i64::try_from(i).unwrap_or(0) + 1,
+                sourcestampid: 1,
+                reported: NewChange { author: (*author).into(), comments: "c".into(), ..NewChange::default() },
+            })
+            .collect();
+        BuildFacts {
+            build: Build { id, number: 1, builderid: id, buildrequestid: 10 + id, results, ..Build::default() },
+            builder: builder.into(),
+            buildsetid: 5,
+            sourcestamps: vec![SourceStamp {
+                branch: Some("main".into()),
+                revision: Some("abc".into()),
+                repository: "https://github.com/o/r.git".into(),
+                ..SourceStamp::default()
+            }],
+            changes,
+            ..BuildFacts::default()
+        }
+    }
+
+    fn mail(payload: &[u8]) -> MailPayload {
+        serde_json::from_slice(payload).unwrap_or_else(|e| panic!("mail payload: {e}"))
+    }
+
+    #[test]
+    fn a_buildset_makes_one_message_about_the_builds_its_modes_pass() {
+        let reporters = Reporters::new(&config(
+            "[[reporter]]\nname = \"set\"\ntype = \"mail\"\ngenerator = \"buildset\"\nfrom = \"k@e.org\"\n\
+             mode = [\"failing\"]\nlookup = \"e.org\"\n",
+        ));
+        let set = BuildsetFacts {
+            bsid: 5,
+            results: FAILURE,
+            reason: "push".into(),
+            builds: vec![build(1, "devel", Some(FAILURE), &["alice"]), build(2, "docs", Some(SUCCESS), &["bob"])],
+        };
+        let rows = reporters.decide_buildset(&set);
+        assert_eq!(rows.len(), 1, "one mail, to the failing build's author: {rows:#?}");
+        assert_eq!((rows[0].event.as_str(), rows[0].subject_id), ("buildset.finished", 5));
+        let mail = mail(&rows[0].payload);
+        assert_eq!(mail.to, vec!["alice@e.org".to_owned()]);
+        assert!(mail.text.contains("devel #1: failure") && !mail.text.contains("docs #1"), "{}", mail.text);
+        // No build the modes pass: nothing.
+        let passing = BuildsetFacts { builds: vec![build(2, "docs", Some(SUCCESS), &["bob"])], ..set };
+        assert!(reporters.decide_buildset(&passing).is_empty());
+        // Build reporters say nothing about buildsets.
+        let per_build = Reporters::new(&config("[[reporter]]\nname = \"b\"\ntype = \"mail\"\nfrom = \"k@e.org\"\n"));
+        assert!(per_build.decide_buildset(&passing).is_empty());
+    }
+
+    #[test]
+    fn a_long_blamelist_is_mailed_up_to_its_limit_and_the_rest_counted() {
+        let reporters = Reporters::new(&config(
+            "[[reporter]]\nname = \"m\"\ntype = \"mail\"\nfrom = \"k@e.org\"\nlookup = \"e.org\"\nblamelist_limit = 2\n",
+        ));
+        let facts = build(1, "devel", Some(FAILURE), &["a", "b", "c", "d"]);
+        let rows = reporters.decide_finished(&facts, None);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        let mail = mail(&rows[0].payload);
+        assert_eq!(mail.to, vec!["a@e.org".to_owned(), "b@e.org".to_owned()]);
+        assert!(mail.text.contains("Blamelist: a, b and 2 more"), "{}", mail.text);
+    }
+
+    #[test]
+    fn a_new_request_is_pending_on_the_forges_and_for_request_reporters() {
+        let reporters = Reporters::new(&config(
+            "url = \"http://ci/\"\n[[reporter]]\nname = \"gh\"\ntype = \"github\"\ntoken = \"t\"\n\
+             [[reporter]]\nname = \"r\"\ntype = \"http\"\ngenerator = \"request\"\nurl = \"http://h/x\"\n\
+             [[reporter]]\nname = \"b\"\ntype = \"http\"\nurl = \"http://h/y\"\n",
+        ));
+        let mut facts = build(0, "devel", None, &["alice"]);
+        facts.build.buildrequestid = 9;
+        let rows = reporters.decide_requested(&facts);
+        let names: Vec<&str> = rows.iter().map(|r| r.reporter.as_str()).collect();
+        assert_eq!(names, ["gh", "r"], "a build reporter says nothing at request time");
+        let status: HttpPayload = serde_json::from_slice(&rows[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.url, "https://api.github.com/repos/o/r/statuses/abc");
+        assert_eq!(status.body["state"], "pending");
+        assert_eq!(status.body["description"], "Build pending.");
+        assert_eq!(status.body["target_url"], "http://ci/#/buildrequests/9");
+        assert_eq!(rows[0].supersede_key.as_deref(), Some("status:gh:o/r@abc#kiln/devel"), "ordered with the build's");
+        let push: HttpPayload = serde_json::from_slice(&rows[1].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (push.body["event"].as_str(), push.body["request"]["buildrequestid"].as_i64()),
+            (Some("request.new"), Some(9))
+        );
+        facts.build.results = Some(CANCELLED);
+        let ended = reporters.decide_request_ended(&facts);
+        let status: HttpPayload = serde_json::from_slice(&ended[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.body["state"], "error");
+    }
+}
