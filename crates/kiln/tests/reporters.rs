@@ -717,9 +717,7 @@ async fn forge_statuses_are_pending_at_request_time_then_final() {
             let posted = statuses(&recorder);
             finals
                 .iter()
-                .all(|(forge, state)| {
-                    posted.iter().filter(|(f, _, _)| f == forge).last().is_some_and(|(_, s, _)| s == state)
-                })
+                .all(|(forge, state)| posted.iter().rfind(|(f, _, _)| f == forge).is_some_and(|(_, s, _)| s == state))
                 .then_some(posted)
         })
         .await;

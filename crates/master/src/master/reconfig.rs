@@ -7,8 +7,9 @@
 //! (the removed and changed ones stop, the new and changed ones start; one left as it was runs on untouched,
 //! timers and all; a restarted one goes on from the state it keeps in the store), force and triggerable
 //! schedulers, locks (holders keep what they hold; new takers get the new counts), change hooks, the title and
-//! the URL, reporters (their senders restart; see `reporters::senders` for the notices waiting). What needs a restart (the store, the listeners' addresses, TLS and limits) is refused, with the
-//! running config left in place.
+//! the URL, reporters (the senders of changed ones restart; see `reporters::senders` for the notices waiting).
+//! What needs a restart (the store, the listeners' addresses, TLS and limits) is refused, with the running
+//! config left in place.
 
 use std::collections::HashMap;
 use std::sync::Arc;
