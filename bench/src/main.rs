@@ -8,6 +8,7 @@ mod latency;
 mod logpage;
 mod logs;
 mod measure;
+mod notify;
 mod pages;
 mod polls;
 mod repo;
@@ -63,6 +64,8 @@ enum Workload {
     Pages,
     /// 8. The log page in headless Chromium: a 100 MB (and 1 GB) log, a log growing 20,000 lines/s.
     LogPage,
+    /// 9. Notifications: build end → mail accepted and → HTTP status received; memory with 3 reporters.
+    Notify,
 }
 
 /// What every workload needs.
@@ -116,6 +119,7 @@ async fn main() -> Result<()> {
         Workload::Workers,
         Workload::Pages,
         Workload::LogPage,
+        Workload::Notify,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -130,6 +134,7 @@ async fn main() -> Result<()> {
             Workload::Workers => workers::run(&env).await,
             Workload::Pages => pages::run(&env).await,
             Workload::LogPage => logpage::run(&env).await,
+            Workload::Notify => notify::run(&env).await,
         };
         rows.extend(new);
     }
