@@ -8,6 +8,7 @@ mod latency;
 mod logpage;
 mod logs;
 mod measure;
+mod notify;
 mod pages;
 mod polls;
 mod repo;
@@ -66,6 +67,8 @@ enum Workload {
     LogPage,
     /// 9. Builds while the janitor empties the logs of many old builds (Kiln only).
     Retention,
+    /// 10. Notifications: build end → mail accepted and → HTTP status received; memory with 3 reporters.
+    Notify,
 }
 
 /// What every workload needs.
@@ -120,6 +123,7 @@ async fn main() -> Result<()> {
         Workload::Pages,
         Workload::LogPage,
         Workload::Retention,
+        Workload::Notify,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -135,6 +139,7 @@ async fn main() -> Result<()> {
             Workload::Pages => pages::run(&env).await,
             Workload::LogPage => logpage::run(&env).await,
             Workload::Retention => retention::run(&env).await,
+            Workload::Notify => notify::run(&env).await,
         };
         rows.extend(new);
     }

@@ -637,3 +637,262 @@ async fn gitlab_asks_the_project_id_once_and_takes_cannot_transition_as_done() {
     assert_eq!(requests[2].path, "/api/v4/projects/77/statuses/abc1234567890");
     assert_eq!(requests[2].json()["state"], "success");
 }
+
+/// Each forge's status posts as they arrived: (forge, state, body).
+fn statuses(recorder: &Recorder) -> Vec<(&'static str, String, Value)> {
+    recorder
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .filter_map(|r| {
+            let forge = if r.path.starts_with("/repos/") {
+                "github"
+            } else if r.path.starts_with("/api/v1/") {
+                "gitea"
+            } else if r.path.starts_with("/api/v4/") {
+                "gitlab"
+            } else if r.path.starts_with("/2.0/") {
+                "bitbucket"
+            } else {
+                return None;
+            };
+            let body = r.json();
+            Some((forge, body["state"].as_str().unwrap_or("").to_owned(), body))
+        })
+        .collect()
+}
+
+/// A request queued with no worker connected is "pending" on every forge (GitHub, GitLab and Gitea `pending`,
+/// Bitbucket `INPROGRESS`), linked to the request; once a worker builds it, the final state follows, in order.
+#[tokio::test]
+async fn forge_statuses_are_pending_at_request_time_then_final() {
+    let recorder = Recorder::start(Vec::new()).await;
+    let forges: String = ["github", "gitlab", "gitea", "bitbucket"]
+        .iter()
+        .map(|forge| {
+            format!(
+                "\n[[reporter]]\nname = \"{forge}\"\ntype = \"{forge}\"\nbase_url = \"{}\"\ntoken = \"T\"\n",
+                recorder.url
+            )
+        })
+        .collect();
+    let changes = "[change_hooks.base]\ntoken = \"t0ken\"\n\n[[scheduler]]\nname = \"on-push\"\ntype = \"on_change\"\n\
+                   builders = [\"devel\"]\n";
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("devel", "[[builder.step]]\nname = \"make\"\ncommand = \"echo built\"\n")
+        .extra_toml(changes)
+        .extra_toml(&forges)
+        .start()
+        .await;
+    let change = serde_json::json!({
+        "author": "Alice <alice@example.org>", "comments": "a commit", "revision": "abc123",
+        "branch": "main", "repository": "https://forge.example.org/scipion/scipion.git",
+    });
+    master.send_change("t0ken", change).await;
+    let pending = master
+        .wait_for("a pending status on each forge", WAIT, async || {
+            let posted = statuses(&recorder);
+            (posted.len() >= 4).then_some(posted)
+        })
+        .await;
+    let expected = [("github", "pending"), ("gitlab", "pending"), ("gitea", "pending"), ("bitbucket", "INPROGRESS")];
+    for (forge, state) in expected {
+        let Some((_, posted, body)) = pending.iter().find(|(f, _, _)| *f == forge) else {
+            panic!("no status on {forge}: {pending:#?}")
+        };
+        assert_eq!(posted, state, "{forge}: {body}");
+        let link = body.get("target_url").or_else(|| body.get("url")).and_then(Value::as_str).unwrap_or("");
+        assert!(link.contains("#/buildrequests/"), "{forge} links the request: {body}");
+        let description = body["description"].as_str().unwrap_or("");
+        assert_eq!(description, "Build pending.", "{forge}: {body}");
+    }
+    let gitlab = pending.iter().find(|(f, _, _)| *f == "gitlab").map(|(_, _, b)| b.clone()).expect("gitlab");
+    assert_eq!((gitlab["name"].as_str(), gitlab["ref"].as_str()), (Some("kiln/devel"), Some("main")));
+
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let finals = [("github", "success"), ("gitlab", "success"), ("gitea", "success"), ("bitbucket", "SUCCESSFUL")];
+    let posted = master
+        .wait_for("the final status on each forge", WAIT, async || {
+            let posted = statuses(&recorder);
+            finals
+                .iter()
+                .all(|(forge, state)| posted.iter().rfind(|(f, _, _)| f == forge).is_some_and(|(_, s, _)| s == state))
+                .then_some(posted)
+        })
+        .await;
+    // Per forge: pending first, the final state last, nothing after it, and no state posted twice in a row
+    // out of order (running may have been replaced by the final state before it was sent).
+    for (forge, state) in finals {
+        let sequence: Vec<&str> = posted.iter().filter(|(f, _, _)| *f == forge).map(|(_, s, _)| s.as_str()).collect();
+        assert!(sequence.len() >= 2 && sequence.len() <= 3, "{forge}: {sequence:?}");
+        assert_eq!(sequence.last(), Some(&state), "{forge}: {sequence:?}");
+        assert!(sequence[..sequence.len() - 1].iter().all(|s| *s != state), "{forge}: {sequence:?}");
+        if forge == "gitlab" && sequence.len() == 3 {
+            assert_eq!(sequence[1], "running", "{sequence:?}");
+        }
+    }
+}
+
+/// A cancelled request's pending status is not left pending: the forge gets its final state.
+#[tokio::test]
+async fn a_request_cancelled_in_the_queue_ends_its_pending_status() {
+    let recorder = Recorder::start(Vec::new()).await;
+    let master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("devel", "[[builder.step]]\nname = \"make\"\ncommand = \"echo built\"\n")
+        .extra_toml(&format!(
+            "\n[change_hooks.base]\ntoken = \"t0ken\"\n\n[[scheduler]]\nname = \"on-push\"\ntype = \"on_change\"\n\
+             builders = [\"devel\"]\n\n[[reporter]]\nname = \"gh\"\ntype = \"github\"\nbase_url = \"{}\"\ntoken = \"T\"\n",
+            recorder.url
+        ))
+        .start()
+        .await;
+    let change = serde_json::json!({
+        "author": "Alice <alice@example.org>", "comments": "a commit", "revision": "abc123",
+        "branch": "main", "repository": "https://forge.example.org/scipion/scipion.git",
+    });
+    master.send_change("t0ken", change).await;
+    let requests = recorder.wait_requests(1, WAIT).await;
+    assert_eq!(requests[0].json()["state"], "pending");
+    let listed = master.get("buildrequests").await;
+    let brid = master.id(&listed["buildrequests"][0], "buildrequestid");
+    master.rpc(&format!("buildrequests/{brid}"), "cancel", serde_json::json!({})).await;
+    let requests = recorder.wait_requests(2, WAIT).await;
+    let body = requests[1].json();
+    assert_eq!(
+        (body["state"].as_str(), body["description"].as_str()),
+        (Some("error"), Some("Build request cancelled."))
+    );
+    assert_eq!(body["context"], "kiln/devel");
+}
+
+/// `generator = "buildset"`: one mail for all the builders of a buildset, naming each build's result, and one
+/// push with every build; not one per builder.
+#[tokio::test]
+async fn a_buildset_reporter_sends_one_mail_for_all_its_builders() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = SmtpSink::start(dir.path(), 0, &[]).await;
+    let push = Recorder::start(Vec::new()).await;
+    let flag = dir.path().join("broken");
+    std::fs::write(&flag, "").expect("break devel");
+    let failing = format!(
+        "[[builder.step]]\nname = \"make\"\ncommand = [\"sh\", \"-c\", {}]\n",
+        toml_str(format!("if [ -e '{}' ]; then echo broke; exit 1; fi", flag.display()))
+    );
+    let reporters = format!(
+        "\n[change_hooks.base]\ntoken = \"t0ken\"\n\n[[scheduler]]\nname = \"on-push\"\ntype = \"on_change\"\n\
+         builders = [\"devel\", \"docs\"]\n\n[[reporter]]\nname = \"sets\"\ntype = \"mail\"\ngenerator = \"buildset\"\n\
+         from = \"kiln@ci.example.org\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\nmode = [\"failing\", \"passing\"]\n\
+         [[reporter]]\nname = \"hook\"\ntype = \"http\"\ngenerator = \"buildset\"\nurl = \"{}/hook\"\nmode = \"all\"\n",
+        sink.port, push.url
+    );
+    let mut master = KilnMaster::builder()
+        .worker("w", "pw")
+        .builder("devel", &failing)
+        .builder("docs", "[[builder.step]]\nname = \"docs\"\ncommand = \"echo docs\"\n")
+        .extra_toml(&reporters)
+        .start()
+        .await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let change = serde_json::json!({
+        "author": "Alice <alice@example.org>", "comments": "a commit", "revision": "abc123",
+        "branch": "main", "repository": "https://example.invalid/r.git",
+    });
+    master.send_change("t0ken", change).await;
+    let requests = push.wait_requests(1, WAIT).await;
+    let body = requests[0].json();
+    assert_eq!(body["event"], "buildset.finished", "{body}");
+    assert_eq!(body["buildset"]["result"], "failure", "{body}");
+    let builds = body["buildset"]["builds"].as_array().cloned().unwrap_or_default();
+    let mut seen: Vec<(String, Value)> =
+        builds.iter().map(|b| (b["builder"].as_str().unwrap_or("").to_owned(), b["results"].clone())).collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen, vec![("devel".to_owned(), Value::from(FAILURE)), ("docs".to_owned(), Value::from(SUCCESS))]);
+    let bsid = body["buildset"]["bsid"].as_i64().expect("bsid");
+    master
+        .wait_for("the buildset mail sent", WAIT, async || {
+            let listed = master.try_get(&format!("notifications?subject_id={bsid}&reporter=sets")).await?;
+            let notices = listed["notifications"].as_array()?.clone();
+            (notices.len() == 1 && notices[0]["state"] == "sent").then_some(())
+        })
+        .await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "one mail for the two builders: {messages:#?}");
+    let data = messages[0]["data"].as_str().expect("data");
+    assert!(data.contains("To: Alice <alice@example.org>"), "{data}");
+    assert!(data.contains("devel #1: failure") && data.contains("docs #1: success"), "{data}");
+    assert!(data.contains("Subject: =?utf-8?") || data.contains("devel, docs"), "{data}");
+    sink.stop().await;
+}
+
+/// `kiln reconfig` adds, changes and removes reporters and lists them; a removed reporter's unsent notice is
+/// given up (dead, with the reason) and its target hears nothing more; the new reporter gets the next build;
+/// `/metrics` counts each reporter's notices by state.
+#[tokio::test]
+async fn reporters_take_a_reconfig_and_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("dir");
+    let broken = Recorder::start(vec![Answer::status(500); 100]).await;
+    let kept = Recorder::start(Vec::new()).await;
+    let added = Recorder::start(Vec::new()).await;
+    let reporters = format!(
+        "\n[[reporter]]\nname = \"old\"\ntype = \"slack\"\nwebhook_url = \"{}/services/old\"\ntimeout = 2\n\
+         [[reporter]]\nname = \"keep\"\ntype = \"http\"\nurl = \"{}/hook\"\n",
+        broken.url, kept.url
+    );
+    let master = master_with(&dir.path().join("never"), &reporters).await;
+    let first = build_as_alice(&master).await;
+    kept.wait_requests(1, WAIT).await;
+    broken.wait_requests(1, WAIT).await;
+
+    let path = master.master_dir().join("master.toml");
+    let text = std::fs::read_to_string(&path).expect("master.toml");
+    let old = format!(
+        "[[reporter]]\nname = \"old\"\ntype = \"slack\"\nwebhook_url = \"{}/services/old\"\ntimeout = 2\n",
+        broken.url
+    );
+    let new =
+        format!("[[reporter]]\nname = \"new\"\ntype = \"mattermost\"\nwebhook_url = \"{}/hooks/new\"\n", added.url);
+    assert!(text.contains(&old), "{text}");
+    let keep = format!("[[reporter]]\nname = \"keep\"\ntype = \"http\"\nurl = \"{}/hook\"\n", kept.url);
+    assert!(text.contains(&keep), "{text}");
+    let text = text.replace(&old, &new).replace(&keep, &format!("{keep}mode = \"all\"\n"));
+    std::fs::write(&path, text).expect("write master.toml");
+    let dir_arg = master.master_dir().to_str().expect("UTF-8").to_owned();
+    let output = support::kiln::run_kiln(&["reconfig", &dir_arg, "--timeout", "60"], Duration::from_secs(90)).await;
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}", support::kiln::show(&output));
+    for line in [
+        "reporter 'old' removed",
+        "reporter 'new' added",
+        "reporter 'keep' changed",
+        "reporter 'old': 1 unsent notice(s) given up",
+    ] {
+        assert!(printed.contains(line), "kiln reconfig did not say {line:?}: {printed}");
+    }
+    let listed = master.get(&format!("notifications?subject_id={first}&reporter=old")).await;
+    let notice = &listed["notifications"][0];
+    assert_eq!(notice["state"], "dead", "{listed}");
+    assert!(notice["last_error"].as_str().unwrap_or("").contains("removed from the config"), "{listed}");
+    let heard = broken.requests().len();
+
+    let second = build_as_alice(&master).await;
+    wait_sent(&master, second, 2).await; // keep (changed) and new
+    let posts = added.wait_requests(1, WAIT).await;
+    assert!(posts[0].json()["text"].as_str().unwrap_or("").contains("devel"), "{:?}", posts[0].json());
+    assert_eq!(kept.requests().len(), 2, "the changed reporter goes on");
+    assert_eq!(broken.requests().len(), heard, "a removed reporter's target hears nothing more");
+
+    let url = format!("{}/metrics", master.url());
+    let response = master.authorized(master.http().get(&url)).send().await.expect("GET /metrics");
+    let metrics = response.text().await.expect("metrics text");
+    for line in [
+        "kiln_notifications{reporter=\"old\",state=\"dead\"} 1",
+        "kiln_notifications{reporter=\"keep\",state=\"sent\"} 2",
+        "kiln_notifications{reporter=\"new\",state=\"sent\"} 1",
+        "kiln_notifications{reporter=\"new\",state=\"pending\"} 0",
+        "kiln_notifications_retrying{reporter=\"new\"} 0",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line:?}:\n{metrics}");
+    }
+}

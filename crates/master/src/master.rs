@@ -107,8 +107,11 @@ struct Inner {
     poll_now: Mutex<HashMap<String, Arc<Notify>>>,
     /// Where builds (and reporters) fetch their secrets; replaced with the config.
     secrets: RwLock<crate::secrets::Providers>,
-    /// The reporters: their decisions run in the store's build writes, their senders beside the master.
-    reporters: Arc<crate::reporters::Reporters>,
+    /// The reporters: their decisions run in the store's build writes, their senders beside the master;
+    /// replaced with the config.
+    reporters: RwLock<Arc<crate::reporters::Reporters>>,
+    /// The reporters' running senders.
+    senders: crate::reporters::senders::Senders,
     /// The web port's TLS acceptor, reloaded by a reconfig.
     web_tls: Option<crate::tls::Reloadable>,
 }
@@ -248,6 +251,7 @@ impl Master {
         let locks = config.locks.clone();
         let handshake_timeout = config.worker_listener.handshake_timeout;
         let reporters = Arc::new(crate::reporters::Reporters::new(&config));
+        let shutting_down = CancellationToken::new();
         let inner = Arc::new(Inner {
             config: RwLock::new(Arc::new(config)),
             dir: dir.to_path_buf(),
@@ -261,20 +265,22 @@ impl Master {
             builds: TaskTracker::new(),
             wake: Notify::new(),
             locks: Locks::new(locks),
-            shutting_down: CancellationToken::new(),
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             name: master_name.clone(),
             connection_limits,
             poll_now: Mutex::default(),
             secrets: RwLock::new(secrets),
-            reporters,
+            reporters: RwLock::new(reporters),
             web_tls,
+            senders: crate::reporters::senders::Senders::new(shutting_down.clone()),
+            shutting_down,
         });
         let port =
             crate::workers::WorkerPort { tls, certificate_names, limits: connection_limits.workers, handshake_timeout };
         tokio::spawn(crate::workers::serve(listener, port, workers, inner.shutting_down.clone()));
         tokio::spawn(dispatch_loop(inner.clone()));
-        inner.reporters.start(&inner.store, inner.shutting_down.clone());
+        inner.senders.apply(&inner.reporters(), &inner.store);
+        inner.abandon_removed_notices().await;
         let master = Master { inner: inner.clone() };
         // A scheduler seen for the first time takes the changes stored from now on. Each subscribes before the
         // sources start, and reads from the store what it has not classified yet: no change goes by unseen.
@@ -452,7 +458,11 @@ impl Master {
         }
         new.builder_priorities = self.inner.builders().values().map(|(id, def)| (*id, def.priority)).collect();
         let builderids = new.builderids.clone();
-        let (buildsetid, brids) = self.inner.store.add_buildset(&new).await?;
+        let reporters = self.inner.reporters();
+        let decide = |facts: &crate::model::BuildFacts| reporters.decide_requested(facts);
+        let decide: Option<crate::store::Decide<'_>> = (!reporters.is_empty()).then_some(&decide);
+        let (buildsetid, brids) = self.inner.store.add_buildset_notifying(&new, decide).await?;
+        reporters.wake();
         let requests: Vec<(i64, i64)> = builderids.into_iter().zip(brids).collect();
         for &(builderid, brid) in &requests {
             if let Err(e) = self.collapse_into(builderid, buildsetid, brid).await {
@@ -690,8 +700,8 @@ impl Master {
     /// Stops the master. Without `clean`, running builds are stopped and end RETRY (their requests run again
     /// at the next start); with `clean`, no new build starts and the running ones are waited for.
     /// The configured reporters (for sending a notice now, and the API).
-    pub fn reporters(&self) -> &Arc<crate::reporters::Reporters> {
-        &self.inner.reporters
+    pub fn reporters(&self) -> Arc<crate::reporters::Reporters> {
+        self.inner.reporters()
     }
 
     pub async fn shutdown(&self, clean: bool) {
@@ -774,6 +784,29 @@ impl Inner {
 
     fn secrets(&self) -> crate::secrets::Providers {
         self.secrets.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn reporters(&self) -> Arc<crate::reporters::Reporters> {
+        self.reporters.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Gives up the unsent notices of reporters the config does not name (see `reporters::senders`); returns
+    /// a line per such reporter.
+    async fn abandon_removed_notices(&self) -> Vec<String> {
+        let names: Vec<String> = self.reporters().defs().iter().map(|d| d.name.clone()).collect();
+        match self.store.abandon_notifications(&names, crate::reporters::senders::REMOVED).await {
+            Ok(abandoned) => abandoned
+                .into_iter()
+                .map(|(reporter, count)| {
+                    tracing::warn!(reporter, count, "unsent notices of a reporter no longer configured: given up");
+                    format!("reporter '{reporter}': {count} unsent notice(s) given up")
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "giving up the notices of removed reporters failed");
+                Vec::new()
+            }
+        }
     }
 }
 

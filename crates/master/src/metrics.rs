@@ -40,6 +40,22 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// A reporter's notices in one state of the outbox.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabels {
+    pub reporter: String,
+    pub state: String,
+}
+
+/// A reporter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReporterLabels {
+    pub reporter: String,
+}
+
+/// The outbox states a notice can be in, each shown for every reporter (0 when it has none).
+pub const NOTICE_STATES: [&str; 5] = ["pending", "sending", "sent", "dead", "superseded"];
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn durations() -> Histogram {
@@ -68,6 +84,8 @@ pub struct Metrics {
     /// Workers paused, set when scraped.
     pub workers_paused: Gauge,
     http_seconds: Histograms<HttpLabels>,
+    notifications: Family<NoticeLabels, Gauge>,
+    notifications_retrying: Family<ReporterLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -113,7 +131,21 @@ impl Metrics {
             "How long the web server took to answer, by method, route and status",
             http_seconds.clone(),
         );
+        let notifications = Family::<NoticeLabels, Gauge>::default();
+        registry.register(
+            "notifications",
+            "Reporters' notices in the outbox, by reporter and state (pending, sending, sent, dead, superseded)",
+            notifications.clone(),
+        );
+        let notifications_retrying = Family::<ReporterLabels, Gauge>::default();
+        registry.register(
+            "notifications_retrying",
+            "Reporters' pending notices that failed at least one attempt and wait for a retry, by reporter",
+            notifications_retrying.clone(),
+        );
         Metrics {
+            notifications,
+            notifications_retrying,
             registry,
             builds,
             build_seconds,
@@ -204,6 +236,26 @@ impl Metrics {
     /// Counts one answered HTTP request.
     pub fn observe_http(&self, labels: HttpLabels, seconds: f64) {
         self.http_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Sets the notice gauges from the outbox's counts: every state of every configured reporter (0 if none),
+    /// and the reporters no longer configured that still have notices.
+    pub fn set_notifications(&self, configured: &[String], counts: &[crate::model::NotificationCounts]) {
+        self.notifications.clear();
+        self.notifications_retrying.clear();
+        for reporter in configured {
+            for state in NOTICE_STATES {
+                let labels = NoticeLabels { reporter: reporter.clone(), state: state.to_owned() };
+                self.notifications.get_or_create(&labels).set(0);
+            }
+            self.notifications_retrying.get_or_create(&ReporterLabels { reporter: reporter.clone() }).set(0);
+        }
+        for count in counts {
+            let labels = NoticeLabels { reporter: count.reporter.clone(), state: count.state.clone() };
+            self.notifications.get_or_create(&labels).set(count.count);
+            let retrying = ReporterLabels { reporter: count.reporter.clone() };
+            self.notifications_retrying.get_or_create(&retrying).inc_by(count.retrying);
+        }
     }
 
     /// Brings the stored-log-bytes counter up to `total` (the store's own count since the master started).
@@ -298,5 +350,34 @@ mod tests {
         assert!(text.contains("kiln_step_duration_seconds_count{builder=\"test\"} 1"), "{text}");
         assert!(text.contains("kiln_queue_wait_seconds_count{builder=\"test\"} 1"), "{text}");
         stop.cancel();
+    }
+
+    #[test]
+    fn notices_are_counted_by_reporter_and_state() {
+        let metrics = Metrics::new();
+        let count = |reporter: &str, state: &str, count, retrying| crate::model::NotificationCounts {
+            reporter: reporter.into(),
+            state: state.into(),
+            count,
+            retrying,
+        };
+        let counts = [count("mail", "sent", 3, 0), count("mail", "pending", 2, 1), count("gone", "dead", 4, 0)];
+        metrics.set_notifications(&["mail".to_owned(), "chat".to_owned()], &counts);
+        let text = metrics.encode().expect("encode");
+        for line in [
+            "kiln_notifications{reporter=\"mail\",state=\"sent\"} 3",
+            "kiln_notifications{reporter=\"mail\",state=\"pending\"} 2",
+            "kiln_notifications{reporter=\"mail\",state=\"dead\"} 0",
+            "kiln_notifications{reporter=\"chat\",state=\"sent\"} 0",
+            "kiln_notifications{reporter=\"gone\",state=\"dead\"} 4",
+            "kiln_notifications_retrying{reporter=\"mail\"} 1",
+            "kiln_notifications_retrying{reporter=\"chat\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        // A later scrape replaces the counts.
+        metrics.set_notifications(&["chat".to_owned()], &[]);
+        let text = metrics.encode().expect("encode");
+        assert!(!text.contains("reporter=\"mail\""), "{text}");
     }
 }

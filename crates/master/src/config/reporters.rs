@@ -22,6 +22,8 @@ const DEFAULT_HTTP_TIMEOUT_SECONDS: u64 = 10;
 const DEFAULT_MISSING_TIMEOUT_SECONDS: u64 = 3600;
 /// The lines of the failing step's log a message quotes, by default.
 const DEFAULT_LOG_LINES: usize = 20;
+/// The people of a blamelist mailed and named in a message, by default; the rest are counted ("and 3 more").
+const DEFAULT_BLAMELIST_LIMIT: usize = 20;
 /// A commit status's context, by default (a minijinja template).
 pub const DEFAULT_CONTEXT: &str = "kiln/{{ buildername }}";
 
@@ -52,6 +54,10 @@ pub struct ReporterDef {
     pub timeout: Duration,
     /// With `generator = "worker_missing"`: how long a worker is away before it is reported missing.
     pub missing_timeout: Duration,
+    /// At most this many people of a blamelist are mailed and named in a message; the others are counted.
+    pub blamelist_limit: usize,
+    /// At most this many sends in any minute: the excess waits its turn (delayed, in order, never dropped).
+    pub max_per_minute: Option<u32>,
     /// Every setting that is a secret, in one place (tokens, passwords, signing keys).
     pub credentials: Credentials,
 }
@@ -366,6 +372,8 @@ struct RawReporter {
     subject: Option<Spanned<String>>,
     template_type: Option<Spanned<String>>,
     log_lines: Option<usize>,
+    blamelist_limit: Option<Spanned<usize>>,
+    max_per_minute: Option<Spanned<u32>>,
     max_age: Option<Spanned<u64>>,
     timeout: Option<Spanned<u64>>,
     missing_timeout: Option<Spanned<u64>>,
@@ -581,14 +589,6 @@ fn check_reporter(
                 problems.add(text.span(), ctx, "generator", "a forge reporter posts statuses: generator 'status'");
                 None
             }
-            Some(Generator::Buildset | Generator::Request) => {
-                let message = format!(
-                    "generator '{}' is not supported yet (known: build, start_end, worker_missing, status)",
-                    text.get_ref()
-                );
-                problems.add(text.span(), ctx, "generator", message);
-                None
-            }
             Some(g) => Some(g),
             None => {
                 let message = format!(
@@ -625,6 +625,22 @@ fn check_reporter(
         }
     };
     let template = check_templates(&raw, context, problems);
+    let blamelist_limit = match raw.blamelist_limit.take() {
+        Some(n) if *n.get_ref() == 0 => {
+            problems.add(n.span(), ctx, "blamelist_limit", "must be at least 1");
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => Some(DEFAULT_BLAMELIST_LIMIT),
+    };
+    let max_per_minute = match raw.max_per_minute.take() {
+        Some(n) if *n.get_ref() == 0 => {
+            problems.add(n.span(), ctx, "max_per_minute", "must be at least 1 (leave it out for no limit)");
+            None
+        }
+        Some(n) => Some(Some(*n.get_ref())),
+        None => Some(None),
+    };
     let max_age = seconds(raw.max_age.take(), DEFAULT_MAX_AGE_SECONDS, context, "max_age", problems);
     let timeout = seconds(raw.timeout.take(), timeout_default, context, "timeout", problems);
     if let (Some(t), Some(g)) = (raw.missing_timeout.as_ref(), generator) {
@@ -652,6 +668,8 @@ fn check_reporter(
         max_age: max_age?,
         timeout: timeout?,
         missing_timeout: missing_timeout?,
+        blamelist_limit: blamelist_limit?,
+        max_per_minute: max_per_minute?,
         credentials,
     })
 }
@@ -1133,9 +1151,25 @@ workers = ["w"]
             "apply only to type 'mail'",
         );
         problem("[[reporter]]\nname = \"g\"\ntype = \"gitea\"\ntoken = \"t\"\n", "needs base_url");
-        problem(
+        let r = one(
             "[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\ngenerator = \"buildset\"\n",
-            "not supported yet",
+        );
+        assert_eq!(r.generator, Generator::Buildset);
+        let r = one("[[reporter]]\nname = \"s\"\ntype = \"http\"\nurl = \"https://h/x\"\ngenerator = \"request\"\n");
+        assert_eq!(r.generator, Generator::Request);
+        problem(
+            "[[reporter]]\nname = \"g\"\ntype = \"github\"\ntoken = \"t\"\ngenerator = \"buildset\"\n",
+            "generator 'status'",
+        );
+        let r = one("[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\nmax_per_minute = 6\nblamelist_limit = 3\n");
+        assert_eq!((r.max_per_minute, r.blamelist_limit), (Some(6), 3));
+        assert_eq!(
+            one("[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\n").blamelist_limit,
+            20
+        );
+        problem(
+            "[[reporter]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/x\"\nmax_per_minute = 0\n",
+            "at least 1",
         );
         let r = one("[[reporter]]\nname = \"g\"\ntype = \"github\"\ntoken = \"t\"\n");
         assert_eq!(r.generator, Generator::Status);

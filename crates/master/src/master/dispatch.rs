@@ -190,7 +190,7 @@ async fn start_build(
         return Ok(());
     };
     let workerid = inner.store.find_or_add_worker(worker).await?;
-    let reporters = inner.reporters.clone();
+    let reporters = inner.reporters();
     let decide = |facts: &crate::model::BuildFacts| reporters.decide_started(facts);
     let decide: Option<crate::store::Decide<'_>> = (!reporters.is_empty()).then_some(&decide);
     let (buildid, number) = inner.store.add_build_notifying(builderid, brid, workerid, inner.masterid, decide).await?;
@@ -239,7 +239,7 @@ async fn finish_build(
     result: i32,
     state_string: &str,
 ) -> Result<(), StoreError> {
-    let reporters = inner.reporters.clone();
+    let reporters = inner.reporters();
     if reporters.is_empty() {
         inner.store.finish_build_as(buildid, result, Some(state_string)).await?;
     } else {
@@ -262,7 +262,17 @@ async fn finish_build(
 
 /// Completes request `brid` (the store tells the subscribers, and about the buildset it completes, if it does).
 pub(super) async fn complete_requests(inner: &Inner, brid: i64, result: i32) -> Result<(), StoreError> {
-    for completed in inner.store.complete_requests_reporting(&[brid], result).await?.unwrap_or_default() {
+    let reporters = inner.reporters();
+    let request = |facts: &crate::model::BuildFacts| reporters.decide_request_ended(facts);
+    let buildset = |facts: &crate::model::BuildsetFacts| reporters.decide_buildset(facts);
+    let decide = if reporters.is_empty() {
+        crate::store::CompletionDecide::default()
+    } else {
+        crate::store::CompletionDecide { request: Some(&request), buildset: Some(&buildset) }
+    };
+    let completed = inner.store.complete_requests_notifying(&[brid], result, decide).await?;
+    reporters.wake();
+    for completed in completed.unwrap_or_default() {
         tracing::info!(
             buildset = completed.bsid,
             result = result_name(completed.results).unwrap_or("?"),

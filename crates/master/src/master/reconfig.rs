@@ -7,10 +7,11 @@
 //! (the removed and changed ones stop, the new and changed ones start; one left as it was runs on untouched,
 //! timers and all; a restarted one goes on from the state it keeps in the store), force and triggerable
 //! schedulers, locks (holders keep what they hold; new takers get the new counts), change hooks, the title and
-//! the URL, users, `[auth]` and rules (a removed user's sessions and tokens are revoked, a changed password
-//! ends the user's sessions; the next request is judged by the new rules), and the web port's certificate
-//! (read again by every reconfig: new connections get the new one). What needs a restart (the store, the listeners' addresses, TLS and limits) is refused, with the
-//! running config left in place.
+//! the URL, reporters (the senders of changed ones restart; see `reporters::senders` for the notices waiting),
+//! users, `[auth]` and rules (a removed user's sessions and tokens are revoked, a changed password ends the
+//! user's sessions; the next request is judged by the new rules), and the web port's certificate (read again by
+//! every reconfig: new connections get the new one). What needs a restart (the store, the listeners' addresses,
+//! TLS and limits) is refused, with the running config left in place.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -96,6 +97,7 @@ impl Master {
                 changes.push("[web] TLS certificate reloaded".to_string());
             }
         }
+        changes.extend(self.reconfigure_reporters(&new).await);
         // Services last: the removed and changed ones end before their successors start.
         let wanted = wanted(&new);
         let stopping: Vec<_> = {
@@ -132,6 +134,19 @@ impl Master {
             tracing::info!("reconfig: {change}");
         }
         Ok(Reconfigured { changes })
+    }
+}
+
+impl Master {
+    /// Swaps in the reporters of `new` and their senders (see `reporters::senders` for the notices already in
+    /// the outbox); returns what happened to the notices of removed reporters.
+    async fn reconfigure_reporters(&self, new: &MasterConfig) -> Vec<String> {
+        let old = self.inner.reporters();
+        let reporters = Arc::new(crate::reporters::Reporters::waking(new, old.waker().clone()));
+        *self.inner.reporters.write().unwrap_or_else(|p| p.into_inner()) = reporters.clone();
+        let mut applied = self.inner.senders.apply(&reporters, &self.inner.store);
+        applied.stopped().await;
+        self.inner.abandon_removed_notices().await
     }
 }
 
@@ -178,6 +193,7 @@ fn describe(old: &MasterConfig, new: &MasterConfig) -> Vec<String> {
     diff(&mut changes, "scheduler", &old.triggerable_schedulers, &new.triggerable_schedulers, |s| &s.name);
     let (old_locks, new_locks): (Vec<_>, Vec<_>) = (old.locks.iter().collect(), new.locks.iter().collect());
     diff(&mut changes, "lock", &old_locks, &new_locks, |(name, _)| name);
+    diff(&mut changes, "reporter", &old.reporters, &new.reporters, |r| &r.name);
     if old.change_hooks != new.change_hooks {
         changes.push("change hooks changed".to_string());
     }

@@ -17,5 +17,7 @@ pub use buildset::{
     BuildRequest, Buildset, CompletedBuildset, NewBuildset, Property, SourceStamp, StateWrite, Submitted,
 };
 pub use change::{Change, NewChange, CHANGE_PROPERTY_SOURCE};
-pub use notification::{BuildFacts, NewNotification, Notification, NotificationState, PastBuild, HISTORY};
+pub use notification::{
+    BuildFacts, BuildsetFacts, NewNotification, Notification, NotificationCounts, NotificationState, PastBuild, HISTORY,
+};
 pub use results::{Results, UnknownResults};

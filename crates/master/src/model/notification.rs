@@ -40,6 +40,17 @@ impl BuildFacts {
     }
 }
 
+/// What the store reads about a completed buildset, within the transaction that completes it: its result and
+/// the facts (with history) of the last build of each of its requests, in request order. Requests that ended
+/// without a build (cancelled in the queue) have none.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BuildsetFacts {
+    pub bsid: i64,
+    pub results: i32,
+    pub reason: String,
+    pub builds: Vec<BuildFacts>,
+}
+
 /// An earlier build of the same builder, as the decision needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PastBuild {
@@ -69,6 +80,16 @@ pub struct NewNotification {
     pub supersede_key: Option<String>,
     /// What is sent, rendered when the notice is decided (a retry sends the same bytes).
     pub payload: Vec<u8>,
+}
+
+/// How many notices of a reporter are in each state, and how many of its pending ones have failed an attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    pub reporter: String,
+    pub state: String,
+    pub count: i64,
+    /// Pending after at least one failed attempt (waiting for a retry).
+    pub retrying: i64,
 }
 
 /// Where a notice is in its life.

@@ -37,6 +37,11 @@ pub fn blamelist(rule: PreviousRule, facts: &BuildFacts) -> Vec<String> {
     people
 }
 
+/// The first `limit` people of a blamelist: those mailed and named; the rest are counted ("and 3 more").
+pub fn shown(people: &[String], limit: usize) -> &[String] {
+    &people[..people.len().min(limit)]
+}
+
 /// A person's mail address: as written if valid (`Name <a@b>` too), `name@lookup` for a bare name; `None`
 /// (dropped) when it is not a valid address. `a@b@c` is cut to `a@b`, as Buildbot does.
 pub fn address(person: &str, lookup: Option<&str>) -> Option<String> {

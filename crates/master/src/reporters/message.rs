@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::mode::Outcome;
 use crate::config::Mode;
-use crate::model::BuildFacts;
+use crate::model::{BuildFacts, BuildsetFacts};
 use crate::results::{self, EXCEPTION, FAILURE, SUCCESS, WARNINGS};
 
 /// Buildbot's `result_names`, by result code.
@@ -42,6 +42,69 @@ pub struct Rendered {
 /// The build's page in the web UI.
 pub fn build_url(site: &Site, facts: &BuildFacts) -> String {
     format!("{}#/builders/{}/builds/{}", site.url, facts.build.builderid, facts.build.number)
+}
+
+/// A build request's page in the web UI (Buildbot's route).
+pub fn request_url(site: &Site, brid: i64) -> String {
+    format!("{}#/buildrequests/{brid}", site.url)
+}
+
+/// A buildset's page in the web UI (Buildbot's route).
+pub fn buildset_url(site: &Site, bsid: i64) -> String {
+    format!("{}#/buildsets/{bsid}", site.url)
+}
+
+/// Sets the context's `blamelist_all` (everyone) and `blamelist_more` (how many are not in `blamelist`, which
+/// names at most `limit`).
+pub fn count_blamelist(context: &mut Value, everyone: &[String], limit: usize) {
+    context["blamelist_all"] = json!(everyone);
+    context["blamelist_more"] = json!(everyone.len().saturating_sub(limit));
+}
+
+/// Buildbot's template context for a completed buildset (`results`, `buildset`, `builds`, `is_buildset`,
+/// `blamelist`, `status_detected`, `sourcestamps`, `projects`, …); each of `builds` is a build's context.
+pub fn buildset_context(
+    site: &Site,
+    facts: &BuildsetFacts,
+    modes: &BTreeSet<Mode>,
+    builds: Vec<Value>,
+    blamelist: &[String],
+    limit: usize,
+) -> Value {
+    let url = buildset_url(site, facts.bsid);
+    let first = builds.first().cloned().unwrap_or(Value::Null);
+    let results_name = results::name(facts.results).unwrap_or("unknown");
+    let status_detected = match facts.results {
+        SUCCESS => "passing buildset".to_owned(),
+        WARNINGS => "problem in the buildset".to_owned(),
+        FAILURE => "failed buildset".to_owned(),
+        _ => format!("{results_name} buildset"),
+    };
+    let builders: Vec<Value> = builds.iter().map(|b| b["buildername"].clone()).collect();
+    let mut context = json!({
+        "results": facts.results,
+        "result_name": results_name,
+        "result_names": RESULT_NAMES,
+        "mode": modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "buildset": {"bsid": facts.bsid, "reason": facts.reason, "results": facts.results, "url": url},
+        "buildset_url": url,
+        "builds": builds,
+        "builders": builders,
+        "is_buildset": true,
+        "projects": first["projects"],
+        "status_detected": status_detected,
+        "buildbot_title": site.title,
+        "buildbot_url": site.url,
+        "kiln_title": site.title,
+        "kiln_url": site.url,
+        "blamelist": &blamelist[..blamelist.len().min(limit)],
+        "sourcestamps": first["sourcestamps"],
+        "changes": first["changes"],
+        "branch": first["branch"],
+        "reason": facts.reason,
+    });
+    count_blamelist(&mut context, blamelist, limit);
+    context
 }
 
 /// Buildbot's template context for a build (`results`, `buildername`, `build`, `blamelist`, `status_detected`,
@@ -153,7 +216,7 @@ Build state: {{ build.state_string }}
 {% endif %}{% if branch %}Branch: {{ branch }}
 {% endif %}Worker: {{ workername or '' }}
 Build reason: {{ reason }}
-Blamelist: {{ blamelist | join(', ') }}
+Blamelist: {{ blamelist | join(', ') }}{% if blamelist_more %} and {{ blamelist_more }} more{% endif %}
 {% if changes %}
 Changes:
 {% for c in changes %}  {{ c.short_revision or '' }} {{ c.author }}: {{ c.title }}
@@ -178,7 +241,7 @@ pub const DEFAULT_HTML: &str = "\
 {% if branch %}<li>Branch: {{ branch }}</li>{% endif %}
 <li>Worker: {{ workername or '' }}</li>
 <li>Build reason: {{ reason }}</li>
-<li>Blamelist: {{ blamelist | join(', ') }}</li>
+<li>Blamelist: {{ blamelist | join(', ') }}{% if blamelist_more %} and {{ blamelist_more }} more{% endif %}</li>
 </ul>
 {% if changes %}<p>Changes:</p>
 <ul>{% for c in changes %}<li><code>{{ c.short_revision or '' }}</code> {{ c.author }}: {{ c.title }}</li>{% endfor %}</ul>
@@ -188,6 +251,66 @@ pub const DEFAULT_HTML: &str = "\
 <pre>{% for line in log_tail.lines %}{{ line }}
 {% endfor %}</pre>{% endif %}
 <p>{{ kiln_title }} at <a href=\"{{ kiln_url }}\">{{ kiln_url }}</a></p>
+";
+
+/// The default subject of a pending request.
+pub const DEFAULT_REQUEST_SUBJECT: &str = "{% if results is none %}⏳ {{ kiln_title }}: {{ buildername }} - pending\
+    {% else %}☝ {{ kiln_title }}: {{ buildername }} - request {{ build.state_string }}{% endif %}\
+    {% if branch %} ({{ branch }}){% endif %}";
+
+/// The default plain body of a pending request.
+pub const DEFAULT_REQUEST_TEXT: &str = "\
+{% if results is none %}A build is pending on builder {{ buildername }}{% else %}A build request of builder \
+{{ buildername }} ended {{ build.state_string }} before it was built{% endif %}\
+{% if projects %} for {{ projects }}{% endif %}.
+    {{ build_url }}
+
+{% if branch %}Branch: {{ branch }}
+{% endif %}Reason: {{ reason }}
+Blamelist: {{ blamelist | join(', ') }}{% if blamelist_more %} and {{ blamelist_more }} more{% endif %}
+{% if changes %}
+Changes:
+{% for c in changes %}  {{ c.short_revision or '' }} {{ c.author }}: {{ c.title }}
+{% endfor %}{% endif %}
+-- 
+{{ kiln_title }} at {{ kiln_url }}
+";
+
+/// The default subject of a buildset: its result, its builders.
+pub const DEFAULT_BUILDSET_SUBJECT: &str = "{% if results == 2 %}☠{% elif results == 0 %}☺{% else %}☝{% endif %} \
+    {{ kiln_title }}: {{ builders | join(', ') }} - {{ result_name }}{% if branch %} ({{ branch }}){% endif %}";
+
+/// The default plain body of a buildset: one line per build, then what changed and who.
+pub const DEFAULT_BUILDSET_TEXT: &str = "\
+A {{ status_detected }} has been detected{% if projects %} while building {{ projects }}{% endif %}: \
+{{ builds | length }} build(s) of buildset {{ buildset.bsid }} ({{ reason }}).
+
+{% for b in builds %}  {{ b.buildername }} #{{ b.build.number }}: {{ b.result_names[b.results] if b.results is not none else 'running' }} - {{ b.build.state_string }}
+      {{ b.build_url }}
+{% endfor %}
+{% if branch %}Branch: {{ branch }}
+{% endif %}Blamelist: {{ blamelist | join(', ') }}{% if blamelist_more %} and {{ blamelist_more }} more{% endif %}
+{% if changes %}
+Changes:
+{% for c in changes %}  {{ c.short_revision or '' }} {{ c.author }}: {{ c.title }}
+{% endfor %}{% endif %}
+-- 
+{{ kiln_title }} at {{ kiln_url }}
+";
+
+/// The default HTML body of a buildset (autoescaped).
+pub const DEFAULT_BUILDSET_HTML: &str = "\
+<p>A {{ status_detected }} has been detected{% if projects %} while building {{ projects }}{% endif %}: \
+{{ builds | length }} build(s) of buildset {{ buildset.bsid }} ({{ reason }}).</p>
+<ul>{% for b in builds %}<li><a href=\"{{ b.build_url }}\">{{ b.buildername }} #{{ b.build.number }}</a>: \
+{{ b.result_names[b.results] if b.results is not none else 'running' }} - {{ b.build.state_string }}</li>{% endfor %}</ul>
+<ul>
+{% if branch %}<li>Branch: {{ branch }}</li>{% endif %}
+<li>Blamelist: {{ blamelist | join(', ') }}{% if blamelist_more %} and {{ blamelist_more }} more{% endif %}</li>
+</ul>
+{% if changes %}<p>Changes:</p>
+<ul>{% for c in changes %}<li><code>{{ c.short_revision or '' }}</code> {{ c.author }}: {{ c.title }}</li>{% endfor %}</ul>
+{% endif %}<p>{{ kiln_title }} at <a href=\"{{ kiln_url }}\">{{ kiln_url }}</a></p>
 ";
 
 /// Renders `template` (`html`: autoescaped) with `context`; an error says which template failed and why.
@@ -208,13 +331,44 @@ pub fn render_build(
     context: &Value,
     want_html: bool,
 ) -> Result<Rendered, String> {
-    let subject_template = template.and_then(|t| t.subject.as_deref()).unwrap_or(DEFAULT_SUBJECT);
+    render_with(template, context, want_html, (DEFAULT_SUBJECT, DEFAULT_TEXT, Some(DEFAULT_HTML)))
+}
+
+/// The subject and bodies of a request notice (pending, or ended without a build).
+pub fn render_request(
+    template: Option<&crate::config::TemplateDef>,
+    context: &Value,
+    want_html: bool,
+) -> Result<Rendered, String> {
+    render_with(template, context, want_html, (DEFAULT_REQUEST_SUBJECT, DEFAULT_REQUEST_TEXT, None))
+}
+
+/// The subject and bodies of a buildset notice.
+pub fn render_buildset(
+    template: Option<&crate::config::TemplateDef>,
+    context: &Value,
+    want_html: bool,
+) -> Result<Rendered, String> {
+    let defaults = (DEFAULT_BUILDSET_SUBJECT, DEFAULT_BUILDSET_TEXT, Some(DEFAULT_BUILDSET_HTML));
+    render_with(template, context, want_html, defaults)
+}
+
+/// Renders the user's templates where given, else `defaults` (subject, text, HTML if any).
+fn render_with(
+    template: Option<&crate::config::TemplateDef>,
+    context: &Value,
+    want_html: bool,
+    defaults: (&str, &str, Option<&str>),
+) -> Result<Rendered, String> {
+    let (default_subject, default_text, default_html) = defaults;
+    let subject_template = template.and_then(|t| t.subject.as_deref()).unwrap_or(default_subject);
     let subject = render(subject_template, false, context)?.replace(['\r', '\n'], " ");
     let (text, html) = match template.and_then(|t| t.body.as_deref().map(|b| (b, t.html))) {
-        Some((body, true)) => (render(DEFAULT_TEXT, false, context)?, Some(render(body, true, context)?)),
+        Some((body, true)) => (render(default_text, false, context)?, Some(render(body, true, context)?)),
         Some((body, false)) => (render(body, false, context)?, None),
         None => {
-            (render(DEFAULT_TEXT, false, context)?, want_html.then(|| render(DEFAULT_HTML, true, context)).transpose()?)
+            let html = default_html.filter(|_| want_html).map(|h| render(h, true, context)).transpose()?;
+            (render(default_text, false, context)?, html)
         }
     };
     Ok(Rendered { subject: subject.trim().to_owned(), text, html })

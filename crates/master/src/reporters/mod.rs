@@ -13,6 +13,7 @@ pub mod missing;
 pub mod mode;
 pub mod outbox;
 pub mod previous;
+pub mod senders;
 pub mod targets;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::config::{ChatService, Forge, Generator, MasterConfig, ReporterDef, ReporterFilter, Target};
-use crate::model::{BuildFacts, NewNotification};
+use crate::model::{BuildFacts, BuildsetFacts, NewNotification};
 use crate::results::{CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS};
 use crate::store::{Store, StoreError};
 use message::{LogTail, Site};
@@ -68,12 +69,32 @@ pub struct MailPayload {
 impl Reporters {
     /// The reporters of `config`.
     pub fn new(config: &MasterConfig) -> Reporters {
+        Reporters::waking(config, Arc::new(Notify::new()))
+    }
+
+    /// The reporters of `config`, waking senders through `wake` (a reconfig keeps the running senders' one).
+    pub fn waking(config: &MasterConfig, wake: Arc<Notify>) -> Reporters {
         Reporters {
             defs: config.reporters.iter().cloned().map(Arc::new).collect(),
             site: Site { title: config.title.clone(), url: config.url.clone() },
-            wake: Arc::new(Notify::new()),
+            wake,
             notify_on_missing: config.workers.iter().map(|w| (w.name.clone(), w.notify_on_missing.clone())).collect(),
         }
+    }
+
+    /// What wakes the senders.
+    pub fn waker(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Each worker's `notify_on_missing`.
+    pub fn notify_on_missing(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
+        &self.notify_on_missing
+    }
+
+    /// Where the master is and what it is called.
+    pub fn site(&self) -> &Site {
+        &self.site
     }
 
     /// Whether any reporter is configured.
@@ -96,25 +117,10 @@ impl Reporters {
         self.wake.notify_waiters();
     }
 
-    /// Runs a sender per reporter until `stop` is cancelled.
+    /// Runs a sender per reporter until `stop` is cancelled (a master keeps a [`senders::Senders`] instead, so
+    /// that a reconfig can change them).
     pub fn start(&self, store: &Store, stop: tokio_util::sync::CancellationToken) {
-        for def in &self.defs {
-            let sender = match targets::Sender::new(def, store.clone()) {
-                Ok(sender) => sender,
-                Err(e) => {
-                    tracing::error!(reporter = %def.name, error = %e, "the reporter cannot send; its notices wait");
-                    continue;
-                }
-            };
-            let outbox = outbox::Outbox::new(def.clone(), store.clone(), sender, self.wake.clone());
-            tokio::spawn(outbox.run(stop.clone()));
-        }
-        let missing: Vec<Arc<ReporterDef>> =
-            self.defs.iter().filter(|d| d.generator == Generator::WorkerMissing).cloned().collect();
-        if !missing.is_empty() {
-            let (notify, site, wake) = (self.notify_on_missing.clone(), self.site.clone(), self.wake.clone());
-            tokio::spawn(missing::run(missing, notify, site, store.clone(), wake, stop));
-        }
+        senders::Senders::new(stop).apply(self, store);
     }
 
     /// The last lines of the first failing step's log of build `buildid`, for the messages (read before the
@@ -173,6 +179,104 @@ impl Reporters {
         notices
     }
 
+    /// The notices a new build request makes: pending commit statuses and `request` generators (called by the
+    /// store inside the transaction that adds the request).
+    pub fn decide_requested(&self, facts: &BuildFacts) -> Vec<NewNotification> {
+        self.decide_request(facts, "request.new")
+    }
+
+    /// The notices a request that ended without a build makes (cancelled in the queue): the final commit
+    /// status, so it is not left pending.
+    pub fn decide_request_ended(&self, facts: &BuildFacts) -> Vec<NewNotification> {
+        self.decide_request(facts, "request.cancelled")
+    }
+
+    fn decide_request(&self, facts: &BuildFacts, event: &str) -> Vec<NewNotification> {
+        let mut notices = Vec::new();
+        for def in &self.defs {
+            if passes(&def.filter, facts) && matches!(def.generator, Generator::Request | Generator::Status) {
+                let results = facts.build.results.unwrap_or(-1);
+                let outcome = Outcome { results, previous: None, streak: 0 };
+                notices.extend(self.notices(def, event, facts, outcome, None));
+            }
+        }
+        notices
+    }
+
+    /// The notices a completed buildset makes: one message per `buildset` reporter, about the builds of the set
+    /// that pass its filters and modes (none if no build does).
+    pub fn decide_buildset(&self, facts: &BuildsetFacts) -> Vec<NewNotification> {
+        let mut notices = Vec::new();
+        for def in self.defs.iter().filter(|d| d.generator == Generator::Buildset) {
+            let builds: Vec<(&BuildFacts, Outcome)> = facts
+                .builds
+                .iter()
+                .filter(|b| passes(&def.filter, b))
+                .map(|b| (b, outcome(def, b)))
+                .filter(|(_, o)| mode::any_fires(&def.modes, *o, def.repeat_every))
+                .collect();
+            if builds.is_empty() {
+                continue;
+            }
+            notices.extend(self.buildset_notices(def, facts, &builds));
+        }
+        notices
+    }
+
+    fn buildset_notices(
+        &self,
+        def: &ReporterDef,
+        facts: &BuildsetFacts,
+        builds: &[(&BuildFacts, Outcome)],
+    ) -> Vec<NewNotification> {
+        let mut blamelist: Vec<String> = Vec::new();
+        let mut contexts = Vec::new();
+        for (build, outcome) in builds {
+            let people = blamelist::blamelist(def.previous, build);
+            for person in &people {
+                if !blamelist.contains(person) {
+                    blamelist.push(person.clone());
+                }
+            }
+            let shown = blamelist::shown(&people, def.blamelist_limit);
+            contexts.push(message::build_context(&self.site, build, &def.modes, *outcome, shown, None));
+        }
+        let context =
+            message::buildset_context(&self.site, facts, &def.modes, contexts, &blamelist, def.blamelist_limit);
+        let want_html = matches!(def.target, Target::Mail(_) | Target::Matrix { .. });
+        let rendered = match message::render_buildset(def.template.as_ref(), &context, want_html) {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                tracing::error!(reporter = %def.name, error = %e, "the reporter's template failed: default texts used");
+                match message::render_buildset(None, &context, want_html) {
+                    Ok(rendered) => rendered,
+                    Err(_) => return Vec::new(),
+                }
+            }
+        };
+        let url = message::buildset_url(&self.site, facts.bsid);
+        let push = json!({
+            "bsid": facts.bsid, "results": facts.results, "result": crate::results::name(facts.results),
+            "reason": facts.reason, "url": url, "blamelist": blamelist,
+            "builds": context["builds"].as_array().map(|builds| builds.iter().map(|b| json!({
+                "buildid": b["build"]["buildid"], "number": b["build"]["number"], "builder": b["buildername"],
+                "results": b["results"], "state_string": b["build"]["state_string"], "url": b["build_url"],
+            })).collect::<Vec<_>>()),
+        });
+        let composed = Composed {
+            event: "buildset.finished",
+            subject_id: facts.bsid,
+            rendered: &rendered,
+            context: &context,
+            blamelist: &blamelist,
+            url: &url,
+            results: Some(facts.results),
+            in_reply_to: None,
+            push: ("buildset", push),
+        };
+        self.fan_out(def, &composed)
+    }
+
     /// The rows of one reporter's notice about `facts` (one per mail recipient or commit; one otherwise).
     pub fn notices(
         &self,
@@ -183,44 +287,145 @@ impl Reporters {
         tail: Option<&LogTail>,
     ) -> Vec<NewNotification> {
         let blamelist = blamelist::blamelist(def.previous, facts);
-        let context = message::build_context(&self.site, facts, &def.modes, outcome, &blamelist, tail);
+        let shown = blamelist::shown(&blamelist, def.blamelist_limit);
+        let request = event.starts_with("request.");
+        let mut context = message::build_context(&self.site, facts, &def.modes, outcome, shown, tail);
+        message::count_blamelist(&mut context, &blamelist, def.blamelist_limit);
         let want_html = matches!(def.target, Target::Mail(_) | Target::Matrix { .. });
-        let rendered = match message::render_build(def.template.as_ref(), &context, want_html) {
+        let render = |template| {
+            if request {
+                message::render_request(template, &context, want_html)
+            } else {
+                message::render_build(template, &context, want_html)
+            }
+        };
+        let rendered = match render(def.template.as_ref()) {
             Ok(rendered) => rendered,
             Err(e) => {
                 tracing::error!(reporter = %def.name, error = %e, "the reporter's template failed: default texts used");
-                match message::render_build(None, &context, want_html) {
+                match render(None) {
                     Ok(rendered) => rendered,
                     Err(_) => return Vec::new(),
                 }
             }
         };
-        let buildid = facts.build.id;
-        let key = |target: &str| format!("{}|{event}|{buildid}|{target}", def.name);
+        let subject_id = if request { facts.build.buildrequestid } else { facts.build.id };
+        let key = |target: &str| format!("{}|{event}|{subject_id}|{target}", def.name);
+        let results = facts.build.results;
+        let url = if request {
+            message::request_url(&self.site, facts.build.buildrequestid)
+        } else {
+            message::build_url(&self.site, facts)
+        };
+        let Target::Forge(forge) = &def.target else {
+            let in_reply_to = match &def.target {
+                Target::Mail(mail)
+                    if event == "build.finished" && (results == Some(SUCCESS) || outcome.streak >= 2) =>
+                {
+                    previous::first_failure(def.previous, facts)
+                        .map(|first| message_id_of(&def.name, first.id, &mail_domain(&mail.from)))
+                }
+                _ => None,
+            };
+            let buildid = facts.build.id;
+            let push = json!({
+                "buildid": buildid, "number": facts.build.number, "builder": facts.builder,
+                "builderid": facts.build.builderid, "buildrequestid": facts.build.buildrequestid,
+                "results": results, "result": results.and_then(crate::results::name),
+                "state_string": facts.build.state_string, "url": url, "branch": facts.branch(),
+                "started_at": facts.build.started_at, "complete_at": facts.build.complete_at,
+                "worker": facts.worker, "reason": facts.reason,
+                "sourcestamps": context["sourcestamps"], "changes": context["changes"],
+                "blamelist": blamelist, "status_detected": context["status_detected"],
+                "previous_results": context["previous_results"],
+            });
+            let composed = Composed {
+                event,
+                subject_id,
+                rendered: &rendered,
+                context: &context,
+                blamelist: &blamelist,
+                url: &url,
+                results,
+                in_reply_to,
+                push: (if request { "request" } else { "build" }, push),
+            };
+            return self.fan_out(def, &composed);
+        };
         let row = |target: String, supersede_key: Option<String>, payload: Vec<u8>| NewNotification {
             reporter: def.name.clone(),
             event: event.to_owned(),
-            subject_id: buildid,
+            subject_id,
             dedupe_key: key(&target),
             target,
             supersede_key,
             payload,
         };
+        let status_context =
+            message::render(&forge.context, false, &context).unwrap_or_else(|_| format!("kiln/{}", facts.builder));
+        let mut rows = Vec::new();
+        for ss in &facts.sourcestamps {
+            let (sha, branch) = targets::forge::status_commit(ss, &facts.changes);
+            let Some(sha) = sha.as_deref() else { continue };
+            let Some(repo) = targets::forge::repo_path(&ss.project, &ss.repository) else { continue };
+            let description = match event {
+                "request.new" => "Build pending.".to_owned(),
+                "request.cancelled" => "Build request cancelled.".to_owned(),
+                "build.started" => "Build started.".to_owned(),
+                _ => message::truncate(&facts.build.state_string, 140),
+            };
+            let (method, request_url, body, project) = targets::forge::status(
+                forge,
+                &repo,
+                sha,
+                branch.as_deref(),
+                event,
+                results,
+                &status_context,
+                &description,
+                &url,
+            );
+            let target = format!("{repo}@{sha}#{status_context}");
+            let supersede = format!("status:{}:{target}", def.name);
+            let payload = HttpPayload { method: method.into(), url: request_url, body, project };
+            rows.push(row(target, Some(supersede), serde_json::to_vec(&payload).unwrap_or_default()));
+        }
+        rows
+    }
+
+    /// The rows of a composed notice for a target that is not a forge: one per mail recipient, else one.
+    fn fan_out(&self, def: &ReporterDef, notice: &Composed<'_>) -> Vec<NewNotification> {
+        let Composed { event, subject_id, rendered, context, blamelist, url, results, .. } = *notice;
+        let key = |target: &str| format!("{}|{event}|{subject_id}|{target}", def.name);
+        let row = |target: String, payload: Vec<u8>| NewNotification {
+            reporter: def.name.clone(),
+            event: event.to_owned(),
+            subject_id,
+            dedupe_key: key(&target),
+            target,
+            supersede_key: None,
+            payload,
+        };
         let http = |method: &str, url: String, body: Value| {
             serde_json::to_vec(&HttpPayload { method: method.into(), url, body, project: None }).unwrap_or_default()
         };
-        let results = facts.build.results;
-        let url = message::build_url(&self.site, facts);
         match &def.target {
             Target::Mail(mail) => {
                 let mut to = Vec::new();
                 if mail.send_to_interested_users {
-                    for person in &blamelist {
+                    for person in blamelist {
+                        if to.len() >= def.blamelist_limit {
+                            break;
+                        }
                         match blamelist::address(person, mail.lookup.as_deref()) {
                             Some(address) if !to.contains(&address) => to.push(address),
                             Some(_) => {}
                             None => tracing::warn!(reporter = %def.name, person, "no valid mail address: dropped"),
                         }
+                    }
+                    if blamelist.len() > def.blamelist_limit {
+                        let left = blamelist.len() - def.blamelist_limit;
+                        tracing::info!(reporter = %def.name, left, "blamelist_limit reached: the others are named in the message only");
                     }
                 }
                 let (to, cc) = if to.is_empty() {
@@ -229,12 +434,7 @@ impl Reporters {
                     let cc = mail.extra_recipients.iter().filter(|a| !to.contains(a)).cloned().collect();
                     (to, cc)
                 };
-                let domain = mail.from.rsplit('@').next().unwrap_or("kiln").trim_end_matches('>').to_owned();
-                let message_id = message_id(&def.name, event, buildid, &domain);
-                let in_reply_to = (results == Some(SUCCESS) || outcome.streak >= 2)
-                    .then(|| previous::first_failure(def.previous, facts))
-                    .flatten()
-                    .map(|first| message_id_of(&def.name, first.id, &domain));
+                let message_id = message_id(&def.name, event, subject_id, &mail_domain(&mail.from));
                 to.iter()
                     .chain(cc.iter())
                     .map(|rcpt| {
@@ -247,17 +447,17 @@ impl Reporters {
                             text: rendered.text.clone(),
                             html: rendered.html.clone(),
                             message_id: message_id.clone(),
-                            in_reply_to: in_reply_to.clone(),
+                            in_reply_to: notice.in_reply_to.clone(),
                         };
-                        row(rcpt.clone(), None, serde_json::to_vec(&payload).unwrap_or_default())
+                        row(rcpt.clone(), serde_json::to_vec(&payload).unwrap_or_default())
                     })
                     .collect()
             }
             Target::Chat { service, webhook_url } => {
                 let body = match service {
-                    ChatService::Slack => targets::chat::slack(&rendered, &context, &url, results),
-                    ChatService::Mattermost => targets::chat::mattermost(&rendered, &url, results),
-                    ChatService::Discord => targets::chat::discord(&rendered, &context, &url, results),
+                    ChatService::Slack => targets::chat::slack(rendered, context, url, results),
+                    ChatService::Mattermost => targets::chat::mattermost(rendered, url, results),
+                    ChatService::Discord => targets::chat::discord(rendered, context, url, results),
                 };
                 let webhook = match service {
                     ChatService::Discord if !webhook_url.contains("wait=") => {
@@ -266,66 +466,45 @@ impl Reporters {
                     }
                     _ => webhook_url.clone(),
                 };
-                vec![row("webhook".into(), None, http("POST", webhook, body))]
+                vec![row("webhook".into(), http("POST", webhook, body))]
             }
             Target::Matrix { homeserver, room } => {
                 let txn = short_hash(&key(room));
                 let room_path = url::form_urlencoded::byte_serialize(room.as_bytes()).collect::<String>();
                 let url = format!("{homeserver}/_matrix/client/v3/rooms/{room_path}/send/m.room.message/{txn}");
-                let body = targets::chat::matrix(&rendered);
-                vec![row(room.clone(), None, http("PUT", url, body))]
+                let body = targets::chat::matrix(rendered);
+                vec![row(room.clone(), http("PUT", url, body))]
             }
             Target::Http { url: endpoint } => {
-                let body = json!({
-                    "version": 1,
-                    "event": event,
-                    "delivery_id": key("http"),
-                    "build": {
-                        "buildid": buildid, "number": facts.build.number, "builder": facts.builder,
-                        "builderid": facts.build.builderid, "results": results,
-                        "result": results.and_then(crate::results::name),
-                        "state_string": facts.build.state_string, "url": url, "branch": facts.branch(),
-                        "started_at": facts.build.started_at, "complete_at": facts.build.complete_at,
-                        "worker": facts.worker, "reason": facts.reason,
-                        "sourcestamps": context["sourcestamps"], "changes": context["changes"],
-                        "blamelist": blamelist, "status_detected": context["status_detected"],
-                        "previous_results": context["previous_results"],
-                    },
-                });
-                vec![row("http".into(), None, http("POST", endpoint.clone(), body))]
+                let (name, subject) = &notice.push;
+                let mut body = json!({"version": 1, "event": event, "delivery_id": key("http")});
+                body[*name] = subject.clone();
+                vec![row("http".into(), http("POST", endpoint.clone(), body))]
             }
-            Target::Forge(forge) => {
-                let status_context = message::render(&forge.context, false, &context)
-                    .unwrap_or_else(|_| format!("kiln/{}", facts.builder));
-                let mut rows = Vec::new();
-                for ss in &facts.sourcestamps {
-                    let (sha, branch) = targets::forge::status_commit(ss, &facts.changes);
-                    let Some(sha) = sha.as_deref() else { continue };
-                    let Some(repo) = targets::forge::repo_path(&ss.project, &ss.repository) else { continue };
-                    let description = match event {
-                        "build.started" => "Build started.".to_owned(),
-                        _ => message::truncate(&facts.build.state_string, 140),
-                    };
-                    let (method, request_url, body, project) = targets::forge::status(
-                        forge,
-                        &repo,
-                        sha,
-                        branch.as_deref(),
-                        event,
-                        results,
-                        &status_context,
-                        &description,
-                        &url,
-                    );
-                    let target = format!("{repo}@{sha}#{status_context}");
-                    let supersede = format!("status:{}:{target}", def.name);
-                    let payload = HttpPayload { method: method.into(), url: request_url, body, project };
-                    rows.push(row(target, Some(supersede), serde_json::to_vec(&payload).unwrap_or_default()));
-                }
-                rows
-            }
+            // Forges post statuses about builds and requests only (`notices`).
+            Target::Forge(_) => Vec::new(),
         }
     }
+}
+
+/// A notice rendered and ready to be fanned out to a target's rows.
+struct Composed<'a> {
+    event: &'a str,
+    subject_id: i64,
+    rendered: &'a message::Rendered,
+    context: &'a Value,
+    /// Everyone to blame (the mail goes to at most `blamelist_limit` of them).
+    blamelist: &'a [String],
+    url: &'a str,
+    results: Option<i32>,
+    in_reply_to: Option<String>,
+    /// The `http` push's subject: its key (`build`, `request`, `buildset`) and value.
+    push: (&'static str, Value),
+}
+
+/// The domain of a `From:` address, for Message-IDs.
+fn mail_domain(from: &str) -> String {
+    from.rsplit('@').next().unwrap_or("kiln").trim_end_matches('>').to_owned()
 }
 
 /// A build's modes outcome under a reporter's previous-build rule.
@@ -384,5 +563,123 @@ pub fn forge_of(def: &ReporterDef) -> Option<Forge> {
     match &def.target {
         Target::Forge(forge) => Some(forge.forge),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Build, Change, NewChange, SourceStamp};
+
+    fn config(reporters: &str) -> MasterConfig {
+        // Top-level keys (before the first table) go first.
+        let (top, reporters) = reporters.split_at(reporters.find("[[").unwrap_or(0));
+        let text = format!(
+            "{top}[[worker]]\nname = \"w\"\npassword = \"p\"\n[[builder]]\nname = \"devel\"\nworkers = [\"w\"]\n  \
+             [[builder.step]]\n  command = \"make\"\n[[builder]]\nname = \"docs\"\nworkers = [\"w\"]\n  \
+             [[builder.step]]\n  command = \"make\"\n{reporters}"
+        );
+        match MasterConfig::from_str(&text, "master.toml") {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn build(id: i64, builder: &str, results: Option<i32>, authors: &[&str]) -> BuildFacts {
+        let changes = authors
+            .iter()
+            .enumerate()
+            .map(|(i, author)| Change {
+                parent_changeids: Vec::new(),
+                id: i64::try_from(i).unwrap_or(0) + 1,
+                sourcestampid: 1,
+                reported: NewChange { author: (*author).into(), comments: "c".into(), ..NewChange::default() },
+            })
+            .collect();
+        BuildFacts {
+            build: Build { id, number: 1, builderid: id, buildrequestid: 10 + id, results, ..Build::default() },
+            builder: builder.into(),
+            buildsetid: 5,
+            sourcestamps: vec![SourceStamp {
+                branch: Some("main".into()),
+                revision: Some("abc".into()),
+                repository: "https://github.com/o/r.git".into(),
+                ..SourceStamp::default()
+            }],
+            changes,
+            ..BuildFacts::default()
+        }
+    }
+
+    fn mail(payload: &[u8]) -> MailPayload {
+        serde_json::from_slice(payload).unwrap_or_else(|e| panic!("mail payload: {e}"))
+    }
+
+    #[test]
+    fn a_buildset_makes_one_message_about_the_builds_its_modes_pass() {
+        let reporters = Reporters::new(&config(
+            "[[reporter]]\nname = \"set\"\ntype = \"mail\"\ngenerator = \"buildset\"\nfrom = \"k@e.org\"\n\
+             mode = [\"failing\"]\nlookup = \"e.org\"\n",
+        ));
+        let set = BuildsetFacts {
+            bsid: 5,
+            results: FAILURE,
+            reason: "push".into(),
+            builds: vec![build(1, "devel", Some(FAILURE), &["alice"]), build(2, "docs", Some(SUCCESS), &["bob"])],
+        };
+        let rows = reporters.decide_buildset(&set);
+        assert_eq!(rows.len(), 1, "one mail, to the failing build's author: {rows:#?}");
+        assert_eq!((rows[0].event.as_str(), rows[0].subject_id), ("buildset.finished", 5));
+        let mail = mail(&rows[0].payload);
+        assert_eq!(mail.to, vec!["alice@e.org".to_owned()]);
+        assert!(mail.text.contains("devel #1: failure") && !mail.text.contains("docs #1"), "{}", mail.text);
+        // No build the modes pass: nothing.
+        let passing = BuildsetFacts { builds: vec![build(2, "docs", Some(SUCCESS), &["bob"])], ..set };
+        assert!(reporters.decide_buildset(&passing).is_empty());
+        // Build reporters say nothing about buildsets.
+        let per_build = Reporters::new(&config("[[reporter]]\nname = \"b\"\ntype = \"mail\"\nfrom = \"k@e.org\"\n"));
+        assert!(per_build.decide_buildset(&passing).is_empty());
+    }
+
+    #[test]
+    fn a_long_blamelist_is_mailed_up_to_its_limit_and_the_rest_counted() {
+        let reporters = Reporters::new(&config(
+            "[[reporter]]\nname = \"m\"\ntype = \"mail\"\nfrom = \"k@e.org\"\nlookup = \"e.org\"\nblamelist_limit = 2\n",
+        ));
+        let facts = build(1, "devel", Some(FAILURE), &["a", "b", "c", "d"]);
+        let rows = reporters.decide_finished(&facts, None);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        let mail = mail(&rows[0].payload);
+        assert_eq!(mail.to, vec!["a@e.org".to_owned(), "b@e.org".to_owned()]);
+        assert!(mail.text.contains("Blamelist: a, b and 2 more"), "{}", mail.text);
+    }
+
+    #[test]
+    fn a_new_request_is_pending_on_the_forges_and_for_request_reporters() {
+        let reporters = Reporters::new(&config(
+            "url = \"http://ci/\"\n[[reporter]]\nname = \"gh\"\ntype = \"github\"\ntoken = \"t\"\n\
+             [[reporter]]\nname = \"r\"\ntype = \"http\"\ngenerator = \"request\"\nurl = \"http://h/x\"\n\
+             [[reporter]]\nname = \"b\"\ntype = \"http\"\nurl = \"http://h/y\"\n",
+        ));
+        let mut facts = build(0, "devel", None, &["alice"]);
+        facts.build.buildrequestid = 9;
+        let rows = reporters.decide_requested(&facts);
+        let names: Vec<&str> = rows.iter().map(|r| r.reporter.as_str()).collect();
+        assert_eq!(names, ["gh", "r"], "a build reporter says nothing at request time");
+        let status: HttpPayload = serde_json::from_slice(&rows[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.url, "https://api.github.com/repos/o/r/statuses/abc");
+        assert_eq!(status.body["state"], "pending");
+        assert_eq!(status.body["description"], "Build pending.");
+        assert_eq!(status.body["target_url"], "http://ci/#/buildrequests/9");
+        assert_eq!(rows[0].supersede_key.as_deref(), Some("status:gh:o/r@abc#kiln/devel"), "ordered with the build's");
+        let push: HttpPayload = serde_json::from_slice(&rows[1].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (push.body["event"].as_str(), push.body["request"]["buildrequestid"].as_i64()),
+            (Some("request.new"), Some(9))
+        );
+        facts.build.results = Some(CANCELLED);
+        let ended = reporters.decide_request_ended(&facts);
+        let status: HttpPayload = serde_json::from_slice(&ended[0].payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.body["state"], "error");
     }
 }

@@ -2,8 +2,11 @@
 //! timeout, and settles it — sent; retried later with capped exponential backoff and jitter, or when the server
 //! said (`Retry-After`); or dead, refused for good or older than the reporter's `max_age`, with the last error.
 //! A master that dies mid-send leaves a lease that expires, and the notice is claimed again after the restart.
+//! With `max_per_minute`, at most that many attempts start in any 60 s: the excess waits its turn (delayed,
+//! in order; nothing is dropped or merged).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
@@ -27,11 +30,28 @@ const IDLE: Duration = Duration::from_secs(30);
 /// After a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// The window of a reporter's `max_per_minute`.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
 pub struct Outbox {
     def: Arc<ReporterDef>,
     store: Store,
     sender: Sender,
     wake: Arc<Notify>,
+    /// When the last attempts started, the oldest first (at most `max_per_minute` kept).
+    recent: Mutex<VecDeque<tokio::time::Instant>>,
+}
+
+/// How long to wait before the next attempt so that at most `limit` start in any [`RATE_WINDOW`], given when
+/// the last ones started (the oldest first).
+pub fn rate_wait(recent: &VecDeque<tokio::time::Instant>, limit: u32, now: tokio::time::Instant) -> Duration {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if recent.len() < limit {
+        return Duration::ZERO;
+    }
+    recent
+        .get(recent.len() - limit)
+        .map_or(Duration::ZERO, |&oldest| (oldest + RATE_WINDOW).saturating_duration_since(now))
 }
 
 /// The wait before attempt `attempts + 1`: `base·2^attempts`, capped, times a jitter in [0.5, 1].
@@ -43,7 +63,7 @@ pub fn backoff(attempts: i64) -> Duration {
 
 impl Outbox {
     pub fn new(def: Arc<ReporterDef>, store: Store, sender: Sender, wake: Arc<Notify>) -> Outbox {
-        Outbox { def, store, sender, wake }
+        Outbox { def, store, sender, wake, recent: Mutex::default() }
     }
 
     /// Sends until `stop` is cancelled.
@@ -54,6 +74,20 @@ impl Outbox {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            // At `max_per_minute`, wait before claiming (a claimed notice's lease keeps running).
+            if let Some(limit) = self.def.max_per_minute {
+                let wait = {
+                    let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+                    rate_wait(&recent, limit, tokio::time::Instant::now())
+                };
+                if !wait.is_zero() {
+                    tracing::debug!(reporter = %self.def.name, wait_ms = wait.as_millis(), "max_per_minute reached: notices wait");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            }
             let claimed = match self.store.claim_notifications(&self.def.name, now_ms(), lease, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -68,6 +102,13 @@ impl Outbox {
                 for notice in claimed {
                     if stop.is_cancelled() {
                         return; // its lease expires; it is claimed again at the next start
+                    }
+                    if let Some(limit) = self.def.max_per_minute {
+                        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+                        recent.push_back(tokio::time::Instant::now());
+                        while recent.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+                            recent.pop_front();
+                        }
                     }
                     self.deliver(&notice).await;
                 }
@@ -133,6 +174,19 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_per_minute_delays_the_excess() {
+        let start = tokio::time::Instant::now();
+        let mut recent = VecDeque::new();
+        assert_eq!(rate_wait(&recent, 2, start), Duration::ZERO);
+        recent.push_back(start);
+        assert_eq!(rate_wait(&recent, 2, start), Duration::ZERO);
+        recent.push_back(start + Duration::from_secs(10));
+        // A third within the minute waits until the first is a minute old.
+        assert_eq!(rate_wait(&recent, 2, start + Duration::from_secs(20)), Duration::from_secs(40));
+        assert_eq!(rate_wait(&recent, 2, start + Duration::from_secs(61)), Duration::ZERO);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_a_cap() {

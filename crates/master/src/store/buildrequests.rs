@@ -198,6 +198,17 @@ impl Store {
         brids: &[i64],
         results: i32,
     ) -> Result<Option<Vec<CompletedBuildset>>, StoreError> {
+        self.complete_requests_notifying(brids, results, super::CompletionDecide::default()).await
+    }
+
+    /// Completes requests like [`Store::complete_requests_reporting`] and, in the same transaction, keeps the
+    /// notices `decide` returns about requests that end without a build and buildsets that complete.
+    pub async fn complete_requests_notifying(
+        &self,
+        brids: &[i64],
+        results: i32,
+        decide: super::CompletionDecide<'_>,
+    ) -> Result<Option<Vec<CompletedBuildset>>, StoreError> {
         const OP: &str = "complete build requests";
         if results == results::RETRY || results::name(results).is_none() {
             return Err(StoreError::InvalidResult { op: OP, results });
@@ -238,6 +249,7 @@ impl Store {
                 .context(|| format!("{}: buildset {bsid}", op()))?;
             completed.extend(results.map(|results| CompletedBuildset { bsid, results }));
         }
+        super::notifications::notify_completion(&mut tx, brids, &completed, decide).await.context(op)?;
         tx.commit().await.context(op)?;
         events.into_iter().for_each(|event| self.publish(event));
         for done in &completed {

@@ -39,6 +39,16 @@ impl Store {
     /// Adds a buildset, its properties and source stamps, and one request per builder, atomically.
     /// Returns the buildset id and the request ids in the order of `builderids`.
     pub async fn add_buildset(&self, new: &NewBuildset) -> Result<(i64, Vec<i64>), StoreError> {
+        self.add_buildset_notifying(new, None).await
+    }
+
+    /// Adds a buildset like [`Store::add_buildset`] and, in the same transaction, keeps the notices `decide`
+    /// returns for each of its new requests (pending commit statuses).
+    pub async fn add_buildset_notifying(
+        &self,
+        new: &NewBuildset,
+        decide: Option<super::Decide<'_>>,
+    ) -> Result<(i64, Vec<i64>), StoreError> {
         let op = || format!("add buildset {:?} for builders {:?}", new.reason, new.builderids);
         let submitted_at = now();
         let mut tx = self.write(op).await?;
@@ -101,6 +111,9 @@ impl Store {
         }
         for write in &new.state {
             super::state::write_state(&mut tx, write).await?;
+        }
+        if let Some(decide) = decide {
+            super::notifications::notify_requests(&mut tx, &brids, decide).await.context(op)?;
         }
         tx.commit().await.context(op)?;
         // As Buildbot: each request's `new`, then the buildset's.

@@ -49,7 +49,7 @@ pub use builds::RestartCleanup;
 pub use deliveries::Delivered;
 pub use error::StoreError;
 pub use logs::{ChunkSpan, LogType, LogWriter};
-pub use notifications::{now_ms, Decide, NotificationQuery, Outcome};
+pub use notifications::{now_ms, BuildsetDecide, CompletionDecide, Decide, NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 pub use retention::Expired;
 

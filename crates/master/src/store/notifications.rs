@@ -14,11 +14,24 @@ use super::queries::select;
 use super::{now, Store, StoreError};
 use crate::events::Event;
 use crate::model::{
-    Build, BuildFacts, Change, NewNotification, Notification, NotificationState, PastBuild, Step, HISTORY,
+    Build, BuildFacts, BuildsetFacts, Change, CompletedBuildset, NewNotification, Notification, NotificationCounts,
+    NotificationState, PastBuild, Step, HISTORY,
 };
 
 /// What a reporter decides from a build's facts: the notices to keep.
 pub type Decide<'a> = &'a (dyn Fn(&BuildFacts) -> Vec<NewNotification> + Send + Sync);
+
+/// What a reporter decides from a completed buildset's facts: the notices to keep.
+pub type BuildsetDecide<'a> = &'a (dyn Fn(&BuildsetFacts) -> Vec<NewNotification> + Send + Sync);
+
+/// What the reporters decide when build requests complete, in the transaction that completes them: about a
+/// request that ended without a build (cancelled in the queue: its facts carry no build, `results` set), and
+/// about each buildset that the completion completes.
+#[derive(Clone, Copy, Default)]
+pub struct CompletionDecide<'a> {
+    pub request: Option<Decide<'a>>,
+    pub buildset: Option<BuildsetDecide<'a>>,
+}
 
 /// How one attempt to send a notice ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +237,54 @@ impl Store {
         .context(|| format!("find the next notification of reporter {reporter}"))
     }
 
+    /// How many notices each reporter has in each state (for the metrics).
+    pub async fn notification_counts(&self) -> Result<Vec<NotificationCounts>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT reporter, state, COUNT(*), COALESCE(SUM(state = 'pending' AND attempts > 0), 0) \
+             FROM notifications GROUP BY reporter, state ORDER BY reporter, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context(|| "count the notifications".to_owned())?;
+        Ok(rows
+            .into_iter()
+            .map(|(reporter, state, count, retrying)| NotificationCounts { reporter, state, count, retrying })
+            .collect())
+    }
+
+    /// Gives up (`dead`, with `reason`) the unsent notices of reporters not in `configured`: their reporter was
+    /// removed from the config. Returns each such reporter with how many it had.
+    pub async fn abandon_notifications(
+        &self,
+        configured: &[String],
+        reason: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let op = || "give up the notices of removed reporters".to_owned();
+        let names = serde_json::to_string(configured).unwrap_or_else(|_| "[]".to_owned());
+        let mut tx = self.write(op).await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT reporter, COUNT(*) FROM notifications WHERE state IN ('pending', 'sending') \
+             AND reporter NOT IN (SELECT value FROM json_each(?)) GROUP BY reporter ORDER BY reporter",
+        )
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .context(op)?;
+        if !rows.is_empty() {
+            sqlx::query(
+                "UPDATE notifications SET state = 'dead', last_error = ?, lease_until = NULL \
+                 WHERE state IN ('pending', 'sending') AND reporter NOT IN (SELECT value FROM json_each(?))",
+            )
+            .bind(reason)
+            .bind(&names)
+            .execute(&mut *tx)
+            .await
+            .context(op)?;
+        }
+        tx.commit().await.context(op)?;
+        Ok(rows)
+    }
+
     /// Notices, the newest first.
     pub async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StoreError> {
         let op = || "list notifications".to_owned();
@@ -270,7 +331,10 @@ fn notification(r: &SqliteRow) -> Result<Notification, sqlx::Error> {
 }
 
 /// Inserts `rows`; a row with a supersede key replaces the pending older rows of that key.
-async fn insert_notifications(conn: &mut SqliteConnection, rows: &[NewNotification]) -> Result<usize, sqlx::Error> {
+pub(super) async fn insert_notifications(
+    conn: &mut SqliteConnection,
+    rows: &[NewNotification],
+) -> Result<usize, sqlx::Error> {
     let created = now();
     let due = now_ms();
     let mut added = 0;
@@ -337,9 +401,29 @@ async fn read_facts(
         reason: row.try_get("reason")?,
         ..BuildFacts::default()
     };
+    read_buildset_facts(conn, &mut facts, bsid, Some(buildid)).await?;
+    let steps =
+        sqlx::query(select::<Step>("WHERE buildid = ? ORDER BY number")).bind(buildid).fetch_all(&mut *conn).await?;
+    facts.steps = steps.iter().map(super::steps::step).collect::<Result<_, _>>()?;
+    if history {
+        facts.history = read_history(conn, build.builderid, build.number).await?;
+    }
+    facts.build = build;
+    Ok(Some(facts))
+}
+
+/// Reads into `facts` what a buildset says: its properties (then build `buildid`'s over them), source stamps
+/// and changes.
+async fn read_buildset_facts(
+    conn: &mut SqliteConnection,
+    facts: &mut BuildFacts,
+    bsid: i64,
+    buildid: Option<i64>,
+) -> Result<(), sqlx::Error> {
     let mut properties = BTreeMap::new();
     for table in ["buildset_properties WHERE buildsetid = ?", "build_properties WHERE buildid = ?"] {
-        let id = if table.starts_with("buildset") { bsid } else { buildid };
+        let id = if table.starts_with("buildset") { Some(bsid) } else { buildid };
+        let Some(id) = id else { continue };
         let sql = format!("SELECT name, value, source FROM {table}");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(&mut *conn).await?;
         for r in &rows {
@@ -363,14 +447,108 @@ async fn read_facts(
     .fetch_all(&mut *conn)
     .await?;
     facts.changes = changes.iter().map(super::changes::change).collect::<Result<_, _>>()?;
-    let steps =
-        sqlx::query(select::<Step>("WHERE buildid = ? ORDER BY number")).bind(buildid).fetch_all(&mut *conn).await?;
-    facts.steps = steps.iter().map(super::steps::step).collect::<Result<_, _>>()?;
-    if history {
-        facts.history = read_history(conn, build.builderid, build.number).await?;
-    }
-    facts.build = build;
+    Ok(())
+}
+
+/// What a reporter decides on about build request `brid` before any build of it: its builder, its buildset's
+/// properties, source stamps and changes, and a build without id or number (`state_string` "pending", or
+/// the request's result once it is complete).
+async fn read_request_facts(conn: &mut SqliteConnection, brid: i64) -> Result<Option<BuildFacts>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT br.builderid, br.buildsetid, br.submitted_at, br.complete_at, br.results, bl.name AS builder_name, \
+         bl.tags AS builder_tags, bs.reason FROM buildrequests br JOIN builders bl ON bl.id = br.builderid \
+         JOIN buildsets bs ON bs.id = br.buildsetid WHERE br.id = ?",
+    )
+    .bind(brid)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let tags: String = row.try_get("builder_tags")?;
+    let bsid: i64 = row.try_get("buildsetid")?;
+    let complete_at: Option<i64> = row.try_get("complete_at")?;
+    let results: Option<i32> = if complete_at.is_some() { row.try_get("results")? } else { None };
+    let build = Build {
+        builderid: row.try_get("builderid")?,
+        buildrequestid: brid,
+        started_at: row.try_get("submitted_at")?,
+        complete_at,
+        state_string: results.and_then(crate::results::name).unwrap_or("pending").to_owned(),
+        results,
+        ..Build::default()
+    };
+    let mut facts = BuildFacts {
+        build,
+        builder: row.try_get("builder_name")?,
+        builder_tags: serde_json::from_str(&tags).unwrap_or_default(),
+        buildsetid: bsid,
+        reason: row.try_get("reason")?,
+        ..BuildFacts::default()
+    };
+    read_buildset_facts(conn, &mut facts, bsid, None).await?;
     Ok(Some(facts))
+}
+
+/// Keeps the notices `decide` returns for each new request of `brids` (inside the transaction that adds them).
+pub(super) async fn notify_requests(
+    conn: &mut SqliteConnection,
+    brids: &[i64],
+    decide: Decide<'_>,
+) -> Result<usize, sqlx::Error> {
+    let mut added = 0;
+    for &brid in brids {
+        if let Some(facts) = read_request_facts(conn, brid).await? {
+            added += insert_notifications(conn, &decide(&facts)).await?;
+        }
+    }
+    Ok(added)
+}
+
+/// Keeps the notices `decide` returns when the requests `brids` complete and complete the buildsets
+/// `completed` (inside the transaction that completes them).
+pub(super) async fn notify_completion(
+    conn: &mut SqliteConnection,
+    brids: &[i64],
+    completed: &[CompletedBuildset],
+    decide: CompletionDecide<'_>,
+) -> Result<usize, sqlx::Error> {
+    let mut added = 0;
+    if let Some(decide) = decide.request {
+        for &brid in brids {
+            let built: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM builds WHERE buildrequestid = ?)")
+                .bind(brid)
+                .fetch_one(&mut *conn)
+                .await?;
+            if !built {
+                if let Some(facts) = read_request_facts(conn, brid).await? {
+                    added += insert_notifications(conn, &decide(&facts)).await?;
+                }
+            }
+        }
+    }
+    if let Some(decide) = decide.buildset {
+        for done in completed {
+            let reason: String = sqlx::query_scalar("SELECT reason FROM buildsets WHERE id = ?")
+                .bind(done.bsid)
+                .fetch_one(&mut *conn)
+                .await?;
+            // The last build of each request (a RETRY is followed by the build that ran it again).
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT MAX(b.id) FROM builds b JOIN buildrequests br ON br.id = b.buildrequestid \
+                 WHERE br.buildsetid = ? AND b.complete_at IS NOT NULL GROUP BY br.id ORDER BY br.id",
+            )
+            .bind(done.bsid)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut facts = BuildsetFacts { bsid: done.bsid, results: done.results, reason, builds: Vec::new() };
+            for id in ids {
+                facts.builds.extend(read_facts(conn, id, true).await?);
+            }
+            added += insert_notifications(conn, &decide(&facts)).await?;
+        }
+    }
+    Ok(added)
 }
 
 /// The builds of `builderid` numbered before `number`, the newest first, with their branches and people.

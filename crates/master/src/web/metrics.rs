@@ -38,6 +38,8 @@ pub(super) async fn scrape(State((master, metrics)): State<(Master, Arc<Metrics>
     let connected = master.workers().connected_names().len();
     metrics.workers_connected.set(i64::try_from(connected).unwrap_or(i64::MAX));
     metrics.set_log_bytes(master.store().log_bytes_stored());
+    let reporters: Vec<String> = master.reporters().defs().iter().map(|d| d.name.clone()).collect();
+    metrics.set_notifications(&reporters, &master.store().notification_counts().await?);
     let text = metrics.encode().map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }

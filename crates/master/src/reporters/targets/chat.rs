@@ -19,8 +19,25 @@ fn details(context: &Value) -> Vec<(String, String)> {
     }
     let blamelist: Vec<&str> =
         context["blamelist"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if let Some(builds) = context["builds"].as_array() {
+        let lines: Vec<String> = builds
+            .iter()
+            .map(|b| {
+                let result = b["results"].as_i64().and_then(|r| i32::try_from(r).ok()).and_then(crate::results::name);
+                format!(
+                    "{} #{}: {}",
+                    b["buildername"].as_str().unwrap_or(""),
+                    b["build"]["number"],
+                    result.unwrap_or("running")
+                )
+            })
+            .collect();
+        fields.push(("Builds".to_owned(), lines.join("\n")));
+    }
     if !blamelist.is_empty() {
-        fields.push(("Blamelist".to_owned(), blamelist.join(", ")));
+        let more = context["blamelist_more"].as_u64().unwrap_or(0);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        fields.push(("Blamelist".to_owned(), format!("{}{more}", blamelist.join(", "))));
     }
     if let Some(tail) = context["log_tail"].as_object() {
         let lines: Vec<&str> = tail["lines"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
