@@ -50,10 +50,13 @@ struct Session<'a> {
     commands: TaskTracker,
     /// Parent of every command's interrupt.
     stop_commands: CancellationToken,
+    /// Whether the master sent a request: it attached this worker (a refused connection hears nothing).
+    attached: bool,
 }
 
-/// Serves one connection until it ends.
-pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &CancellationToken) -> SessionEnd {
+/// Serves one connection until it ends; says how, and whether the master attached the worker (sent it a
+/// request) on it.
+pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &CancellationToken) -> (SessionEnd, bool) {
     let (mut sink, mut stream) = socket.split();
     let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(OUTGOING);
     let (pings, mut ping_rx) = mpsc::channel::<Message>(4);
@@ -80,7 +83,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     let defaults = config.capped(WorkerSettings::buildbot_defaults());
     let rule = match NewlineRule::new(&defaults) {
         Ok(rule) => rule,
-        Err(e) => return SessionEnd::Lost(format!("built-in line settings are invalid: {e}")),
+        Err(e) => return (SessionEnd::Lost(format!("built-in line settings are invalid: {e}")), false),
     };
     let mut session = Session {
         config,
@@ -91,6 +94,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
         running: Arc::default(),
         commands: TaskTracker::new(),
         stop_commands: CancellationToken::new(),
+        attached: false,
     };
 
     let keepalive = config.keepalive();
@@ -144,7 +148,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     drop(pings);
     let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
     writer.abort();
-    end
+    (end, session.attached)
 }
 
 impl Session<'_> {
@@ -157,6 +161,7 @@ impl Session<'_> {
             }
             Incoming::Request { seq_number, request } => (seq_number, request),
         };
+        self.attached = true;
         let request = match request {
             Ok(request) => request,
             Err(e) => {
