@@ -1,6 +1,7 @@
 //! Fault tests of a master that no client can wear down, and of a worker that leaves no half-build running:
 //! floods of idle and half-sent connections against both ports of a master limited to 1024 file descriptors
-//! (systemd's default soft limit), and a worker SIGKILLed mid-command. Every wait is bounded; nothing is timed.
+//! (systemd's default soft limit), a worker SIGKILLed mid-command, and a worker whose master is SIGKILLed again and
+//! again (it comes back each time, and survives a kill while it sends). Every wait is bounded; nothing is timed.
 //!
 //!     cargo test -p kiln --test hardening
 
@@ -293,4 +294,39 @@ async fn a_worker_comes_back_within_its_first_backoff_step_after_each_of_many_ma
     }
     assert_eq!(firsts.len(), RESTARTS, "one lost connection per kill:\n{}", lines.join("\n"));
     assert!(firsts.iter().all(|d| *d <= 0.5), "first reconnect delays {firsts:?} (s):\n{}", lines.join("\n"));
+}
+
+#[tokio::test]
+async fn a_worker_streaming_output_survives_its_master_being_killed_again_and_again() {
+    // The soak's finding: when the master died while the worker was sending, the worker's session saw its
+    // writer fail first and then polled the writer's finished task again: the worker panicked and exited.
+    let step = "[[builder.step]]\nname = \"chatty\"\ncommand = \"yes kiln-chatty-output-line | head -c 4000000000\"";
+    let mut master = KilnMaster::builder().worker("w", "pw").builder("chatty", step).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let count =
+        |master: &KilnMaster, needle: &str| worker_lines(master, "w").iter().filter(|l| l.contains(needle)).count();
+    master
+        .wait_for("the worker's first connection", GENEROUS, async || {
+            (count(&master, "connected to the master") >= 1).then_some(())
+        })
+        .await;
+    master.force("chatty").await;
+    const KILLS: usize = 8;
+    for n in 1..=KILLS {
+        // Killed while the build's output streams to it (the request's build runs again after each start).
+        master
+            .wait_for(&format!("the chatty command of connection {n}"), GENEROUS, async || {
+                (count(&master, "command=\"shell\"") >= n).then_some(())
+            })
+            .await;
+        master.kill_master(Signal::SIGKILL).await;
+        master.restart().await;
+        master
+            .wait_for(&format!("the worker's connection {}", n + 1), GENEROUS, async || {
+                let lines = worker_lines(&master, "w");
+                assert!(!lines.iter().any(|l| l.contains("panicked")), "the worker panicked:\n{}", lines.join("\n"));
+                (count(&master, "connected to the master") > n).then_some(())
+            })
+            .await;
+    }
 }

@@ -101,6 +101,8 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     let mut last_heard = Instant::now();
     let mut ping_timer = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
     let mut writer = writer;
+    // Whether the loop saw the writer end: a finished JoinHandle must not be polled again (it panics).
+    let mut writer_ended = false;
     let end = loop {
         tokio::select! {
             () = stop.cancelled() => {
@@ -108,6 +110,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
                 break SessionEnd::Stopped;
             }
             result = &mut writer => {
+                writer_ended = true;
                 break SessionEnd::Lost(match result {
                     Ok(Ok(())) => "connection closed".to_string(),
                     Ok(Err(e)) => format!("sending to the master failed: {e}"),
@@ -146,8 +149,10 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     session.finish().await;
     // Let a close frame out, then drop the connection.
     drop(pings);
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
-    writer.abort();
+    if !writer_ended {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+        writer.abort();
+    }
     (end, session.attached)
 }
 

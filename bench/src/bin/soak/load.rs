@@ -146,10 +146,10 @@ async fn sendchange(load: &Load, revision: String, branch: &'static str) -> Sent
     Sent { via: Via::Sendchange, revision, branch, answered, why }
 }
 
-/// POSTs to `/change_hook/base`: two every second on average, bursts of 10–40 at once.
+/// POSTs to `/change_hook/base`: one every second on average, bursts of 10–40 at once.
 pub async fn hooks(load: Load, mut rng: Rng) -> Result<()> {
     let mut n = 0;
-    while pause(&mut rng, 0.5, load.until).await {
+    while pause(&mut rng, 1.0, load.until).await {
         let mut batch = Vec::new();
         for _ in 0..burst(&mut rng, &load.ledger, 2, 0.03, 10, 40) {
             n += 1;
