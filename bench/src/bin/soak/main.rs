@@ -46,15 +46,23 @@ struct Args {
     keep: bool,
 }
 
-fn main() -> Result<()> {
+/// Exit codes: 0 when every check passed, 1 on a violation, 2 when the soak itself failed.
+fn main() {
     let args = Args::parse();
     // One thread: the children's PR_SET_PDEATHSIG watches the thread that spawned them.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let passed = runtime.block_on(soak(args))?;
-    if !passed {
-        std::process::exit(1);
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(soak(args)));
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("kiln-soak failed: {e:#}");
+            std::process::exit(2);
+        }
     }
-    Ok(())
 }
 
 fn load_average() -> String {
