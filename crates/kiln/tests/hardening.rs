@@ -1,6 +1,7 @@
 //! Fault tests of a master that no client can wear down, and of a worker that leaves no half-build running:
 //! floods of idle and half-sent connections against both ports of a master limited to 1024 file descriptors
-//! (systemd's default soft limit), and a worker SIGKILLed mid-command. Every wait is bounded; nothing is timed.
+//! (systemd's default soft limit), a worker SIGKILLed mid-command, and a worker whose master is SIGKILLed again and
+//! again (it comes back each time, and survives a kill while it sends). Every wait is bounded; nothing is timed.
 //!
 //!     cargo test -p kiln --test hardening
 
@@ -222,4 +223,110 @@ async fn a_stopped_worker_is_lost_after_its_pings_and_kills_its_command_when_it_
         master.fail(&format!("the resumed worker's command still runs: {left:#?}"));
     }
     master.wait_worker_connected(&name).await;
+}
+
+/// The worker's output with its colour codes dropped.
+fn worker_lines(master: &KilnMaster, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(master.worker_output(name)).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An SGR sequence: ESC [ … m.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.lines().map(str::to_owned).collect()
+}
+
+/// A `Duration`'s `Debug` text (`324.68ms`, `8.2s`, `900µs`) as seconds.
+fn debug_seconds(text: &str) -> Option<f64> {
+    let at = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(at);
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "µs" | "us" => 1e-6,
+        "ns" => 1e-9,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
+#[tokio::test]
+async fn a_worker_comes_back_within_its_first_backoff_step_after_each_of_many_master_restarts() {
+    // The soak's finding: a master SIGKILLed every few seconds left its worker waiting up to 60 s (the
+    // backoff started over only after a 10 s session), so most of the soak ran with no worker.
+    let mut master =
+        KilnMaster::builder().worker("w", "pw").builder("b", "[[builder.step]]\ncommand = \"true\"").start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let connected = |master: &KilnMaster| {
+        worker_lines(master, "w").iter().filter(|l| l.contains("connected to the master")).count()
+    };
+    const RESTARTS: usize = 4;
+    for n in 1..=RESTARTS {
+        master
+            .wait_for(&format!("connection {n} of the worker"), GENEROUS, async || {
+                (connected(&master) >= n).then_some(())
+            })
+            .await;
+        master.kill_master(Signal::SIGKILL).await;
+        master.restart().await;
+    }
+    master
+        .wait_for("the worker's last connection", GENEROUS, async || (connected(&master) > RESTARTS).then_some(()))
+        .await;
+    // After each lost connection, the first wait is the backoff's first step (at most 0.5 s), whatever came
+    // before: the master had attached the worker each time.
+    let lines = worker_lines(&master, "w");
+    let mut firsts = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("lost the connection to the master") {
+            let delay = lines[i + 1..].iter().find_map(|l| l.split("reconnecting delay=").nth(1));
+            firsts.push(delay.and_then(|d| debug_seconds(d.trim())).unwrap_or(f64::NAN));
+        }
+    }
+    assert_eq!(firsts.len(), RESTARTS, "one lost connection per kill:\n{}", lines.join("\n"));
+    assert!(firsts.iter().all(|d| *d <= 0.5), "first reconnect delays {firsts:?} (s):\n{}", lines.join("\n"));
+}
+
+#[tokio::test]
+async fn a_worker_streaming_output_survives_its_master_being_killed_again_and_again() {
+    // The soak's finding: when the master died while the worker was sending, the worker's session saw its
+    // writer fail first and then polled the writer's finished task again: the worker panicked and exited.
+    let step = "[[builder.step]]\nname = \"chatty\"\ncommand = \"yes kiln-chatty-output-line | head -c 4000000000\"";
+    let mut master = KilnMaster::builder().worker("w", "pw").builder("chatty", step).start().await;
+    master.start_worker(WorkerKind::Kiln, "w").await;
+    let count =
+        |master: &KilnMaster, needle: &str| worker_lines(master, "w").iter().filter(|l| l.contains(needle)).count();
+    master
+        .wait_for("the worker's first connection", GENEROUS, async || {
+            (count(&master, "connected to the master") >= 1).then_some(())
+        })
+        .await;
+    master.force("chatty").await;
+    const KILLS: usize = 8;
+    for n in 1..=KILLS {
+        // Killed while the build's output streams to it (the request's build runs again after each start).
+        master
+            .wait_for(&format!("the chatty command of connection {n}"), GENEROUS, async || {
+                (count(&master, "command=\"shell\"") >= n).then_some(())
+            })
+            .await;
+        master.kill_master(Signal::SIGKILL).await;
+        master.restart().await;
+        master
+            .wait_for(&format!("the worker's connection {}", n + 1), GENEROUS, async || {
+                let lines = worker_lines(&master, "w");
+                assert!(!lines.iter().any(|l| l.contains("panicked")), "the worker panicked:\n{}", lines.join("\n"));
+                (count(&master, "connected to the master") > n).then_some(())
+            })
+            .await;
+    }
 }

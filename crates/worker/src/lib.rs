@@ -38,7 +38,9 @@ use std::time::Duration;
 use connection::Backoff;
 use session::SessionEnd;
 
-/// A session that lasted this long counts as a success: the next failure starts the backoff over.
+/// A session that lasted this long counts as a success: the next failure starts the backoff over. So does a
+/// session on which the master attached the worker, however short: a master that is restarted (or killed and
+/// started again) is reached again within the first step of the backoff, not after a wait grown by its restarts.
 const STABLE: Duration = Duration::from_secs(10);
 
 /// Runs the worker until `stop` is cancelled or the master sends `shutdown`.
@@ -58,12 +60,13 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> anyhow::Resul
             Ok(socket) => {
                 tracing::info!(master = %config.url(), "connected to the master");
                 let started = tokio::time::Instant::now();
-                match session::serve(socket, &config, &stop).await {
+                let (end, attached) = session::serve(socket, &config, &stop).await;
+                match end {
                     SessionEnd::Stopped => return Ok(()),
                     SessionEnd::ShutdownByMaster => return Ok(()),
                     SessionEnd::Lost(why) => tracing::warn!(%why, "lost the connection to the master"),
                 }
-                if started.elapsed() >= STABLE {
+                if attached || started.elapsed() >= STABLE {
                     backoff.reset();
                 }
             }

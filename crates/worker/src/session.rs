@@ -50,10 +50,13 @@ struct Session<'a> {
     commands: TaskTracker,
     /// Parent of every command's interrupt.
     stop_commands: CancellationToken,
+    /// Whether the master sent a request: it attached this worker (a refused connection hears nothing).
+    attached: bool,
 }
 
-/// Serves one connection until it ends.
-pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &CancellationToken) -> SessionEnd {
+/// Serves one connection until it ends; says how, and whether the master attached the worker (sent it a
+/// request) on it.
+pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &CancellationToken) -> (SessionEnd, bool) {
     let (mut sink, mut stream) = socket.split();
     let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(OUTGOING);
     let (pings, mut ping_rx) = mpsc::channel::<Message>(4);
@@ -80,7 +83,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     let defaults = config.capped(WorkerSettings::buildbot_defaults());
     let rule = match NewlineRule::new(&defaults) {
         Ok(rule) => rule,
-        Err(e) => return SessionEnd::Lost(format!("built-in line settings are invalid: {e}")),
+        Err(e) => return (SessionEnd::Lost(format!("built-in line settings are invalid: {e}")), false),
     };
     let mut session = Session {
         config,
@@ -91,12 +94,15 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
         running: Arc::default(),
         commands: TaskTracker::new(),
         stop_commands: CancellationToken::new(),
+        attached: false,
     };
 
     let keepalive = config.keepalive();
     let mut last_heard = Instant::now();
     let mut ping_timer = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
     let mut writer = writer;
+    // Whether the loop saw the writer end: a finished JoinHandle must not be polled again (it panics).
+    let mut writer_ended = false;
     let end = loop {
         tokio::select! {
             () = stop.cancelled() => {
@@ -104,6 +110,7 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
                 break SessionEnd::Stopped;
             }
             result = &mut writer => {
+                writer_ended = true;
                 break SessionEnd::Lost(match result {
                     Ok(Ok(())) => "connection closed".to_string(),
                     Ok(Err(e)) => format!("sending to the master failed: {e}"),
@@ -142,9 +149,11 @@ pub(crate) async fn serve(socket: Socket, config: &WorkerConfig, stop: &Cancella
     session.finish().await;
     // Let a close frame out, then drop the connection.
     drop(pings);
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
-    writer.abort();
-    end
+    if !writer_ended {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+        writer.abort();
+    }
+    (end, session.attached)
 }
 
 impl Session<'_> {
@@ -157,6 +166,7 @@ impl Session<'_> {
             }
             Incoming::Request { seq_number, request } => (seq_number, request),
         };
+        self.attached = true;
         let request = match request {
             Ok(request) => request,
             Err(e) => {

@@ -261,7 +261,7 @@ impl Store {
 
 /// Completes buildset `bsid` with the worst result of its requests if they are all complete; returns that result
 /// if this call completed it.
-async fn maybe_complete_buildset(
+pub(super) async fn maybe_complete_buildset(
     tx: &mut Transaction<'static, Sqlite>,
     bsid: i64,
     complete_at: i64,

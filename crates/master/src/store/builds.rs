@@ -107,7 +107,8 @@ impl Store {
     }
 
     /// The restart rule (Buildbot's `masterStopped` housekeeping), atomically: the running builds of master
-    /// `masterid` and their running steps finish RETRY, their open logs are closed, and the master's claims on
+    /// `masterid` and their running steps finish RETRY, their open logs are closed, a claimed request whose last
+    /// build had already finished with a final result is completed with it, and the master's claims on the other
     /// incomplete requests are released so the requests are built again.
     pub async fn unclaim_and_retry_builds_of(&self, masterid: i64) -> Result<RestartCleanup, StoreError> {
         let op = || format!("retry the running builds of master {masterid}");
@@ -161,6 +162,37 @@ impl Store {
             results: RETRY,
             state_string,
         }));
+        // A request whose last build finished with a final result before the master died (it was killed between
+        // storing the build's end and completing the request) is complete with that result: running it again
+        // would build it twice.
+        let finished: Vec<(i64, i64, i64, i32)> = sqlx::query_as(
+            "UPDATE buildrequests SET complete = 1, complete_at = ?, results = (SELECT b.results FROM builds b \
+             WHERE b.buildrequestid = buildrequests.id ORDER BY b.id DESC LIMIT 1) \
+             WHERE complete = 0 AND id IN (SELECT brid FROM buildrequest_claims WHERE masterid = ?) \
+             AND (SELECT b.complete_at IS NOT NULL AND b.results IS NOT NULL AND b.results != ? FROM builds b \
+             WHERE b.buildrequestid = buildrequests.id ORDER BY b.id DESC LIMIT 1) \
+             RETURNING id, buildsetid, builderid, results",
+        )
+        .bind(at)
+        .bind(masterid)
+        .bind(RETRY)
+        .fetch_all(&mut *tx)
+        .await
+        .context(op)?;
+        let mut buildsets: Vec<i64> = finished.iter().map(|(_, bsid, _, _)| *bsid).collect();
+        events.extend(finished.into_iter().map(|(brid, bsid, builderid, results)| Event::BuildRequestCompleted {
+            brid,
+            bsid,
+            builderid,
+            results,
+        }));
+        buildsets.sort_unstable();
+        buildsets.dedup();
+        for bsid in buildsets {
+            if let Some(results) = super::buildrequests::maybe_complete_buildset(&mut tx, bsid, at).await.context(op)? {
+                events.push(Event::BuildsetCompleted { bsid, results });
+            }
+        }
         let requests: Vec<(i64, i64, i64)> = sqlx::query_as(
             "SELECT id, buildsetid, builderid FROM buildrequests WHERE complete = 0 \
              AND id IN (SELECT brid FROM buildrequest_claims WHERE masterid = ?) ORDER BY id",
@@ -283,5 +315,43 @@ mod tests {
         assert!(store.claim_requests(&[brid], master).await.expect("claim"));
         let (_, number) = store.add_build(builder, brid, worker, master).await.expect("build");
         assert_eq!(number, 2);
+    }
+
+    #[tokio::test]
+    async fn restart_rule_completes_a_request_whose_build_had_finished_instead_of_building_it_again() {
+        // The soak's finding: the master was killed after storing a build's SUCCESS and before completing its
+        // request; the restart unclaimed the request and it was built a second time.
+        let (store, dir) = temp_store().await;
+        let (builder, worker, master, brid) = setup(&store).await;
+        let (retried, _) = store.add_build(builder, brid, worker, master).await.expect("build");
+        store.finish_build(retried, RETRY).await.expect("finish RETRY");
+        let (buildid, _) = store.add_build(builder, brid, worker, master).await.expect("build");
+        store.finish_build(buildid, SUCCESS).await.expect("finish build");
+        store.close().await;
+
+        let store = Store::open(&url(&dir)).await.expect("reopen");
+        let mut events = store.events().subscribe();
+        let cleanup = store.unclaim_and_retry_builds_of(master).await.expect("cleanup");
+        assert_eq!(cleanup, RestartCleanup { builds_retried: 0, requests_unclaimed: 0 });
+        let request = store.build_request(brid).await.expect("get").expect("exists");
+        assert!(request.complete, "{request:?}");
+        assert_eq!(request.results, Some(SUCCESS));
+        assert!(store.unclaimed_requests(builder).await.expect("unclaimed").is_empty());
+        let mut seen = Vec::new();
+        while let Ok(Some(event)) = events.try_recv() {
+            seen.push(format!("{event:?}"));
+        }
+        assert!(seen.iter().any(|e| e.contains("BuildRequestCompleted")), "{seen:?}");
+        assert!(seen.iter().any(|e| e.contains("BuildsetCompleted")), "{seen:?}");
+
+        // A request whose last build ended RETRY is still unclaimed to run again.
+        let new = NewBuildset { reason: "test".into(), builderids: vec![builder], ..NewBuildset::default() };
+        let again = store.add_buildset(&new).await.expect("buildset").1[0];
+        assert!(store.claim_requests(&[again], master).await.expect("claim"));
+        let (retry, _) = store.add_build(builder, again, worker, master).await.expect("build");
+        store.finish_build(retry, RETRY).await.expect("finish RETRY");
+        let cleanup = store.unclaim_and_retry_builds_of(master).await.expect("cleanup");
+        assert_eq!(cleanup, RestartCleanup { builds_retried: 0, requests_unclaimed: 1 });
+        assert!(!store.build_request(again).await.expect("get").expect("exists").complete);
     }
 }
