@@ -181,5 +181,5 @@ pub(super) async fn page(State(master): State<Master>, wanted: Wanted) -> Result
         workers,
         failures: failures(&master, &names, 10).await?,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

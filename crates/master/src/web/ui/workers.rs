@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::home::{worker_states, WorkerState};
 use super::view::{BuildRow, Frame, Names};
 use super::{page_view, respond, UiError, Wanted};
+use crate::config::Action;
 use crate::master::Master;
 use crate::model::{Build, Worker};
 use crate::store::{FilterValue, ListQuery, Op};
@@ -32,6 +33,8 @@ pub(crate) struct WorkerPage {
     pub info: Vec<(String, String)>,
     pub builders: Vec<String>,
     pub builds: Vec<BuildRow>,
+    /// Whether the viewer may pause (or unpause) it.
+    pub can_pause: bool,
 }
 page_view!(WorkerPage);
 
@@ -40,7 +43,7 @@ pub(super) async fn list(State(master): State<Master>, wanted: Wanted) -> Result
         frame: Frame::new(&master, "Workers", "workers").live(&["workers/*/*"]),
         workers: worker_states(&master).await?,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }
 
 pub(super) async fn page(
@@ -80,12 +83,14 @@ pub(super) async fn page(
     let builds = master.store().list(&query).await?.items.iter().map(|b| names.row(b)).collect();
     let patterns = [format!("workers/{workerid}/*"), "builds/*/new".into(), "builds/*/finished".into()];
     let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let worker_paused = worker.paused;
     let page = WorkerPage {
         frame: Frame::new(&master, name.clone(), "workers").live(&patterns),
         worker,
         info,
         builders,
         builds,
+        can_pause: wanted.may(&master, if worker_paused { Action::Unpause } else { Action::Pause }, None, None),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }
