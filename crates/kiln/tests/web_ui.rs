@@ -99,6 +99,10 @@ command = ["sh", "-c", "echo 'main.c:3: error: <oops>' >&2; exit 2"]
     // The worker page shows it connected, with what it told about itself.
     let worker = get(&base, "/workers/w1").await;
     assert!(worker.texts("h1 .result").iter().any(|t| t.contains("connected")), "{}", worker.text);
+    // Since when: the instant it attached, as a time the page shows in the reader's zone.
+    let since = worker.attrs("p.since time", "datetime");
+    assert_eq!(since.len(), 1, "{}", worker.text);
+    assert!(worker.texts("p.since").iter().any(|t| t.starts_with("Connected ")), "{}", worker.text);
     assert!(worker.texts("dl.summary dt").iter().any(|t| t == "version"), "{}", worker.text);
     assert!(worker.attrs("table.builds a", "href").iter().any(|h| h == href));
 

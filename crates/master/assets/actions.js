@@ -52,15 +52,22 @@ document.addEventListener("click", async (event) => {
   for (const input of button.parentElement.querySelectorAll(".action-param")) {
     if (input.value) params[input.dataset.param] = input.value;
   }
+  if (button.dataset.params) Object.assign(params, JSON.parse(button.dataset.params));
   button.disabled = true;
   if (box) box.textContent = "";
   const answer = await call(button.dataset.url, button.dataset.method, params);
   button.disabled = false;
   if (answer.error) {
     if (box) box.textContent = answer.error;
-  } else if (button.dataset.method === "rebuild" && Array.isArray(answer.result)) {
-    if (box) box.textContent = `rebuild requested (buildset ${answer.result[0]})`;
+    return;
   }
+  if (button.dataset.method === "rebuild" && Array.isArray(answer.result)) {
+    // This build is unchanged: the answer stays on screen.
+    if (box) box.textContent = `rebuild requested (buildset ${answer.result[0]})`;
+    return;
+  }
+  // What the action changed may publish no event the page listens to: have its live block read again.
+  document.dispatchEvent(new CustomEvent("kiln:acted"));
 });
 
 document.addEventListener("submit", async (event) => {
@@ -81,9 +88,19 @@ document.addEventListener("submit", async (event) => {
   submit.disabled = false;
   if (!answer.error) {
     form.querySelector(".form-error").textContent = "";
+    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+    form.querySelector(".force-done")?.remove();
     const status = document.createElement("p");
+    status.className = "force-done";
     status.setAttribute("role", "status");
-    status.textContent = `build requested (buildset ${answer.result?.[0]})`;
+    status.append(`build requested (buildset ${answer.result?.[0]}): `);
+    // [bsid, {builderid: brid}]: each request links to its build (once it starts) at /requests/N.
+    for (const brid of Object.values(answer.result?.[1] || {})) {
+      const link = document.createElement("a");
+      link.href = `/requests/${encodeURIComponent(brid)}`;
+      link.textContent = `request ${brid}`;
+      status.append(link, " ");
+    }
     form.append(status);
     return;
   }

@@ -103,3 +103,4 @@ setInterval(() => {
   }
 }, 1000);
 connect();
+document.addEventListener("kiln:acted", schedule);

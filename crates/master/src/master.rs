@@ -59,6 +59,10 @@ pub enum ActionError {
     UnknownWorker(String),
     #[error("build {0} is not running on this master")]
     NotRunning(i64),
+    #[error("no scheduler named '{0}'")]
+    NoScheduler(String),
+    #[error("the scheduler '{0}' is disabled (enable it on the schedulers page)")]
+    SchedulerDisabled(String),
     #[error(transparent)]
     InvalidParameter(#[from] force::ParameterError),
     #[error(transparent)]
@@ -420,6 +424,22 @@ impl Master {
         self.submit_for(scheduler, &names, buildset).await
     }
 
+    /// Enables or disables the scheduler `name` (of any kind): a disabled one submits nothing until enabled.
+    pub async fn set_scheduler_enabled(&self, name: &str, enabled: bool) -> Result<(), ActionError> {
+        let config = self.config();
+        let known = config.timed_schedulers.iter().any(|s| s.name == name)
+            || config.change_schedulers.iter().any(|s| s.name == name)
+            || config.dependent_schedulers.iter().any(|s| s.name == name)
+            || config.triggerable_schedulers.iter().any(|s| s.name == name)
+            || config.force_schedulers.iter().any(|s| s.name == name);
+        if !known {
+            return Err(ActionError::NoScheduler(name.to_string()));
+        }
+        self.inner.store.set_scheduler_enabled(name, enabled).await?;
+        tracing::info!(scheduler = name, enabled, "scheduler switched");
+        Ok(())
+    }
+
     /// Submits `buildset` (reason, properties, source stamps…) from scheduler `scheduler` for the builders `names`.
     async fn submit_for<S: AsRef<str>>(
         &self,
@@ -444,6 +464,13 @@ impl Master {
             source: "Scheduler".into(),
         });
         buildset.scheduler = Some(scheduler.to_string());
+        // A disabled scheduler submits nothing; what it keeps of what it handled is stored all the same, so that
+        // it does not come back to those changes or firings once enabled (Buildbot's disabled schedulers drop
+        // them too).
+        if !self.inner.store.scheduler_enabled(scheduler).await? {
+            self.inner.store.set_states(&buildset.state).await?;
+            return Err(ActionError::SchedulerDisabled(scheduler.to_string()));
+        }
         let submitted = self.submit(buildset).await?;
         let bsid = submitted.buildsetid;
         self.inner.store.events().publish(Event::SchedulerFired { scheduler: scheduler.to_string(), bsid });

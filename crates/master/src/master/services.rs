@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Master;
+use super::{ActionError, Master};
 use crate::changes::git_poller::GitPoller;
 use crate::changes::release_poller::ReleasePoller;
 use crate::config::{ChangeSchedulerDef, ChangeSourceDef, DependentSchedulerDef, MasterConfig, TimedSchedulerDef};
@@ -115,6 +115,10 @@ impl Master {
             async move {
                 match master.submit_changes(&name, &builders, priority, &group, state).await {
                     Ok(()) => true,
+                    Err(ActionError::SchedulerDisabled(_)) => {
+                        tracing::info!(scheduler = %name, changes = group.len(), "disabled: the changes build nothing");
+                        true
+                    }
                     Err(e) => {
                         tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                         false
@@ -176,6 +180,10 @@ impl Master {
                 };
                 match submitted {
                     Ok(()) => true,
+                    Err(ActionError::SchedulerDisabled(_)) => {
+                        tracing::info!(scheduler = %name, "disabled: this firing builds nothing");
+                        true
+                    }
                     Err(e) => {
                         tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
                         false
@@ -193,8 +201,12 @@ impl Master {
         tokio::spawn(dependent::run(def, self.inner.store.clone(), completed, stop, move |buildset| {
             let (master, name, builders) = (master.clone(), name.clone(), builders.clone());
             async move {
-                if let Err(e) = master.submit_for(&name, &builders, buildset).await {
-                    tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit");
+                match master.submit_for(&name, &builders, buildset).await {
+                    Ok(_) => {}
+                    Err(ActionError::SchedulerDisabled(_)) => {
+                        tracing::info!(scheduler = %name, "disabled: the upstream buildset builds nothing");
+                    }
+                    Err(e) => tracing::error!(scheduler = %name, error = %e, "the scheduler could not submit"),
                 }
             }
         }))

@@ -24,6 +24,7 @@ mod queries;
 mod recent;
 mod resources;
 mod retention;
+mod schedulers;
 mod state;
 mod steps;
 mod workers;
@@ -122,6 +123,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed("auth"),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0012_auth.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            13,
+            Cow::Borrowed("schedulers"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0013_schedulers.sql").into_sql_str(),
             false,
         ),
         Migration::new(

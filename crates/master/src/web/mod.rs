@@ -110,6 +110,7 @@ pub fn router(master: Master) -> Router {
         .route("/notifications", get(notifications::notifications))
         .route("/forceschedulers", get(h::forceschedulers))
         .route("/forceschedulers/{name}", get(h::forcescheduler).post(rpc::forcescheduler))
+        .route("/schedulers/{name}", axum::routing::post(rpc::scheduler))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/audit", get(tokens::audit))

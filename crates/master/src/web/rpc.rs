@@ -75,7 +75,9 @@ impl From<ActionError> for RpcError {
             | ActionError::UnknownScheduler(_)
             | ActionError::UnknownBuild(_)
             | ActionError::UnknownRequest(_)
-            | ActionError::UnknownWorker(_) => RpcError::not_found(message),
+            | ActionError::UnknownWorker(_)
+            | ActionError::NoScheduler(_) => RpcError::not_found(message),
+            ActionError::SchedulerDisabled(_) => RpcError::new(StatusCode::CONFLICT, INVALID_REQUEST, message),
             ActionError::NotRunning(_) => RpcError::new(StatusCode::BAD_REQUEST, INVALID_REQUEST, message),
             ActionError::InvalidParameter(_) => RpcError::params(message),
             ActionError::Store(_) => {
@@ -405,4 +407,34 @@ fn builder_name(m: &Master, text: &str) -> Result<String, RpcError> {
         })
         .map(|b| b.name.clone())
         .ok_or_else(|| RpcError::not_found(format!("no builder '{text}'")))
+}
+
+/// `POST /schedulers/{name}`: `enable` (params `enabled`: true or false), Buildbot's scheduler control; a
+/// disabled scheduler submits nothing until enabled again.
+pub(super) async fn scheduler(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    answer(&m.clone(), &viewer, &headers, &body, |actor, method, params| async move {
+        if method != "enable" {
+            return Err(no_method("schedulers", &method, "enable"));
+        }
+        let enabled = params
+            .get("enabled")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| RpcError::params("parameter 'enabled': true or false is required"))?;
+        actor.may(&m, Action::EnableScheduler, &Target::default())?;
+        m.set_scheduler_enabled(&name, enabled).await?;
+        let entry = NewAuditEntry {
+            action: Action::EnableScheduler.name().to_string(),
+            detail: Some(format!("{} scheduler '{name}'", if enabled { "enabled" } else { "disabled" })),
+            ..NewAuditEntry::default()
+        };
+        actor.record(&m, entry).await;
+        Ok(Value::Null)
+    })
+    .await
 }

@@ -101,6 +101,9 @@ struct Inner {
     addresses: HashMap<String, SocketAddr>,
     /// The workers' store ids by name, for the events published.
     ids: HashMap<String, i64>,
+    /// When each worker attached (Unix seconds), and when each last detached, since this master started.
+    attached_at: HashMap<String, i64>,
+    detached_at: HashMap<String, i64>,
 }
 
 impl Workers {
@@ -126,6 +129,14 @@ impl Workers {
     }
 
     fn publish(&self, name: &str, attached: bool) {
+        let now = unix_now();
+        {
+            let mut inner = self.write();
+            match attached {
+                true => inner.attached_at.insert(name.to_string(), now),
+                false => inner.detached_at.insert(name.to_string(), now),
+            };
+        }
         let Some(bus) = &self.bus else { return };
         let Some(workerid) = self.read().ids.get(name).copied() else { return };
         let name = name.to_string();
@@ -133,6 +144,16 @@ impl Workers {
             true => Event::WorkerAttached { workerid, name },
             false => Event::WorkerDetached { workerid, name },
         });
+    }
+
+    /// When worker `name` last attached, in Unix seconds (since this master started).
+    pub fn attached_at(&self, name: &str) -> Option<i64> {
+        self.read().attached_at.get(name).copied()
+    }
+
+    /// When worker `name` last detached, in Unix seconds (since this master started).
+    pub fn detached_at(&self, name: &str) -> Option<i64> {
+        self.read().detached_at.get(name).copied()
     }
 
     /// Replaces the accounts; connected workers stay connected (see [`Workers::reconfigure`]).
@@ -461,6 +482,12 @@ fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     let decoded = String::from_utf8(decoded).ok()?;
     let (name, password) = decoded.split_once(':')?;
     Some((name.to_string(), password.to_string()))
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

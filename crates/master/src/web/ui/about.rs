@@ -45,5 +45,5 @@ pub(super) async fn page(State(master): State<Master>, wanted: Wanted) -> Result
             + config.dependent_schedulers.len()
             + config.force_schedulers.len(),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

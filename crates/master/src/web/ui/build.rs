@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::builder::find;
 use super::view::{build_href, duration, now, segment, BuildBox, Frame, Names, Outcome, Time};
 use super::{page_view, respond, UiError, Wanted};
+use crate::config::{Action, BuilderDef, StepDef};
 use crate::master::Master;
-use crate::model::{Build, Change, Log};
+use crate::model::{Build, Change, Log, SourceStamp};
 use crate::store::{FilterValue, ListQuery, Op};
 
 /// A link to a log of a step.
@@ -76,13 +77,70 @@ impl ChangeView {
     }
 }
 
-/// A source stamp.
+/// A source stamp: what was asked for, and the revision the build checked out (`got_revision`).
 #[derive(Debug, Clone)]
 pub(crate) struct StampView {
     pub codebase: String,
     pub repository: String,
     pub branch: String,
+    /// The revision asked for; empty: the branch's latest.
     pub revision: String,
+    /// The revision the build's `git` step checked out; empty when none did.
+    pub got: String,
+}
+
+/// The revision `got_revision` gives for `codebase`: a text for one codebase, an object by codebase for several.
+fn got_revision(got: Option<&Value>, codebase: &str) -> Option<String> {
+    match got? {
+        Value::String(revision) => Some(revision.clone()),
+        Value::Object(by_codebase) => by_codebase.get(codebase).and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The build's sources: its source stamps with what it checked out; a build asked for no source stamp (a forced
+/// build without a revision) that checked out revisions shows a row per codebase it checked out, with the
+/// repository of the builder's `git` step of that codebase.
+fn stamp_views(def: &BuilderDef, stamps: Vec<SourceStamp>, got: Option<&Value>) -> Vec<StampView> {
+    if !stamps.is_empty() {
+        return stamps
+            .into_iter()
+            .map(|s| StampView {
+                got: got_revision(got, &s.codebase).unwrap_or_default(),
+                codebase: s.codebase,
+                repository: s.repository,
+                branch: s.branch.unwrap_or_default(),
+                revision: s.revision.unwrap_or_default(),
+            })
+            .collect();
+    }
+    let git_step = |codebase: &str| {
+        def.steps.iter().find_map(|step| match step {
+            StepDef::Git(git) if git.codebase == codebase => Some(git),
+            _ => None,
+        })
+    };
+    let codebases: Vec<(String, String)> = match got {
+        Some(Value::String(revision)) => vec![(String::new(), revision.clone())],
+        Some(Value::Object(by_codebase)) => by_codebase
+            .iter()
+            .filter_map(|(codebase, revision)| Some((codebase.clone(), revision.as_str()?.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    codebases
+        .into_iter()
+        .map(|(codebase, got)| {
+            let step = git_step(&codebase);
+            StampView {
+                repository: step.map(|g| g.repourl.clone()).unwrap_or_default(),
+                branch: step.map(|g| g.branch.clone()).unwrap_or_default(),
+                revision: String::new(),
+                codebase,
+                got,
+            }
+        })
+        .collect()
 }
 
 /// A property.
@@ -120,6 +178,9 @@ pub(crate) struct BuildPage {
     pub parent: Option<BuildBox>,
     pub parent_builder: String,
     pub triggered: Vec<(String, BuildBox)>,
+    /// Whether the viewer may stop this build (shown while it runs) and rebuild it (once it ended).
+    pub can_stop: bool,
+    pub can_rebuild: bool,
 }
 page_view!(BuildPage);
 
@@ -175,6 +236,7 @@ pub(super) async fn page(
         .find(|p| p.name == "owner")
         .and_then(|p| p.value.as_str().map(str::to_string))
         .unwrap_or_default();
+    let stamps = stamp_views(&def, stamps, properties.iter().find(|p| p.name == "got_revision").map(|p| &p.value));
     let steps = store.steps(build.id).await?;
     let logs = logs_of(&master, steps.iter().map(|s| s.id).collect()).await?;
     let build_path = build_href(&def.name, build.number);
@@ -226,6 +288,9 @@ pub(super) async fn page(
             (builder, cell)
         })
         .collect();
+    let owner_ref = (!owner.is_empty()).then_some(owner.as_str());
+    let can_stop = wanted.may(&master, Action::Stop, Some(&def.name), owner_ref);
+    let can_rebuild = wanted.may(&master, Action::Rebuild, Some(&def.name), owner_ref);
     let outcome = Outcome::of(build.results);
     let end = build.complete_at.unwrap_or_else(now);
     let patterns = [format!("builds/{}/*", build.id), format!("builds/{}/steps/*/*", build.id)];
@@ -253,15 +318,7 @@ pub(super) async fn page(
         started_epoch: build.started_at,
         running: build.complete_at.is_none(),
         worker: names.worker(build.workerid).unwrap_or("").to_string(),
-        stamps: stamps
-            .into_iter()
-            .map(|s| StampView {
-                codebase: s.codebase,
-                repository: s.repository,
-                branch: s.branch.unwrap_or_default(),
-                revision: s.revision.unwrap_or_default(),
-            })
-            .collect(),
+        stamps,
         changes: store.build_changes(build.id).await?.iter().map(ChangeView::of).collect(),
         properties: properties
             .into_iter()
@@ -278,6 +335,8 @@ pub(super) async fn page(
         parent,
         parent_builder,
         triggered,
+        can_stop,
+        can_rebuild,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

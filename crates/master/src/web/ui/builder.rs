@@ -123,6 +123,8 @@ pub(crate) struct BuilderPage {
     pub running: Vec<Running>,
     pub pending: Vec<Queued>,
     pub schedulers: Vec<SchedulerInfo>,
+    /// Whether the schedulers' table shows enable/disable buttons (only the schedulers page does).
+    pub can_switch: bool,
     pub forms: Vec<ForceForm>,
 }
 page_view!(BuilderPage);
@@ -184,8 +186,9 @@ pub(super) async fn page(
         paged: before.is_some(),
         running: running(&master, &names, Some(id)).await?,
         pending: queue(&master, Some(&def.name)).await?,
-        schedulers: schedulers(&master, Some(&def.name), now_utc()),
+        schedulers: schedulers(&master, Some(&def.name), now_utc(), &master.store().disabled_schedulers().await?),
+        can_switch: false,
         forms: force_forms(&master, &def.name),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

@@ -149,5 +149,5 @@ pub(super) async fn page(
         matching,
         total: config.builders.len(),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

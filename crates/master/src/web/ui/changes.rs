@@ -71,7 +71,7 @@ pub(super) async fn list(
         older,
         paged: before.is_some(),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }
 
 pub(super) async fn page(
@@ -91,5 +91,5 @@ pub(super) async fn page(
         codebase: change.codebase.clone(),
         builds,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

@@ -84,5 +84,5 @@ pub(super) async fn page(
         page,
         pages,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

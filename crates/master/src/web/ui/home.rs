@@ -48,6 +48,8 @@ pub(crate) struct WorkerState {
     pub connected: bool,
     pub paused: bool,
     pub reason: String,
+    /// Connected: since when; else when it was last seen (since this master started), if it was.
+    pub since: Option<Time>,
 }
 
 #[derive(Template)]
@@ -122,10 +124,14 @@ pub(crate) async fn worker_states(master: &Master) -> Result<Vec<WorkerState>, U
         .iter()
         .map(|w| {
             let reason = paused.get(&w.name);
+            let connected = master.workers().connected(&w.name).is_some_and(|c| !c.is_closed());
+            let since =
+                if connected { master.workers().attached_at(&w.name) } else { master.workers().detached_at(&w.name) };
             WorkerState {
                 name: w.name.clone(),
                 href: format!("/workers/{}", segment(&w.name)),
-                connected: master.workers().connected(&w.name).is_some_and(|c| !c.is_closed()),
+                connected,
+                since: since.map(Time::at),
                 paused: reason.is_some(),
                 reason: reason.cloned().flatten().unwrap_or_default(),
             }
@@ -181,5 +187,5 @@ pub(super) async fn page(State(master): State<Master>, wanted: Wanted) -> Result
         workers,
         failures: failures(&master, &names, 10).await?,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::{Frame, Wanted};
 use crate::master::Master;
 use crate::model::{Build, Log, Step};
 use crate::store::FilterValue;
@@ -33,7 +34,8 @@ pub(crate) struct Line {
 #[derive(Template)]
 #[template(path = "log.html")]
 pub(crate) struct LogPage {
-    pub site: String,
+    /// The shared frame (`layout.html`): the header, the navigation, who is logged in.
+    pub frame: Frame,
     pub builder: String,
     pub builder_url: String,
     pub number: i64,
@@ -50,7 +52,6 @@ pub(crate) struct LogPage {
     pub tail: Vec<Line>,
     pub css: String,
     pub js: String,
-    pub favicon: String,
 }
 
 /// `text` as one segment of a URL path.
@@ -86,6 +87,7 @@ fn shown(lines: Vec<String>, first: i64, stdio: bool) -> Vec<Line> {
 pub(super) async fn page(
     State(m): State<Master>,
     Path((builder, number, step, slug)): Path<(String, String, String, String)>,
+    wanted: Wanted,
 ) -> Result<Response, ApiError> {
     let builderid = m.builder_id(&builder).ok_or_else(|| ApiError::not_found(format!("no builder '{builder}'")))?;
     let build_number: i64 =
@@ -112,8 +114,10 @@ pub(super) async fn page(
     let tail_from = (n - SHOWN).max(SHOWN.min(n));
     let tail = m.store().log_lines(log.id, tail_from, n - tail_from).await?;
     let builder_url = format!("/builders/{}", segment(&builder));
+    let mut frame = Frame::new(&m, format!("{} · {} · {builder} #{build_number}", log.name, step_row.name), "builders");
+    frame.account(&wanted);
     let page = LogPage {
-        site: m.config().title.clone(),
+        frame,
         build_url: format!("{builder_url}/builds/{build_number}"),
         builder_url,
         builder,
@@ -129,7 +133,6 @@ pub(super) async fn page(
         tail: shown(tail, tail_from, stdio),
         css: asset_url("log.css"),
         js: asset_url("log.js"),
-        favicon: asset_url("favicon.svg"),
     };
     let html = page.render().map_err(|e| ApiError::internal(format!("the log page could not be rendered: {e}")))?;
     let mut response = Html(html).into_response();

@@ -38,8 +38,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::auth::rules::{decide, Target};
+use crate::config::Action;
 use crate::master::Master;
 use crate::store::StoreError;
+use crate::web::auth::Viewer;
 pub(crate) use view::Frame;
 
 /// The UI's routes (merged into the web router at its root).
@@ -54,6 +57,7 @@ pub(super) fn routes() -> Router<Master> {
         .route("/changes", get(changes::list))
         .route("/changes/{id}", get(changes::page))
         .route("/requests", get(requests::page))
+        .route("/requests/{id}", get(requests::one))
         .route("/schedulers", get(schedulers::page))
         .route("/about", get(about::page))
         .route("/waterfall", get(waterfall::page))
@@ -61,9 +65,15 @@ pub(super) fn routes() -> Router<Master> {
         .route("/console", get(console::page))
         .route("/badges/{file}", get(badge::badge))
         .route("/assets/{file}", get(assets::serve))
+        .route("/favicon.ico", get(favicon))
         .route("/builders/{name}/builds/{number}/steps/{step}/logs/{slug}", get(log::page))
         .route("/assets/log/{file}", get(log::asset))
         .layer(axum::middleware::map_response(page_headers))
+}
+
+/// `/favicon.ico`, which browsers ask for where a page names no icon (the login page, a raw log): Kiln's icon.
+async fn favicon() -> Response {
+    axum::response::Redirect::to(&assets::asset_url("favicon.svg")).into_response()
 }
 
 /// Every page, asset and badge: no framing, no sniffing, no referrer to other sites, and only this origin's
@@ -79,10 +89,15 @@ async fn page_headers(mut response: Response) -> Response {
     response
 }
 
-/// Which part of a page the request wants: `?fragment=NAME` (the page's `live` block), else the whole page.
+/// Which part of a page the request wants (`?fragment=NAME`: the page's `live` block, else the whole page), and
+/// who asks (the header's login link or user name, the buttons a page shows).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Wanted {
     fragment: Option<String>,
+    /// The viewer the auth layer found (none when the router runs without it).
+    pub viewer: Option<Viewer>,
+    /// The page's path and query, where a login goes back to.
+    path: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Wanted {
@@ -93,7 +108,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Wanted {
             .uri
             .query()
             .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("fragment=").map(|v| v.to_string())));
-        Ok(Wanted { fragment })
+        let viewer = parts.extensions.get::<Viewer>().cloned();
+        let path = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        Ok(Wanted { fragment, viewer, path })
+    }
+}
+
+impl Wanted {
+    /// The page's path and query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The user the page is shown to, if one is logged in.
+    pub fn user(&self) -> Option<&crate::auth::User> {
+        self.viewer.as_ref().and_then(|v| v.user.as_ref())
+    }
+
+    /// Whether the viewer may take `action` on a build or request of `builder` owned by `owner` (on a worker:
+    /// no builder), as the JSON-RPC action would decide.
+    pub fn may(&self, master: &Master, action: Action, builder: Option<&str>, owner: Option<&str>) -> bool {
+        let Some(user) = self.user() else { return false };
+        let config = master.config();
+        let tags = builder
+            .and_then(|name| config.builders.iter().find(|b| b.name == name))
+            .map(|b| b.tags.clone())
+            .unwrap_or_default();
+        let target = Target { builder, tags: &tags, owner };
+        decide(&config.auth.rules, user, action, &target).is_ok()
     }
 }
 
@@ -101,6 +143,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Wanted {
 pub(crate) trait View: askama::Template {
     /// The page's `live` block alone.
     fn live(&self) -> askama::Result<String>;
+    /// The page's frame, which [`respond`] tells who the viewer is.
+    fn frame_mut(&mut self) -> &mut Frame;
 }
 
 /// Implements [`View`] for page types whose template declares `blocks = ["live"]`.
@@ -110,13 +154,19 @@ macro_rules! page_view {
             fn live(&self) -> askama::Result<String> {
                 askama::Template::render(&self.as_live())
             }
+
+            fn frame_mut(&mut self) -> &mut $crate::web::ui::Frame {
+                &mut self.frame
+            }
         }
     )+};
 }
 pub(crate) use page_view;
 
-/// Renders `view` as `wanted` asks: the whole page, or its live block (`?fragment=live`).
-pub(crate) fn respond(view: &impl View, wanted: &Wanted) -> Result<Response, UiError> {
+/// Renders `view` as `wanted` asks: the whole page, or its live block (`?fragment=live`), its header saying
+/// who is logged in.
+pub(crate) fn respond(mut view: impl View, wanted: &Wanted) -> Result<Response, UiError> {
+    view.frame_mut().account(wanted);
     let html = match wanted.fragment.as_deref() {
         None => view.render()?,
         Some("live") => view.live()?,

@@ -1,5 +1,6 @@
 //! `/schedulers`: every scheduler with its kind, its builders, when it fires next (what `kiln schedule-preview`
-//! computes, for nightly ones) and whether it is enabled; the builder page shows the ones that feed it.
+//! computes, for nightly ones) and whether it is enabled, with a button to enable or disable it for users allowed
+//! to (`enable_scheduler`); the builder page shows the ones that feed it.
 
 use askama::Template;
 use axum::extract::State;
@@ -8,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::view::{duration, now_utc, segment, Frame, Time};
 use super::{page_view, respond, UiError, Wanted};
-use crate::config::Timing;
+use crate::config::{Action, Timing};
 use crate::master::Master;
 
 /// Firings shown per nightly scheduler.
@@ -40,8 +41,14 @@ fn links(builders: &[String]) -> Vec<Link> {
     builders.iter().map(|b| Link { text: b.clone(), href: format!("/builders/{}", segment(b)) }).collect()
 }
 
-/// Every scheduler of the config, or those feeding `builder`, with their next firings from `now`.
-pub(crate) fn schedulers(master: &Master, builder: Option<&str>, now: DateTime<Utc>) -> Vec<SchedulerInfo> {
+/// Every scheduler of the config, or those feeding `builder`, with their next firings from `now`; those named in
+/// `disabled` are shown disabled.
+pub(crate) fn schedulers(
+    master: &Master,
+    builder: Option<&str>,
+    now: DateTime<Utc>,
+    disabled: &[String],
+) -> Vec<SchedulerInfo> {
     let config = master.config();
     let feeds = |builders: &[String]| builder.is_none_or(|b| builders.iter().any(|x| x == b));
     let mut all = Vec::new();
@@ -104,6 +111,9 @@ pub(crate) fn schedulers(master: &Master, builder: Option<&str>, now: DateTime<U
             enabled: true,
         });
     }
+    for s in &mut all {
+        s.enabled = !disabled.contains(&s.name);
+    }
     all
 }
 
@@ -112,13 +122,16 @@ pub(crate) fn schedulers(master: &Master, builder: Option<&str>, now: DateTime<U
 pub(crate) struct SchedulersPage {
     pub frame: Frame,
     pub schedulers: Vec<SchedulerInfo>,
+    /// Whether the viewer may enable and disable schedulers (the buttons).
+    pub can_switch: bool,
 }
 page_view!(SchedulersPage);
 
 pub(super) async fn page(State(master): State<Master>, wanted: Wanted) -> Result<Response, UiError> {
     let page = SchedulersPage {
         frame: Frame::new(&master, "Schedulers", "schedulers").live(&["schedulers/*/*/*/*"]),
-        schedulers: schedulers(&master, None, now_utc()),
+        schedulers: schedulers(&master, None, now_utc(), &master.store().disabled_schedulers().await?),
+        can_switch: wanted.may(&master, Action::EnableScheduler, None, None),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }

@@ -17,6 +17,9 @@ use crate::store::LogType;
 use crate::web::router;
 
 const EVIL: &str = "<script>alert('x')</script>";
+/// The argon2 hash (at argon2's smallest cost, so that logins are quick) of [`PASSWORD`], the fixture's users'.
+const ADMIN_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$a2lsbi10ZXN0LXNhbHQ$QXq7j3egqTpIiaCCSe5AdBnGT+vRQNgIoDSocFatnfg";
+const PASSWORD: &str = "kiln-test-password";
 
 struct Fixture {
     master: Master,
@@ -63,6 +66,17 @@ collapse_requests = false
   [[builder.step]]
   command = "true"
 
+[[builder]]
+name = "app"
+workers = ["w1"]
+collapse_requests = false
+  [[builder.step]]
+  name = "checkout"
+  type = "git"
+  repourl = "https://example.invalid/app.git"
+  [[builder.step]]
+  command = "make"
+
 [[scheduler]]
 name = "nightly"
 type = "nightly"
@@ -91,6 +105,16 @@ reason = "a release"
   type = "choice"
   choices = ["debug", "release"]
   default = "release"
+
+[[user]]
+name = "admin"
+password_hash = "{ADMIN_HASH}"
+roles = ["admin"]
+
+[[user]]
+name = "watcher"
+password_hash = "{ADMIN_HASH}"
+roles = ["viewer"]
 "#,
         dir.path().join("state.sqlite").display()
     );
@@ -132,7 +156,22 @@ impl Page {
 
 impl Fixture {
     async fn page(&self, uri: &str) -> Page {
-        let request = Request::get(uri).body(Body::empty()).expect("request");
+        self.page_as(uri, None).await
+    }
+
+    /// `uri` as user `user` sees it (HTTP Basic with the fixture's password), or anonymously.
+    async fn page_as(&self, uri: &str, user: Option<&str>) -> Page {
+        let mut request = Request::get(uri);
+        if let Some(user) = user {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}"));
+            request = request.header(header::AUTHORIZATION, format!("Basic {basic}"));
+        }
+        // From this machine, where HTTP Basic is accepted.
+        let request = request
+            .extension(crate::web::auth::Peer(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))))
+            .body(Body::empty())
+            .expect("request");
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
@@ -143,7 +182,11 @@ impl Fixture {
     }
 
     async fn ok(&self, uri: &str) -> Page {
-        let page = self.page(uri).await;
+        self.ok_as(uri, None).await
+    }
+
+    async fn ok_as(&self, uri: &str, user: Option<&str>) -> Page {
+        let page = self.page_as(uri, user).await;
         assert_eq!(page.status, StatusCode::OK, "{uri}:\n{}", page.text);
         page
     }
@@ -243,13 +286,53 @@ async fn the_build_page_shows_the_result_steps_logs_changes_and_sources() {
     assert_eq!(page.one("a.rev").value().attr("href"), Some("https://example.invalid/repo/commit/abc123"));
     assert!(page.texts("td.rev").contains(&"abc123".to_string()));
     assert!(page.one(&format!("a[href=\"/changes/{change}\"]")).text().collect::<String>().contains("Change"));
-    // The rebuild button posts the JSON-RPC action.
+    // The rebuild button posts the JSON-RPC action, for a user allowed to; nobody else sees it.
+    assert!(page.all("button.action").is_empty(), "anonymous: no action");
+    assert!(page
+        .one(".account a.login")
+        .value()
+        .attr("href")
+        .is_some_and(|h| h.starts_with("/login?next=%2Fbuilders")));
+    let watcher = f.ok_as(&format!("/builders/linux/builds/{number}"), Some("watcher")).await;
+    assert!(watcher.all("button.action").is_empty(), "a viewer: no action");
+    assert_eq!(watcher.texts(".account .user strong"), vec!["watcher"]);
+    let page = f.ok_as(&format!("/builders/linux/builds/{number}"), Some("admin")).await;
+    assert_eq!(page.texts(".account .user strong"), vec!["admin"]);
     let button = page.one("button.action");
     assert_eq!(button.value().attr("data-method"), Some("rebuild"));
     assert_eq!(button.value().attr("data-url"), Some("/api/v2/builds/1"));
     assert!(page.texts("dd").iter().any(|t| t.contains("because <script>")), "the reason, as text");
     assert_eq!(f.page("/builders/linux/builds/99").await.status, StatusCode::NOT_FOUND);
     assert_eq!(f.page("/builders/nope/builds/1").await.status, StatusCode::NOT_FOUND);
+}
+
+/// A forced build without a source stamp whose git step checked out a revision shows what it built (the
+/// demo's first build said "No source stamp.").
+#[tokio::test]
+async fn a_build_without_a_source_stamp_shows_the_revision_it_checked_out() {
+    let f = fixture().await;
+    let store = f.master.store();
+    let builderid = f.master.builder_id("app").expect("builder");
+    let new = NewBuildset { reason: "forced".into(), builderids: vec![builderid], ..NewBuildset::default() };
+    let (_, brids) = store.add_buildset(&new).await.expect("buildset");
+    assert!(store.claim_requests(&brids, f.master.masterid()).await.expect("claim"));
+    let worker = store.find_or_add_worker("w1").await.expect("worker");
+    let (buildid, number) = store.add_build(builderid, brids[0], worker, f.master.masterid()).await.expect("build");
+    let uri = format!("/builders/app/builds/{number}");
+    assert!(f.ok(&uri).await.texts("#h-sources + p").iter().any(|t| t == "No source stamp yet."));
+    let got = crate::model::Property {
+        name: "got_revision".into(),
+        value: serde_json::json!("0123456789abcdef0123456789abcdef01234567"),
+        source: "Git".into(),
+    };
+    store.set_build_properties(buildid, &[got]).await.expect("property");
+    let page = f.ok(&uri).await;
+    assert!(page.all("#h-sources + p").is_empty(), "{}", page.text);
+    assert_eq!(page.texts("table.sources td.got"), vec!["0123456789abcdef0123456789abcdef01234567".to_string()]);
+    assert!(page.texts("table.sources td").contains(&"https://example.invalid/app.git".to_string()));
+    // The same in the live fragment the page re-fetches.
+    let live = f.ok(&format!("{uri}?fragment=live")).await;
+    assert_eq!(live.texts("td.got").len(), 1, "{}", live.text);
 }
 
 #[tokio::test]
@@ -384,13 +467,16 @@ async fn the_force_form_is_made_from_the_typed_parameters() {
 async fn builders_filter_by_tag_and_name() {
     let f = fixture().await;
     let names = |page: &Page| page.texts("li.builder a.name");
-    assert_eq!(names(&f.ok("/builders").await), vec!["linux", "mac"]);
+    assert_eq!(names(&f.ok("/builders").await), vec!["linux", "mac", "app"]);
     assert_eq!(names(&f.ok("/builders?tag=linux").await), vec!["linux"]);
     assert_eq!(names(&f.ok("/builders?tag=os&name=MA").await), vec!["mac"]);
     assert!(names(&f.ok("/builders?tag=os&tag=nope").await).is_empty());
     let page = f.ok("/builders?tag=os").await;
     let on = page.one("a.tag.on");
-    assert_eq!((on.text().collect::<String>(), on.value().attr("aria-pressed")), ("os".into(), Some("true")));
+    assert_eq!(
+        (on.text().collect::<String>(), on.value().attr("aria-current")),
+        ("os (filtering)".into(), Some("true"))
+    );
     assert_eq!(on.value().attr("href"), Some("/builders"), "clicking it again removes it");
 }
 
@@ -428,6 +514,8 @@ async fn every_page_answers_and_stays_small() {
     }
     let worker = f.ok("/workers/w1").await;
     assert!(worker.texts("h1 .result").iter().any(|t| t.contains("not connected")));
+    assert!(worker.all("button.action").is_empty(), "anonymous: no pause button");
+    let worker = f.ok_as("/workers/w1", Some("admin")).await;
     assert_eq!(worker.one("button.action").value().attr("data-method"), Some("pause"));
     assert_eq!(f.page("/workers/nope").await.status, StatusCode::NOT_FOUND);
     let about = f.ok("/about").await;
@@ -485,7 +573,7 @@ async fn each_page_listens_to_the_events_a_build_publishes_and_its_fragment_show
     assert!(keys.iter().any(|k| patterns.iter().any(|p| crate::events::key_matches(p, k))), "{patterns:?} {keys:?}");
     let other = format!("builds/{}/steps/9/started", buildid - 1);
     assert!(!patterns.iter().any(|p| crate::events::key_matches(p, &other)), "{patterns:?}");
-    let live = f.ok(&format!("/builders/linux/builds/{number}?fragment=live")).await;
+    let live = f.ok_as(&format!("/builders/linux/builds/{number}?fragment=live"), Some("admin")).await;
     assert_eq!(live.texts("li.step .step-name"), vec!["compile"]);
     assert_eq!(live.one("button.action").value().attr("data-method"), Some("stop"));
 }

@@ -27,15 +27,38 @@ pub(crate) struct Frame {
     pub events: String,
     /// Which entry of the navigation is this page's.
     pub nav: &'static str,
+    /// Whether anyone can log in to this master (users, an htpasswd file or a proxy).
+    pub logins: bool,
+    /// Who is logged in, shown in the header; `None` on an error page (the header shows no account).
+    pub account: Option<Account>,
+}
+
+/// The header's account box: the user's name and a logout button, or a login link back to this page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Account {
+    pub user: Option<String>,
+    /// Where the login link goes: `/login?next=…`.
+    pub login: String,
 }
 
 impl Frame {
     /// The frame of a page titled `title` under navigation entry `nav`.
     pub fn new(master: &Master, title: impl Into<String>, nav: &'static str) -> Frame {
         let mut frame = Frame::bare(title);
-        frame.site = master.config().title.clone();
+        let config = master.config();
+        frame.site = config.title.clone();
+        frame.logins = config.auth.has_users();
         frame.nav = nav;
         frame
+    }
+
+    /// Tells the frame who views the page (its header's account box, the CSRF token of the session's actions).
+    pub fn account(&mut self, wanted: &super::Wanted) {
+        let viewer = wanted.viewer.as_ref();
+        self.csrf = viewer.and_then(|v| v.csrf_token()).map(str::to_string);
+        let next: String = form_urlencoded::Serializer::new(String::new()).append_pair("next", wanted.path()).finish();
+        self.account =
+            Some(Account { user: viewer.and_then(|v| v.name()).map(str::to_string), login: format!("/login?{next}") });
     }
 
     /// A frame without the master's title (an error page).
@@ -50,6 +73,8 @@ impl Frame {
             csrf: None,
             events: String::new(),
             nav: "",
+            logins: false,
+            account: None,
         }
     }
 

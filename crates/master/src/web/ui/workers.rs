@@ -8,6 +8,7 @@ use axum::response::Response;
 use super::home::{worker_states, WorkerState};
 use super::view::{BuildRow, Frame, Names};
 use super::{page_view, respond, UiError, Wanted};
+use crate::config::Action;
 use crate::master::Master;
 use crate::model::{Build, Worker};
 use crate::store::{FilterValue, ListQuery, Op};
@@ -34,6 +35,8 @@ pub(crate) struct WorkerPage {
     pub builds: Vec<BuildRow>,
     /// Who paused it (from the audit), while it is paused.
     pub paused_by: String,
+    /// Whether the viewer may pause (or unpause) it.
+    pub can_pause: bool,
 }
 page_view!(WorkerPage);
 
@@ -42,7 +45,7 @@ pub(super) async fn list(State(master): State<Master>, wanted: Wanted) -> Result
         frame: Frame::new(&master, "Workers", "workers").live(&["workers/*/*"]),
         workers: worker_states(&master).await?,
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }
 
 pub(super) async fn page(
@@ -83,9 +86,10 @@ pub(super) async fn page(
     let patterns = [format!("workers/{workerid}/*"), "builds/*/new".into(), "builds/*/finished".into()];
     let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
     let paused_by = match worker.paused {
-        true => master.store().worker_actors(crate::config::Action::Pause.name(), &[&name]).await?.remove(&name),
+        true => master.store().worker_actors(Action::Pause.name(), &[&name]).await?.remove(&name),
         false => None,
     };
+    let worker_paused = worker.paused;
     let page = WorkerPage {
         frame: Frame::new(&master, name.clone(), "workers").live(&patterns),
         paused_by: paused_by.unwrap_or_default(),
@@ -93,6 +97,7 @@ pub(super) async fn page(
         info,
         builders,
         builds,
+        can_pause: wanted.may(&master, if worker_paused { Action::Unpause } else { Action::Pause }, None, None),
     };
-    respond(&page, &wanted)
+    respond(page, &wanted)
 }
