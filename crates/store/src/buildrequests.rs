@@ -277,8 +277,8 @@ async fn maybe_complete_buildset(
 mod tests {
     use super::*;
     use crate::results::{FAILURE, RETRY, SKIPPED, SUCCESS};
-    use crate::store::testing::{temp_store, url};
-    use crate::store::NewBuildset;
+    use crate::testing::{temp_store, url};
+    use crate::NewBuildset;
 
     /// A buildset with one request per builder; returns the request ids.
     async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {

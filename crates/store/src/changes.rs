@@ -182,7 +182,7 @@ pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     fn sample() -> NewChange {
         NewChange {
@@ -251,7 +251,7 @@ mod tests {
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let worker = store.find_or_add_worker("w").await.expect("worker");
         let master = store.register_master("m").await.expect("master");
-        let new = crate::store::NewBuildset {
+        let new = crate::NewBuildset {
             reason: "two changes".into(),
             builderids: vec![builder],
             changeids: vec![second, first],

@@ -193,8 +193,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::results::SUCCESS;
-    use crate::store::testing::{temp_store, url};
-    use crate::store::{LogType, NewBuildset};
+    use crate::testing::{temp_store, url};
+    use crate::{LogType, NewBuildset};
 
     /// A builder, a worker, a master and one claimed request on it.
     async fn setup(store: &Store) -> (i64, i64, i64, i64) {

@@ -55,7 +55,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::testing::{running_build, temp_store};
+    use crate::testing::{running_build, temp_store};
 
     fn prop(name: &str, value: serde_json::Value, source: &str) -> Property {
         Property { name: name.into(), value, source: source.into() }

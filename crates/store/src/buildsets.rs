@@ -10,8 +10,12 @@ use super::{now, Store, StoreError};
 use crate::events::Event;
 use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
-impl SourceStamp {
-    /// The key that makes equal source stamps share one row.
+/// The key that makes equal source stamps share one row.
+trait StampKey {
+    fn hash(&self) -> String;
+}
+
+impl StampKey for SourceStamp {
     fn hash(&self) -> String {
         let mut h = Sha256::new();
         for field in [
@@ -207,7 +211,7 @@ pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn a_buildset_for_three_builders_creates_three_requests() {

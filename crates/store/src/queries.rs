@@ -379,8 +379,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::results::{CANCELLED, SUCCESS};
-    use crate::store::testing::temp_store;
-    use crate::store::{BuildRequest, Buildset, LogType, NewBuildset, Step};
+    use crate::testing::temp_store;
+    use crate::{BuildRequest, Buildset, LogType, NewBuildset, Step};
 
     #[tokio::test]
     async fn filters_order_and_pages_run_in_sql() {

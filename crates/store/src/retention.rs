@@ -117,7 +117,7 @@ impl Store {
 mod tests {
     use super::super::testing::{running_build, temp_store};
     use super::*;
-    use crate::store::LogType;
+    use crate::LogType;
 
     /// A running build of builder `b` with one step and a stdio log of `lines` lines; returns (buildid, logid).
     async fn build_with_log(store: &Store, lines: usize) -> (i64, i64) {

@@ -450,7 +450,7 @@ mod tests {
     use super::*;
     use crate::model::NewBuildset;
     use crate::results::{FAILURE, SUCCESS};
-    use crate::store::testing::{temp_store, url};
+    use crate::testing::{temp_store, url};
 
     fn notice(reporter: &str, key: &str, supersede: Option<&str>) -> NewNotification {
         NewNotification {

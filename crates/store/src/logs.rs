@@ -550,11 +550,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     /// A step to hang logs on.
     async fn step(store: &Store) -> i64 {
-        let buildid = crate::store::testing::running_build(store).await;
+        let buildid = crate::testing::running_build(store).await;
         store.add_step(buildid, "s").await.expect("step").0
     }
 

@@ -1,4 +1,4 @@
-//! The master's persistent state. Every stage of the flow (changes, buildsets and requests, claims, builds, steps,
+//! The master's persistent state, and the only crate that speaks SQL. Every stage of the flow (changes, buildsets and requests, claims, builds, steps,
 //! logs) writes here before the next stage acts, so a master that is killed and started again resumes from the
 //! store (DESIGN.md). SQLite now, in WAL mode; the SQL is kept portable so PostgreSQL can follow.
 //!
@@ -27,6 +27,9 @@ mod retention;
 mod state;
 mod steps;
 mod workers;
+
+// The shared vocabulary, under the module names the store's files use (`crate::model::Build`).
+use kiln_model::{events, model, results};
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -79,56 +82,56 @@ fn migrator() -> Migrator {
             1,
             Cow::Borrowed("initial"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0001_initial.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             2,
             Cow::Borrowed("object state"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0002_object_state.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0002_object_state.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             3,
             Cow::Borrowed("worker pause reason"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0003_worker_pause_reason.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0003_worker_pause_reason.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             4,
             Cow::Borrowed("buildset changes"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             5,
             Cow::Borrowed("changes lineage"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             10,
             Cow::Borrowed("ui indexes"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0010_ui_indexes.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0010_ui_indexes.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             12,
             Cow::Borrowed("auth"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0012_auth.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0012_auth.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             14,
             Cow::Borrowed("notifications"),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0014_notifications.sql").into_sql_str(),
+            include_str!("../migrations/sqlite/0014_notifications.sql").into_sql_str(),
             false,
         ),
     ])
@@ -253,26 +256,27 @@ fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Helpers for the store's tests: real SQLite files in temporary directories.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    //! Helpers for the store's tests and, through the `test-support` feature, other crates': real SQLite files
+    //! in temporary directories.
 
     use super::Store;
 
     /// A store on a fresh file in a new temporary directory (kept alive by the returned guard).
-    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
+    pub async fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&url(&dir)).await.expect("open store");
         (store, dir)
     }
 
     /// The URL of the database file in `dir`.
-    pub(crate) fn url(dir: &tempfile::TempDir) -> String {
+    pub fn url(dir: &tempfile::TempDir) -> String {
         format!("sqlite:{}", dir.path().join("state.sqlite").display())
     }
 
     /// A running build (of builder `b` on worker `w` by master `m`, for a new buildset); returns its id.
-    pub(crate) async fn running_build(store: &Store) -> i64 {
+    pub async fn running_build(store: &Store) -> i64 {
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let worker = store.find_or_add_worker("w").await.expect("worker");
         let master = store.register_master("m").await.expect("master");
