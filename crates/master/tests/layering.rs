@@ -35,15 +35,27 @@ const CRATES: &[(&str, &[&str])] = &[
 /// The only crate that may depend on `sqlx` or name it.
 const SQL: &str = "kiln-store";
 
+/// The store's engine module: the only part of [`SQL`] that names an engine's own types (`SqliteRow`,
+/// `sqlx::sqlite`, …); the rest names the engine-neutral aliases it exports. [`STORE_URL`] names the engines
+/// too (`StoreUrl::Sqlite`), as the choice between them.
+const ENGINE: &str = "crates/store/src/engine";
+const STORE_URL: &str = "crates/store/src/url.rs";
+
 /// The crates whose modules are checked: the crate, its directory, and its top-level modules with the modules
 /// each may use (its own, and those of the crates below it). A crate given as one module (`kiln-store`) is
 /// checked as a whole.
-const LAYERED: &[(&str, &str, &[(&str, &[&str])])] = &[
+const LAYERED: &[(&str, &str, Modules)] = &[
     ("kiln-model", "crates/model", MODEL_MODULES),
     ("kiln-store", "crates/store", &[("store", &["model", "results", "events"])]),
     ("kiln-master", "crates/master", MODULES),
     ("kiln-web", "crates/web", WEB_MODULES),
 ];
+
+/// A crate's top-level modules, each with the modules it may use.
+type Modules = &'static [(&'static str, &'static [&'static str])];
+
+/// Top-level module → the modules its files use, with a file that uses each.
+type Uses = BTreeMap<String, BTreeMap<String, PathBuf>>;
 
 /// The modules of `kiln-model`.
 const MODEL_MODULES: &[(&str, &[&str])] = &[
@@ -66,8 +78,8 @@ const MODULES: &[(&str, &[&str])] = &[
     ("connections", &[]),
     // Secrets: the `Secret` type, providers, redaction.
     ("secrets", &["interpolate"]),
-    // `master.toml`, read and checked.
-    ("config", &["model", "results", "calendar", "interpolate", "secrets"]),
+    // `master.toml`, read and checked (`[store] url` read into the store's own `StoreUrl`).
+    ("config", &["model", "results", "calendar", "interpolate", "secrets", "store"]),
     // Change sources: pollers and webhooks.
     ("changes", &["model", "results", "events", "config", "store", "secrets"]),
     // What turns changes and time into buildsets.
@@ -333,7 +345,7 @@ fn top_module(modules: &[(&str, &[&str])], path: &[String]) -> Option<String> {
 
 /// For each checked crate: top-level module → the modules of any checked crate its files use (with a file that
 /// uses each).
-fn graph() -> Vec<(&'static str, BTreeMap<String, BTreeMap<String, PathBuf>>)> {
+fn graph() -> Vec<(&'static str, Uses)> {
     let known: BTreeSet<&str> = all_modules().keys().copied().collect();
     let mut graphs = Vec::new();
     for (name, dir, modules) in LAYERED {
@@ -345,7 +357,7 @@ fn graph() -> Vec<(&'static str, BTreeMap<String, BTreeMap<String, PathBuf>>)> {
             true => files.iter().filter_map(|f| f.file_stem()).map(|s| s.to_string_lossy().into_owned()).collect(),
             false => BTreeSet::new(),
         };
-        let mut graph: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+        let mut graph = Uses::new();
         for file in files {
             let (_, path) = module_of(&src, &file);
             let Some(module) = top_module(modules, &path) else { continue };
@@ -441,6 +453,21 @@ fn modules_use_only_the_modules_below_them() {
 fn only_the_store_names_sqlx() {
     let files: Vec<String> = sql_outside_the_store().iter().map(|f| shown(f)).collect();
     assert!(files.is_empty(), "only {SQL} may use sqlx, but these do:\n{}", files.join("\n"));
+}
+
+#[test]
+fn only_the_stores_engine_module_names_sqlite() {
+    let engine = workspace().join(ENGINE);
+    let files: Vec<String> = rust_files(&workspace().join("crates/store/src"))
+        .into_iter()
+        .filter(|f| !f.starts_with(&engine) && *f != workspace().join(STORE_URL))
+        .filter(|f| {
+            let names = |l: &str| l.replace("StoreUrl::Sqlite", "").contains("Sqlite") || l.contains("sqlx::sqlite");
+            read(f).lines().map(code).any(names)
+        })
+        .map(|f| shown(&f))
+        .collect();
+    assert!(files.is_empty(), "only {ENGINE}/ may name SQLite's types, but these do:\n{}", files.join("\n"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
@@ -163,7 +164,7 @@ impl Store {
 
 /// The id of the source stamp equal to `ss` (by its hash), added with `created_at` unless it exists.
 pub(super) async fn find_or_add_sourcestamp(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut DbConnection,
     ss: &SourceStamp,
     created_at: i64,
 ) -> Result<i64, sqlx::Error> {
@@ -184,7 +185,7 @@ pub(super) async fn find_or_add_sourcestamp(
     sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
 }
 
-pub(super) fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
+pub(super) fn sourcestamp(r: &DbRow) -> Result<SourceStamp, sqlx::Error> {
     Ok(SourceStamp {
         branch: r.try_get("branch")?,
         revision: r.try_get("revision")?,
@@ -194,7 +195,7 @@ pub(super) fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sq
     })
 }
 
-pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {
+pub(super) fn buildset(r: &DbRow) -> Result<Buildset, sqlx::Error> {
     Ok(Buildset {
         id: r.try_get("id")?,
         reason: r.try_get("reason")?,

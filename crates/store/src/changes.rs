@@ -10,6 +10,7 @@ use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
@@ -90,7 +91,7 @@ impl Store {
 /// Adds a change (see [`Store::add_change`]; with `once`, [`Store::add_change_once`]) within the caller's
 /// transaction.
 pub(super) async fn insert_change_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut DbConnection,
     new: &NewChange,
     once: bool,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -147,7 +148,7 @@ fn decode(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
 }
 
-pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error> {
+pub(super) fn change(r: &DbRow) -> Result<Change, sqlx::Error> {
     let files: String = r.try_get("files")?;
     let properties: String = r.try_get("properties")?;
     let properties: BTreeMap<String, Value> = serde_json::from_str(&properties).map_err(decode)?;

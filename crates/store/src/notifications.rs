@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{
     Build, BuildFacts, Change, NewNotification, Notification, NotificationState, PastBuild, Step, HISTORY,
@@ -247,7 +247,7 @@ impl Store {
     }
 }
 
-fn notification(r: &SqliteRow) -> Result<Notification, sqlx::Error> {
+fn notification(r: &DbRow) -> Result<Notification, sqlx::Error> {
     let state: String = r.try_get("state")?;
     Ok(Notification {
         id: r.try_get("id")?,
@@ -270,7 +270,7 @@ fn notification(r: &SqliteRow) -> Result<Notification, sqlx::Error> {
 }
 
 /// Inserts `rows`; a row with a supersede key replaces the pending older rows of that key.
-async fn insert_notifications(conn: &mut SqliteConnection, rows: &[NewNotification]) -> Result<usize, sqlx::Error> {
+async fn insert_notifications(conn: &mut DbConnection, rows: &[NewNotification]) -> Result<usize, sqlx::Error> {
     let created = now();
     let due = now_ms();
     let mut added = 0;
@@ -309,11 +309,7 @@ async fn insert_notifications(conn: &mut SqliteConnection, rows: &[NewNotificati
 }
 
 /// Reads what a reporter decides on about build `buildid`; with `history`, the builder's earlier builds too.
-async fn read_facts(
-    conn: &mut SqliteConnection,
-    buildid: i64,
-    history: bool,
-) -> Result<Option<BuildFacts>, sqlx::Error> {
+async fn read_facts(conn: &mut DbConnection, buildid: i64, history: bool) -> Result<Option<BuildFacts>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT b.*, bl.name AS builder_name, bl.tags AS builder_tags, w.name AS worker_name, \
          br.buildsetid AS bsid, bs.reason AS reason FROM builds b JOIN builders bl ON bl.id = b.builderid \
@@ -374,7 +370,7 @@ async fn read_facts(
 }
 
 /// The builds of `builderid` numbered before `number`, the newest first, with their branches and people.
-async fn read_history(conn: &mut SqliteConnection, builderid: i64, number: i64) -> Result<Vec<PastBuild>, sqlx::Error> {
+async fn read_history(conn: &mut DbConnection, builderid: i64, number: i64) -> Result<Vec<PastBuild>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT b.id, b.number, b.results, \
          (SELECT ss.branch FROM buildrequests br JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
