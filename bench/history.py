@@ -15,7 +15,7 @@ Log chunks: Kiln stores a finished log's chunks zstd-compressed (`compressed = 1
 `compressed = 0`, which Kiln also reads). Buildbot's chunk is stored raw (`compressed = 0`), the cheapest form for
 it to read.
 
-The schemas are those of Kiln's migrations (crates/master/migrations/sqlite/) and of Buildbot 4.3.0 as
+The schemas are those of Kiln's migrations (crates/store/migrations/sqlite/) and of Buildbot 4.3.0 as
 `buildbot create-master` makes it (builds.locks_duration_s, steps.urls_json, the table `logchunks`).
 """
 

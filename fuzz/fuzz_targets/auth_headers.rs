@@ -2,7 +2,7 @@
 //! Basic header that is read gives back what was encoded.
 #![no_main]
 
-use kiln_master::auth::headers::{cookie, parse_authorization, Credentials};
+use kiln_web::auth::headers::{cookie, parse_authorization, Credentials};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

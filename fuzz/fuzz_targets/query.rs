@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(query) = std::str::from_utf8(data) {
-        let _ = kiln_master::web::check_query(query);
+        let _ = kiln_web::web::check_query(query);
     }
 });

@@ -6,9 +6,10 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use kiln_web::launch;
 use tokio_util::sync::CancellationToken;
 
-use crate::master_cmd::{api_url, launch};
+use crate::master_cmd::api_url;
 
 /// The sample project: a script and its test, in a git repository.
 const PROJECT_FILES: [(&str, &str); 3] = [
@@ -35,8 +36,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&master_dir)?;
     let password = format!("demo-{}", std::process::id());
     // An admin whose password is made up now and printed below: the demo's UI can act, nobody else's can.
-    let admin_password: String = kiln_master::auth::session::new_secret().chars().take(20).collect();
-    let admin_hash = kiln_master::auth::password::hash(&admin_password)?;
+    let admin_password: String = kiln_web::auth::session::new_secret().chars().take(20).collect();
+    let admin_hash = kiln_web::auth::password::hash(&admin_password)?;
     let mut toml = master_toml(&repo, &password, &args.web);
     toml.push_str(&format!("\n[[user]]\nname = \"admin\"\npassword_hash = \"{admin_hash}\"\nroles = [\"admin\"]\n"));
     std::fs::write(master_dir.join("master.toml"), toml)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kiln_master::config::{MasterConfig, FILE_NAME, SAMPLE};
-use kiln_master::master::Master;
+use kiln_web::launch;
 use tokio_util::sync::CancellationToken;
 
 use crate::master_lock::{self, MasterLock, LOCK_FILE, PID_FILE};
@@ -72,29 +72,6 @@ pub fn schedule_preview(dir: &Path, from: Option<&str>, days: u32) -> anyhow::Re
         println!("{line}");
     }
     Ok(())
-}
-
-/// A master with its web API (which runs until the `stop` given to [`launch`]).
-pub struct RunningMaster {
-    pub master: Master,
-    pub web_address: std::net::SocketAddr,
-    pub worker_address: std::net::SocketAddr,
-}
-
-/// Starts the master of `dir` and its web API.
-pub async fn launch(dir: &Path, stop: CancellationToken) -> anyhow::Result<RunningMaster> {
-    let (master, addresses) = Master::start(dir).await?;
-    let web = master.config().web.address;
-    let listener =
-        tokio::net::TcpListener::bind(web).await.with_context(|| format!("listening for the web API on {web}"))?;
-    let web_address = listener.local_addr()?;
-    let server = master.clone();
-    tokio::spawn(async move {
-        if let Err(e) = kiln_master::web::serve(listener, server, stop).await {
-            tracing::error!(error = %e, "the web server stopped");
-        }
-    });
-    Ok(RunningMaster { master, web_address, worker_address: addresses.workers })
 }
 
 /// `kiln start DIR`: runs the master in the foreground. SIGTERM/SIGINT stop it (running builds end RETRY and

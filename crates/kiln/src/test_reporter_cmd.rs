@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use kiln_master::config::{MasterConfig, StoreUrl, Target};
+use kiln_master::config::{MasterConfig, Target};
 use kiln_master::model::{Build, BuildFacts, Notification, NotificationState, SourceStamp};
 use kiln_master::reporters::targets::Sender;
 use kiln_master::reporters::{outcome, Reporters};
@@ -24,11 +24,8 @@ async fn test(dir: &Path, name: &str, build: Option<i64>) -> anyhow::Result<bool
         let known: Vec<&str> = config.reporters.iter().map(|r| r.name.as_str()).collect();
         anyhow!("no reporter '{name}' in {} (known: {})", dir.join("master.toml").display(), known.join(", "))
     })?;
-    let url = match &config.store.url {
-        StoreUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
-        StoreUrl::Postgres(url) => url.clone(),
-    };
-    let store = Store::open(&url).await.with_context(|| format!("opening the store {url}"))?;
+    let url = &config.store.url;
+    let store = Store::connect(url).await.with_context(|| format!("opening the store {url}"))?;
     let (facts, tail) = match build {
         Some(buildid) => {
             let facts = store.build_facts(buildid).await?.ok_or_else(|| anyhow!("no build {buildid} in the store"))?;

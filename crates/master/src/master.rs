@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::changes::NewChange;
-use crate::config::{BuilderDef, ChangeSourceDef, MasterConfig, StoreUrl, SubmitDef};
+use crate::config::{BuilderDef, ChangeSourceDef, MasterConfig, SubmitDef};
 use crate::events::Event;
 use crate::queue::collapse::{collapsed_by, QueuedRequest, Stamp};
 use crate::queue::locks::Locks;
@@ -199,11 +199,8 @@ impl Master {
 
     pub async fn start_with(dir: &Path, config: MasterConfig) -> anyhow::Result<(Master, Addresses)> {
         use anyhow::Context;
-        let url = match &config.store.url {
-            StoreUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
-            StoreUrl::Postgres(url) => url.clone(),
-        };
-        let store = Store::open(&url).await.with_context(|| format!("opening the store {url}"))?;
+        let url = &config.store.url;
+        let store = Store::connect(url).await.with_context(|| format!("opening the store {url}"))?;
         let master_name = master_name(dir);
         let masterid = store.register_master(&master_name).await?;
         let cleanup = store.unclaim_and_retry_builds_of(masterid).await?;

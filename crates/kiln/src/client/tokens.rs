@@ -141,6 +141,6 @@ pub fn hash_password() -> anyhow::Result<()> {
     if password.is_empty() {
         bail!("no password on standard input (e.g. `kiln hash-password < file`, or type it and press Enter)");
     }
-    println!("{}", kiln_master::auth::password::hash(password)?);
+    println!("{}", kiln_web::auth::password::hash(password)?);
     Ok(())
 }

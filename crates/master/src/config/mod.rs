@@ -18,7 +18,6 @@ mod parse;
 mod step;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -112,23 +111,8 @@ pub struct StoreConfig {
     pub url: StoreUrl,
 }
 
-/// A database the store can use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// An SQLite file (`sqlite:PATH`).
-    Sqlite(PathBuf),
-    /// A PostgreSQL server (`postgres://…` or `postgresql://…`), kept exactly as written.
-    Postgres(String),
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            StoreUrl::Postgres(url) => f.write_str(url),
-        }
-    }
-}
+/// A database the store can use: the store's own typed URL.
+pub use crate::store::StoreUrl;
 
 /// Where and how workers connect (`[worker_listener]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +260,7 @@ impl MasterConfig {
 
     /// Makes relative paths relative to the master's directory.
     fn resolve_paths(&mut self, dir: &Path) {
-        if let StoreUrl::Sqlite(path) = &mut self.store.url {
+        if let StoreUrl::Sqlite { path } = &mut self.store.url {
             *path = dir.join(&*path);
         }
         for provider in &mut self.secrets.providers {

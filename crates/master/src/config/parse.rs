@@ -394,22 +394,21 @@ fn web_url(address: SocketAddr, https: bool) -> String {
 
 fn check_store(raw: RawStore, problems: &mut Problems<'_>) -> Option<StoreConfig> {
     let Some(url) = raw.url else {
-        return Some(StoreConfig { url: StoreUrl::Sqlite(PathBuf::from(&DEFAULT_STORE_URL["sqlite:".len()..])) });
+        return Some(StoreConfig {
+            url: StoreUrl::Sqlite { path: PathBuf::from(&DEFAULT_STORE_URL["sqlite:".len()..]) },
+        });
     };
     let text = url.get_ref();
-    let store_url = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        Some(StoreUrl::Postgres(text.clone()))
-    } else {
-        text.strip_prefix("sqlite://")
-            .or_else(|| text.strip_prefix("sqlite:"))
-            .filter(|path| !path.is_empty())
-            .map(|path| StoreUrl::Sqlite(PathBuf::from(path)))
+    let message = match StoreUrl::parse(text) {
+        Ok(StoreUrl::Postgres { .. }) => {
+            // Not the URL itself: it may carry a password.
+            "PostgreSQL is not supported yet: the store must be an SQLite file for now (sqlite:PATH)".to_string()
+        }
+        Ok(store_url) => return Some(StoreConfig { url: store_url }),
+        Err(_) => format!("'{text}' is not a store URL (sqlite:PATH or postgres://…)"),
     };
-    if store_url.is_none() {
-        let message = format!("'{text}' is not a store URL (sqlite:PATH or postgres://…)");
-        problems.add(url.span(), Some("[store]"), "url", message);
-    }
-    store_url.map(|url| StoreConfig { url })
+    problems.add(url.span(), Some("[store]"), "url", message);
+    None
 }
 
 fn check_worker_listener(raw: RawWorkerListener, problems: &mut Problems<'_>) -> Option<WorkerListenerConfig> {

@@ -17,20 +17,20 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// A line logged at most once per window; the occurrences in between are counted and reported with the next.
 #[derive(Debug)]
-pub(crate) struct RepeatedLog {
+pub struct RepeatedLog {
     window: Duration,
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl RepeatedLog {
-    pub(crate) fn per_second() -> RepeatedLog {
+    pub fn per_second() -> RepeatedLog {
         RepeatedLog { window: Duration::from_secs(1), last: None, suppressed: 0 }
     }
 
     /// Records one occurrence; `Some(n)` when it is to be logged now, `n` being the occurrences since the last
     /// line that were not logged.
-    pub(crate) fn occurred(&mut self) -> Option<u64> {
+    pub fn occurred(&mut self) -> Option<u64> {
         let now = Instant::now();
         match self.last {
             Some(last) if now < last + self.window => {
@@ -47,15 +47,15 @@ impl RepeatedLog {
 
 /// A [`RepeatedLog`] shared by the tasks of a listener's connections (a line each bad connection would write).
 #[derive(Debug, Clone)]
-pub(crate) struct SharedLog(Arc<std::sync::Mutex<RepeatedLog>>);
+pub struct SharedLog(Arc<std::sync::Mutex<RepeatedLog>>);
 
 impl SharedLog {
-    pub(crate) fn per_second() -> SharedLog {
+    pub fn per_second() -> SharedLog {
         SharedLog(Arc::new(std::sync::Mutex::new(RepeatedLog::per_second())))
     }
 
     /// As [`RepeatedLog::occurred`].
-    pub(crate) fn occurred(&self) -> Option<u64> {
+    pub fn occurred(&self) -> Option<u64> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).occurred()
     }
 }

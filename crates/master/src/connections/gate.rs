@@ -16,7 +16,7 @@ use super::Limits;
 
 /// The admissions of one listener. Cheap to clone.
 #[derive(Clone)]
-pub(crate) struct Gate {
+pub struct Gate {
     limits: Limits,
     epoch: Instant,
     inner: Arc<Mutex<Open>>,
@@ -57,7 +57,7 @@ impl Open {
 }
 
 impl Gate {
-    pub(crate) fn new(limits: Limits) -> Gate {
+    pub fn new(limits: Limits) -> Gate {
         Gate { limits, epoch: Instant::now(), inner: Arc::default() }
     }
 
@@ -70,13 +70,13 @@ impl Gate {
     }
 
     /// How many connections are open.
-    pub(crate) fn open(&self) -> usize {
+    pub fn open(&self) -> usize {
         self.lock().slots.len()
     }
 
     /// Admits a connection from `address`, replacing an older one if a cap is reached; `None` when it is
     /// refused (a cap is reached and no connection there may be replaced).
-    pub(crate) fn admit(&self, address: IpAddr) -> Option<Admitted> {
+    pub fn admit(&self, address: IpAddr) -> Option<Admitted> {
         let now = self.now();
         let mut open = self.lock();
         let address_full = open.per_address.get(&address).copied().unwrap_or(0) >= self.limits.per_address;
@@ -106,7 +106,7 @@ impl Gate {
 }
 
 /// An admitted connection's place under its listener's caps, given back when dropped.
-pub(crate) struct Admitted {
+pub struct Admitted {
     id: u64,
     gate: Gate,
     shared: Arc<Shared>,
@@ -114,19 +114,19 @@ pub(crate) struct Admitted {
 
 impl Admitted {
     /// Resolves when a newer connection replaced this one.
-    pub(crate) async fn replaced(&self) {
+    pub async fn replaced(&self) {
         self.shared.replaced.cancelled().await;
     }
 
     /// From now on this connection is never replaced (an attached worker); `false` if it was replaced already.
-    pub(crate) fn keep(&self) -> bool {
+    pub fn keep(&self) -> bool {
         let _open = self.gate.lock();
         self.shared.replaceable.store(false, Ordering::Relaxed);
         !self.shared.replaced.is_cancelled()
     }
 
     /// `io`, telling this admission of every byte it moves (so the least recently active is replaced first).
-    pub(crate) fn track<S>(&self, io: S) -> Tracked<S> {
+    pub fn track<S>(&self, io: S) -> Tracked<S> {
         Tracked { io, gate: self.gate.clone(), shared: self.shared.clone() }
     }
 }
@@ -138,7 +138,7 @@ impl Drop for Admitted {
 }
 
 /// A stream that records when it last moved a byte.
-pub(crate) struct Tracked<S> {
+pub struct Tracked<S> {
     io: S,
     gate: Gate,
     shared: Arc<Shared>,

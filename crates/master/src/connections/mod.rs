@@ -13,9 +13,9 @@ mod fd_limit;
 mod gate;
 
 pub use accept::{Acceptor, Failures};
-pub(crate) use accept::{RepeatedLog, SharedLog};
+pub use accept::{RepeatedLog, SharedLog};
 pub use fd_limit::{fit, raise_fd_limit, Fitted, RESERVED_FDS};
-pub(crate) use gate::{Admitted, Gate};
+pub use gate::{Admitted, Gate, Tracked};
 
 /// The caps of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

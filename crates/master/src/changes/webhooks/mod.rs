@@ -610,8 +610,9 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+/// Helpers for tests of hooks, here and (through the `test-support` feature) in the web's change hooks.
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 

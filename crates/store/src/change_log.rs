@@ -35,7 +35,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::model::NewChange;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn changes_come_after_an_id_in_order_by_pages() {

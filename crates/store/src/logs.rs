@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::error::Context;
 use super::{Store, StoreError};
+use crate::engine::DbRow;
 use crate::events::Event;
 
 /// Most bytes of text per chunk (a single longer line makes a chunk of its own).
@@ -471,7 +472,7 @@ impl Store {
     async fn decode_chunks(
         &self,
         logid: i64,
-        rows: &[sqlx::sqlite::SqliteRow],
+        rows: &[DbRow],
         op: impl Fn() -> String + Copy,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let mut chunks = Vec::with_capacity(rows.len());
@@ -550,11 +551,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     /// A step to hang logs on.
     async fn step(store: &Store) -> i64 {
-        let buildid = crate::store::testing::running_build(store).await;
+        let buildid = crate::testing::running_build(store).await;
         store.add_step(buildid, "s").await.expect("step").0
     }
 
@@ -598,11 +599,11 @@ mod tests {
         // The checkpoint runs in the background: wait for it, boundedly.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut size = grown;
-        while size > super::super::WAL_SIZE_LIMIT && tokio::time::Instant::now() < deadline {
+        while size > crate::engine::sqlite::WAL_SIZE_LIMIT && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             size = std::fs::metadata(&wal).map_or(0, |m| m.len());
         }
-        assert!(size <= super::super::WAL_SIZE_LIMIT, "the WAL was cut down after the log: {size} bytes");
+        assert!(size <= crate::engine::sqlite::WAL_SIZE_LIMIT, "the WAL was cut down after the log: {size} bytes");
         assert_eq!(store.log_num_lines(logid).await.expect("lines"), 256 * (16 * 1024 / 90) as i64);
     }
 

@@ -1,12 +1,12 @@
 //! Builds: numbered 1, 2, 3… per builder, each for one claimed build request; and the restart rule — builds a
 //! master left running end RETRY and its claims on incomplete requests are released, so they run again.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::DbRow;
 use crate::events::Event;
 use crate::model::Build;
 use crate::results::RETRY;
@@ -23,7 +23,7 @@ pub struct RestartCleanup {
     pub requests_unclaimed: u64,
 }
 
-pub(super) fn build(r: &SqliteRow) -> Result<Build, sqlx::Error> {
+pub(super) fn build(r: &DbRow) -> Result<Build, sqlx::Error> {
     Ok(Build {
         id: r.try_get("id")?,
         number: r.try_get("number")?,
@@ -225,8 +225,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::results::SUCCESS;
-    use crate::store::testing::{temp_store, url};
-    use crate::store::{LogType, NewBuildset};
+    use crate::testing::{temp_store, url};
+    use crate::{LogType, NewBuildset};
 
     /// A builder, a worker, a master and one claimed request on it.
     async fn setup(store: &Store) -> (i64, i64, i64, i64) {

@@ -104,12 +104,7 @@ impl Store {
     pub async fn vacuum_some(&self, pages: u32) -> Result<i64, StoreError> {
         let op = || "incremental vacuum".to_string();
         let mut connection = self.pool.acquire().await.context(op)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA incremental_vacuum({pages})")))
-            .execute(&mut *connection)
-            .await
-            .context(op)?;
-        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&mut *connection).await.context(op)?;
-        Ok(free)
+        crate::engine::sqlite::vacuum_some(&mut connection, pages).await.context(op)
     }
 }
 
@@ -117,7 +112,7 @@ impl Store {
 mod tests {
     use super::super::testing::{running_build, temp_store};
     use super::*;
-    use crate::store::LogType;
+    use crate::LogType;
 
     /// A running build of builder `b` with one step and a stdio log of `lines` lines; returns (buildid, logid).
     async fn build_with_log(store: &Store, lines: usize) -> (i64, i64) {

@@ -365,7 +365,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn sessions_expire_and_are_revoked() {

@@ -2,17 +2,17 @@
 //! get one) before building it, unclaims it if the build ends RETRY, and completes it with the build's result.
 //! Completing the last request of a buildset completes the buildset with the worst of their results.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::error::{is_unique_violation, Context};
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbRow, DbTransaction};
 use crate::events::Event;
 use crate::model::{BuildRequest, CompletedBuildset};
 use crate::results::{self, worst_status};
 
-pub(super) fn build_request(r: &SqliteRow) -> Result<BuildRequest, sqlx::Error> {
+pub(super) fn build_request(r: &DbRow) -> Result<BuildRequest, sqlx::Error> {
     Ok(BuildRequest {
         id: r.try_get("id")?,
         buildsetid: r.try_get("buildsetid")?,
@@ -262,7 +262,7 @@ impl Store {
 /// Completes buildset `bsid` with the worst result of its requests if they are all complete; returns that result
 /// if this call completed it.
 pub(super) async fn maybe_complete_buildset(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut DbTransaction,
     bsid: i64,
     complete_at: i64,
 ) -> Result<Option<i32>, sqlx::Error> {
@@ -289,8 +289,8 @@ pub(super) async fn maybe_complete_buildset(
 mod tests {
     use super::*;
     use crate::results::{FAILURE, RETRY, SKIPPED, SUCCESS};
-    use crate::store::testing::{temp_store, url};
-    use crate::store::NewBuildset;
+    use crate::testing::{temp_store, url};
+    use crate::NewBuildset;
 
     /// A buildset with one request per builder; returns the request ids.
     async fn requests(store: &Store, builderids: Vec<i64>, priority: i32) -> Vec<i64> {

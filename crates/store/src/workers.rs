@@ -64,7 +64,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn workers_are_found_by_name_and_added_once() {

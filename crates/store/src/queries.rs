@@ -9,11 +9,11 @@
 use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::error::Context;
 use super::{Store, StoreError};
+use crate::engine::{DbArguments, DbRow};
 use crate::model::Log;
 
 /// What values a field holds, so the caller can parse a filter's text.
@@ -157,7 +157,7 @@ pub trait Resource: Sized + Send + Unpin + 'static {
     const ID: &'static str;
 
     /// Reads a row of [`Resource::select`].
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error>;
+    fn from_row(row: &DbRow) -> Result<Self, sqlx::Error>;
 
     /// `SELECT <the fields' columns and MORE_COLUMNS> FROM <TABLES>`.
     fn select() -> String {
@@ -250,7 +250,8 @@ impl<R: Resource> ListQuery<R> {
         self
     }
 
-    /// ` WHERE …` (or nothing), with its values in order.
+    /// ` WHERE …` (or nothing), with its values in order: numbered parameters (`$1`, `$2`, …), which SQLite and
+    /// PostgreSQL both read.
     fn where_clause(&self) -> (String, Vec<&FilterValue>) {
         let mut clauses = Vec::new();
         let mut binds = Vec::new();
@@ -258,15 +259,16 @@ impl<R: Resource> ListQuery<R> {
             let sql = f.sql;
             match (f.op, f.values.len()) {
                 (Op::Eq | Op::Ne, n) if n > 1 => {
-                    let marks = vec!["?"; n].join(", ");
+                    let marks: Vec<String> = (1..=n).map(|i| format!("${}", binds.len() + i)).collect();
+                    let marks = marks.join(", ");
                     let not = if f.op == Op::Ne { "NOT " } else { "" };
                     clauses.push(format!("{sql} {not}IN ({marks})"));
                     binds.extend(&f.values);
                 }
                 _ => {
                     for v in &f.values {
-                        clauses.push(format!("{sql} {} ?", f.op.sql()));
                         binds.push(v);
+                        clauses.push(format!("{sql} {} ${}", f.op.sql(), binds.len()));
                     }
                 }
             }
@@ -283,7 +285,7 @@ impl<R: Resource> ListQuery<R> {
     }
 }
 
-fn bind_all(mut args: SqliteArguments, values: &[&FilterValue]) -> Result<SqliteArguments, sqlx::Error> {
+fn bind_all(mut args: DbArguments, values: &[&FilterValue]) -> Result<DbArguments, sqlx::Error> {
     use sqlx::Arguments;
     for v in values {
         match v {
@@ -325,8 +327,10 @@ impl Store {
         use sqlx::Arguments;
         let op = || format!("list {}", std::any::type_name::<R>().rsplit("::").next().unwrap_or("rows"));
         let (where_sql, values) = query.where_clause();
-        let list_sql = format!("{}{where_sql}{} LIMIT ? OFFSET ?", R::select(), query.order_clause());
-        let mut args = bind_all(SqliteArguments::default(), &values).context(op)?;
+        let n = values.len();
+        // `LIMIT -1` (no limit) is SQLite's; PostgreSQL reads `LIMIT NULL` so.
+        let list_sql = format!("{}{where_sql}{} LIMIT ${} OFFSET ${}", R::select(), query.order_clause(), n + 1, n + 2);
+        let mut args = bind_all(DbArguments::default(), &values).context(op)?;
         args.add(query.limit.unwrap_or(-1)).map_err(sqlx::Error::Encode).context(op)?;
         args.add(query.offset).map_err(sqlx::Error::Encode).context(op)?;
         let rows = sqlx::query_with(AssertSqlSafe(list_sql), args).fetch_all(&self.pool).await.context(op)?;
@@ -341,8 +345,8 @@ impl Store {
             // Counting every row of a big table costs milliseconds a request (a million builds: ~4 ms, more
             // with a filter); count no further than COUNT_AHEAD rows past the page.
             let bound = query.offset.saturating_add(query.limit.unwrap_or(0)).saturating_add(COUNT_AHEAD);
-            let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM {}{where_sql} LIMIT ?)", R::TABLES);
-            let mut args = bind_all(SqliteArguments::default(), &values).context(op)?;
+            let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM {}{where_sql} LIMIT ${})", R::TABLES, n + 1);
+            let mut args = bind_all(DbArguments::default(), &values).context(op)?;
             args.add(bound).map_err(sqlx::Error::Encode).context(op)?;
             sqlx::query_scalar_with(AssertSqlSafe(count_sql), args).fetch_one(&self.pool).await.context(op)?
         };
@@ -379,8 +383,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::results::{CANCELLED, SUCCESS};
-    use crate::store::testing::temp_store;
-    use crate::store::{BuildRequest, Buildset, LogType, NewBuildset, Step};
+    use crate::testing::temp_store;
+    use crate::{BuildRequest, Buildset, LogType, NewBuildset, Step};
 
     #[tokio::test]
     async fn filters_order_and_pages_run_in_sql() {

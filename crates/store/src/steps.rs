@@ -5,6 +5,7 @@ use sqlx::Row;
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::DbRow;
 use crate::events::Event;
 use crate::model::Step;
 
@@ -102,7 +103,7 @@ impl Store {
     }
 }
 
-pub(super) fn step(r: &sqlx::sqlite::SqliteRow) -> Result<Step, sqlx::Error> {
+pub(super) fn step(r: &DbRow) -> Result<Step, sqlx::Error> {
     Ok(Step {
         id: r.try_get("id")?,
         number: r.try_get("number")?,

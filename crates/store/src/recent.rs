@@ -113,7 +113,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::model::NewBuildset;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn recent_builds_are_the_newest_of_each_builder_in_the_order_asked() {

@@ -3,6 +3,7 @@
 
 use super::error::Context;
 use super::{Store, StoreError};
+use crate::engine::DbConnection;
 
 impl Store {
     /// The value stored for `key` of the object `name`, if any.
@@ -73,7 +74,7 @@ impl Store {
 }
 
 /// Upserts one object-state value within the caller's transaction.
-pub(super) async fn write_state(conn: &mut sqlx::SqliteConnection, write: &StateWrite) -> Result<(), StoreError> {
+pub(super) async fn write_state(conn: &mut DbConnection, write: &StateWrite) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO object_state (name, key, value) VALUES (?, ?, ?) \
          ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",

@@ -91,7 +91,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     fn change(revision: &str) -> NewChange {
         NewChange { author: "a".into(), revision: Some(revision.into()), ..NewChange::default() }

@@ -10,6 +10,7 @@ use super::buildsets::find_or_add_sourcestamp;
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{Change, NewChange, SourceStamp, CHANGE_PROPERTY_SOURCE as PROPERTY_SOURCE};
 
@@ -90,7 +91,7 @@ impl Store {
 /// Adds a change (see [`Store::add_change`]; with `once`, [`Store::add_change_once`]) within the caller's
 /// transaction.
 pub(super) async fn insert_change_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut DbConnection,
     new: &NewChange,
     once: bool,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -147,7 +148,7 @@ fn decode(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
 }
 
-pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error> {
+pub(super) fn change(r: &DbRow) -> Result<Change, sqlx::Error> {
     let files: String = r.try_get("files")?;
     let properties: String = r.try_get("properties")?;
     let properties: BTreeMap<String, Value> = serde_json::from_str(&properties).map_err(decode)?;
@@ -182,7 +183,7 @@ pub(super) fn change(r: &sqlx::sqlite::SqliteRow) -> Result<Change, sqlx::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     fn sample() -> NewChange {
         NewChange {
@@ -251,7 +252,7 @@ mod tests {
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let worker = store.find_or_add_worker("w").await.expect("worker");
         let master = store.register_master("m").await.expect("master");
-        let new = crate::store::NewBuildset {
+        let new = crate::NewBuildset {
             reason: "two changes".into(),
             builderids: vec![builder],
             changeids: vec![second, first],

@@ -1,4 +1,4 @@
-//! The master's persistent state. Every stage of the flow (changes, buildsets and requests, claims, builds, steps,
+//! The master's persistent state, and the only crate that speaks SQL. Every stage of the flow (changes, buildsets and requests, claims, builds, steps,
 //! logs) writes here before the next stage acts, so a master that is killed and started again resumes from the
 //! store (DESIGN.md). SQLite now, in WAL mode; the SQL is kept portable so PostgreSQL can follow.
 //!
@@ -13,6 +13,7 @@ mod buildsets;
 mod change_log;
 mod changes;
 mod deliveries;
+mod engine;
 mod error;
 mod logs;
 mod masters;
@@ -27,19 +28,15 @@ mod retention;
 mod schedulers;
 mod state;
 mod steps;
+mod url;
 mod workers;
 
-use std::borrow::Cow;
-use std::str::FromStr;
+// The shared vocabulary, under the module names the store's files use (`crate::model::Build`).
+use kiln_model::{events, model, results};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{SqlSafeStr, Sqlite, Transaction};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::model::{
     Build, BuildRequest, Buildset, Change, CompletedBuildset, Log, NewBuildset, Property, SourceStamp, StateWrite,
@@ -53,99 +50,20 @@ pub use logs::{ChunkSpan, LogType, LogWriter};
 pub use notifications::{now_ms, BuildsetDecide, CompletionDecide, Decide, NotificationQuery, Outcome};
 pub use queries::{Field, FieldKind, FilterValue, ListQuery, LogOrigin, Op, Page, QueryError, Resource};
 pub use retention::Expired;
+pub use url::StoreUrl;
 
 use crate::events::{Event, EventBus};
+use engine::{DbPool, DbTransaction};
 use error::Context;
-
-/// How long a writer waits for another one to release SQLite's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Bytes the WAL file keeps after a checkpoint (SQLite's `journal_size_limit`).
-const WAL_SIZE_LIMIT: u64 = 64 * 1024;
 
 /// After a log has been written this much, the store checkpoints the WAL when the log finishes (see
 /// [`Store::checkpoint_after_logs`]).
 const CHECKPOINT_AFTER_LOG_BYTES: u64 = 1024 * 1024;
 
-/// Connections in the pool of a file database (SQLite serialises writers anyway; readers run in parallel).
-const MAX_CONNECTIONS: u32 = 8;
-
-/// The schema migrations, embedded in the binary. (Listed here rather than with `sqlx::migrate!`, which needs
-/// sqlx's proc-macros and would build SQLite a second time for the host.)
-fn migrator() -> Migrator {
-    // Versions from 6 on were numbered by the issue that brought them, so that migrations made side by side do
-    // not collide; they apply in this order.
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            Cow::Borrowed("initial"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            Cow::Borrowed("object state"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0002_object_state.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            Cow::Borrowed("worker pause reason"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0003_worker_pause_reason.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            4,
-            Cow::Borrowed("buildset changes"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0004_buildset_changes.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            5,
-            Cow::Borrowed("changes lineage"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0005_changes_lineage.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            10,
-            Cow::Borrowed("ui indexes"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0010_ui_indexes.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            12,
-            Cow::Borrowed("auth"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0012_auth.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            13,
-            Cow::Borrowed("schedulers"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0013_schedulers.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            14,
-            Cow::Borrowed("notifications"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0014_notifications.sql").into_sql_str(),
-            false,
-        ),
-    ])
-}
-
 /// The master's database: a pool of connections with typed operations on it. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: DbPool,
     /// Where every write publishes what it changed, after its transaction commits.
     events: EventBus,
     /// Log bytes written since the last checkpoint the store asked for.
@@ -155,42 +73,25 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating it if missing) the database at `url` and brings its schema up to date.
+    /// Opens (creating it if missing) the database at `url` and brings its schema up to date: [`Store::connect`]
+    /// on the URL read by [`StoreUrl::parse`].
     ///
-    /// `url` is `sqlite:PATH` or `sqlite::memory:`; `postgres://…` is accepted by the config but not yet by the
-    /// store, and gives [`StoreError::Unsupported`].
+    /// `url` is `sqlite:PATH` or `sqlite::memory:`; `postgres://…` is a store URL, but no engine opens it yet:
+    /// it gives [`StoreError::Unsupported`].
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Unsupported(
-                "PostgreSQL support comes later: for now the master's store must be a sqlite: URL".into(),
-            ));
-        }
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::InvalidUrl { url: url.into() });
-        }
-        let open_error = |source| StoreError::Open { url: url.into(), source };
-        let options = SqliteConnectOptions::from_str(url).map_err(open_error)?;
-        let in_memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
-        let options = options
-            .create_if_missing(true)
-            // A new store gives pages freed by log retention back to the file system, a few at a time
-            // (`Store::vacuum_some`); a store created before keeps reusing them (SQLite only sets this at creation).
-            .auto_vacuum(SqliteAutoVacuum::Incremental)
-            .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            // After a checkpoint the next writer starts the WAL over, and then cuts the file down to this size:
-            // otherwise it keeps its high-water mark (about 4 MB at the default autocheckpoint) for ever.
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        // An in-memory database lives as long as its connection: keep exactly one, forever.
-        let pool_options = if in_memory {
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        Store::connect(&StoreUrl::parse(url)?).await
+    }
+
+    /// Opens (creating it if missing) the database `url` names and brings its schema up to date.
+    pub async fn connect(url: &StoreUrl) -> Result<Store, StoreError> {
+        let pool = match url {
+            StoreUrl::Sqlite { path } => engine::sqlite::open(path, url).await?,
+            StoreUrl::Postgres { .. } => {
+                return Err(StoreError::Unsupported(
+                    "PostgreSQL is not supported yet: for now the master's store must be a sqlite: URL".into(),
+                ))
+            }
         };
-        let pool = pool_options.connect_with(options).await.map_err(open_error)?;
-        migrator().run(&pool).await.map_err(|source| StoreError::Migrate { url: url.into(), source })?;
         Ok(Store { pool, events: EventBus::new(), log_bytes: Arc::default(), log_bytes_stored: Arc::default() })
     }
 
@@ -222,7 +123,7 @@ impl Store {
         self.log_bytes.store(0, Ordering::Relaxed);
         let pool = self.pool.clone();
         tokio::spawn(async move {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await {
+            if let Err(e) = engine::sqlite::checkpoint(&pool).await {
                 tracing::warn!(error = %e, "checkpointing the store's WAL failed (SQLite retries at the next one)");
             }
         });
@@ -233,10 +134,10 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Begins a transaction that will write: takes SQLite's write lock now rather than at the first write, so
-    /// concurrent writers queue on the busy timeout instead of failing with "database is locked".
-    async fn write(&self, op: impl FnOnce() -> String) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.context(op)
+    /// Begins a transaction that will write (on SQLite it takes the write lock now, so concurrent writers queue
+    /// instead of failing half-way).
+    async fn write(&self, op: impl FnOnce() -> String) -> Result<DbTransaction, StoreError> {
+        engine::sqlite::begin_write(&self.pool).await.context(op)
     }
 }
 
@@ -261,26 +162,27 @@ fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Helpers for the store's tests: real SQLite files in temporary directories.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    //! Helpers for the store's tests and, through the `test-support` feature, other crates': real SQLite files
+    //! in temporary directories.
 
     use super::Store;
 
     /// A store on a fresh file in a new temporary directory (kept alive by the returned guard).
-    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
+    pub async fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&url(&dir)).await.expect("open store");
         (store, dir)
     }
 
     /// The URL of the database file in `dir`.
-    pub(crate) fn url(dir: &tempfile::TempDir) -> String {
+    pub fn url(dir: &tempfile::TempDir) -> String {
         format!("sqlite:{}", dir.path().join("state.sqlite").display())
     }
 
     /// A running build (of builder `b` on worker `w` by master `m`, for a new buildset); returns its id.
-    pub(crate) async fn running_build(store: &Store) -> i64 {
+    pub async fn running_build(store: &Store) -> i64 {
         let builder = store.find_or_add_builder("b").await.expect("builder");
         let worker = store.find_or_add_worker("w").await.expect("worker");
         let master = store.register_master("m").await.expect("master");
@@ -353,7 +255,7 @@ mod tests {
     async fn postgres_is_refused_clearly_and_other_urls_are_invalid() {
         let err = Store::open("postgres://kiln@localhost/kiln").await.expect_err("postgres not yet");
         assert!(matches!(err, StoreError::Unsupported(_)), "{err}");
-        assert!(err.to_string().contains("PostgreSQL support comes later"));
+        assert!(err.to_string().contains("PostgreSQL is not supported yet"));
         let err = Store::open("mysql://x").await.expect_err("invalid");
         assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
     }

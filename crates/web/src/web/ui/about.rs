@@ -32,9 +32,9 @@ pub(super) async fn page(State(master): State<Master>, wanted: Wanted) -> Result
         master: master.name().to_string(),
         config_file: master.dir().join("master.toml").display().to_string(),
         store: match &config.store.url {
-            StoreUrl::Sqlite(_) => config.store.url.to_string(),
+            StoreUrl::Sqlite { .. } => config.store.url.to_string(),
             // Its URL may carry a password.
-            StoreUrl::Postgres(_) => "a PostgreSQL database".into(),
+            StoreUrl::Postgres { .. } => "a PostgreSQL database".into(),
         },
         url: config.url.clone(),
         builders: config.builders.len(),

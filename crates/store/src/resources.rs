@@ -4,10 +4,10 @@
 //! not hold (a worker's live connection).
 
 use serde_json::{json, Map, Value};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::queries::{column, computed, shown, shown_column, Field, FieldKind::*, Resource};
+use crate::engine::DbRow;
 use crate::model::{Build, BuildRequest, Buildset, Change, Log, Step, Worker, CHANGE_PROPERTY_SOURCE};
 
 /// A resource's fields: each written out as a call (`column(…)`, `computed(…)`, `shown(…)`, `shown_column(…)`)
@@ -42,7 +42,7 @@ impl Resource for Build {
     const TABLES: &'static str = "builds";
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         super::builds::build(r)
     }
 }
@@ -60,7 +60,7 @@ impl Resource for BuildRequest {
     const TABLES: &'static str = "buildrequests br LEFT JOIN buildrequest_claims c ON c.brid = br.id";
     const ID: &'static str = "br.id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         super::buildrequests::build_request(r)
     }
 }
@@ -77,7 +77,7 @@ impl Resource for Buildset {
     const TABLES: &'static str = "buildsets";
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         super::buildsets::buildset(r)
     }
 }
@@ -96,7 +96,7 @@ impl Resource for Step {
     const TABLES: &'static str = "steps";
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         super::steps::step(r)
     }
 }
@@ -114,7 +114,7 @@ impl Resource for Log {
     const TABLES: &'static str = "logs";
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         Ok(Log {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
@@ -143,7 +143,7 @@ impl Resource for Worker {
     const MORE_COLUMNS: &'static [&'static str] = &["info"];
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         Ok(Worker {
             id: r.try_get("id")?,
             name: r.try_get("name")?,
@@ -171,7 +171,7 @@ impl Resource for Change {
     const MORE_COLUMNS: &'static [&'static str] = &["files", "properties", "sourcestampid", PARENT_CHANGE];
     const ID: &'static str = "id";
 
-    fn from_row(r: &SqliteRow) -> Result<Self, sqlx::Error> {
+    fn from_row(r: &DbRow) -> Result<Self, sqlx::Error> {
         super::changes::change(r)
     }
 }

@@ -8,7 +8,7 @@ use super::tests::{fixture, Fixture, HOOK_SECRET, HOOK_TOKEN};
 use crate::changes::webhooks::test_support::sign;
 use crate::changes::NewChange;
 
-const GITHUB_PUSH: &[u8] = include_bytes!("../changes/webhooks/testdata/github_push.json");
+const GITHUB_PUSH: &[u8] = include_bytes!("../../../master/src/changes/webhooks/testdata/github_push.json");
 const SECRET: &str = HOOK_SECRET;
 const TOKEN: &str = HOOK_TOKEN;
 
@@ -196,8 +196,10 @@ async fn a_github_redelivery_stores_nothing_again_and_gets_the_same_ids() {
     assert_eq!(f.changes().await.len(), 6);
 }
 
-const GITHUB_PR_CLOSED: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/pull_request_closed.json");
-const GITHUB_PR_OPENED: &[u8] = include_bytes!("../../tests/fixtures/webhooks/github/pull_request_opened.json");
+const GITHUB_PR_CLOSED: &[u8] =
+    include_bytes!("../../../master/tests/fixtures/webhooks/github/pull_request_closed.json");
+const GITHUB_PR_OPENED: &[u8] =
+    include_bytes!("../../../master/tests/fixtures/webhooks/github/pull_request_opened.json");
 
 #[tokio::test]
 async fn an_authenticated_event_that_makes_no_changes_is_answered_200_and_stores_nothing() {

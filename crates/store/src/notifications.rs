@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{
     Build, BuildFacts, BuildsetFacts, Change, CompletedBuildset, NewNotification, Notification, NotificationCounts,
@@ -308,7 +308,7 @@ impl Store {
     }
 }
 
-fn notification(r: &SqliteRow) -> Result<Notification, sqlx::Error> {
+fn notification(r: &DbRow) -> Result<Notification, sqlx::Error> {
     let state: String = r.try_get("state")?;
     Ok(Notification {
         id: r.try_get("id")?,
@@ -331,10 +331,7 @@ fn notification(r: &SqliteRow) -> Result<Notification, sqlx::Error> {
 }
 
 /// Inserts `rows`; a row with a supersede key replaces the pending older rows of that key.
-pub(super) async fn insert_notifications(
-    conn: &mut SqliteConnection,
-    rows: &[NewNotification],
-) -> Result<usize, sqlx::Error> {
+pub(super) async fn insert_notifications(conn: &mut DbConnection, rows: &[NewNotification]) -> Result<usize, sqlx::Error> {
     let created = now();
     let due = now_ms();
     let mut added = 0;
@@ -373,11 +370,7 @@ pub(super) async fn insert_notifications(
 }
 
 /// Reads what a reporter decides on about build `buildid`; with `history`, the builder's earlier builds too.
-async fn read_facts(
-    conn: &mut SqliteConnection,
-    buildid: i64,
-    history: bool,
-) -> Result<Option<BuildFacts>, sqlx::Error> {
+async fn read_facts(conn: &mut DbConnection, buildid: i64, history: bool) -> Result<Option<BuildFacts>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT b.*, bl.name AS builder_name, bl.tags AS builder_tags, w.name AS worker_name, \
          br.buildsetid AS bsid, bs.reason AS reason FROM builds b JOIN builders bl ON bl.id = b.builderid \
@@ -415,7 +408,7 @@ async fn read_facts(
 /// Reads into `facts` what a buildset says: its properties (then build `buildid`'s over them), source stamps
 /// and changes.
 async fn read_buildset_facts(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     facts: &mut BuildFacts,
     bsid: i64,
     buildid: Option<i64>,
@@ -453,7 +446,7 @@ async fn read_buildset_facts(
 /// What a reporter decides on about build request `brid` before any build of it: its builder, its buildset's
 /// properties, source stamps and changes, and a build without id or number (`state_string` "pending", or
 /// the request's result once it is complete).
-async fn read_request_facts(conn: &mut SqliteConnection, brid: i64) -> Result<Option<BuildFacts>, sqlx::Error> {
+async fn read_request_facts(conn: &mut DbConnection, brid: i64) -> Result<Option<BuildFacts>, sqlx::Error> {
     let Some(row) = sqlx::query(
         "SELECT br.builderid, br.buildsetid, br.submitted_at, br.complete_at, br.results, bl.name AS builder_name, \
          bl.tags AS builder_tags, bs.reason FROM buildrequests br JOIN builders bl ON bl.id = br.builderid \
@@ -492,7 +485,7 @@ async fn read_request_facts(conn: &mut SqliteConnection, brid: i64) -> Result<Op
 
 /// Keeps the notices `decide` returns for each new request of `brids` (inside the transaction that adds them).
 pub(super) async fn notify_requests(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     brids: &[i64],
     decide: Decide<'_>,
 ) -> Result<usize, sqlx::Error> {
@@ -508,7 +501,7 @@ pub(super) async fn notify_requests(
 /// Keeps the notices `decide` returns when the requests `brids` complete and complete the buildsets
 /// `completed` (inside the transaction that completes them).
 pub(super) async fn notify_completion(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     brids: &[i64],
     completed: &[CompletedBuildset],
     decide: CompletionDecide<'_>,
@@ -552,7 +545,7 @@ pub(super) async fn notify_completion(
 }
 
 /// The builds of `builderid` numbered before `number`, the newest first, with their branches and people.
-async fn read_history(conn: &mut SqliteConnection, builderid: i64, number: i64) -> Result<Vec<PastBuild>, sqlx::Error> {
+async fn read_history(conn: &mut DbConnection, builderid: i64, number: i64) -> Result<Vec<PastBuild>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT b.id, b.number, b.results, \
          (SELECT ss.branch FROM buildrequests br JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
@@ -628,7 +621,7 @@ mod tests {
     use super::*;
     use crate::model::NewBuildset;
     use crate::results::{FAILURE, SUCCESS};
-    use crate::store::testing::{temp_store, url};
+    use crate::testing::{temp_store, url};
 
     fn notice(reporter: &str, key: &str, supersede: Option<&str>) -> NewNotification {
         NewNotification {

@@ -1,14 +1,14 @@
 //! Build properties: each build's `(name, value, source)` triples, set when the build starts and by its steps
 //! (`got_revision`); a property set again replaces the old value and source.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::error::Context;
 use super::{Property, Store, StoreError};
+use crate::engine::DbRow;
 
 /// A property row (`name`, `value` as JSON text, `source`).
-pub(super) fn property(r: &SqliteRow) -> Result<Property, sqlx::Error> {
+pub(super) fn property(r: &DbRow) -> Result<Property, sqlx::Error> {
     let value: String = r.try_get("value")?;
     Ok(Property {
         name: r.try_get("name")?,
@@ -55,7 +55,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::testing::{running_build, temp_store};
+    use crate::testing::{running_build, temp_store};
 
     fn prop(name: &str, value: serde_json::Value, source: &str) -> Property {
         Property { name: name.into(), value, source: source.into() }

@@ -1,5 +1,5 @@
 //! The web UI: server-rendered HTML pages (askama templates compiled into the binary, in
-//! `crates/master/templates/`), one stylesheet and two small ES modules embedded with `include_str!` and served
+//! `crates/web/templates/`), one stylesheet and two small ES modules embedded with `include_str!` and served
 //! under content-hashed URLs (`assets`).
 //!
 //! Every page reads through the store's and the master's functions, like the API's handlers, and works without

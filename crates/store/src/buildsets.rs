@@ -7,11 +7,16 @@ use sqlx::Row;
 use super::error::Context;
 use super::queries::select;
 use super::{now, Store, StoreError};
+use crate::engine::{DbConnection, DbRow};
 use crate::events::Event;
 use crate::model::{Buildset, NewBuildset, Property, SourceStamp};
 
-impl SourceStamp {
-    /// The key that makes equal source stamps share one row.
+/// The key that makes equal source stamps share one row.
+trait StampKey {
+    fn hash(&self) -> String;
+}
+
+impl StampKey for SourceStamp {
     fn hash(&self) -> String {
         let mut h = Sha256::new();
         for field in [
@@ -172,7 +177,7 @@ impl Store {
 
 /// The id of the source stamp equal to `ss` (by its hash), added with `created_at` unless it exists.
 pub(super) async fn find_or_add_sourcestamp(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut DbConnection,
     ss: &SourceStamp,
     created_at: i64,
 ) -> Result<i64, sqlx::Error> {
@@ -193,7 +198,7 @@ pub(super) async fn find_or_add_sourcestamp(
     sqlx::query_scalar("SELECT id FROM sourcestamps WHERE ss_hash = ?").bind(&hash).fetch_one(&mut *conn).await
 }
 
-pub(super) fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sqlx::Error> {
+pub(super) fn sourcestamp(r: &DbRow) -> Result<SourceStamp, sqlx::Error> {
     Ok(SourceStamp {
         branch: r.try_get("branch")?,
         revision: r.try_get("revision")?,
@@ -203,7 +208,7 @@ pub(super) fn sourcestamp(r: &sqlx::sqlite::SqliteRow) -> Result<SourceStamp, sq
     })
 }
 
-pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Error> {
+pub(super) fn buildset(r: &DbRow) -> Result<Buildset, sqlx::Error> {
     Ok(Buildset {
         id: r.try_get("id")?,
         reason: r.try_get("reason")?,
@@ -220,7 +225,7 @@ pub(super) fn buildset(r: &sqlx::sqlite::SqliteRow) -> Result<Buildset, sqlx::Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn a_buildset_for_three_builders_creates_three_requests() {
