@@ -282,12 +282,15 @@ fn open_gate(go: &Path, number: i64) {
     std::fs::write(format!("{}-{number}", go.display()), "").expect("open the gate");
 }
 
-/// The `n`th status the forge's stand-in got (from 1), once it has arrived: project lookups aside.
+/// The `n`th status about a build the forge's stand-in got (from 1), once it has arrived: project lookups aside,
+/// and the `pending` posted when the request was queued (the build's own status may supersede it before it is
+/// sent; `tests/reporters.rs` checks it).
 async fn nth_status(recorder: &Recorder, n: usize) -> Request {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let of_a_request = |r: &Request| r.json()["target_url"].as_str().is_some_and(|u| u.contains("/#/buildrequests/"));
     loop {
         let all = recorder.requests();
-        let statuses: Vec<&Request> = all.iter().filter(|r| r.method == "POST").collect();
+        let statuses: Vec<&Request> = all.iter().filter(|r| r.method == "POST" && !of_a_request(r)).collect();
         if let Some(status) = statuses.get(n - 1) {
             return (*status).clone();
         }

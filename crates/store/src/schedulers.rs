@@ -43,7 +43,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::temp_store;
+    use crate::testing::temp_store;
 
     #[tokio::test]
     async fn a_scheduler_is_enabled_until_disabled_and_again_when_enabled() {
