@@ -5,6 +5,7 @@
 mod api;
 mod idle;
 mod latency;
+mod live;
 mod logpage;
 mod logs;
 mod measure;
@@ -12,6 +13,7 @@ mod pages;
 mod polls;
 mod repo;
 mod report;
+mod sse;
 mod systems;
 mod throughput;
 mod workers;
@@ -63,6 +65,8 @@ enum Workload {
     Pages,
     /// 8. The log page in headless Chromium: a 100 MB (and 1 GB) log, a log growing 20,000 lines/s.
     LogPage,
+    /// 9. Live log lag: a printed line to an SSE or /ws client.
+    Live,
 }
 
 /// What every workload needs.
@@ -116,6 +120,7 @@ async fn main() -> Result<()> {
         Workload::Workers,
         Workload::Pages,
         Workload::LogPage,
+        Workload::Live,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -130,6 +135,7 @@ async fn main() -> Result<()> {
             Workload::Workers => workers::run(&env).await,
             Workload::Pages => pages::run(&env).await,
             Workload::LogPage => logpage::run(&env).await,
+            Workload::Live => live::run(&env).await,
         };
         rows.extend(new);
     }
