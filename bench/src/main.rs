@@ -5,6 +5,7 @@
 mod api;
 mod idle;
 mod latency;
+mod live;
 mod logpage;
 mod logs;
 mod measure;
@@ -14,6 +15,7 @@ mod polls;
 mod repo;
 mod report;
 mod retention;
+mod sse;
 mod systems;
 mod throughput;
 mod workers;
@@ -69,6 +71,8 @@ enum Workload {
     Retention,
     /// 10. Notifications: build end → mail accepted and → HTTP status received; memory with 3 reporters.
     Notify,
+    /// 11. Live log lag: a printed line to an SSE or /ws client.
+    Live,
 }
 
 /// What every workload needs.
@@ -124,6 +128,7 @@ async fn main() -> Result<()> {
         Workload::LogPage,
         Workload::Retention,
         Workload::Notify,
+        Workload::Live,
     ] {
         if args.only.is_some_and(|only| only != workload) {
             continue;
@@ -140,6 +145,7 @@ async fn main() -> Result<()> {
             Workload::LogPage => logpage::run(&env).await,
             Workload::Retention => retention::run(&env).await,
             Workload::Notify => notify::run(&env).await,
+            Workload::Live => live::run(&env).await,
         };
         rows.extend(new);
     }

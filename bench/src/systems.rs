@@ -55,6 +55,8 @@ pub struct Extras {
     pub kiln_toml: String,
     /// Appended to Buildbot's `master.cfg`.
     pub buildbot_cfg: String,
+    /// The worker's system when it is not the master's (a stock `buildbot-worker` on a Kiln master).
+    pub worker_kind: Option<Kind>,
 }
 
 impl Extras {
@@ -158,6 +160,8 @@ impl Drop for Proc {
 /// A master and its worker, of either kind, in a scratch directory (removed on drop unless `--keep`).
 pub struct System {
     pub kind: Kind,
+    /// The worker's system (the master's unless [`Extras::worker_kind`] says otherwise).
+    pub worker_kind: Kind,
     env: Env,
     master_dir: PathBuf,
     worker_dir: PathBuf,
@@ -184,8 +188,10 @@ impl System {
         }
         let dir_path = dir.path().to_owned();
         let (web_port, worker_port) = (free_port()?, free_port()?);
+        let worker_kind = extras.worker_kind.unwrap_or(kind);
         let mut system = System {
             kind,
+            worker_kind,
             env: env.clone(),
             master_dir: dir_path.join("master"),
             worker_dir: dir_path.join("worker"),
@@ -207,6 +213,17 @@ impl System {
                     system.master_dir.join("master.toml"),
                     kiln_toml(builders, extras, web_port, worker_port),
                 )?;
+            }
+            Kind::Buildbot => {
+                run_setup(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
+                std::fs::write(
+                    system.master_dir.join("master.cfg"),
+                    buildbot_cfg(builders, extras, web_port, worker_port),
+                )?;
+            }
+        }
+        match worker_kind {
+            Kind::Kiln => {
                 run_setup(Command::new(&env.kiln_worker).arg("create").arg(&system.worker_dir).args([
                     "--master",
                     &master_addr,
@@ -217,11 +234,6 @@ impl System {
                 ]))?;
             }
             Kind::Buildbot => {
-                run_setup(Command::new(env.venv.join("bin/buildbot")).arg("create-master").arg(&system.master_dir))?;
-                std::fs::write(
-                    system.master_dir.join("master.cfg"),
-                    buildbot_cfg(builders, extras, web_port, worker_port),
-                )?;
                 run_setup(
                     Command::new(env.venv.join("bin/buildbot-worker"))
                         .args(["create-worker", "--protocol=msgpack_experimental_v7"])
@@ -273,7 +285,7 @@ impl System {
 
     pub fn spawn_worker(&mut self) -> Result<()> {
         let output = self.dir.path().join("worker.out");
-        let process = match self.kind {
+        let process = match self.worker_kind {
             Kind::Kiln => Proc::spawn(
                 "kiln-worker",
                 Command::new(&self.env.kiln_worker).arg("start").arg(&self.worker_dir),

@@ -122,7 +122,7 @@ always_run = true
 }
 
 /// A running command's output shows in its log before the command ends: the master stores output that waits at
-/// most 100 ms after it arrives (`build/logs.rs`), the worker sends it within its `buffer_timeout`.
+/// most 20 ms after it arrives (`build/logs.rs`), the worker sends it within its `buffer_timeout`.
 #[tokio::test]
 async fn output_shows_in_the_log_while_the_command_runs() {
     let marks = tempfile::tempdir().expect("create a temporary directory");

@@ -150,6 +150,10 @@ async fn find_or_add_by_name(
     name: &str,
 ) -> Result<i64, StoreError> {
     let op = || format!("find or add {what} {name:?}");
+    // Nearly always the row is there (a worker's id is found at every build): a read, without the write lock.
+    if let Some(id) = sqlx::query_scalar(select).bind(name).fetch_optional(&store.pool).await.context(op)? {
+        return Ok(id);
+    }
     let mut tx = store.write(op).await?;
     sqlx::query(insert).bind(name).execute(&mut *tx).await.context(op)?;
     let id = sqlx::query_scalar(select).bind(name).fetch_one(&mut *tx).await.context(op)?;

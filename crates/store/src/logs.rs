@@ -229,6 +229,12 @@ impl Store {
         Ok(logid)
     }
 
+    /// [`Store::add_log`], and the new log's writer (an empty log: nothing to read back).
+    pub async fn add_log_writer(&self, stepid: i64, name: &str, log_type: LogType) -> Result<LogWriter, StoreError> {
+        let logid = self.add_log(stepid, name, log_type).await?;
+        Ok(LogWriter { logid, stepid, num_lines: 0, tail: None })
+    }
+
     /// The writer of open log `logid`, from where the log ends in the store.
     pub async fn log_writer(&self, logid: i64) -> Result<LogWriter, StoreError> {
         let op = || format!("open log {logid} for writing");

@@ -17,23 +17,34 @@ pub(super) fn property(r: &DbRow) -> Result<Property, sqlx::Error> {
     })
 }
 
+/// Rows in one `INSERT` of properties (4 parameters each, well under SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 200;
+
 impl Store {
     /// Sets `properties` on build `buildid`, atomically, each replacing any value of the same name.
     pub async fn set_build_properties(&self, buildid: i64, properties: &[Property]) -> Result<(), StoreError> {
         let op = || format!("set properties of build {buildid}");
+        // The last value of each name, in one statement per [`ROWS_PER_INSERT`] names rather than one per name.
+        let mut last: Vec<&Property> = Vec::with_capacity(properties.len());
+        for p in properties.iter().rev() {
+            if !last.iter().any(|kept| kept.name == p.name) {
+                last.push(p);
+            }
+        }
+        last.reverse();
         let mut tx = self.write(op).await?;
-        for p in properties {
-            sqlx::query(
-                "INSERT INTO build_properties (buildid, name, value, source) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
-            )
-            .bind(buildid)
-            .bind(&p.name)
-            .bind(p.value.to_string())
-            .bind(&p.source)
-            .execute(&mut *tx)
-            .await
-            .context(op)?;
+        for rows in last.chunks(ROWS_PER_INSERT) {
+            let values = vec!["(?, ?, ?, ?)"; rows.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO build_properties (buildid, name, value, source) VALUES {values} \
+                 ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source"
+            );
+            // Only placeholders are spliced in: the values are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in rows {
+                query = query.bind(buildid).bind(&p.name).bind(p.value.to_string()).bind(&p.source);
+            }
+            query.execute(&mut *tx).await.context(op)?;
         }
         tx.commit().await.context(op)
     }

@@ -20,7 +20,7 @@ use crate::store::{LogType, LogWriter, Store, StoreError};
 /// Waiting output is stored once it is this many bytes…
 const FLUSH_BYTES: usize = 512 * 1024;
 /// …or once its oldest line has waited this long.
-const FLUSH_AFTER: Duration = Duration::from_millis(100);
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// One log of the step: where it ends in the store and the lines waiting to go there.
 struct OpenLog {
@@ -61,16 +61,21 @@ impl<'a> StepLogs<'a> {
         if let Some(index) = self.logs.iter().position(|log| log.name == name) {
             return Ok(index);
         }
-        let id = self.store.add_log(self.stepid, name, LogType::Stdio).await?;
-        let writer = self.store.log_writer(id).await?;
+        let writer = self.store.add_log_writer(self.stepid, name, LogType::Stdio).await?;
         self.logs.push(OpenLog { name: name.to_string(), writer, waiting: String::new() });
         Ok(self.logs.len() - 1)
     }
 
     /// A line the master itself adds to `stdio`'s header channel; it is stored at once, with what waits.
     pub(crate) async fn header(&mut self, text: &str) -> Result<(), StoreError> {
-        self.add(0, 'h', &LineInfo::from_text(text, 0.0));
+        self.note(text);
         self.flush().await
+    }
+
+    /// A line the master adds to `stdio`'s header channel after what waits, stored with it: at the next flush
+    /// (at most [`FLUSH_AFTER`] later) or with the step's end, in the same write (a command's exit code).
+    pub(crate) fn note(&mut self, text: &str) {
+        self.add(0, 'h', &LineInfo::from_text(text, 0.0));
     }
 
     /// Takes the output lines of one `update`; stores what waits if it is enough.

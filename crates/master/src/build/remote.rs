@@ -107,12 +107,13 @@ pub(crate) async fn run_on(
                 logs.append(&entries).await?;
             }
             CommandEvent::Complete { failure } => {
-                logs.flush().await?;
+                // Stored with the output still waiting, in the step's next write (usually the one that finishes
+                // its logs): one write where there were three.
                 if let Some(failure) = &failure {
-                    logs.header(&format!("the command failed on the worker: {failure}\n")).await?;
+                    logs.note(&format!("the command failed on the worker: {failure}\n"));
                 }
                 if let Some(code) = rc.filter(|_| log_rc) {
-                    logs.header(&format!("program finished with exit code {code}\n")).await?;
+                    logs.note(&format!("program finished with exit code {code}\n"));
                 }
                 let result = match (interrupted, &failure, rc) {
                     (true, _, _) => CANCELLED,

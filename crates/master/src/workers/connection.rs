@@ -140,7 +140,7 @@ impl WorkerConnection {
                 message: format!("unreadable worker info: {e}"),
             })?;
             conn.flavour = PathFlavour::from_system(&conn.info.system);
-            conn.request_within(MasterRequest::SetWorkerSettings(WorkerSettings::buildbot_defaults()), setup).await?;
+            conn.request_within(MasterRequest::SetWorkerSettings(worker_settings()), setup).await?;
             Ok::<_, ConnectionError>(())
         }
         .await;
@@ -289,6 +289,18 @@ impl RemoteCommand {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// The output batching this master asks of a worker: Buildbot's, but output waits at most
+/// [`BUFFER_TIMEOUT`] in the worker instead of Buildbot's 5 s.
+fn worker_settings() -> WorkerSettings {
+    WorkerSettings { buffer_timeout: BUFFER_TIMEOUT, ..WorkerSettings::buildbot_defaults() }
+}
+
+/// Seconds a worker may hold a command's output before sending it (`buffer_timeout`): what a live log lags at
+/// most on the worker's side. Buildbot's master sends 5, and buildbot-worker obeys it; the Kiln worker caps
+/// it at its own (0.1 by default) anyway. Output that comes fast fills the 64 KiB `buffer_size` first, so this
+/// only sets how often a slow trickle is sent: at most ten `update` messages a second per command.
+pub const BUFFER_TIMEOUT: f64 = 0.1;
 
 /// Sends a keepalive every `interval`; a worker silent past `timeout` is dropped (its builds end RETRY).
 async fn keep_alive(conn: std::sync::Weak<WorkerConnection>, liveness: Liveness) {

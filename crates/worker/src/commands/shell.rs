@@ -66,6 +66,8 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
         .process_group(0)
         .kill_on_drop(true);
     crate::process::die_with_worker(&mut command);
+    // The command's time (`elapsedTime`) includes starting its process, as buildbot-worker counts it.
+    let started = Instant::now();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -79,7 +81,6 @@ pub(crate) async fn run(args: ShellArgs, ctx: &CommandContext) -> Outcome {
             return Ok(());
         }
     };
-    let started = Instant::now();
     let group = child.id().and_then(ProcessGroup::led_by);
     // Kept until the command's end: the record lets a restarted worker kill what a killed one left running.
     let _record = child.id().and_then(|pgid| {
