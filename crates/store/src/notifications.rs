@@ -331,7 +331,10 @@ fn notification(r: &DbRow) -> Result<Notification, sqlx::Error> {
 }
 
 /// Inserts `rows`; a row with a supersede key replaces the pending older rows of that key.
-pub(super) async fn insert_notifications(conn: &mut DbConnection, rows: &[NewNotification]) -> Result<usize, sqlx::Error> {
+pub(super) async fn insert_notifications(
+    conn: &mut DbConnection,
+    rows: &[NewNotification],
+) -> Result<usize, sqlx::Error> {
     let created = now();
     let due = now_ms();
     let mut added = 0;
