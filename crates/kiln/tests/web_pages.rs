@@ -2,7 +2,8 @@
 //! worker. A build page follows its build live (steps appear, the result turns green or red, no reload); the
 //! force form shows a missing and a wrong value next to their fields and queues nothing, then queues a build and
 //! links to it; Stop and Rebuild are shown only to users the rules allow, and work; logging in and out; and
-//! axe-core finds nothing on any page, with no console error and no failed request.
+//! axe-core finds nothing on any page, with no console error and no failed request; a page on another origin
+//! cannot force a build with a logged-in user's cookie.
 //!
 //!     cargo test -p kiln --test web_pages
 
@@ -497,5 +498,60 @@ async fn a_scheduler_disabled_from_the_schedulers_page_builds_nothing_until_enab
     let request = master.get("buildrequests").await["buildrequests"][0]["buildrequestid"].as_i64().expect("a request");
     master.wait_request_complete(request).await;
     browser.assert_no_problems().await;
+    browser.close().await;
+}
+
+/// A page on another origin (another port of 127.0.0.1: the same site, so the browser sends the admin's session
+/// cookie) that posts a force as `text/plain` with a `no-cors` fetch, as a drive-by page would, and then says so in
+/// its title.
+async fn serve_a_foreign_page(master: &KilnMaster) -> String {
+    let force = format!("{}/api/v2/forceschedulers/force-b", master.url().trim_end_matches('/'));
+    let body = r#"{"jsonrpc":"2.0","method":"force","params":{"reason":"drive-by"},"id":1}"#;
+    let page = format!(
+        "<!doctype html><title>waiting</title><script>fetch({}, {{method: 'POST', mode: 'no-cors', \
+         credentials: 'include', headers: {{'Content-Type': 'text/plain'}}, body: {}}})\
+         .then(() => {{ document.title = 'sent'; }}, e => {{ document.title = 'failed ' + e; }});</script>",
+        js(&force),
+        js(body)
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the foreign page's port");
+    let address = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    format!("http://{address}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_force_a_build_with_a_logged_in_users_cookie() {
+    let Some(browser) = Browser::start().await else { return };
+    let master =
+        KilnMaster::builder().worker("w", "pw").builder("b", "[[builder.step]]\ncommand = \"true\"\n").start().await;
+    log_in(&browser, &master, TEST_ADMIN, TEST_PASSWORD, "/builders").await;
+    let foreign = serve_a_foreign_page(&master).await;
+    browser.goto(&foreign).await;
+    // The master has answered the POST (an opaque answer to the page) once the title says so.
+    let title =
+        browser.wait_until("the foreign page's POST answered", "document.title !== 'waiting' && document.title").await;
+    assert_eq!(title, Value::String("sent".into()), "the POST reached the master");
+    let buildsets = master.get("buildsets").await["buildsets"].as_array().map_or(usize::MAX, Vec::len);
+    assert_eq!(buildsets, 0, "a drive-by page started nothing");
+    // The admin is still logged in on the master's own pages: the session was there to be misused.
+    browser.goto(&format!("{}/builders", master.url().trim_end_matches('/'))).await;
+    browser
+        .wait_until(
+            "the admin still logged in",
+            &format!("document.querySelector('.account .user strong')?.textContent === {}", js(TEST_ADMIN)),
+        )
+        .await;
     browser.close().await;
 }
