@@ -282,12 +282,16 @@ fn open_gate(go: &Path, number: i64) {
     std::fs::write(format!("{}-{number}", go.display()), "").expect("open the gate");
 }
 
+/// Whether `status` is about a request still queued (its link is the request's, not a build's).
+fn of_a_request(status: &Request) -> bool {
+    status.json()["target_url"].as_str().is_some_and(|u| u.contains("/#/buildrequests/"))
+}
+
 /// The `n`th status about a build the forge's stand-in got (from 1), once it has arrived: project lookups aside,
 /// and the `pending` posted when the request was queued (the build's own status may supersede it before it is
 /// sent; `tests/reporters.rs` checks it).
 async fn nth_status(recorder: &Recorder, n: usize) -> Request {
     let deadline = tokio::time::Instant::now() + WAIT;
-    let of_a_request = |r: &Request| r.json()["target_url"].as_str().is_some_and(|u| u.contains("/#/buildrequests/"));
     loop {
         let all = recorder.requests();
         let statuses: Vec<&Request> = all.iter().filter(|r| r.method == "POST" && !of_a_request(r)).collect();
@@ -390,8 +394,7 @@ async fn a_pull_requests_build_posts_pending_then_its_result_for_the_head_commit
     assert!(description.starts_with("failed"), "{description:?}");
     // One status per start and end of each build, and at most one per request while it was queued.
     let statuses = github.requests();
-    let queued =
-        statuses.iter().filter(|r| r.json()["target_url"].as_str().is_some_and(|u| u.contains("/#/buildrequests/")));
+    let queued = statuses.iter().filter(|r| of_a_request(r));
     assert!(queued.clone().all(|r| r.json()["state"] == json!("pending")), "{statuses:#?}");
     let queued = queued.count();
     assert!(queued <= 2, "{statuses:#?}");
