@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::error::Context;
 use super::{now, Store, StoreError};
+use crate::engine::Db;
 
 /// A stored login session (see `auth::session`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,42 +255,42 @@ impl Store {
 
     /// Who last took `action` (`stop`…) on each of `buildids`: build id → user name.
     pub async fn build_actors(&self, action: &str, buildids: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in buildids.chunks(ACTOR_CHUNK) {
-            // Only placeholders are formatted in; every value is bound.
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT buildid, username FROM audit WHERE action = ? AND buildid IN ({}) ORDER BY id",
-                vec!["?"; chunk.len()].join(", ")
-            ));
-            let mut query = sqlx::query_as::<_, (i64, String)>(sql).bind(action);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            let rows = query
-                .fetch_all(&self.pool)
-                .await
-                .context(|| format!("find who took {action} on {} build(s)", chunk.len()))?;
-            found.extend(rows);
-        }
-        Ok(found)
+        self.actors(action, "buildid", buildids, "build(s)").await
     }
 
     /// Who last took `action` (`pause`…) on each of `workers`: worker name → user name.
     pub async fn worker_actors(&self, action: &str, workers: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let names: Vec<String> = workers.iter().map(|w| w.to_string()).collect();
+        self.actors(action, "worker", &names, "worker(s)").await
+    }
+
+    /// Who last took `action` on each of `keys` of the audit's `column`: key → user name.
+    async fn actors<K>(
+        &self,
+        action: &str,
+        column: &'static str,
+        keys: &[K],
+        what: &str,
+    ) -> Result<HashMap<K, String>, StoreError>
+    where
+        K: Clone + Eq + std::hash::Hash + Send + Sync + Unpin + 'static,
+        K: sqlx::Type<Db> + for<'q> sqlx::Encode<'q, Db> + for<'r> sqlx::Decode<'r, Db>,
+    {
         let mut found = HashMap::new();
-        for chunk in workers.chunks(ACTOR_CHUNK) {
+        for chunk in keys.chunks(ACTOR_CHUNK) {
+            // Only the column's name and placeholders are formatted in; every value is bound.
             let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT worker, username FROM audit WHERE action = ? AND worker IN ({}) ORDER BY id",
+                "SELECT {column}, username FROM audit WHERE action = ? AND {column} IN ({}) ORDER BY id",
                 vec!["?"; chunk.len()].join(", ")
             ));
-            let mut query = sqlx::query_as::<_, (String, String)>(sql).bind(action);
-            for name in chunk {
-                query = query.bind(*name);
+            let mut query = sqlx::query_as::<_, (K, String)>(sql).bind(action);
+            for key in chunk {
+                query = query.bind(key.clone());
             }
             let rows = query
                 .fetch_all(&self.pool)
                 .await
-                .context(|| format!("find who took {action} on {} worker(s)", chunk.len()))?;
+                .context(|| format!("find who took {action} on {} {what}", chunk.len()))?;
             found.extend(rows);
         }
         Ok(found)

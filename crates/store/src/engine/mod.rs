@@ -10,4 +10,4 @@
 
 pub(crate) mod sqlite;
 
-pub(crate) use sqlite::{DbArguments, DbConnection, DbPool, DbRow, DbTransaction};
+pub(crate) use sqlite::{Db, DbArguments, DbConnection, DbPool, DbRow, DbTransaction};
